@@ -1,0 +1,51 @@
+# The shop: one entry point for every routine task. `make run` and `make test` are all a new
+# user needs; both create the environment themselves (uv + the committed uv.lock).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv comes from PATH when present, else it is bootstrapped into .tools/ with the system Python.
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+PY := .venv/bin/python
+REPLICAS ?= 1
+
+.PHONY: help install protos lint test run bench k8s clean
+
+help:
+	@echo "make run        start the five services and the gateway on http://127.0.0.1:8000 (REPLICAS=2 for two of each)"
+	@echo "make test       install everything and run the whole test suite"
+	@echo "make lint       ruff + buf lint"
+	@echo "make protos     regenerate libs/shop/*/v1 from protos/"
+	@echo "make bench      run the benchmarks and print their figures"
+	@echo "make k8s        render the Kustomize overlays into var/k8s/"
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet uv
+
+.venv/.installed: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+install: .venv/.installed
+
+protos: install
+	$(PY) scripts/gen_protos.py
+
+lint: install
+	.venv/bin/ruff check .
+	.venv/bin/buf lint protos
+
+test: install
+	$(PY) scripts/test.py
+
+run: install
+	$(PY) -m scripts.run_local --replicas $(REPLICAS)
+
+bench: install
+	$(PY) -m scripts.bench
+
+k8s: install
+	$(PY) scripts/render_k8s.py
+
+clean:
+	rm -rf .venv .tools var .pytest_cache

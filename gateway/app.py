@@ -1,0 +1,57 @@
+"""The FastAPI application: routes from gateway/routes/, the error envelope, the middleware stack."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from gateway.config import GatewaySettings
+from gateway.deps import GatewayState
+from gateway.errors import install_error_handlers
+from gateway.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
+from gateway.routes import all_routers
+
+DESCRIPTION = """The shop's public REST API. JSON bodies in camelCase; money in integer minor units;
+errors as `{"error": {"code", "message", "details", "requestId"}}`."""
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or GatewaySettings()
+    state = GatewayState(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await state.start()
+        yield
+        await state.stop()
+
+    app = FastAPI(
+        title="The Shop API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.gateway = state
+    install_error_handlers(app)
+    for router in all_routers():
+        app.include_router(router)
+    # Added innermost first: the request context wraps everything, so even a 429 or 413 gets
+    # the request id and security headers; CORS headers go on every allowed response.
+    app.add_middleware(BodyLimitMiddleware, settings=settings)
+    app.add_middleware(RateLimitMiddleware, settings=settings)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "X-Session-ID"],
+        expose_headers=["X-Request-ID", "X-Session-ID", "Idempotent-Replayed", "Retry-After"],
+        max_age=600,
+    )
+    app.add_middleware(RequestContextMiddleware, settings=settings)
+    return app

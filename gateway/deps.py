@@ -1,0 +1,142 @@
+"""What routes depend on: the shared state (gRPC clients, token verifier), the caller, and small
+helpers to call services and shape responses. Routes stay thin: parse, call, map."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+from shop.lib.clients import ServiceClients
+from shop.lib.context import Caller
+from shop.lib.errors import ShopError
+from shop.lib.runtime import remote_token_verifier
+from shop.lib.server import bearer_token
+
+from gateway.config import GatewaySettings
+from gateway.errors import ApiError
+
+
+class GatewayState:
+    """Built once per gateway process: one long-lived channel per service, the token verifier."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.clients = ServiceClients(settings, "gateway")
+        self.verifier, self._poll = remote_token_verifier(settings, self.clients)
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._poll()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.clients.close()
+
+
+def get_state(request: Request) -> GatewayState:
+    return request.app.state.gateway
+
+
+@dataclass(frozen=True)
+class Principal:
+    """A verified user and the token to forward: services check it again themselves."""
+
+    caller: Caller
+    token: str
+
+    @property
+    def user_id(self) -> str:
+        return self.caller.user_id or ""
+
+    @property
+    def role(self) -> str | None:
+        return self.caller.role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.caller.is_admin
+
+    @property
+    def metadata(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token}")]
+
+
+async def optional_user(request: Request, state: GatewayState = Depends(get_state)) -> Principal | None:
+    value = request.headers.get("authorization")
+    if value is None:
+        return None
+    token = bearer_token({"authorization": value})
+    if token is None:
+        raise ApiError(401, "UNAUTHENTICATED", "The Authorization header must be 'Bearer <token>'.")
+    try:
+        caller = await state.verifier.verify(token)
+    except ShopError as exc:
+        raise ApiError(401, "UNAUTHENTICATED", exc.message) from None
+    return Principal(caller=caller, token=token)
+
+
+async def current_user(principal: Principal | None = Depends(optional_user)) -> Principal:
+    if principal is None:
+        raise ApiError(401, "UNAUTHENTICATED", "Authentication required.")
+    return principal
+
+
+def require_roles(*roles: str):
+    async def dependency(principal: Principal = Depends(current_user)) -> Principal:
+        if principal.role not in roles:
+            raise ApiError(403, "FORBIDDEN", "You do not have permission to do this.")
+        return principal
+
+    return dependency
+
+
+require_admin = require_roles("ADMIN")
+
+
+def user_metadata(principal: Principal | None) -> list[tuple[str, str]]:
+    return principal.metadata if principal is not None else []
+
+
+def client_ip(request: Request) -> str:
+    return getattr(request.state, "client_ip", None) or (request.client.host if request.client else "")
+
+
+# -- request bodies and responses ------------------------------------------------------------------
+
+class ApiModel(BaseModel):
+    """Request bodies: camelCase, strict types, unknown fields refused (400 VALIDATION_ERROR)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
+
+
+def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"data": data}, status_code=status, headers=headers)
+
+
+def page(items: list[Any], next_page_token: str, total_size: int) -> JSONResponse:
+    return JSONResponse(
+        {"data": items, "page": {"nextPageToken": next_page_token or None, "totalSize": total_size}}
+    )
+
+
+def rfc3339(stamp: Timestamp) -> str | None:
+    """A protobuf Timestamp as RFC 3339 UTC, or None when unset."""
+    if stamp.seconds == 0 and stamp.nanos == 0:
+        return None
+    return stamp.ToJsonString()
+
+
+def enum_name(value_name: str, prefix: str) -> str:
+    """`ROLE_CUSTOMER` → `CUSTOMER` (enum values carry their type's prefix in protos)."""
+    return value_name[len(prefix):] if value_name.startswith(prefix) else value_name

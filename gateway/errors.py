@@ -1,0 +1,115 @@
+"""The REST error envelope and the one gRPC → HTTP mapping (API.md), applied to every route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from shop.lib.context import current_request_id
+from shop.lib.errors import RemoteError, decode_rpc_error
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+_CODE_BY_HTTP_STATUS = {
+    400: "VALIDATION_ERROR",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+    500: "INTERNAL",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+class ApiError(Exception):
+    """An error answered in the envelope. Routes raise it; gRPC errors become it via `from_remote`."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.headers = headers or {}
+
+    @classmethod
+    def from_remote(cls, remote: RemoteError) -> ApiError:
+        details = dict(remote.details)
+        if remote.fields:
+            details["fields"] = remote.fields
+        headers = {}
+        if remote.retry_after is not None:
+            headers["Retry-After"] = str(remote.retry_after)
+        status = remote.http_status
+        message = remote.message if status < 500 or status in (501, 503, 504) else "Internal error."
+        code = remote.code if status != 500 else "INTERNAL"
+        return cls(status, code, message, details=details, headers=headers)
+
+    @classmethod
+    def validation(cls, fields: dict[str, list[str]], message: str = "The request is not valid.") -> ApiError:
+        return cls(400, "VALIDATION_ERROR", message, details={"fields": fields})
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message, "requestId": current_request_id()}
+    if details:
+        error["details"] = details
+    return {"error": error}
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(
+        error_body(error.code, error.message, error.details), status_code=error.status, headers=error.headers
+    )
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(part) for part in loc if part not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def _rpc_error(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        return error_response(ApiError.from_remote(decode_rpc_error(exc)))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields: dict[str, list[str]] = {}
+        for err in exc.errors():
+            name = "body" if err.get("type") == "json_invalid" else _field_name(tuple(err.get("loc", ())))
+            fields.setdefault(name, []).append(str(err.get("msg", "is not valid")))
+        return error_response(ApiError.validation(fields))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODE_BY_HTTP_STATUS.get(exc.status_code, "ERROR")
+        message = {404: "No such route.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(
+            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+        import structlog
+
+        structlog.get_logger("gateway").exception("unhandled_error", exc_info=exc)
+        return error_response(ApiError(500, "INTERNAL", "Internal error."))

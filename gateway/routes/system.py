@@ -1,0 +1,54 @@
+"""Operations routes: liveness, readiness (gRPC health of every backend), metrics, JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+from fastapi import APIRouter, Depends, Response
+from fastapi.responses import JSONResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from shop.auth.v1 import auth_pb2
+from shop.lib.clients import SERVICES
+
+from gateway.deps import GatewayState, get_state
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="200 while the gateway process runs")
+async def healthz() -> dict:
+    return {"status": "ok"}
+
+
+async def _health(state: GatewayState, service: str) -> str:
+    stub = health_pb2_grpc.HealthStub(state.clients.channel(service))
+    try:
+        response = await stub.Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=state.settings.readiness_timeout_seconds
+        )
+    except grpc.aio.AioRpcError as exc:
+        return "UNAVAILABLE" if exc.code() == grpc.StatusCode.UNAVAILABLE else exc.code().name
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+@router.get("/readyz", summary="200 when every backend's gRPC health is SERVING, else 503")
+async def readyz(state: GatewayState = Depends(get_state)) -> JSONResponse:
+    names = list(SERVICES)
+    statuses = await asyncio.gather(*(_health(state, name) for name in names))
+    services = dict(zip(names, statuses, strict=True))
+    ready = all(status == "SERVING" for status in statuses)
+    return JSONResponse({"services": services}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")
+async def jwks(state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.GetJwks(auth_pb2.GetJwksRequest())
+    return JSONResponse(json.loads(response.jwks_json), headers={"Cache-Control": "public, max-age=300"})

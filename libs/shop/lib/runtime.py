@@ -1,0 +1,79 @@
+"""What every service's `server.py` and `__main__.py` share: token verification against auth,
+the migrate/serve command line, and process setup."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from shop.auth.v1 import auth_pb2
+from shop.lib.clients import ServiceClients
+from shop.lib.logging import configure_logging
+from shop.lib.migrations import upgrade
+from shop.lib.server import ShopServer
+from shop.lib.settings import BaseShopSettings, ServiceSettings
+from shop.lib.tokens import AccessTokenVerifier, KeySet, RevokedSessions
+
+
+def remote_token_verifier(
+    settings: BaseShopSettings, clients: ServiceClients
+) -> tuple[AccessTokenVerifier, Callable[[], Coroutine[Any, Any, None]]]:
+    """A verifier that trusts auth's JWKS and learns revocations by polling auth.
+    Returns the verifier and the polling loop to run in the background."""
+
+    async def fetch_jwks() -> str:
+        response = await clients.auth.GetJwks(auth_pb2.GetJwksRequest(), timeout=5)
+        return response.jwks_json
+
+    async def fetch_revocations(since: datetime) -> tuple[list[str], datetime]:
+        stamp = Timestamp()
+        stamp.FromDatetime(since)
+        response = await clients.auth.ListRevocations(auth_pb2.ListRevocationsRequest(since=stamp), timeout=5)
+        return [s.session_id for s in response.sessions], response.as_of.ToDatetime(tzinfo=UTC)
+
+    revoked = RevokedSessions()
+    verifier = AccessTokenVerifier(
+        KeySet(fetch_jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience, revoked=revoked
+    )
+
+    async def poll() -> None:
+        await revoked.poll_forever(fetch_revocations, settings.revocation_poll_seconds)
+
+    return verifier, poll
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not on Windows
+        return
+    uvloop.install()
+
+
+def run_service(
+    name: str,
+    settings: ServiceSettings,
+    build: Callable[[ServiceSettings], ShopServer],
+    migrations_dir: Path,
+    argv: list[str] | None = None,
+) -> None:
+    """`python -m services.<name>` serves; `python -m services.<name> migrate` only migrates."""
+    argv = sys.argv[1:] if argv is None else argv
+    configure_logging(name, settings.log_level)
+    if argv[:1] == ["migrate"]:
+        upgrade(migrations_dir, settings.database_url)
+        return
+    if argv:
+        raise SystemExit(f"usage: python -m services.{name} [migrate]")
+    if settings.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.metrics_port)
+    install_uvloop()
+    asyncio.run(build(settings).serve_until_signal())

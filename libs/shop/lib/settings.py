@@ -1,0 +1,89 @@
+"""Settings every process shares, read from SHOP_* environment variables (pydantic-settings).
+
+A service's own `config.py` subclasses `ServiceSettings`. In production the process refuses to
+start with a default or weak secret (`check_production`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only defaults: fine on a laptop, refused when SHOP_ENV=production.
+DEV_INTERNAL_SECRET = "dev-internal-secret-change-me-0123456789"
+DEV_PAGE_TOKEN_SECRET = "dev-page-token-secret-change-me-0123456789"
+MIN_SECRET_LENGTH = 32
+
+
+class BaseShopSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SHOP_", extra="ignore", frozen=False)
+
+    env: Literal["development", "test", "production"] = "development"
+    log_level: str = "INFO"
+    # HMAC secret for service identities (`x-shop-service` tokens) between services and gateway.
+    internal_secret: str = DEV_INTERNAL_SECRET
+    # HMAC secret that makes page tokens tamper-evident.
+    page_token_secret: str = DEV_PAGE_TOKEN_SECRET
+    jwt_issuer: str = "shop-auth"
+    jwt_audience: str = "shop"
+    # Targets of the services: a comma-separated host:port list (round-robin over all of them)
+    # or a gRPC URI such as dns:///catalog:50051.
+    auth_target: str = "127.0.0.1:50051"
+    catalog_target: str = "127.0.0.1:50052"
+    cart_target: str = "127.0.0.1:50053"
+    orders_target: str = "127.0.0.1:50054"
+    payments_target: str = "127.0.0.1:50055"
+    # Default deadline of outgoing RPCs, seconds.
+    rpc_timeout_seconds: float = 10.0
+    # How often token verifiers poll auth for revoked sessions (revocation reaches them within ~this).
+    revocation_poll_seconds: float = 1.0
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def weak_secrets(self) -> list[str]:
+        """Names of secrets that are defaults or too short; production refuses to start with any."""
+        weak = []
+        for name, default in (
+            ("internal_secret", DEV_INTERNAL_SECRET),
+            ("page_token_secret", DEV_PAGE_TOKEN_SECRET),
+        ):
+            value = getattr(self, name)
+            if value == default or len(value) < MIN_SECRET_LENGTH:
+                weak.append(f"SHOP_{name.upper()}")
+        return weak
+
+    @model_validator(mode="after")
+    def check_production(self) -> BaseShopSettings:
+        if self.is_production:
+            weak = self.weak_secrets()
+            if weak:
+                raise ValueError(
+                    "production refuses default or weak secrets (at least "
+                    f"{MIN_SECRET_LENGTH} characters, not the development default): {', '.join(weak)}"
+                )
+        return self
+
+
+class ServiceSettings(BaseShopSettings):
+    """Settings of a gRPC service process."""
+
+    database_url: str = ""
+    grpc_address: str = "127.0.0.1:0"
+    # Seconds in-flight RPCs get to finish after SIGTERM (Kubernetes' grace period must exceed it).
+    grace_seconds: float = 10.0
+    # Connections are recycled after this age so scaled-up replicas receive traffic.
+    max_connection_age_ms: int = 30_000
+    metrics_port: int = 0
+    run_migrations: bool = True
+    # Testing only: exit the process abruptly at a named step (crash-safety tests).
+    crash_at: str = Field(default="", description="testing only")
+
+    @model_validator(mode="after")
+    def check_crash_at(self) -> ServiceSettings:
+        if self.crash_at and self.is_production:
+            raise ValueError("SHOP_CRASH_AT is for tests only")
+        return self

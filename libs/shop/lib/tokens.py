@@ -1,0 +1,221 @@
+"""Token checks every verifier shares: user access tokens (JWT, asymmetric, from auth's JWKS)
+and service identities (short-lived HS256 tokens under SHOP_INTERNAL_SECRET).
+
+The two never mix: an access token is only accepted with the pinned asymmetric algorithms and a
+key from the JWKS; a service token only with HS256 and the internal secret, in its own metadata
+entry. So `alg: none`, HS256-signed-with-the-public-key and unknown `kid` all fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from shop.lib.context import Caller
+from shop.lib.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+ACCESS_TOKEN_ALGORITHMS = ("EdDSA", "RS256")
+REQUIRED_ACCESS_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti", "sid")
+ACCESS_TOKEN_TYPE = "access"
+ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)
+
+SERVICE_TOKEN_ISSUER = "shop-internal"
+SERVICE_TOKEN_AUDIENCE = "shop-services"
+SERVICE_TOKEN_LIFETIME_SECONDS = 120
+SERVICE_TOKEN_ALGORITHM = "HS256"
+SERVICE_METADATA_KEY = "x-shop-service"
+
+_LEEWAY_SECONDS = 5
+
+
+class KeySet:
+    """Public keys by `kid`, refreshed from a JWKS source; unknown kids trigger one rate-limited refresh."""
+
+    def __init__(self, fetch_jwks: Callable[[], Awaitable[str]], *, max_age: float = 300.0,
+                 min_refresh_interval: float = 10.0) -> None:
+        self._fetch = fetch_jwks
+        self._max_age = max_age
+        self._min_refresh_interval = min_refresh_interval
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def static(cls, jwks_json: str) -> KeySet:
+        async def fetch() -> str:
+            return jwks_json
+
+        return cls(fetch, max_age=float("inf"))
+
+    async def get(self, kid: str) -> jwt.PyJWK | None:
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._max_age
+        if stale or (kid not in self._keys and now - self._fetched_at > self._min_refresh_interval):
+            await self._refresh()
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            try:
+                document = json.loads(await self._fetch())
+            except Exception as exc:  # keep the keys we have; the next call retries
+                log.warning("jwks refresh failed: %s", type(exc).__name__)
+                return
+            keys: dict[str, jwt.PyJWK] = {}
+            for jwk in document.get("keys", []):
+                if "kid" in jwk:
+                    keys[jwk["kid"]] = jwt.PyJWK(jwk)
+            self._keys = keys
+            self._fetched_at = time.monotonic()
+
+
+class RevokedSessions:
+    """Session ids revoked recently (at most an access token's lifetime ago), kept in memory.
+
+    Filled by polling auth's ListRevocations (`poll_forever`) and by `add` for revocations this
+    process performs itself, so logout through a gateway is refused by that gateway at once.
+    """
+
+    def __init__(self) -> None:
+        self._revoked: dict[str, float] = {}
+        self._since: datetime | None = None
+
+    def add(self, session_id: str) -> None:
+        self._revoked[session_id] = time.monotonic()
+
+    def __contains__(self, session_id: str) -> bool:
+        return session_id in self._revoked
+
+    def _prune(self) -> None:
+        horizon = time.monotonic() - ACCESS_TOKEN_LIFETIME.total_seconds() - 120
+        self._revoked = {sid: at for sid, at in self._revoked.items() if at >= horizon}
+
+    async def poll_once(self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]]) -> None:
+        since = self._since or datetime.now(UTC) - ACCESS_TOKEN_LIFETIME - timedelta(minutes=1)
+        session_ids, as_of = await fetch(since)
+        for sid in session_ids:
+            self.add(sid)
+        self._since = as_of
+        self._prune()
+
+    async def poll_forever(self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]],
+                           interval: float) -> None:
+        while True:
+            try:
+                await self.poll_once(fetch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("revocation poll failed: %s", type(exc).__name__)
+            await asyncio.sleep(interval)
+
+
+class AccessTokenVerifier:
+    """Verifies user access tokens locally: pinned algorithms, known kid, required claims, not revoked."""
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str,
+        audience: str,
+        revoked: RevokedSessions | None = None,
+        session_check: Callable[[str, str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.revoked = revoked or RevokedSessions()
+        # Optional authoritative check (the auth service asks its own database).
+        self._session_check = session_check
+
+    async def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("The access token is malformed.") from None
+        algorithm, kid = header.get("alg"), header.get("kid")
+        if algorithm not in ACCESS_TOKEN_ALGORITHMS or not isinstance(kid, str):
+            raise Unauthenticated("The access token is not acceptable.")
+        key = await self.keys.get(kid)
+        if key is None or key.algorithm_name != algorithm:
+            raise Unauthenticated("The access token is not acceptable.")
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=_LEEWAY_SECONDS,
+                options={"require": list(REQUIRED_ACCESS_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("The access token has expired.") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("The access token is not valid.") from None
+        if claims.get("typ") != ACCESS_TOKEN_TYPE:
+            raise Unauthenticated("The token is not an access token.")
+        if claims["sid"] in self.revoked:
+            raise Unauthenticated("The session has ended.")
+        if self._session_check is not None and not await self._session_check(claims["sid"], claims["sub"]):
+            raise Unauthenticated("The session has ended.")
+        return Caller(
+            user_id=claims["sub"],
+            role=claims.get("role"),
+            session_id=claims["sid"],
+            token_id=claims["jti"],
+            claims=claims,
+        )
+
+
+class ServiceTokens:
+    """Mints and verifies service identities with the shared internal secret."""
+
+    def __init__(self, secret: str, service_name: str) -> None:
+        self._secret = secret
+        self._service_name = service_name
+        self._cached: tuple[str, float] | None = None
+
+    def mint(self) -> str:
+        now = time.time()
+        if self._cached and self._cached[1] - now > SERVICE_TOKEN_LIFETIME_SECONDS / 2:
+            return self._cached[0]
+        expires = now + SERVICE_TOKEN_LIFETIME_SECONDS
+        token = jwt.encode(
+            {
+                "iss": SERVICE_TOKEN_ISSUER,
+                "aud": SERVICE_TOKEN_AUDIENCE,
+                "sub": self._service_name,
+                "iat": int(now),
+                "exp": int(expires),
+            },
+            self._secret,
+            algorithm=SERVICE_TOKEN_ALGORITHM,
+        )
+        self._cached = (token, expires)
+        return token
+
+    def verify(self, token: str) -> str:
+        """The calling service's name, or Unauthenticated."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[SERVICE_TOKEN_ALGORITHM],
+                audience=SERVICE_TOKEN_AUDIENCE,
+                issuer=SERVICE_TOKEN_ISSUER,
+                leeway=_LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError:
+            raise Unauthenticated("The service identity is not valid.") from None
+        return str(claims["sub"])

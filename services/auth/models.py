@@ -1,0 +1,10 @@
+"""Tables of the auth service (its own database; no other service reads them)."""
+
+from __future__ import annotations
+
+from shop.lib.db import new_metadata
+from sqlalchemy.orm import DeclarativeBase
+
+
+class AuthBase(DeclarativeBase):
+    metadata = new_metadata()

@@ -1,0 +1,287 @@
+"""Test harness: real PostgreSQL databases, real gRPC servers on free ports, the real gateway.
+
+`Suite` starts the five services and the gateway (uvicorn on a free port) in the test process's
+event loop, each service with its own freshly created PostgreSQL database. Tests talk to the
+gateway over HTTP (`suite.http`) or to a service directly (`suite.stub("catalog")`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+from shop.lib.clients import ServiceClients
+from shop.lib.settings import BaseShopSettings
+
+SERVICE_NAMES = ("auth", "catalog", "cart", "orders", "payments")
+TEST_INTERNAL_SECRET = "test-internal-secret-0123456789abcdef0123"
+TEST_PAGE_TOKEN_SECRET = "test-page-token-secret-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# PostgreSQL
+# ---------------------------------------------------------------------------------------------
+
+def _server_answers(url: str) -> bool:
+    try:
+        with psycopg.connect(url, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+_container = None
+
+
+def postgres_admin_url() -> str:
+    """SHOP_TEST_DATABASE_URL; else 127.0.0.1:5432; else a testcontainers PostgreSQL when Docker runs.
+    Under CI=true a missing PostgreSQL is a failure, never a skip."""
+    global _container
+    url = os.environ.get("SHOP_TEST_DATABASE_URL")
+    if url:
+        return url
+    local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if _server_answers(local):
+        return local
+    if _container is None and shutil.which("docker"):
+        with contextlib.suppress(Exception):
+            from testcontainers.postgres import PostgresContainer
+
+            _container = PostgresContainer("postgres:15-alpine", driver=None).start()
+    if _container is not None:
+        return _container.get_connection_url()
+    message = "no PostgreSQL for the tests: set SHOP_TEST_DATABASE_URL or run one on 127.0.0.1:5432"
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(message)
+    import pytest
+
+    pytest.skip(message)
+    raise AssertionError("unreachable")
+
+
+def _with_database(url: str, database: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+@dataclass
+class TestDatabases:
+    admin_url: str
+    created: list[str] = field(default_factory=list)
+
+    def create(self, label: str) -> str:
+        name = f"shop_test_{label}_{uuid.uuid4().hex[:10]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.created.append(name)
+        return _with_database(self.admin_url, name)
+
+    def drop_all(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            for name in self.created:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        self.created.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+# ---------------------------------------------------------------------------------------------
+
+def generate_private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# The suite
+# ---------------------------------------------------------------------------------------------
+
+def settings_class(service: str) -> type:
+    module = importlib.import_module(f"services.{service}.config")
+    return next(
+        value
+        for name, value in vars(module).items()
+        if name.endswith("Settings") and isinstance(value, type) and value.__module__ == module.__name__
+    )
+
+
+class Suite:
+    """The five services and the gateway, started for real on free ports."""
+
+    def __init__(self, databases: TestDatabases, *, extra: dict[str, dict[str, Any]] | None = None) -> None:
+        self.databases = databases
+        self.extra = extra or {}
+        self.ports = {name: free_port() for name in SERVICE_NAMES}
+        self.gateway_port = free_port()
+        self.tmp = Path(tempfile.mkdtemp(prefix="shop-test-"))
+        self.mail_dir = self.tmp / "mail"
+        self.private_key_pem = generate_private_key_pem()
+        self.servers: dict[str, Any] = {}
+        self.database_urls: dict[str, str] = {}
+        self._uvicorn = None
+        self._uvicorn_task: asyncio.Task | None = None
+        self.http: httpx.AsyncClient | None = None
+        self.clients: ServiceClients | None = None
+
+    def common(self) -> dict[str, Any]:
+        targets = {f"{name}_target": f"127.0.0.1:{port}" for name, port in self.ports.items()}
+        return {
+            "env": "test",
+            "internal_secret": TEST_INTERNAL_SECRET,
+            "page_token_secret": TEST_PAGE_TOKEN_SECRET,
+            "revocation_poll_seconds": 0.5,
+            **targets,
+        }
+
+    def service_settings(self, service: str, **overrides: Any) -> Any:
+        values = {
+            **self.common(),
+            "database_url": self.database_urls[service],
+            "grpc_address": f"127.0.0.1:{self.ports[service]}",
+            "grace_seconds": 2.0,
+            "mail_backend": "file",
+            "mail_dir": str(self.mail_dir),
+            "frontend_url": "https://shop.example",
+            "jwt_private_key": self.private_key_pem,
+            **self.extra.get(service, {}),
+            **overrides,
+        }
+        cls = settings_class(service)
+        return cls(**{key: value for key, value in values.items() if key in cls.model_fields})
+
+    def gateway_settings(self, **overrides: Any) -> Any:
+        from gateway.config import GatewaySettings
+
+        values = {
+            **self.common(),
+            "http_host": "127.0.0.1",
+            "http_port": self.gateway_port,
+            "rate_limit_per_minute": 0,
+            "auth_rate_limit_per_minute": 0,
+            **self.extra.get("gateway", {}),
+            **overrides,
+        }
+        return GatewaySettings(**{key: value for key, value in values.items() if key in GatewaySettings.model_fields})
+
+    async def start_service(self, service: str, **overrides: Any) -> Any:
+        module = importlib.import_module(f"services.{service}.server")
+        server = module.build_server(self.service_settings(service, **overrides))
+        await server.start()
+        self.servers[service] = server
+        return server
+
+    async def start(self) -> Suite:
+        for service in SERVICE_NAMES:
+            self.database_urls[service] = self.databases.create(service)
+        # auth first: every other service fetches its JWKS.
+        for service in SERVICE_NAMES:
+            await self.start_service(service)
+        await self.start_gateway()
+        self.clients = ServiceClients(BaseShopSettings(**self.common()), "tests")
+        return self
+
+    async def start_gateway(self) -> None:
+        import uvicorn
+
+        from gateway.app import create_app
+
+        settings = self.gateway_settings()
+        app = create_app(settings)
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.gateway_port, log_level="warning", lifespan="on")
+        self._uvicorn = uvicorn.Server(config)
+        self._uvicorn_task = asyncio.create_task(self._uvicorn.serve())
+        for _ in range(200):
+            if self._uvicorn.started:
+                break
+            await asyncio.sleep(0.05)
+        self.base_url = f"http://127.0.0.1:{self.gateway_port}"
+        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=60)
+
+    def stub(self, service: str) -> Any:
+        assert self.clients is not None
+        return self.clients.stub(service)
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.aclose()
+        if self._uvicorn is not None:
+            self._uvicorn.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._uvicorn_task, 10)
+        if self.clients is not None:
+            await self.clients.close()
+        for server in reversed(list(self.servers.values())):
+            with contextlib.suppress(Exception):
+                await server.stop(grace=0.5)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- helpers shared by many tests -----------------------------------------------------------
+
+    async def register(self, *, password: str = "Passw0rd!x", **fields: Any) -> dict[str, Any]:
+        """Registers a fresh user through the gateway; returns {user, tokens, password, headers}."""
+        email = fields.pop("email", f"user-{uuid.uuid4().hex[:12]}@example.com")
+        body = {"email": email, "password": password, "firstName": "Test", "lastName": "User", **fields}
+        response = await self.http.post("/api/v1/auth/register", json=body)
+        assert response.status_code == 201, response.text
+        data = response.json()["data"]
+        return {
+            **data,
+            "email": email,
+            "password": password,
+            "headers": {"Authorization": f"Bearer {data['tokens']['accessToken']}"},
+        }
+
+    async def admin(self) -> dict[str, Any]:
+        """A fresh user promoted to ADMIN directly in the auth database, then logged in."""
+        return await self.user_with_role("ADMIN")
+
+    async def user_with_role(self, role: str) -> dict[str, Any]:
+        user = await self.register()
+        with psycopg.connect(self.database_urls["auth"].replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute("UPDATE users SET role = %s WHERE id = %s", (role, user["user"]["id"]))
+        response = await self.http.post(
+            "/api/v1/auth/login", json={"email": user["email"], "password": user["password"]}
+        )
+        assert response.status_code == 200, response.text
+        tokens = response.json()["data"]["tokens"]
+        return {**user, "tokens": tokens, "headers": {"Authorization": f"Bearer {tokens['accessToken']}"}}
+
+    def sql(self, service: str, query: str, params: tuple = ()) -> list[tuple]:
+        """Reads a service's database directly (to prove that "nothing changed")."""
+        with psycopg.connect(self.database_urls[service].replace("+psycopg", "")) as conn:
+            cursor = conn.execute(query, params)
+            return cursor.fetchall() if cursor.description else []
+
+
+def run_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Starts a service or gateway as its own process (crash, replica and shutdown tests)."""
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the process by the caller
+    return subprocess.Popen(
+        args, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
