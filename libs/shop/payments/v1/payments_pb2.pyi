@@ -80,6 +80,7 @@ class Payment(_message.Message):
     PROVIDER_REFERENCE_FIELD_NUMBER: _builtins.int
     DECLINE_CODE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     order_id: _builtins.str
     status: Global___PaymentStatus.ValueType
@@ -95,6 +96,8 @@ class Payment(_message.Message):
     decline_code: _builtins.str
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -112,10 +115,11 @@ class Payment(_message.Message):
         provider_reference: _builtins.str = ...,
         decline_code: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "brand", b"brand", "captured_cents", b"captured_cents", "create_time", b"create_time", "currency_code", b"currency_code", "decline_code", b"decline_code", "id", b"id", "last4", b"last4", "method", b"method", "order_id", b"order_id", "provider", b"provider", "provider_reference", b"provider_reference", "refunded_cents", b"refunded_cents", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "brand", b"brand", "captured_cents", b"captured_cents", "create_time", b"create_time", "currency_code", b"currency_code", "decline_code", b"decline_code", "id", b"id", "last4", b"last4", "method", b"method", "order_id", b"order_id", "provider", b"provider", "provider_reference", b"provider_reference", "refunded_cents", b"refunded_cents", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -132,12 +136,18 @@ class Refund(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    PROVIDER_REFERENCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     payment_id: _builtins.str
     order_id: _builtins.str
     amount_cents: _builtins.int
     status: Global___RefundStatus.ValueType
     reason: _builtins.str
+    provider_reference: _builtins.str
+    """The provider's id of the refund (e.g. Stripe's re_...)."""
+    request_id: _builtins.str
+    """The idempotency key the refund was created with."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -150,10 +160,12 @@ class Refund(_message.Message):
         status: Global___RefundStatus.ValueType = ...,
         reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        provider_reference: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "create_time", b"create_time", "id", b"id", "order_id", b"order_id", "payment_id", b"payment_id", "reason", b"reason", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "create_time", b"create_time", "id", b"id", "order_id", b"order_id", "payment_id", b"payment_id", "provider_reference", b"provider_reference", "reason", b"reason", "request_id", b"request_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -341,17 +353,21 @@ class HandleWebhookResponse(_message.Message):
 
     EVENT_ID_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     duplicate: _builtins.bool
+    """True when the event id was already processed (nothing changed)."""
+    event_type: _builtins.str
     def __init__(
         self,
         *,
         event_id: _builtins.str = ...,
         duplicate: _builtins.bool = ...,
+        event_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "event_id", b"event_id", "event_type", b"event_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
