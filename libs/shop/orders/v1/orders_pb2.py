@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0fShippingAddress\x12\x12\n\nfirst_name\x18\x01 \x01(\t\x12\x11\n\tlast_name\x18\x02 \x01(\t\x12\r\n\x05line1\x18\x03 \x01(\t\x12\r\n\x05line2\x18\x04 \x01(\t\x12\x0c\n\x04\x63ity\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x13\n\x0bpostal_code\x18\x07 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x08 \x01(\t\x12\r\n\x05phone\x18\t \x01(\t\"\x80\x01\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10line_total_cents\x18\x06 \x01(\x03\"Z\n\x0ePaymentSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05last4\x18\x05 \x01(\t\"s\n\x0cHistoryEntry\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x03 \x01(\t\"\xa1\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12(\n\x05items\x18\x05 \x03(\x0b\x32\x19.shop.orders.v1.OrderItem\x12\x16\n\x0esubtotal_cents\x18\x06 \x01(\x03\x12\x11\n\ttax_cents\x18\x07 \x01(\x03\x12\x16\n\x0eshipping_cents\x18\x08 \x01(\x03\x12\x13\n\x0btotal_cents\x18\t \x01(\x03\x12\x15\n\rcurrency_code\x18\n \x01(\t\x12\x39\n\x10shipping_address\x18\x0b \x01(\x0b\x32\x1f.shop.orders.v1.ShippingAddress\x12/\n\x07payment\x18\x0c \x01(\x0b\x32\x1e.shop.orders.v1.PaymentSummary\x12\x0f\n\x07\x63\x61rrier\x18\r \x01(\t\x12\x17\n\x0ftracking_number\x18\x0e \x01(\t\x12-\n\x07history\x18\x0f \x03(\x0b\x32\x1c.shop.orders.v1.HistoryEntry\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb9\x01\n\x12\x43reateOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12;\n\x10shipping_address\x18\x02 \x01(\x0b\x32\x1f.shop.orders.v1.ShippingAddressH\x00\x12\x14\n\naddress_id\x18\x03 \x01(\tH\x00\x12\x16\n\x0epayment_method\x18\x04 \x01(\t\x12\x15\n\rpayment_token\x18\x05 \x01(\tB\r\n\x0b\x64\x65stination\";\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"x\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"h\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"J\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x13\x43\x61ncelOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"\x83\x01\n\x18UpdateOrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\"A\n\x19UpdateOrderStatusResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"%\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"g\n\x12WatchOrderResponse\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1c.shop.orders.v1.HistoryEntry\x12$\n\x05order\x18\x02 \x01(\x0b\x32\x15.shop.orders.v1.Order\"\xf9\x01\n\rPaymentRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05last4\x18\x05 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x06 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_cents\x18\x07 \x01(\x03\x12\x16\n\x0erefunded_cents\x18\x08 \x01(\x03\x12\x15\n\rcurrency_code\x18\t \x01(\t\x12\x10\n\x08provider\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x01\n\x0cRefundRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x18ListOrderPaymentsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"{\n\x19ListOrderPaymentsResponse\x12/\n\x08payments\x18\x01 \x03(\x0b\x32\x1d.shop.orders.v1.PaymentRecord\x12-\n\x07refunds\x18\x02 \x03(\x0b\x32\x1c.shop.orders.v1.RefundRecord\"a\n\x13\x43reateRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"j\n\x14\x43reateRefundResponse\x12,\n\x06refund\x18\x01 \x01(\x0b\x32\x1c.shop.orders.v1.RefundRecord\x12$\n\x05order\x18\x02 \x01(\x0b\x32\x15.shop.orders.v1.Order*\x87\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x03\x12\x1b\n\x17ORDER_STATUS_PROCESSING\x10\x04\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x05\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x08\x32\xe9\x05\n\rOrdersService\x12V\n\x0b\x43reateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12M\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\x12S\n\nListOrders\x12!.shop.orders.v1.ListOrdersRequest\x1a\".shop.orders.v1.ListOrdersResponse\x12V\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\x12h\n\x11UpdateOrderStatus\x12(.shop.orders.v1.UpdateOrderStatusRequest\x1a).shop.orders.v1.UpdateOrderStatusResponse\x12U\n\nWatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01\x12h\n\x11ListOrderPayments\x12(.shop.orders.v1.ListOrderPaymentsRequest\x1a).shop.orders.v1.ListOrderPaymentsResponse\x12Y\n\x0c\x43reateRefund\x12#.shop.orders.v1.CreateRefundRequest\x1a$.shop.orders.v1.CreateRefundResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshop/orders/v1/orders.proto\x12\x0eshop.orders.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa8\x01\n\x0fShippingAddress\x12\x12\n\nfirst_name\x18\x01 \x01(\t\x12\x11\n\tlast_name\x18\x02 \x01(\t\x12\r\n\x05line1\x18\x03 \x01(\t\x12\r\n\x05line2\x18\x04 \x01(\t\x12\x0c\n\x04\x63ity\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x13\n\x0bpostal_code\x18\x07 \x01(\t\x12\x0f\n\x07\x63ountry\x18\x08 \x01(\t\x12\r\n\x05phone\x18\t \x01(\t\"\x80\x01\n\tOrderItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10line_total_cents\x18\x06 \x01(\x03\"Z\n\x0ePaymentSummary\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05last4\x18\x05 \x01(\t\"s\n\x0cHistoryEntry\x12+\n\x06status\x18\x01 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04note\x18\x03 \x01(\t\"\xa1\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12+\n\x06status\x18\x04 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12(\n\x05items\x18\x05 \x03(\x0b\x32\x19.shop.orders.v1.OrderItem\x12\x16\n\x0esubtotal_cents\x18\x06 \x01(\x03\x12\x11\n\ttax_cents\x18\x07 \x01(\x03\x12\x16\n\x0eshipping_cents\x18\x08 \x01(\x03\x12\x13\n\x0btotal_cents\x18\t \x01(\x03\x12\x15\n\rcurrency_code\x18\n \x01(\t\x12\x39\n\x10shipping_address\x18\x0b \x01(\x0b\x32\x1f.shop.orders.v1.ShippingAddress\x12/\n\x07payment\x18\x0c \x01(\x0b\x32\x1e.shop.orders.v1.PaymentSummary\x12\x0f\n\x07\x63\x61rrier\x18\r \x01(\t\x12\x17\n\x0ftracking_number\x18\x0e \x01(\t\x12-\n\x07history\x18\x0f \x03(\x0b\x32\x1c.shop.orders.v1.HistoryEntry\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd6\x01\n\x12\x43reateOrderRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12;\n\x10shipping_address\x18\x02 \x01(\x0b\x32\x1f.shop.orders.v1.ShippingAddressH\x00\x12\x14\n\naddress_id\x18\x03 \x01(\tH\x00\x12\x16\n\x0epayment_method\x18\x04 \x01(\t\x12\x15\n\rpayment_token\x18\x05 \x01(\t\x12\x1b\n\x13request_fingerprint\x18\x06 \x01(\tB\r\n\x0b\x64\x65stination\"M\n\x13\x43reateOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"8\n\x10GetOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"x\n\x11ListOrdersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"h\n\x12ListOrdersResponse\x12%\n\x06orders\x18\x01 \x03(\x0b\x32\x15.shop.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x12\n\ntotal_size\x18\x03 \x01(\x05\"J\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\";\n\x13\x43\x61ncelOrderResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"\x83\x01\n\x18UpdateOrderStatusRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.shop.orders.v1.OrderStatus\x12\x0f\n\x07\x63\x61rrier\x18\x03 \x01(\t\x12\x17\n\x0ftracking_number\x18\x04 \x01(\t\"A\n\x19UpdateOrderStatusResponse\x12$\n\x05order\x18\x01 \x01(\x0b\x32\x15.shop.orders.v1.Order\"%\n\x11WatchOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"g\n\x12WatchOrderResponse\x12+\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x1c.shop.orders.v1.HistoryEntry\x12$\n\x05order\x18\x02 \x01(\x0b\x32\x15.shop.orders.v1.Order\"\xf9\x01\n\rPaymentRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\r\n\x05last4\x18\x05 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x06 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_cents\x18\x07 \x01(\x03\x12\x16\n\x0erefunded_cents\x18\x08 \x01(\x03\x12\x15\n\rcurrency_code\x18\t \x01(\t\x12\x10\n\x08provider\x18\n \x01(\t\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x95\x01\n\x0cRefundRecord\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\",\n\x18ListOrderPaymentsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"{\n\x19ListOrderPaymentsResponse\x12/\n\x08payments\x18\x01 \x03(\x0b\x32\x1d.shop.orders.v1.PaymentRecord\x12-\n\x07refunds\x18\x02 \x03(\x0b\x32\x1c.shop.orders.v1.RefundRecord\"~\n\x13\x43reateRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x1b\n\x13request_fingerprint\x18\x05 \x01(\t\"|\n\x14\x43reateRefundResponse\x12,\n\x06refund\x18\x01 \x01(\x0b\x32\x1c.shop.orders.v1.RefundRecord\x12$\n\x05order\x18\x02 \x01(\x0b\x32\x15.shop.orders.v1.Order\x12\x10\n\x08replayed\x18\x03 \x01(\x08*\x87\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12\x15\n\x11ORDER_STATUS_PAID\x10\x02\x12\x1f\n\x1bORDER_STATUS_PAYMENT_FAILED\x10\x03\x12\x1b\n\x17ORDER_STATUS_PROCESSING\x10\x04\x12\x18\n\x14ORDER_STATUS_SHIPPED\x10\x05\x12\x1a\n\x16ORDER_STATUS_DELIVERED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12\x19\n\x15ORDER_STATUS_REFUNDED\x10\x08\x32\xe9\x05\n\rOrdersService\x12V\n\x0b\x43reateOrder\x12\".shop.orders.v1.CreateOrderRequest\x1a#.shop.orders.v1.CreateOrderResponse\x12M\n\x08GetOrder\x12\x1f.shop.orders.v1.GetOrderRequest\x1a .shop.orders.v1.GetOrderResponse\x12S\n\nListOrders\x12!.shop.orders.v1.ListOrdersRequest\x1a\".shop.orders.v1.ListOrdersResponse\x12V\n\x0b\x43\x61ncelOrder\x12\".shop.orders.v1.CancelOrderRequest\x1a#.shop.orders.v1.CancelOrderResponse\x12h\n\x11UpdateOrderStatus\x12(.shop.orders.v1.UpdateOrderStatusRequest\x1a).shop.orders.v1.UpdateOrderStatusResponse\x12U\n\nWatchOrder\x12!.shop.orders.v1.WatchOrderRequest\x1a\".shop.orders.v1.WatchOrderResponse0\x01\x12h\n\x11ListOrderPayments\x12(.shop.orders.v1.ListOrderPaymentsRequest\x1a).shop.orders.v1.ListOrderPaymentsResponse\x12Y\n\x0c\x43reateRefund\x12#.shop.orders.v1.CreateRefundRequest\x1a$.shop.orders.v1.CreateRefundResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.orders.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=2976
-  _globals['_ORDERSTATUS']._serialized_end=3239
+  _globals['_ORDERSTATUS']._serialized_start=3070
+  _globals['_ORDERSTATUS']._serialized_end=3333
   _globals['_SHIPPINGADDRESS']._serialized_start=81
   _globals['_SHIPPINGADDRESS']._serialized_end=249
   _globals['_ORDERITEM']._serialized_start=252
@@ -45,41 +45,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDER']._serialized_start=592
   _globals['_ORDER']._serialized_end=1137
   _globals['_CREATEORDERREQUEST']._serialized_start=1140
-  _globals['_CREATEORDERREQUEST']._serialized_end=1325
-  _globals['_CREATEORDERRESPONSE']._serialized_start=1327
-  _globals['_CREATEORDERRESPONSE']._serialized_end=1386
-  _globals['_GETORDERREQUEST']._serialized_start=1388
-  _globals['_GETORDERREQUEST']._serialized_end=1423
-  _globals['_GETORDERRESPONSE']._serialized_start=1425
-  _globals['_GETORDERRESPONSE']._serialized_end=1481
-  _globals['_LISTORDERSREQUEST']._serialized_start=1483
-  _globals['_LISTORDERSREQUEST']._serialized_end=1603
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1605
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1709
-  _globals['_CANCELORDERREQUEST']._serialized_start=1711
-  _globals['_CANCELORDERREQUEST']._serialized_end=1785
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1787
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1846
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1849
-  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=1980
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=1982
-  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=2047
-  _globals['_WATCHORDERREQUEST']._serialized_start=2049
-  _globals['_WATCHORDERREQUEST']._serialized_end=2086
-  _globals['_WATCHORDERRESPONSE']._serialized_start=2088
-  _globals['_WATCHORDERRESPONSE']._serialized_end=2191
-  _globals['_PAYMENTRECORD']._serialized_start=2194
-  _globals['_PAYMENTRECORD']._serialized_end=2443
-  _globals['_REFUNDRECORD']._serialized_start=2446
-  _globals['_REFUNDRECORD']._serialized_end=2595
-  _globals['_LISTORDERPAYMENTSREQUEST']._serialized_start=2597
-  _globals['_LISTORDERPAYMENTSREQUEST']._serialized_end=2641
-  _globals['_LISTORDERPAYMENTSRESPONSE']._serialized_start=2643
-  _globals['_LISTORDERPAYMENTSRESPONSE']._serialized_end=2766
-  _globals['_CREATEREFUNDREQUEST']._serialized_start=2768
-  _globals['_CREATEREFUNDREQUEST']._serialized_end=2865
-  _globals['_CREATEREFUNDRESPONSE']._serialized_start=2867
-  _globals['_CREATEREFUNDRESPONSE']._serialized_end=2973
-  _globals['_ORDERSSERVICE']._serialized_start=3242
-  _globals['_ORDERSSERVICE']._serialized_end=3987
+  _globals['_CREATEORDERREQUEST']._serialized_end=1354
+  _globals['_CREATEORDERRESPONSE']._serialized_start=1356
+  _globals['_CREATEORDERRESPONSE']._serialized_end=1433
+  _globals['_GETORDERREQUEST']._serialized_start=1435
+  _globals['_GETORDERREQUEST']._serialized_end=1470
+  _globals['_GETORDERRESPONSE']._serialized_start=1472
+  _globals['_GETORDERRESPONSE']._serialized_end=1528
+  _globals['_LISTORDERSREQUEST']._serialized_start=1530
+  _globals['_LISTORDERSREQUEST']._serialized_end=1650
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1652
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1756
+  _globals['_CANCELORDERREQUEST']._serialized_start=1758
+  _globals['_CANCELORDERREQUEST']._serialized_end=1832
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1834
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1893
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_start=1896
+  _globals['_UPDATEORDERSTATUSREQUEST']._serialized_end=2027
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_start=2029
+  _globals['_UPDATEORDERSTATUSRESPONSE']._serialized_end=2094
+  _globals['_WATCHORDERREQUEST']._serialized_start=2096
+  _globals['_WATCHORDERREQUEST']._serialized_end=2133
+  _globals['_WATCHORDERRESPONSE']._serialized_start=2135
+  _globals['_WATCHORDERRESPONSE']._serialized_end=2238
+  _globals['_PAYMENTRECORD']._serialized_start=2241
+  _globals['_PAYMENTRECORD']._serialized_end=2490
+  _globals['_REFUNDRECORD']._serialized_start=2493
+  _globals['_REFUNDRECORD']._serialized_end=2642
+  _globals['_LISTORDERPAYMENTSREQUEST']._serialized_start=2644
+  _globals['_LISTORDERPAYMENTSREQUEST']._serialized_end=2688
+  _globals['_LISTORDERPAYMENTSRESPONSE']._serialized_start=2690
+  _globals['_LISTORDERPAYMENTSRESPONSE']._serialized_end=2813
+  _globals['_CREATEREFUNDREQUEST']._serialized_start=2815
+  _globals['_CREATEREFUNDREQUEST']._serialized_end=2941
+  _globals['_CREATEREFUNDRESPONSE']._serialized_start=2943
+  _globals['_CREATEREFUNDRESPONSE']._serialized_end=3067
+  _globals['_ORDERSSERVICE']._serialized_start=3336
+  _globals['_ORDERSSERVICE']._serialized_end=4081
 # @@protoc_insertion_point(module_scope)

@@ -265,11 +265,16 @@ class CreateOrderRequest(_message.Message):
     ADDRESS_ID_FIELD_NUMBER: _builtins.int
     PAYMENT_METHOD_FIELD_NUMBER: _builtins.int
     PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
+    REQUEST_FINGERPRINT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key (AIP-155), scoped to the calling user."""
     address_id: _builtins.str
     payment_method: _builtins.str
     payment_token: _builtins.str
+    request_fingerprint: _builtins.str
+    """Hash of the canonical request body (the gateway's); a repeat of request_id with another
+    fingerprint is refused with IDEMPOTENCY_KEY_REUSED. Computed from this request when empty.
+    """
     @_builtins.property
     def shipping_address(self) -> Global___ShippingAddress: ...
     def __init__(
@@ -280,10 +285,11 @@ class CreateOrderRequest(_message.Message):
         address_id: _builtins.str = ...,
         payment_method: _builtins.str = ...,
         payment_token: _builtins.str = ...,
+        request_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["address_id", b"address_id", "destination", b"destination", "shipping_address", b"shipping_address"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_id", b"address_id", "destination", b"destination", "payment_method", b"payment_method", "payment_token", b"payment_token", "request_id", b"request_id", "shipping_address", b"shipping_address"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address_id", b"address_id", "destination", b"destination", "payment_method", b"payment_method", "payment_token", b"payment_token", "request_fingerprint", b"request_fingerprint", "request_id", b"request_id", "shipping_address", b"shipping_address"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_destination: _TypeAlias = _typing.Literal["shipping_address", "address_id"]  # noqa: Y015
     _WhichOneofArgType_destination: _TypeAlias = _typing.Literal["destination", b"destination"]  # noqa: Y015
@@ -296,16 +302,20 @@ class CreateOrderResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORDER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when this is the stored response of an earlier request with the same request_id."""
     @_builtins.property
     def order(self) -> Global___Order: ...
     def __init__(
         self,
         *,
         order: Global___Order | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -677,11 +687,15 @@ class CreateRefundRequest(_message.Message):
     AMOUNT_CENTS_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_FINGERPRINT_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     amount_cents: _builtins.int
     """0 refunds what remains."""
     reason: _builtins.str
     request_id: _builtins.str
+    """Idempotency key (AIP-155), scoped to the calling admin."""
+    request_fingerprint: _builtins.str
+    """As in CreateOrderRequest."""
     def __init__(
         self,
         *,
@@ -689,10 +703,11 @@ class CreateRefundRequest(_message.Message):
         amount_cents: _builtins.int = ...,
         reason: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        request_fingerprint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "order_id", b"order_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount_cents", b"amount_cents", "order_id", b"order_id", "reason", b"reason", "request_fingerprint", b"request_fingerprint", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -704,6 +719,8 @@ class CreateRefundResponse(_message.Message):
 
     REFUND_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
     @_builtins.property
     def refund(self) -> Global___RefundRecord: ...
     @_builtins.property
@@ -713,10 +730,11 @@ class CreateRefundResponse(_message.Message):
         *,
         refund: Global___RefundRecord | None = ...,
         order: Global___Order | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "refund", b"refund"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "refund", b"refund"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order", b"order", "refund", b"refund", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
