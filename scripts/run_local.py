@@ -20,10 +20,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
+# Overridable so tests can run a second, isolated copy beside a developer's own `make run`.
+VAR = Path(os.environ.get("SHOP_VAR_DIR", ROOT / "var")).resolve()
 LOGS = VAR / "log"
 SERVICES = ("auth", "catalog", "cart", "orders", "payments")
-BASE_PORT = 50051
+BASE_PORT = int(os.environ.get("SHOP_LOCAL_BASE_PORT", "50051"))
 REPLICA_PORT_STEP = 10
 GATEWAY_PORT = int(os.environ.get("SHOP_HTTP_PORT", "8000"))
 STOP_TIMEOUT_SECONDS = 20
@@ -58,6 +59,7 @@ def dev_private_key() -> str:
 
 
 def base_env(replicas: int) -> dict[str, str]:
+    VAR.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **targets(replicas)}
     env.setdefault("SHOP_ENV", "development")
     env.setdefault("SHOP_MAIL_BACKEND", "file")
