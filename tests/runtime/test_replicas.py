@@ -22,7 +22,7 @@ from tests.runtime.test_graceful_shutdown import wait_serving
 
 def rpc_count(metrics_port: int, method: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
-    pattern = re.compile(r'shop_rpc_requests_total\{[^}]*method="%s"[^}]*\} ([0-9.e+]+)' % method)
+    pattern = re.compile(r'shop_rpc_requests_total\{[^}]*method="' + re.escape(method) + r'"[^}]*\} ([0-9.e+]+)')
     return sum(float(value) for value in pattern.findall(text))
 
 
