@@ -1,10 +1,10 @@
 """`python -m gateway`: serve the REST API with uvicorn (uvloop)."""
 
 import uvicorn
-from shop.lib.logging import configure_logging
 
 from gateway.app import create_app
 from gateway.config import GatewaySettings
+from shop.lib.logging import configure_logging
 
 
 def main() -> None:

@@ -13,14 +13,14 @@ from fastapi.responses import JSONResponse
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+from gateway.config import GatewaySettings
+from gateway.errors import ApiError
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
 from shop.lib.errors import ShopError
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import bearer_token
-
-from gateway.config import GatewaySettings
-from gateway.errors import ApiError
 
 
 class GatewayState:

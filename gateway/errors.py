@@ -8,9 +8,10 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from shop.lib.context import current_request_id
 from shop.lib.errors import RemoteError, decode_rpc_error
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 _CODE_BY_HTTP_STATUS = {
     400: "VALIDATION_ERROR",

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import Counter, Histogram
-from shop.lib.context import new_request_id, request_id_var
 
 from gateway.config import GatewaySettings
 from gateway.errors import error_body
+from shop.lib.context import new_request_id, request_id_var
 
 log = structlog.get_logger("gateway")
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from shop.auth.v1 import auth_pb2
-from shop.lib.clients import SERVICES
 
 from gateway.deps import GatewayState, get_state
+from shop.auth.v1 import auth_pb2
+from shop.lib.clients import SERVICES
 
 router = APIRouter(tags=["operations"])
 
