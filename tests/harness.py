@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import psycopg
 from psycopg import sql
+
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
 
