@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import structlog
+
+from services.cart import domain, repository
+from services.cart.config import CartSettings
+from services.cart.servicer import CartServicer
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.clients import ServiceClients
-from shop.lib.db import Database
+from shop.lib.db import Database, utcnow
 from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 
-from services.cart.config import CartSettings
-from services.cart.servicer import CartServicer
+log = structlog.get_logger("cart")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SERVICE_NAME = cart_pb2.DESCRIPTOR.services_by_name["CartService"].full_name
@@ -25,6 +30,24 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.clients = ServiceClients(settings, "cart")
+
+    async def sweep_expired_guest_carts(self) -> int:
+        """Deletes guest carts whose last change is older than SHOP_GUEST_CART_TTL_DAYS."""
+        cutoff = domain.guest_cart_cutoff(utcnow(), self.settings.guest_cart_ttl_days)
+        async with self.db.transaction() as session:
+            deleted = await repository.delete_expired_guest_carts(session, cutoff)
+        if deleted:
+            log.info("cart.guest_carts_expired", deleted=deleted)
+        return deleted
+
+    async def sweep_forever(self) -> None:
+        """Background loop: one sweep at start, then every SHOP_SWEEP_INTERVAL_SECONDS."""
+        while True:
+            try:
+                await self.sweep_expired_guest_carts()
+            except Exception as exc:  # a failed sweep must not stop the loop; the next one retries
+                log.warning("cart.sweep_failed", error=type(exc).__name__)
+            await asyncio.sleep(self.settings.sweep_interval_seconds)
 
 
 def build_server(settings: CartSettings | None = None) -> ShopServer:
@@ -42,6 +65,6 @@ def build_server(settings: CartSettings | None = None) -> ShopServer:
         verifier=verifier,
         on_start=[migrate],
         on_stop=[runtime.clients.close, runtime.db.dispose],
-        background=[poll_revocations],
+        background=[poll_revocations, runtime.sweep_forever],
     )
     return ShopServer(definition, settings)

@@ -1,12 +1,167 @@
-"""RPC handlers of the cart service: parse the request, call the domain, map the result."""
+"""RPC handlers of the cart service: parse the request, resolve the cart's owner, call the
+domain and the repository, price the result with the catalog, map it to protos."""
 
 from __future__ import annotations
 
-from shop.cart.v1 import cart_pb2_grpc
+from services.cart import domain, repository
+from services.cart.domain import Owner, PricedCart, ProductInfo
+from shop.cart.v1 import cart_pb2, cart_pb2_grpc
+from shop.catalog.v1 import catalog_pb2
+from shop.lib.context import current_caller
+from shop.lib.db import utcnow
+from shop.lib.errors import Aborted, InvalidArgument, NotFound
+
+
+def product_info(product: catalog_pb2.Product) -> ProductInfo:
+    return ProductInfo(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        price_cents=product.price_cents,
+        currency=product.currency_code,
+        stock=product.stock,
+        active=product.status == catalog_pb2.PRODUCT_STATUS_ACTIVE,
+    )
+
+
+def cart_proto(cart: PricedCart) -> cart_pb2.Cart:
+    return cart_pb2.Cart(
+        id=cart.id,
+        items=[
+            cart_pb2.CartItem(
+                product_id=item.product_id,
+                sku=item.sku,
+                name=item.name,
+                unit_price_cents=item.unit_price_cents,
+                quantity=item.quantity,
+                line_total_cents=item.line_total_cents,
+                available=item.available,
+            )
+            for item in cart.items
+        ],
+        item_count=cart.item_count,
+        subtotal_cents=cart.subtotal_cents,
+        currency_code=cart.currency,
+    )
 
 
 class CartServicer(cart_pb2_grpc.CartServiceServicer):
-    """RPCs not built yet keep the generated base behaviour: UNIMPLEMENTED."""
-
     def __init__(self, runtime) -> None:
         self.runtime = runtime
+        self.settings = runtime.settings
+        self.db = runtime.db
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _owner(self, owner: cart_pb2.CartOwner) -> Owner:
+        return domain.resolve_owner(
+            current_caller(), owner.user_id, owner.session_id, self.settings.user_owner_service_set
+        )
+
+    async def _products(self, product_ids: list[str]) -> dict[str, ProductInfo]:
+        """The catalog's current data for these products, in ONE BatchGetProducts call
+        (any status; missing ids are simply absent)."""
+        if not product_ids:
+            return {}
+        response = await self.runtime.clients.catalog.BatchGetProducts(
+            catalog_pb2.BatchGetProductsRequest(product_ids=sorted(set(product_ids)))
+        )
+        return {product.id: product_info(product) for product in response.products}
+
+    async def _priced(self, owner: Owner) -> cart_pb2.Cart:
+        async with self.db.transaction() as session:
+            lines = await repository.lines(session, owner.cart_id)
+        products = await self._products([line.product_id for line in lines])
+        return cart_proto(domain.price_cart(owner.cart_id, lines, products, self.settings.currency))
+
+    # -- RPCs -------------------------------------------------------------------------------------
+
+    async def GetCart(self, request, context):
+        owner = self._owner(request.owner)
+        return cart_pb2.GetCartResponse(cart=await self._priced(owner))
+
+    async def AddCartItem(self, request, context):
+        owner = self._owner(request.owner)
+        product_id = domain.parse_uuid(request.product_id, "productId")
+        quantity = domain.validate_add_quantity(request.quantity)
+        products = await self._products([product_id])
+        product = domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
+        now = utcnow()
+        async with self.db.transaction() as session:
+            cart_id = await repository.touch_cart(session, owner, now)
+            added = await repository.add_quantity(
+                session, cart_id, product_id, quantity, domain.line_cap(product), now
+            )
+            if added is None:
+                existing = await repository.line_quantity(session, cart_id, product_id)
+                raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
+        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner))
+
+    async def SetCartItemQuantity(self, request, context):
+        owner = self._owner(request.owner)
+        product_id = domain.parse_uuid(request.product_id, "productId")
+        quantity = domain.validate_set_quantity(request.quantity)
+        if quantity == 0:
+            await self._remove(owner, product_id)
+            return cart_pb2.SetCartItemQuantityResponse(cart=await self._priced(owner))
+        products = await self._products([product_id])
+        domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
+        now = utcnow()
+        async with self.db.transaction() as session:
+            cart_id = await repository.touch_cart(session, owner, now)
+            await repository.set_quantity(session, cart_id, product_id, quantity, now)
+        return cart_pb2.SetCartItemQuantityResponse(cart=await self._priced(owner))
+
+    async def RemoveCartItem(self, request, context):
+        owner = self._owner(request.owner)
+        product_id = domain.parse_uuid(request.product_id, "productId")
+        await self._remove(owner, product_id)
+        return cart_pb2.RemoveCartItemResponse(cart=await self._priced(owner))
+
+    async def _remove(self, owner: Owner, product_id: str) -> None:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            if not await repository.lock_cart(session, owner.cart_id) or not await repository.remove_line(
+                session, owner.cart_id, product_id
+            ):
+                raise NotFound("This product is not in the cart.", code="CART_ITEM_NOT_FOUND",
+                               details={"productId": product_id})
+            await repository.touch_cart(session, owner, now)
+
+    async def ClearCart(self, request, context):
+        owner = self._owner(request.owner)
+        async with self.db.transaction() as session:
+            if await repository.lock_cart(session, owner.cart_id):
+                await repository.clear(session, owner.cart_id, utcnow())
+        return cart_pb2.ClearCartResponse()
+
+    async def MergeCarts(self, request, context):
+        owner = self._owner(request.owner)
+        if not owner.is_user:
+            raise InvalidArgument(
+                "Only a user's cart can receive a guest cart.", fields={"owner": ["must name a user's cart"]}
+            )
+        guest = Owner(session_id=domain.parse_uuid(request.guest_session_id, "guestSessionId"))
+        async with self.db.transaction() as session:
+            guest_lines = await repository.lines(session, guest.cart_id)
+        if not guest_lines:
+            return cart_pb2.MergeCartsResponse(cart=await self._priced(owner))
+        priced_ids = {line.product_id for line in guest_lines}
+        products = await self._products(list(priced_ids))
+        currency = self.settings.currency
+        now = utcnow()
+        async with self.db.transaction() as session:
+            cart_id = await repository.touch_cart(session, owner, now)  # the user's cart, locked first
+            if await repository.lock_cart(session, guest.cart_id):
+                guest_lines = await repository.lines(session, guest.cart_id)
+                if any(line.product_id not in priced_ids for line in guest_lines):
+                    # A line was added to the guest cart since we priced it; the client may retry.
+                    raise Aborted("The guest cart changed during the merge; try again.", code="CART_CHANGED")
+                existing = {line.product_id: line.quantity for line in await repository.lines(session, cart_id)}
+                for line in guest_lines:
+                    current = existing.get(line.product_id, 0)
+                    merged = domain.merged_quantity(current, line.quantity, products.get(line.product_id), currency)
+                    if merged is not None and merged != current:
+                        await repository.set_quantity(session, cart_id, line.product_id, merged, now)
+                await repository.delete_cart(session, guest.cart_id)
+        return cart_pb2.MergeCartsResponse(cart=await self._priced(owner))

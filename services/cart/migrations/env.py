@@ -1,5 +1,4 @@
-from shop.lib.migrations import run_env
-
 from services.cart.models import CartBase
+from shop.lib.migrations import run_env
 
 run_env(CartBase.metadata, lock_name="cart-migrations")
