@@ -1,21 +1,30 @@
-"""Wiring of the auth service: database, clients, token verifier, servicer, lifecycle."""
+"""Wiring of the auth service: database, signing key, mailer, token verifier, servicer, lifecycle."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import structlog
+from sqlalchemy.exc import IntegrityError
+
+from services.auth import domain, repository
+from services.auth.config import AuthSettings
+from services.auth.keys import SigningKey
+from services.auth.models import User
+from services.auth.servicer import AuthServicer
 from shop.auth.v1 import auth_pb2, auth_pb2_grpc
 from shop.lib.clients import ServiceClients
-from shop.lib.db import Database
+from shop.lib.db import Database, utcnow
+from shop.lib.mail import build_mailer
 from shop.lib.migrations import upgrade_async
-from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
-
-from services.auth.config import AuthSettings
-from services.auth.servicer import AuthServicer
+from shop.lib.tokens import AccessTokenVerifier, KeySet
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+
+log = structlog.get_logger("auth")
 
 
 class Runtime:
@@ -25,12 +34,69 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.clients = ServiceClients(settings, "auth")
+        self.signing_key = SigningKey.from_settings(settings)
+        self.mailer = build_mailer(settings)
+        # A real bcrypt hash of the configured cost: unknown emails are "verified" against it so
+        # that a login takes as long whether or not the account exists.
+        self.dummy_password_hash = domain.hash_password(domain.new_opaque_token()[:32], settings.bcrypt_rounds)
+        self._mail_tasks: set[asyncio.Task] = set()
+        # The auth service verifies access tokens with its own key and asks its own database whether
+        # the session is still live, so logout and suspension take effect at once for its RPCs.
+        self.verifier = AccessTokenVerifier(
+            KeySet.static(self.signing_key.jwks_json()),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            session_check=self.session_is_live,
+        )
+
+    async def session_is_live(self, session_id: str, user_id: str) -> bool:
+        async with self.db.session() as session:
+            return await repository.session_is_active(session, session_id, user_id, utcnow())
+
+    def send_mail_later(self, to: str, subject: str, body: str) -> None:
+        """Sends in the background: a slow or failing mail server never fails (or times) a request."""
+
+        async def send() -> None:
+            try:
+                await self.mailer.send(to, subject, body)
+            except Exception as exc:  # logged, never raised into a request
+                log.warning("mail.failed", subject=subject, error=type(exc).__name__)
+
+        task = asyncio.create_task(send())
+        self._mail_tasks.add(task)
+        task.add_done_callback(self._mail_tasks.discard)
+
+    async def drain_mail(self) -> None:
+        if self._mail_tasks:
+            await asyncio.wait(list(self._mail_tasks), timeout=10)
+
+    async def bootstrap_admin(self) -> None:
+        """Creates the configured admin when a password is set and no user has that email.
+        An existing user (whatever its password) is never changed."""
+        settings = self.settings
+        if not settings.admin_password:
+            return
+        email = domain.normalize_email(settings.admin_email)
+        async with self.db.session() as session:
+            if await repository.email_exists(session, email):
+                return
+        problems = domain.password_problems(settings.admin_password)
+        if problems:
+            raise RuntimeError(f"SHOP_ADMIN_PASSWORD does not meet the password policy: {'; '.join(problems)}")
+        password_hash = await asyncio.to_thread(domain.hash_password, settings.admin_password, settings.bcrypt_rounds)
+        now = utcnow()
+        try:
+            async with self.db.transaction() as session:
+                session.add(User(email=email, password_hash=password_hash, first_name="Admin", last_name="User",
+                                 role="ADMIN", status="ACTIVE", email_verified=True, created_at=now, updated_at=now))
+        except IntegrityError:  # another replica created it first
+            return
+        log.info("admin.created", email=email)
 
 
 def build_server(settings: AuthSettings | None = None) -> ShopServer:
     settings = settings or AuthSettings()
     runtime = Runtime(settings)
-    verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
 
     async def migrate() -> None:
         if settings.run_migrations:
@@ -39,9 +105,8 @@ def build_server(settings: AuthSettings | None = None) -> ShopServer:
     definition = ServiceDefinition(
         name="auth",
         servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(runtime), SERVICE_NAME)],
-        verifier=verifier,
-        on_start=[migrate],
-        on_stop=[runtime.clients.close, runtime.db.dispose],
-        background=[poll_revocations],
+        verifier=runtime.verifier,
+        on_start=[migrate, runtime.bootstrap_admin],
+        on_stop=[runtime.drain_mail, runtime.clients.close, runtime.db.dispose],
     )
     return ShopServer(definition, settings)

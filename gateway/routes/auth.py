@@ -1,0 +1,294 @@
+"""/api/v1/auth/*: registration, login, token refresh and logout, sessions, passwords, email
+verification and TOTP two-factor authentication (auth service)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.deps import (
+    ApiModel,
+    GatewayState,
+    Principal,
+    client_ip,
+    current_user,
+    enum_name,
+    get_state,
+    ok,
+    optional_user,
+    page,
+    rfc3339,
+)
+from gateway.errors import ApiError
+from shop.auth.v1 import auth_pb2
+
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+REFRESH_COOKIE = "refreshToken"
+REFRESH_COOKIE_PATH = "/api/v1/auth"
+
+
+# -- shapes ---------------------------------------------------------------------------------------
+
+def user_json(user: auth_pb2.User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "firstName": user.first_name,
+        "lastName": user.last_name,
+        "phone": user.phone or None,
+        "role": enum_name(auth_pb2.Role.Name(user.role), "ROLE_"),
+        "status": enum_name(auth_pb2.UserStatus.Name(user.status), "USER_STATUS_"),
+        "emailVerified": user.email_verified,
+        "mfaEnabled": user.mfa_enabled,
+        "createdAt": rfc3339(user.create_time),
+    }
+
+
+def tokens_json(tokens: auth_pb2.Tokens) -> dict[str, Any]:
+    return {
+        "accessToken": tokens.access_token,
+        "refreshToken": tokens.refresh_token,
+        "tokenType": tokens.token_type or "Bearer",
+        "expiresIn": tokens.expires_in,
+    }
+
+
+def session_json(session: auth_pb2.Session) -> dict[str, Any]:
+    return {
+        "id": session.id,
+        "createdAt": rfc3339(session.create_time),
+        "lastUsedAt": rfc3339(session.last_used_time),
+        "userAgent": session.user_agent,
+        "ip": session.ip,
+        "current": session.current,
+    }
+
+
+def client_info(request: Request) -> auth_pb2.ClientInfo:
+    return auth_pb2.ClientInfo(user_agent=request.headers.get("user-agent", "")[:512], ip=client_ip(request))
+
+
+def is_https(request: Request) -> bool:
+    """The client's connection is HTTPS: directly, or as told by a trusted proxy."""
+    if request.url.scheme == "https":
+        return True
+    peer = request.client.host if request.client else ""
+    return client_ip(request) != peer and request.headers.get("x-forwarded-proto") == "https"
+
+
+def with_refresh_cookie(response: Response, request: Request, tokens: auth_pb2.Tokens) -> Response:
+    response.set_cookie(
+        REFRESH_COOKIE,
+        tokens.refresh_token,
+        max_age=tokens.refresh_expires_in or None,
+        path=REFRESH_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=is_https(request),
+    )
+    return response
+
+
+def without_refresh_cookie(response: Response, request: Request) -> Response:
+    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_COOKIE_PATH, httponly=True, samesite="strict",
+                           secure=is_https(request))
+    return response
+
+
+def refresh_token_from(request: Request, body_token: str | None) -> str:
+    return (body_token or request.cookies.get(REFRESH_COOKIE) or "").strip()
+
+
+# -- bodies ---------------------------------------------------------------------------------------
+
+class RegisterBody(ApiModel):
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+
+
+class LoginBody(ApiModel):
+    email: str
+    password: str
+    otp: str | None = None
+
+
+class RefreshBody(ApiModel):
+    refresh_token: str | None = None
+
+
+class ChangePasswordBody(ApiModel):
+    current_password: str
+    new_password: str
+
+
+class ForgotPasswordBody(ApiModel):
+    email: str
+
+
+class ResetPasswordBody(ApiModel):
+    token: str
+    new_password: str
+
+
+class TokenBody(ApiModel):
+    token: str
+
+
+class OtpBody(ApiModel):
+    otp: str
+
+
+class DisableMfaBody(ApiModel):
+    otp: str | None = None
+    recovery_code: str | None = None
+
+
+# -- registration, login, tokens ------------------------------------------------------------------
+
+@router.post("/auth/register", status_code=201, summary="Create an account (CUSTOMER) and sign in")
+async def register(body: RegisterBody, request: Request, state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.Register(
+        auth_pb2.RegisterRequest(email=body.email, password=body.password, first_name=body.first_name,
+                                 last_name=body.last_name, client=client_info(request))
+    )
+    result = ok({"user": user_json(response.user), "tokens": tokens_json(response.tokens)}, 201)
+    return with_refresh_cookie(result, request, response.tokens)
+
+
+@router.post("/auth/login", summary="Sign in with email and password (and a TOTP code when MFA is on)")
+async def login(body: LoginBody, request: Request, state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.Login(
+        auth_pb2.LoginRequest(email=body.email, password=body.password, otp=body.otp or "",
+                              client=client_info(request))
+    )
+    result = ok({"user": user_json(response.user), "tokens": tokens_json(response.tokens)})
+    return with_refresh_cookie(result, request, response.tokens)
+
+
+@router.post("/auth/refresh", summary="Rotate a refresh token (body or cookie) for new tokens")
+async def refresh(request: Request, body: RefreshBody | None = None,
+                  state: GatewayState = Depends(get_state)) -> JSONResponse:
+    token = refresh_token_from(request, body.refresh_token if body else None)
+    if not token:
+        raise ApiError.validation({"refreshToken": ["is required (in the body or the refreshToken cookie)"]})
+    response = await state.clients.auth.RefreshToken(
+        auth_pb2.RefreshTokenRequest(refresh_token=token, client=client_info(request))
+    )
+    return with_refresh_cookie(ok({"tokens": tokens_json(response.tokens)}), request, response.tokens)
+
+
+@router.post("/auth/logout", status_code=204, summary="End the current session (access and refresh token)")
+async def logout(request: Request, body: RefreshBody | None = None,
+                 principal: Principal | None = Depends(optional_user),
+                 state: GatewayState = Depends(get_state)) -> Response:
+    if principal is not None:
+        response = await state.clients.auth.Logout(auth_pb2.LogoutRequest(), metadata=principal.metadata)
+    else:
+        token = refresh_token_from(request, body.refresh_token if body else None)
+        if not token:
+            raise ApiError(401, "UNAUTHENTICATED", "Authentication required.")
+        response = await state.clients.auth.Logout(auth_pb2.LogoutRequest(refresh_token=token))
+    if response.session_id:
+        # This gateway refuses the session's access tokens at once; others learn it by polling.
+        state.verifier.revoked.add(response.session_id)
+    return without_refresh_cookie(Response(status_code=204), request)
+
+
+@router.get("/auth/me", summary="The signed-in user")
+async def me(principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=principal.metadata)
+    return ok(user_json(response.user))
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+@router.get("/auth/sessions", summary="The user's live sessions (never a token)")
+async def list_sessions(principal: Principal = Depends(current_user),
+                        state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.ListSessions(auth_pb2.ListSessionsRequest(), metadata=principal.metadata)
+    items = [session_json(s) for s in response.sessions]
+    return page(items, "", len(items))
+
+
+@router.delete("/auth/sessions", summary="Revoke every session of the user")
+async def revoke_all_sessions(principal: Principal = Depends(current_user),
+                              state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.RevokeAllSessions(auth_pb2.RevokeAllSessionsRequest(),
+                                                          metadata=principal.metadata)
+    for session_id in [*response.session_ids, principal.caller.session_id or ""]:
+        if session_id:
+            state.verifier.revoked.add(session_id)
+    return ok({"revokedCount": response.revoked_count})
+
+
+@router.delete("/auth/sessions/{session_id}", status_code=204, summary="Revoke one session of the user")
+async def revoke_session(session_id: str, principal: Principal = Depends(current_user),
+                         state: GatewayState = Depends(get_state)) -> Response:
+    await state.clients.auth.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=session_id),
+                                           metadata=principal.metadata)
+    state.verifier.revoked.add(session_id)  # the user's own session (the service checked)
+    return Response(status_code=204)
+
+
+# -- passwords and email --------------------------------------------------------------------------
+
+@router.post("/auth/password/change", status_code=204, summary="Change the password; other sessions end")
+async def change_password(body: ChangePasswordBody, principal: Principal = Depends(current_user),
+                          state: GatewayState = Depends(get_state)) -> Response:
+    await state.clients.auth.ChangePassword(
+        auth_pb2.ChangePasswordRequest(current_password=body.current_password, new_password=body.new_password),
+        metadata=principal.metadata,
+    )
+    return Response(status_code=204)
+
+
+@router.post("/auth/password/forgot", status_code=202, summary="Email a password-reset link (always 202)")
+async def forgot_password(body: ForgotPasswordBody, state: GatewayState = Depends(get_state)) -> Response:
+    await state.clients.auth.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(email=body.email))
+    return Response(status_code=202)
+
+
+@router.post("/auth/password/reset", status_code=204, summary="Set a new password with a reset token")
+async def reset_password(body: ResetPasswordBody, state: GatewayState = Depends(get_state)) -> Response:
+    await state.clients.auth.ResetPassword(
+        auth_pb2.ResetPasswordRequest(token=body.token, new_password=body.new_password)
+    )
+    return Response(status_code=204)
+
+
+@router.post("/auth/email/verify", status_code=204, summary="Confirm the email address with the emailed token")
+async def verify_email(body: TokenBody, state: GatewayState = Depends(get_state)) -> Response:
+    await state.clients.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=body.token))
+    return Response(status_code=204)
+
+
+# -- MFA ------------------------------------------------------------------------------------------
+
+@router.post("/auth/mfa/setup", summary="Start TOTP setup: a new secret and its otpauth:// URI")
+async def mfa_setup(principal: Principal = Depends(current_user),
+                    state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.SetupMfa(auth_pb2.SetupMfaRequest(), metadata=principal.metadata)
+    return ok({"secret": response.secret, "otpauthUri": response.otpauth_uri})
+
+
+@router.post("/auth/mfa/enable", summary="Turn TOTP on with a current code; returns 10 single-use recovery codes")
+async def mfa_enable(body: OtpBody, principal: Principal = Depends(current_user),
+                     state: GatewayState = Depends(get_state)) -> JSONResponse:
+    response = await state.clients.auth.EnableMfa(auth_pb2.EnableMfaRequest(otp=body.otp),
+                                                  metadata=principal.metadata)
+    return ok({"recoveryCodes": list(response.recovery_codes)})
+
+
+@router.post("/auth/mfa/disable", status_code=204, summary="Turn TOTP off with a code or a recovery code")
+async def mfa_disable(body: DisableMfaBody, principal: Principal = Depends(current_user),
+                      state: GatewayState = Depends(get_state)) -> Response:
+    await state.clients.auth.DisableMfa(
+        auth_pb2.DisableMfaRequest(otp=body.otp or "", recovery_code=body.recovery_code or ""),
+        metadata=principal.metadata,
+    )
+    return Response(status_code=204)

@@ -1,0 +1,298 @@
+"""Rules of the auth service: pure functions, no I/O, no gRPC, no FastAPI.
+
+Input validation (emails, passwords, names, addresses), password hashing, opaque tokens, TOTP,
+recovery codes, and the login lockout window.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import bcrypt
+import pyotp
+from email_validator import EmailNotValidError, validate_email
+
+ROLES = ("CUSTOMER", "SELLER", "ADMIN")
+STATUS_ACTIVE = "ACTIVE"
+STATUS_SUSPENDED = "SUSPENDED"
+STATUS_DEACTIVATED = "DEACTIVATED"
+STATUSES = (STATUS_ACTIVE, STATUS_SUSPENDED, STATUS_DEACTIVATED)
+
+PURPOSE_PASSWORD_RESET = "password_reset"
+PURPOSE_EMAIL_VERIFICATION = "email_verification"
+
+PASSWORD_MIN_CHARS = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt's limit: longer passwords are refused, never truncated
+NAME_MAX_CHARS = 50
+EMAIL_MAX_CHARS = 254
+MAX_ADDRESSES_PER_USER = 20
+RECOVERY_CODE_COUNT = 10
+
+TOTP_DIGITS = 6
+TOTP_PERIOD_SECONDS = 30
+# Codes of the previous and the next time-step are accepted too (clock drift).
+TOTP_VALID_WINDOW = 1
+
+# ISO 3166-1 alpha-2 (officially assigned codes).
+COUNTRY_CODES = frozenset(
+    """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+    EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+    HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+    LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+    NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+    TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
+    """.split()
+)
+
+_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{3,30}$")
+_POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+class Problems:
+    """Collects field problems (camelCase REST names) for one ValidationError."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, field_name: str, message: str) -> None:
+        self.fields.setdefault(field_name, []).append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.fields)
+
+
+def normalize_email(raw: str) -> str:
+    """Trimmed and lower-cased; ValueError with a message when it is not an email address."""
+    email = raw.strip().lower()
+    if not email:
+        raise ValueError("is required")
+    if len(email) > EMAIL_MAX_CHARS:
+        raise ValueError(f"must be at most {EMAIL_MAX_CHARS} characters")
+    try:
+        validate_email(email, check_deliverability=False, test_environment=True)
+    except EmailNotValidError:
+        raise ValueError("is not a valid email address") from None
+    return email
+
+
+def password_problems(password: str) -> list[str]:
+    """What the password policy finds wrong (empty when acceptable). Never truncates."""
+    problems = []
+    if len(password) < PASSWORD_MIN_CHARS:
+        problems.append(f"must be at least {PASSWORD_MIN_CHARS} characters")
+    if len(password.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        problems.append(f"must be at most {PASSWORD_MAX_BYTES} bytes in UTF-8")
+    if not any(ch.islower() for ch in password):
+        problems.append("must contain a lower-case letter")
+    if not any(ch.isupper() for ch in password):
+        problems.append("must contain an upper-case letter")
+    if not any(ch.isdigit() for ch in password):
+        problems.append("must contain a digit")
+    if "\x00" in password:
+        problems.append("must not contain NUL characters")
+    return problems
+
+
+def check_password(problems: Problems, field_name: str, password: str) -> None:
+    for message in password_problems(password):
+        problems.add(field_name, message)
+
+
+def clean_name(problems: Problems, field_name: str, value: str, *, max_chars: int = NAME_MAX_CHARS,
+               required: bool = True) -> str:
+    value = value.strip()
+    if not value:
+        if required:
+            problems.add(field_name, "is required")
+        return value
+    if len(value) > max_chars:
+        problems.add(field_name, f"must be at most {max_chars} characters")
+    if _CONTROL_CHARS.search(value):
+        problems.add(field_name, "must not contain control characters")
+    return value
+
+
+def clean_phone(problems: Problems, field_name: str, value: str) -> str:
+    value = value.strip()
+    if value and not _PHONE.match(value):
+        problems.add(field_name, "must be a phone number such as +1 555 0100")
+    return value
+
+
+def clean_country(problems: Problems, field_name: str, value: str) -> str:
+    code = value.strip().upper()
+    if code not in COUNTRY_CODES:
+        problems.add(field_name, "must be an ISO 3166-1 alpha-2 country code such as US or DE")
+    return code
+
+
+def clean_postal_code(problems: Problems, field_name: str, value: str) -> str:
+    value = value.strip()
+    if not value:
+        problems.add(field_name, "is required")
+    elif not _POSTAL_CODE.match(value):
+        problems.add(field_name, "must be 1..20 letters, digits, spaces or hyphens")
+    return value
+
+
+ADDRESS_TEXT_FIELDS: dict[str, tuple[str, int, bool]] = {
+    # attribute: (REST name, max chars, required)
+    "label": ("label", 50, True),
+    "first_name": ("firstName", NAME_MAX_CHARS, True),
+    "last_name": ("lastName", NAME_MAX_CHARS, True),
+    "line1": ("line1", 200, True),
+    "line2": ("line2", 200, False),
+    "city": ("city", 100, True),
+    "state": ("state", 100, False),
+}
+
+
+def clean_address_fields(values: dict[str, str]) -> tuple[dict[str, str], Problems]:
+    """Validates the given address attributes (a full address or a patch); returns cleaned values."""
+    problems = Problems()
+    cleaned: dict[str, str] = {}
+    for attribute, value in values.items():
+        if attribute in ADDRESS_TEXT_FIELDS:
+            rest_name, max_chars, required = ADDRESS_TEXT_FIELDS[attribute]
+            cleaned[attribute] = clean_name(problems, rest_name, value, max_chars=max_chars, required=required)
+        elif attribute == "postal_code":
+            cleaned[attribute] = clean_postal_code(problems, "postalCode", value)
+        elif attribute == "country":
+            cleaned[attribute] = clean_country(problems, "country", value)
+        elif attribute == "phone":
+            cleaned[attribute] = clean_phone(problems, "phone", value)
+    return cleaned, problems
+
+
+# -- passwords ----------------------------------------------------------------------------------
+
+def hash_password(password: str, rounds: int) -> str:
+    """bcrypt; the caller has checked the policy (≤ 72 bytes), so nothing is ever truncated."""
+    encoded = password.encode("utf-8")
+    if len(encoded) > PASSWORD_MAX_BYTES:
+        raise ValueError("password longer than 72 bytes")
+    return bcrypt.hashpw(encoded, bcrypt.gensalt(rounds)).decode()
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    encoded = password.encode("utf-8")
+    if len(encoded) > PASSWORD_MAX_BYTES:
+        # Still spend the time of a verify, then refuse: no truncation, no timing hint.
+        bcrypt.checkpw(b"x", password_hash.encode())
+        return False
+    try:
+        return bcrypt.checkpw(encoded, password_hash.encode())
+    except ValueError:
+        return False
+
+
+# -- opaque tokens --------------------------------------------------------------------------------
+
+def new_opaque_token() -> str:
+    """256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def token_digest(token: str) -> str:
+    """What is stored for an opaque token: its SHA-256 (hex). The token itself is never stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+# -- login lockout --------------------------------------------------------------------------------
+
+def lockout_retry_after(
+    failures: Iterable[datetime], now: datetime, *, max_failures: int, window: timedelta
+) -> int | None:
+    """Seconds until a login may be tried again, or None when it may be tried now.
+
+    Locked while `max_failures` or more failures lie within the window before `now`; it opens
+    when enough of them have left the window."""
+    recent = sorted((t for t in failures if now - t < window), reverse=True)
+    if len(recent) < max_failures:
+        return None
+    # Once the max_failures-th most recent failure leaves the window, fewer than max remain.
+    opens_at = recent[max_failures - 1] + window
+    return max(1, math.ceil((opens_at - now).total_seconds()))
+
+
+# -- TOTP (RFC 6238) and recovery codes -------------------------------------------------------------
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32(32)
+
+
+def otpauth_uri(secret: str, email: str, issuer: str) -> str:
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS).provisioning_uri(
+        name=email, issuer_name=issuer
+    )
+
+
+def totp_step(now: datetime) -> int:
+    return int(now.timestamp()) // TOTP_PERIOD_SECONDS
+
+
+def totp_code(secret: str, step: int) -> str:
+    return pyotp.TOTP(secret, digits=TOTP_DIGITS, interval=TOTP_PERIOD_SECONDS).at(step * TOTP_PERIOD_SECONDS)
+
+
+def looks_like_totp(code: str) -> bool:
+    return len(code) == TOTP_DIGITS and code.isascii() and code.isdigit()
+
+
+def match_totp(secret: str, code: str, now: datetime, last_used_step: int | None) -> int | None:
+    """The time-step `code` belongs to (within ±1 step of now), or None. A step at or before the
+    last one used is refused: no code is accepted twice (RFC 6238 §5.2)."""
+    code = code.strip()
+    if not looks_like_totp(code):
+        return None
+    current = totp_step(now)
+    for step in range(current - TOTP_VALID_WINDOW, current + TOTP_VALID_WINDOW + 1):
+        if last_used_step is not None and step <= last_used_step:
+            continue
+        if hmac.compare_digest(totp_code(secret, step), code):
+            return step
+    return None
+
+
+def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
+    """Codes like `ab3d-7kq2-mx9p-t4ve`: 16 base32 characters, 80 random bits each."""
+    codes = []
+    for _ in range(count):
+        raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()
+        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+    return codes
+
+
+def normalize_recovery_code(code: str) -> str:
+    return re.sub(r"[\s-]", "", code).lower()
+
+
+def recovery_code_digest(code: str) -> str:
+    return token_digest(normalize_recovery_code(code))
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UserChange:
+    role: str | None
+    status: str | None
+
+    @property
+    def ends_sessions(self) -> bool:
+        """Suspension, deactivation and role changes end every session: no token keeps old rights."""
+        return self.role is not None or self.status in (STATUS_SUSPENDED, STATUS_DEACTIVATED)
