@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import structlog
+
+from services.catalog.config import CatalogSettings
+from services.catalog.repository import CatalogRepository
+from services.catalog.seed import seed_demo_data
+from services.catalog.servicer import CatalogServicer
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
@@ -11,11 +18,10 @@ from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 
-from services.catalog.config import CatalogSettings
-from services.catalog.servicer import CatalogServicer
-
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
+
+log = structlog.get_logger("catalog.server")
 
 
 class Runtime:
@@ -25,6 +31,29 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.clients = ServiceClients(settings, "catalog")
+        self.repository = CatalogRepository(self.db)
+        # Sweep passes completed (tests and operators can see the loop runs).
+        self.sweeps = 0
+
+
+async def sweep_once(runtime: Runtime) -> int:
+    """Releases reservations left uncommitted past their TTL; returns how many."""
+    released = await runtime.repository.release_expired()
+    runtime.sweeps += 1
+    if released:
+        log.info("reservations.released_expired", count=released)
+    return released
+
+
+async def sweep_forever(runtime: Runtime) -> None:
+    while True:
+        try:
+            await sweep_once(runtime)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a failed pass (database blip) must not end the loop
+            log.exception("reservations.sweep_failed")
+        await asyncio.sleep(runtime.settings.sweep_interval_seconds)
 
 
 def build_server(settings: CatalogSettings | None = None) -> ShopServer:
@@ -36,12 +65,23 @@ def build_server(settings: CatalogSettings | None = None) -> ShopServer:
         if settings.run_migrations:
             await upgrade_async(MIGRATIONS_DIR, settings.database_url)
 
+    async def seed() -> None:
+        if settings.seed_demo_data:
+            created = await seed_demo_data(runtime.db)
+            log.info("catalog.seeded", products_created=created)
+
+    async def sweep() -> None:
+        await sweep_forever(runtime)
+
+    servicer = CatalogServicer(runtime)
     definition = ServiceDefinition(
         name="catalog",
-        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(runtime), SERVICE_NAME)],
+        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)],
         verifier=verifier,
-        on_start=[migrate],
+        on_start=[migrate, seed],
         on_stop=[runtime.clients.close, runtime.db.dispose],
-        background=[poll_revocations],
+        background=[poll_revocations, sweep],
     )
-    return ShopServer(definition, settings)
+    server = ShopServer(definition, settings)
+    server.runtime = runtime  # type: ignore[attr-defined]  # tests reach the sweep counter
+    return server

@@ -1,5 +1,4 @@
-from shop.lib.migrations import run_env
-
 from services.catalog.models import CatalogBase
+from shop.lib.migrations import run_env
 
 run_env(CatalogBase.metadata, lock_name="catalog-migrations")

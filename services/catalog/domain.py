@@ -1,0 +1,383 @@
+"""Catalog rules: validation of products, categories, reviews, stock lines and reservations.
+
+Pure functions (no grpc, no fastapi, no I/O). Field names in errors are the camelCase REST names.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from shop.lib.errors import ValidationError
+
+# -- statuses ----------------------------------------------------------------------------------
+
+ACTIVE = "ACTIVE"
+DRAFT = "DRAFT"
+ARCHIVED = "ARCHIVED"
+PRODUCT_STATUSES = (ACTIVE, DRAFT, ARCHIVED)
+
+RESERVED = "RESERVED"
+COMMITTED = "COMMITTED"
+RELEASED = "RELEASED"
+RESTOCKED = "RESTOCKED"
+
+# -- limits ------------------------------------------------------------------------------------
+
+SKU_MAX = 64
+NAME_MAX = 200
+DESCRIPTION_MAX = 5000
+BRAND_MAX = 100
+MAX_IMAGES = 10
+URL_MAX = 2048
+MAX_PRICE_CENTS = 100_000_000_00  # 100 million in major units
+MAX_STOCK = 1_000_000
+MAX_STOCK_DELTA = 1_000_000
+REASON_MAX = 200
+CATEGORY_SLUG_MAX = 64
+CATEGORY_NAME_MAX = 100
+REVIEW_TITLE_MAX = 120
+REVIEW_BODY_MAX = 5000
+MAX_BATCH_IDS = 200
+MAX_RESERVATION_LINES = 200
+MAX_LINE_QUANTITY = 10_000
+RESERVATION_ID_MAX = 64
+REQUEST_ID_MAX = 64
+MAX_WISHLIST_ITEMS = 500
+SEARCH_QUERY_MAX = 200
+
+SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
+
+SORTS = ("relevance", "newest", "price", "-price", "rating", "name")
+
+
+class Errors:
+    """Collects field errors; `raise_if_any()` raises one ValidationError with all of them."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, name: str, message: str) -> None:
+        self.fields.setdefault(name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            raise ValidationError(self.fields)
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        return str(uuid.UUID(value)) == value.lower() and len(value) == 36
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+def parse_uuid(value: str, field_name: str = "productId") -> str:
+    """A canonical lower-case UUID string; a malformed id is 400 VALIDATION_ERROR (documented)."""
+    if not is_uuid(value):
+        raise ValidationError.single(field_name, "must be a UUID")
+    return value.lower()
+
+
+# -- products ----------------------------------------------------------------------------------
+
+def _check_text(errors: Errors, name: str, value: str, *, min_len: int, max_len: int) -> str:
+    value = value.strip()
+    if len(value) < min_len:
+        errors.add(name, "must not be empty" if min_len == 1 else f"must be at least {min_len} characters")
+    elif len(value) > max_len:
+        errors.add(name, f"must be at most {max_len} characters")
+    return value
+
+
+def valid_image_url(url: str) -> bool:
+    if not url or len(url) > URL_MAX or any(ch.isspace() for ch in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _check_images(errors: Errors, images: list[str]) -> list[str]:
+    if len(images) > MAX_IMAGES:
+        errors.add("images", f"at most {MAX_IMAGES} images")
+    for index, url in enumerate(images):
+        if not valid_image_url(url):
+            errors.add("images", f"item {index} must be an http(s) URL of at most {URL_MAX} characters")
+    return list(images)
+
+
+def _check_price(errors: Errors, name: str, value: int) -> None:
+    if value <= 0:
+        errors.add(name, "must be greater than 0")
+    elif value > MAX_PRICE_CENTS:
+        errors.add(name, f"must be at most {MAX_PRICE_CENTS}")
+
+
+@dataclass
+class ProductDraft:
+    """The validated fields of a new product (or the merged result of an update)."""
+
+    sku: str
+    name: str
+    description: str
+    price_cents: int
+    compare_at_price_cents: int | None
+    currency: str
+    category_slug: str
+    brand: str | None
+    images: list[str] = field(default_factory=list)
+    stock: int = 0
+    status: str = ACTIVE
+
+
+def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+    """Validates the given product fields (all of them when creating; the changed ones on update).
+    Returns them normalised. Cross-field rules are checked by `check_prices`."""
+    errors = Errors()
+    out: dict[str, Any] = {}
+    if "sku" in fields:
+        sku = fields["sku"].strip()
+        if not sku:
+            errors.add("sku", "must not be empty")
+        elif len(sku) > SKU_MAX:
+            errors.add("sku", f"must be at most {SKU_MAX} characters")
+        elif not SKU_PATTERN.match(sku):
+            errors.add("sku", "may contain only letters, digits, '.', '_' and '-'")
+        out["sku"] = sku
+    if "name" in fields:
+        out["name"] = _check_text(errors, "name", fields["name"], min_len=1, max_len=NAME_MAX)
+    if "description" in fields:
+        out["description"] = _check_text(errors, "description", fields["description"], min_len=0,
+                                         max_len=DESCRIPTION_MAX)
+    if "price_cents" in fields:
+        _check_price(errors, "priceCents", fields["price_cents"])
+        out["price_cents"] = fields["price_cents"]
+    if "compare_at_price_cents" in fields:
+        value = fields["compare_at_price_cents"]
+        if value is not None:
+            _check_price(errors, "compareAtPriceCents", value)
+        out["compare_at_price_cents"] = value
+    if "currency" in fields:
+        currency = fields["currency"]
+        if not CURRENCY_PATTERN.match(currency):
+            errors.add("currency", "must be a 3-letter upper-case ISO 4217 code")
+        out["currency"] = currency
+    if "category_slug" in fields:
+        slug = fields["category_slug"].strip()
+        if not slug:
+            errors.add("categorySlug", "must not be empty")
+        out["category_slug"] = slug
+    if "brand" in fields:
+        brand = (fields["brand"] or "").strip()
+        if len(brand) > BRAND_MAX:
+            errors.add("brand", f"must be at most {BRAND_MAX} characters")
+        out["brand"] = brand or None
+    if "images" in fields:
+        out["images"] = _check_images(errors, fields["images"])
+    if "stock" in fields:
+        stock = fields["stock"]
+        if stock < 0:
+            errors.add("stock", "must be at least 0")
+        elif stock > MAX_STOCK:
+            errors.add("stock", f"must be at most {MAX_STOCK}")
+        out["stock"] = stock
+    if "status" in fields:
+        status = fields["status"] or (ACTIVE if creating else None)
+        if status not in (ACTIVE, DRAFT):
+            errors.add("status", "must be ACTIVE or DRAFT (DELETE archives a product)")
+        out["status"] = status
+    if creating:
+        for required, rest_name in (("sku", "sku"), ("name", "name"), ("price_cents", "priceCents"),
+                                    ("currency", "currency"), ("category_slug", "categorySlug")):
+            if required not in fields:
+                errors.add(rest_name, "is required")
+    errors.raise_if_any()
+    return out
+
+
+def check_prices(price_cents: int, compare_at_price_cents: int | None) -> None:
+    if compare_at_price_cents is not None and compare_at_price_cents <= price_cents:
+        raise ValidationError.single("compareAtPriceCents", "must be greater than priceCents")
+
+
+def search_text(brand: str | None, category_words: list[str]) -> str:
+    """The extra words a product is found by besides its name and description."""
+    words = [brand or "", *category_words]
+    return " ".join(word.replace("-", " ") for word in words if word)
+
+
+def can_see(product_status: str, product_seller: str | None, user_id: str | None, role: str | None) -> bool:
+    """ACTIVE: everybody. DRAFT: admins and the owning seller. ARCHIVED: nobody (404)."""
+    if product_status == ACTIVE:
+        return True
+    if product_status == DRAFT:
+        return role == "ADMIN" or (user_id is not None and product_seller == user_id)
+    return False
+
+
+def can_manage(product_seller: str | None, user_id: str | None, role: str | None) -> bool:
+    return role == "ADMIN" or (role == "SELLER" and user_id is not None and product_seller == user_id)
+
+
+def validate_stock_adjustment(delta: int, reason: str) -> str:
+    errors = Errors()
+    if delta == 0:
+        errors.add("delta", "must not be 0")
+    elif abs(delta) > MAX_STOCK_DELTA:
+        errors.add("delta", f"must be between -{MAX_STOCK_DELTA} and {MAX_STOCK_DELTA}")
+    reason = _check_text(errors, "reason", reason, min_len=1, max_len=REASON_MAX)
+    errors.raise_if_any()
+    return reason
+
+
+def validate_request_id(value: str, field_name: str = "requestId") -> str | None:
+    if not value:
+        return None
+    if len(value) > REQUEST_ID_MAX:
+        raise ValidationError.single(field_name, f"must be at most {REQUEST_ID_MAX} characters")
+    return value
+
+
+# -- categories --------------------------------------------------------------------------------
+
+def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str, str | None]:
+    errors = Errors()
+    slug = slug.strip()
+    if not slug:
+        errors.add("slug", "must not be empty")
+    elif len(slug) > CATEGORY_SLUG_MAX:
+        errors.add("slug", f"must be at most {CATEGORY_SLUG_MAX} characters")
+    elif not SLUG_PATTERN.match(slug):
+        errors.add("slug", "must be lower-case letters and digits separated by single hyphens")
+    name = _check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX)
+    parent = parent_slug.strip() or None
+    if parent is not None and parent == slug:
+        errors.add("parentSlug", "must not be the category itself")
+    errors.raise_if_any()
+    return slug, name, parent
+
+
+def descendants(slug: str, parents: dict[str, str | None]) -> set[str]:
+    """`slug` and every category below it (parents maps slug → parent slug)."""
+    children: dict[str, list[str]] = {}
+    for child, parent in parents.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(child)
+    found, stack = set(), [slug]
+    while stack:
+        current = stack.pop()
+        if current in found:
+            continue
+        found.add(current)
+        stack.extend(children.get(current, []))
+    return found
+
+
+def rolled_up_counts(direct: dict[str, int], parents: dict[str, str | None]) -> dict[str, int]:
+    """Product counts per category including every subcategory."""
+    return {slug: sum(direct.get(s, 0) for s in descendants(slug, parents)) for slug in parents}
+
+
+# -- reviews -----------------------------------------------------------------------------------
+
+def validate_review(rating: int, title: str, body: str) -> tuple[int, str, str]:
+    errors = Errors()
+    if not 1 <= rating <= 5:
+        errors.add("rating", "must be between 1 and 5")
+    title = _check_text(errors, "title", title, min_len=0, max_len=REVIEW_TITLE_MAX)
+    body = _check_text(errors, "body", body, min_len=0, max_len=REVIEW_BODY_MAX)
+    errors.raise_if_any()
+    return rating, title, body
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProductQuery:
+    query: str
+    category_slug: str
+    brand: str
+    min_price_cents: int | None
+    max_price_cents: int | None
+    in_stock_only: bool
+    sort: str
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        return {
+            "q": self.query, "category": self.category_slug, "brand": self.brand.lower(),
+            "min": self.min_price_cents, "max": self.max_price_cents, "inStock": self.in_stock_only,
+            "sort": self.sort,
+        }
+
+
+def search_words(query: str) -> list[str]:
+    return [word for word in re.split(r"\s+", query.strip().lower()) if word]
+
+
+def product_query(
+    *, query: str, category_slug: str, brand: str, min_price_cents: int | None, max_price_cents: int | None,
+    in_stock_only: bool, sort: str | None,
+) -> ProductQuery:
+    errors = Errors()
+    query = " ".join(query.split())
+    if len(query) > SEARCH_QUERY_MAX:
+        errors.add("q", f"must be at most {SEARCH_QUERY_MAX} characters")
+    for name, value in (("minPriceCents", min_price_cents), ("maxPriceCents", max_price_cents)):
+        if value is not None and value < 0:
+            errors.add(name, "must be at least 0")
+    if min_price_cents is not None and max_price_cents is not None and min_price_cents > max_price_cents:
+        errors.add("maxPriceCents", "must be at least minPriceCents")
+    if not sort:
+        sort = "relevance" if query else "newest"
+    if sort not in SORTS:
+        errors.add("sort", f"must be one of {', '.join(SORTS)}")
+    elif sort == "relevance" and not query:
+        # Without words to rank by, relevance is the default order: newest first.
+        sort = "newest"
+    errors.raise_if_any()
+    return ProductQuery(query, category_slug.strip(), brand.strip(), min_price_cents, max_price_cents,
+                        in_stock_only, sort)
+
+
+# -- reservations ------------------------------------------------------------------------------
+
+def validate_reservation_id(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValidationError.single("reservationId", "is required")
+    if len(value) > RESERVATION_ID_MAX:
+        raise ValidationError.single("reservationId", f"must be at most {RESERVATION_ID_MAX} characters")
+    return value
+
+
+def merge_lines(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Validates stock lines, merges duplicate products and sorts by product id (the lock order
+    every writer follows, so concurrent reservations never deadlock)."""
+    errors = Errors()
+    if not lines:
+        errors.add("lines", "at least one line is required")
+    if len(lines) > MAX_RESERVATION_LINES:
+        errors.add("lines", f"at most {MAX_RESERVATION_LINES} lines")
+    merged: dict[str, int] = {}
+    for index, (product_id, quantity) in enumerate(lines):
+        if not is_uuid(product_id):
+            errors.add(f"lines[{index}].productId", "must be a UUID")
+            continue
+        if not 1 <= quantity <= MAX_LINE_QUANTITY:
+            errors.add(f"lines[{index}].quantity", f"must be between 1 and {MAX_LINE_QUANTITY}")
+            continue
+        key = product_id.lower()
+        merged[key] = merged.get(key, 0) + quantity
+    for product_id, quantity in merged.items():
+        if quantity > MAX_LINE_QUANTITY:
+            errors.add("lines", f"total quantity of {product_id} must be at most {MAX_LINE_QUANTITY}")
+    errors.raise_if_any()
+    return sorted(merged.items())

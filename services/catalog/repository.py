@@ -1,0 +1,686 @@
+"""Queries of the catalog service. Every statement is a SQLAlchemy construct with bound parameters;
+each public method is one unit of work (one transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import structlog
+from sqlalchemy import Numeric, and_, case, cast, delete, func, literal_column, or_, select, update
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.catalog import domain
+from services.catalog.models import (
+    Category,
+    Product,
+    Purchase,
+    Reservation,
+    ReservationLine,
+    Review,
+    StockAdjustment,
+    WishlistItem,
+)
+from shop.lib.db import Database, new_id, utcnow
+from shop.lib.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationError
+
+log = structlog.get_logger("catalog.repository")
+
+PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
+RANK_DIGITS = 6
+
+
+def product_not_found() -> NotFound:
+    return NotFound("Product not found.", code=PRODUCT_NOT_FOUND)
+
+
+def invalid_page_token() -> InvalidArgument:
+    return InvalidArgument(
+        "The page token is not valid for this query.",
+        code="INVALID_PAGE_TOKEN",
+        fields={"pageToken": ["is not valid for this query"]},
+    )
+
+
+@dataclass
+class ReservationView:
+    id: str
+    status: str
+    lines: list[tuple[str, int]]
+    expires_at: datetime
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    last_key: Any
+    last_id: str | None
+    has_more: bool
+    total: int
+
+
+class CatalogRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _insert(self, table):
+        return pg_insert(table) if self.db.is_postgres else sqlite_insert(table)
+
+    @staticmethod
+    async def _categories(session: AsyncSession) -> dict[str, Category]:
+        rows = (await session.execute(select(Category))).scalars().all()
+        return {row.slug: row for row in rows}
+
+    @staticmethod
+    def _category_words(categories: dict[str, Category], slug: str) -> list[str]:
+        words, seen, current = [], set(), categories.get(slug)
+        while current is not None and current.slug not in seen:
+            seen.add(current.slug)
+            words += [current.slug, current.name]
+            current = categories.get(current.parent_slug) if current.parent_slug else None
+        return words
+
+    # -- categories ----------------------------------------------------------------------------
+
+    async def list_categories(self) -> list[tuple[Category, int]]:
+        async with self.db.transaction() as session:
+            categories = await self._categories(session)
+            counts = dict(
+                (
+                    await session.execute(
+                        select(Product.category_slug, func.count())
+                        .where(Product.status == domain.ACTIVE)
+                        .group_by(Product.category_slug)
+                    )
+                ).all()
+            )
+        parents = {slug: row.parent_slug for slug, row in categories.items()}
+        rolled = domain.rolled_up_counts(counts, parents)
+        return [(categories[slug], rolled[slug]) for slug in sorted(categories)]
+
+    async def create_category(self, slug: str, name: str, parent_slug: str | None) -> Category:
+        exists = AlreadyExists(f"Category {slug!r} already exists.", code="CATEGORY_EXISTS")
+        try:
+            async with self.db.transaction() as session:
+                if await session.get(Category, slug) is not None:
+                    raise exists
+                if parent_slug is not None and await session.get(Category, parent_slug) is None:
+                    raise ValidationError.single("parentSlug", "no such category")
+                category = Category(slug=slug, name=name, parent_slug=parent_slug, created_at=utcnow())
+                session.add(category)
+            return category
+        except IntegrityError:
+            raise exists from None
+
+    # -- products: reads -----------------------------------------------------------------------
+
+    async def get_product(self, product_id: str) -> Product | None:
+        async with self.db.transaction() as session:
+            return await session.get(Product, product_id)
+
+    async def batch_get(self, product_ids: list[str]) -> list[Product]:
+        if not product_ids:
+            return []
+        async with self.db.transaction() as session:
+            rows = (await session.execute(select(Product).where(Product.id.in_(product_ids)))).scalars().all()
+        by_id = {row.id: row for row in rows}
+        return [by_id[pid] for pid in product_ids if pid in by_id]
+
+    def _sort_spec(self, query: domain.ProductQuery):
+        """(key expression, descending?) of a sort; the id breaks ties in the same direction."""
+        if query.sort == "relevance":
+            if self.db.is_postgres:
+                rank = func.ts_rank(literal_column("products.search_vector", type_=TSVECTOR), self._tsquery(query))
+                return func.round(cast(rank, Numeric), RANK_DIGITS), True
+            words = domain.search_words(query.query)
+            hits = [case((func.lower(Product.name).contains(word, autoescape=True), 1), else_=0) for word in words]
+            return sum(hits[1:], hits[0]), True
+        return {
+            "newest": (Product.created_at, True),
+            "price": (Product.price_cents, False),
+            "-price": (Product.price_cents, True),
+            "rating": (Product.rating_average, True),
+            "name": (func.lower(Product.name), False),
+        }[query.sort]
+
+    @staticmethod
+    def _tsquery(query: domain.ProductQuery):
+        return func.plainto_tsquery(literal_column("'english'::regconfig"), query.query)
+
+    def _filters(self, query: domain.ProductQuery, categories: dict[str, Category]) -> list:
+        conditions: list = [Product.status == domain.ACTIVE]
+        if query.query:
+            if self.db.is_postgres:
+                conditions.append(
+                    literal_column("products.search_vector", type_=TSVECTOR).bool_op("@@")(self._tsquery(query))
+                )
+            else:
+                for word in domain.search_words(query.query):
+                    conditions.append(
+                        or_(
+                            func.lower(Product.name).contains(word, autoescape=True),
+                            func.lower(Product.description).contains(word, autoescape=True),
+                            func.lower(Product.search_text).contains(word, autoescape=True),
+                        )
+                    )
+        if query.category_slug:
+            parents = {slug: row.parent_slug for slug, row in categories.items()}
+            conditions.append(Product.category_slug.in_(sorted(domain.descendants(query.category_slug, parents))))
+        if query.brand:
+            conditions.append(func.lower(Product.brand) == query.brand.lower())
+        if query.min_price_cents is not None:
+            conditions.append(Product.price_cents >= query.min_price_cents)
+        if query.max_price_cents is not None:
+            conditions.append(Product.price_cents <= query.max_price_cents)
+        if query.in_stock_only:
+            conditions.append(Product.stock > 0)
+        return conditions
+
+    def parse_sort_key(self, sort: str, raw: Any) -> Any:
+        """The sort key a page token carries, back in its Python type (else INVALID_PAGE_TOKEN)."""
+        try:
+            if sort == "newest":
+                value = datetime.fromisoformat(raw)
+                if value.tzinfo is None:
+                    raise ValueError("naive")
+                return value
+            if sort in ("price", "-price"):
+                if not isinstance(raw, int) or isinstance(raw, bool):
+                    raise ValueError("not an int")
+                return raw
+            if sort == "rating":
+                return float(raw)
+            if sort == "name":
+                if not isinstance(raw, str):
+                    raise ValueError("not a string")
+                return raw
+            if sort == "relevance":
+                return Decimal(raw) if self.db.is_postgres else int(raw)
+        except (ValueError, TypeError, InvalidOperation):
+            raise invalid_page_token() from None
+        raise invalid_page_token()
+
+    @staticmethod
+    def dump_sort_key(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return str(value)
+        return value
+
+    async def list_products(
+        self, query: domain.ProductQuery, size: int, after: tuple[Any, str] | None
+    ) -> Page:
+        async with self.db.transaction() as session:
+            categories = await self._categories(session)
+            conditions = self._filters(query, categories)
+            key, descending = self._sort_spec(query)
+            total = (await session.execute(select(func.count()).select_from(Product).where(*conditions))).scalar_one()
+            statement = select(Product, key.label("sort_key")).where(*conditions)
+            if after is not None:
+                last_key, last_id = after
+                if descending:
+                    statement = statement.where(or_(key < last_key, and_(key == last_key, Product.id < last_id)))
+                else:
+                    statement = statement.where(or_(key > last_key, and_(key == last_key, Product.id > last_id)))
+            order = (key.desc(), Product.id.desc()) if descending else (key.asc(), Product.id.asc())
+            rows = (await session.execute(statement.order_by(*order).limit(size + 1))).all()
+        has_more = len(rows) > size
+        rows = rows[:size]
+        last = rows[-1] if rows else None
+        return Page(
+            items=[row[0] for row in rows],
+            last_key=self.dump_sort_key(last.sort_key) if last is not None else None,
+            last_id=last[0].id if last is not None else None,
+            has_more=has_more,
+            total=total,
+        )
+
+    # -- products: writes ----------------------------------------------------------------------
+
+    async def create_product(
+        self, fields: dict[str, Any], seller_id: str | None, request_id: str | None
+    ) -> Product:
+        sku_taken = AlreadyExists(f"SKU {fields['sku']!r} is already taken.", code="SKU_TAKEN")
+        try:
+            async with self.db.transaction() as session:
+                if request_id is not None:
+                    existing = (
+                        await session.execute(select(Product).where(Product.create_request_id == request_id))
+                    ).scalar_one_or_none()
+                    if existing is not None:
+                        return existing
+                if (await session.execute(select(Product.id).where(Product.sku == fields["sku"]))).first():
+                    raise sku_taken
+                categories = await self._categories(session)
+                if fields["category_slug"] not in categories:
+                    raise ValidationError.single("categorySlug", "no such category")
+                now = utcnow()
+                product = Product(
+                    id=new_id(),
+                    sku=fields["sku"],
+                    name=fields["name"],
+                    description=fields.get("description", ""),
+                    price_cents=fields["price_cents"],
+                    compare_at_price_cents=fields.get("compare_at_price_cents"),
+                    currency=fields["currency"],
+                    category_slug=fields["category_slug"],
+                    brand=fields.get("brand"),
+                    images=fields.get("images", []),
+                    stock=fields.get("stock", 0),
+                    status=fields.get("status") or domain.ACTIVE,
+                    seller_id=seller_id,
+                    rating_average=0.0,
+                    rating_count=0,
+                    search_text=domain.search_text(
+                        fields.get("brand"), self._category_words(categories, fields["category_slug"])
+                    ),
+                    create_request_id=request_id,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(product)
+            return product
+        except IntegrityError:
+            # Lost a race: the same request id (return its product) or the same SKU.
+            if request_id is not None:
+                async with self.db.transaction() as session:
+                    existing = (
+                        await session.execute(select(Product).where(Product.create_request_id == request_id))
+                    ).scalar_one_or_none()
+                if existing is not None:
+                    return existing
+            raise sku_taken from None
+
+    @staticmethod
+    async def _managed_product(session: AsyncSession, product_id: str, user_id: str | None, role: str | None):
+        product = (
+            await session.execute(select(Product).where(Product.id == product_id).with_for_update())
+        ).scalar_one_or_none()
+        if product is None or not domain.can_see(product.status, product.seller_id, user_id, role):
+            raise product_not_found()
+        if not domain.can_manage(product.seller_id, user_id, role):
+            raise PermissionDenied("Only an admin or the seller who owns this product may change it.")
+        return product
+
+    async def update_product(
+        self, product_id: str, changes: dict[str, Any], user_id: str | None, role: str | None
+    ) -> Product:
+        try:
+            async with self.db.transaction() as session:
+                product = await self._managed_product(session, product_id, user_id, role)
+                price = changes.get("price_cents", product.price_cents)
+                compare_at = changes.get("compare_at_price_cents", product.compare_at_price_cents)
+                domain.check_prices(price, compare_at)
+                if "sku" in changes and changes["sku"] != product.sku:
+                    taken = await session.execute(select(Product.id).where(Product.sku == changes["sku"]))
+                    if taken.first():
+                        raise AlreadyExists(f"SKU {changes['sku']!r} is already taken.", code="SKU_TAKEN")
+                categories = await self._categories(session)
+                if "category_slug" in changes and changes["category_slug"] not in categories:
+                    raise ValidationError.single("categorySlug", "no such category")
+                for name, value in changes.items():
+                    setattr(product, name, value)
+                product.search_text = domain.search_text(
+                    product.brand, self._category_words(categories, product.category_slug)
+                )
+                product.updated_at = utcnow()
+            return product
+        except IntegrityError:
+            raise AlreadyExists("That SKU is already taken.", code="SKU_TAKEN") from None
+
+    async def archive_product(self, product_id: str, user_id: str | None, role: str | None) -> None:
+        async with self.db.transaction() as session:
+            product = (
+                await session.execute(select(Product).where(Product.id == product_id).with_for_update())
+            ).scalar_one_or_none()
+            if product is None:
+                raise product_not_found()
+            if product.status == domain.ARCHIVED and domain.can_manage(product.seller_id, user_id, role):
+                return  # deleting twice is fine for whoever could delete it
+            product = await self._managed_product(session, product_id, user_id, role)
+            product.status = domain.ARCHIVED
+            product.updated_at = utcnow()
+
+    async def adjust_stock(
+        self, product_id: str, delta: int, reason: str, user_id: str | None, role: str | None,
+        request_id: str | None,
+    ) -> int:
+        try:
+            async with self.db.transaction() as session:
+                if request_id is not None:
+                    done = (
+                        await session.execute(
+                            select(StockAdjustment).where(StockAdjustment.request_id == request_id)
+                        )
+                    ).scalar_one_or_none()
+                    if done is not None:
+                        if done.product_id != product_id:
+                            raise Conflict("This request id was used for another product.",
+                                           code="REQUEST_ID_REUSED")
+                        return done.stock_after
+                product = await self._managed_product(session, product_id, user_id, role)
+                if product.stock + delta < 0:
+                    raise Conflict(
+                        f"Only {product.stock} in stock; cannot remove {-delta}.",
+                        code="INSUFFICIENT_STOCK",
+                        details={"productIds": [product_id], "stock": product.stock},
+                    )
+                # Conditional, so concurrent reservations can never drive stock below 0.
+                result = await session.execute(
+                    update(Product)
+                    .where(Product.id == product_id, Product.stock + delta >= 0)
+                    .values(stock=Product.stock + delta, updated_at=utcnow())
+                    .returning(Product.stock)
+                )
+                stock = result.scalar_one_or_none()
+                if stock is None:
+                    raise Conflict("Not enough stock.", code="INSUFFICIENT_STOCK",
+                                   details={"productIds": [product_id]})
+                session.add(StockAdjustment(
+                    id=new_id(), product_id=product_id, delta=delta, reason=reason, user_id=user_id,
+                    request_id=request_id, stock_after=stock, created_at=utcnow(),
+                ))
+                await session.flush()
+            return stock
+        except IntegrityError:
+            # A concurrent repeat of the same request id won: answer what it answered.
+            async with self.db.transaction() as session:
+                done = (
+                    await session.execute(select(StockAdjustment).where(StockAdjustment.request_id == request_id))
+                ).scalar_one_or_none()
+            if done is None:
+                raise
+            return done.stock_after
+
+    # -- reservations --------------------------------------------------------------------------
+
+    @staticmethod
+    async def _reservation_view(session: AsyncSession, reservation: Reservation) -> ReservationView:
+        lines = (
+            await session.execute(
+                select(ReservationLine.product_id, ReservationLine.quantity)
+                .where(ReservationLine.reservation_id == reservation.id)
+                .order_by(ReservationLine.product_id)
+            )
+        ).all()
+        return ReservationView(reservation.id, reservation.status, [(p, q) for p, q in lines], reservation.expires_at)
+
+    async def _existing_reservation(self, reservation_id: str, lines: list[tuple[str, int]]) -> ReservationView | None:
+        async with self.db.transaction() as session:
+            existing = await session.get(Reservation, reservation_id)
+            if existing is None:
+                return None
+            view = await self._reservation_view(session, existing)
+        if view.lines != lines:
+            raise Conflict(
+                "This reservation id was already used with other lines.", code="RESERVATION_MISMATCH"
+            )
+        return view
+
+    async def reserve(self, reservation_id: str, lines: list[tuple[str, int]], ttl_seconds: float) -> ReservationView:
+        """All lines or none, one conditional UPDATE per line in product-id order, in one transaction.
+        Idempotent: the reservation's primary key means a repeat can never reserve twice."""
+        for _attempt in range(3):
+            existing = await self._existing_reservation(reservation_id, lines)
+            if existing is not None:
+                return existing
+            try:
+                async with self.db.transaction() as session:
+                    now = utcnow()
+                    reservation = Reservation(
+                        id=reservation_id, status=domain.RESERVED, expires_at=now + timedelta(seconds=ttl_seconds),
+                        created_at=now, updated_at=now,
+                    )
+                    session.add(reservation)
+                    await session.flush()  # a concurrent twin blocks here, then fails on the key
+                    short = []
+                    for product_id, quantity in lines:
+                        result = await session.execute(
+                            update(Product)
+                            .where(
+                                Product.id == product_id,
+                                Product.stock >= quantity,
+                                Product.status == domain.ACTIVE,
+                            )
+                            .values(stock=Product.stock - quantity)
+                        )
+                        if result.rowcount != 1:
+                            short.append(product_id)
+                    if short:
+                        raise Conflict(
+                            "Not enough stock for some products.",
+                            code="INSUFFICIENT_STOCK",
+                            details={"productIds": short},
+                        )
+                    session.add_all(
+                        ReservationLine(reservation_id=reservation_id, product_id=p, quantity=q) for p, q in lines
+                    )
+                return ReservationView(reservation_id, domain.RESERVED, lines, reservation.expires_at)
+            except IntegrityError:
+                continue  # a concurrent call with the same id won: read (and return) its result
+        raise Conflict("The reservation is being changed concurrently; retry.", code="RESERVATION_BUSY")
+
+    async def _locked_reservation(self, session: AsyncSession, reservation_id: str) -> Reservation:
+        reservation = (
+            await session.execute(select(Reservation).where(Reservation.id == reservation_id).with_for_update())
+        ).scalar_one_or_none()
+        if reservation is None:
+            raise NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
+        return reservation
+
+    async def _return_stock(self, session: AsyncSession, reservation_id: str) -> None:
+        lines = (
+            await session.execute(
+                select(ReservationLine.product_id, ReservationLine.quantity)
+                .where(ReservationLine.reservation_id == reservation_id)
+                .order_by(ReservationLine.product_id)
+            )
+        ).all()
+        for product_id, quantity in lines:  # product-id order, like ReserveStock
+            await session.execute(
+                update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
+            )
+
+    async def commit_reservation(self, reservation_id: str) -> ReservationView:
+        async with self.db.transaction() as session:
+            reservation = await self._locked_reservation(session, reservation_id)
+            if reservation.status == domain.RELEASED:
+                raise Conflict("The reservation was released (expired or cancelled).", code="RESERVATION_RELEASED")
+            if reservation.status == domain.RESERVED:
+                reservation.status = domain.COMMITTED
+                reservation.updated_at = utcnow()
+            # COMMITTED (a repeat) or RESTOCKED (committed earlier): nothing to do
+            return await self._reservation_view(session, reservation)
+
+    async def release_reservation(self, reservation_id: str, *, only_expired_before: datetime | None = None
+                                  ) -> ReservationView | None:
+        async with self.db.transaction() as session:
+            reservation = await self._locked_reservation(session, reservation_id)
+            if reservation.status in (domain.COMMITTED, domain.RESTOCKED):
+                if only_expired_before is not None:
+                    return None
+                raise Conflict(
+                    "The reservation is committed; use RestockReservation to put its stock back.",
+                    code="RESERVATION_COMMITTED",
+                )
+            if reservation.status == domain.RESERVED:
+                if only_expired_before is not None and reservation.expires_at >= only_expired_before:
+                    return None
+                await self._return_stock(session, reservation_id)
+                reservation.status = domain.RELEASED
+                reservation.updated_at = utcnow()
+            return await self._reservation_view(session, reservation)
+
+    async def restock_reservation(self, reservation_id: str) -> ReservationView:
+        async with self.db.transaction() as session:
+            reservation = await self._locked_reservation(session, reservation_id)
+            if reservation.status == domain.RESERVED:
+                raise Conflict("The reservation is not committed; release it instead.",
+                               code="RESERVATION_NOT_COMMITTED")
+            if reservation.status == domain.RELEASED:
+                raise Conflict("The reservation was released; its stock is already back.",
+                               code="RESERVATION_RELEASED")
+            if reservation.status == domain.COMMITTED:
+                await self._return_stock(session, reservation_id)
+                reservation.status = domain.RESTOCKED
+                reservation.updated_at = utcnow()
+            return await self._reservation_view(session, reservation)
+
+    async def expired_reservation_ids(self, now: datetime, limit: int = 100) -> list[str]:
+        async with self.db.transaction() as session:
+            rows = await session.execute(
+                select(Reservation.id)
+                .where(Reservation.status == domain.RESERVED, Reservation.expires_at < now)
+                .order_by(Reservation.expires_at)
+                .limit(limit)
+            )
+            return [row[0] for row in rows]
+
+    async def release_expired(self, now: datetime | None = None) -> int:
+        """Releases every RESERVED reservation whose TTL has passed; returns how many."""
+        now = now or utcnow()
+        released = 0
+        while True:
+            ids = await self.expired_reservation_ids(now)
+            if not ids:
+                return released
+            for reservation_id in ids:
+                if await self.release_reservation(reservation_id, only_expired_before=now) is not None:
+                    released += 1
+            if len(ids) < 100:
+                return released
+
+    # -- purchases, reviews --------------------------------------------------------------------
+
+    async def record_purchases(self, order_id: str, user_id: str, product_ids: list[str]) -> None:
+        if not product_ids:
+            return
+        async with self.db.transaction() as session:
+            now = utcnow()
+            statement = self._insert(Purchase).values(
+                [{"user_id": user_id, "product_id": pid, "order_id": order_id, "created_at": now}
+                 for pid in product_ids]
+            ).on_conflict_do_nothing(index_elements=["user_id", "product_id"])
+            await session.execute(statement)
+            await session.execute(
+                update(Review)
+                .where(Review.user_id == user_id, Review.product_id.in_(product_ids))
+                .values(verified_purchase=True)
+            )
+
+    async def create_review(
+        self, product_id: str, user_id: str, role: str | None, rating: int, title: str, body: str
+    ) -> Review:
+        exists = AlreadyExists("You have already reviewed this product.", code="REVIEW_EXISTS")
+        try:
+            async with self.db.transaction() as session:
+                # Lock the product first: concurrent reviews of it queue here, and each one's
+                # aggregate below is computed by a later statement that sees the others.
+                product = (
+                    await session.execute(select(Product).where(Product.id == product_id).with_for_update())
+                ).scalar_one_or_none()
+                if product is None or not domain.can_see(product.status, product.seller_id, user_id, role):
+                    raise product_not_found()
+                taken = await session.execute(
+                    select(Review.id).where(Review.product_id == product_id, Review.user_id == user_id)
+                )
+                if taken.first():
+                    raise exists
+                verified = (
+                    await session.execute(
+                        select(Purchase.user_id).where(Purchase.user_id == user_id, Purchase.product_id == product_id)
+                    )
+                ).first() is not None
+                review = Review(
+                    id=new_id(), product_id=product_id, user_id=user_id, rating=rating, title=title, body=body,
+                    verified_purchase=verified, created_at=utcnow(),
+                )
+                session.add(review)
+                await session.flush()
+                await session.execute(
+                    update(Product)
+                    .where(Product.id == product_id)
+                    .values(
+                        rating_count=select(func.count()).where(Review.product_id == product_id).scalar_subquery(),
+                        rating_average=select(func.coalesce(func.round(func.avg(Review.rating), 2), 0))
+                        .where(Review.product_id == product_id)
+                        .scalar_subquery(),
+                    )
+                )
+            return review
+        except IntegrityError:
+            raise exists from None
+
+    async def list_reviews(
+        self, product_id: str, user_id: str | None, role: str | None, size: int, after: tuple[datetime, str] | None
+    ) -> Page:
+        async with self.db.transaction() as session:
+            product = await session.get(Product, product_id)
+            if product is None or not domain.can_see(product.status, product.seller_id, user_id, role):
+                raise product_not_found()
+            condition = Review.product_id == product_id
+            total = (await session.execute(select(func.count()).select_from(Review).where(condition))).scalar_one()
+            statement = select(Review).where(condition)
+            if after is not None:
+                last_time, last_id = after
+                statement = statement.where(
+                    or_(Review.created_at < last_time, and_(Review.created_at == last_time, Review.id < last_id))
+                )
+            rows = (
+                await session.execute(statement.order_by(Review.created_at.desc(), Review.id.desc()).limit(size + 1))
+            ).scalars().all()
+        has_more = len(rows) > size
+        rows = list(rows[:size])
+        last = rows[-1] if rows else None
+        return Page(rows, last.created_at.isoformat() if last else None, last.id if last else None, has_more, total)
+
+    # -- wishlist ------------------------------------------------------------------------------
+
+    async def add_wishlist_item(self, user_id: str, role: str | None, product_id: str) -> None:
+        async with self.db.transaction() as session:
+            product = await session.get(Product, product_id)
+            if product is None or not domain.can_see(product.status, product.seller_id, user_id, role):
+                raise product_not_found()
+            if await session.get(WishlistItem, (user_id, product_id)) is not None:
+                return
+            count = (
+                await session.execute(select(func.count()).where(WishlistItem.user_id == user_id))
+            ).scalar_one()
+            if count >= domain.MAX_WISHLIST_ITEMS:
+                raise Conflict(f"A wishlist holds at most {domain.MAX_WISHLIST_ITEMS} products.",
+                               code="WISHLIST_FULL")
+            await session.execute(
+                self._insert(WishlistItem)
+                .values(user_id=user_id, product_id=product_id, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["user_id", "product_id"])
+            )
+
+    async def remove_wishlist_item(self, user_id: str, product_id: str) -> None:
+        async with self.db.transaction() as session:
+            await session.execute(
+                delete(WishlistItem).where(WishlistItem.user_id == user_id, WishlistItem.product_id == product_id)
+            )
+
+    async def list_wishlist(self, user_id: str, role: str | None) -> list[tuple[Product, datetime]]:
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(Product, WishlistItem.created_at)
+                    .join(WishlistItem, WishlistItem.product_id == Product.id)
+                    .where(WishlistItem.user_id == user_id)
+                    .order_by(WishlistItem.created_at.desc(), Product.id)
+                )
+            ).all()
+        return [
+            (product, added) for product, added in rows
+            if domain.can_see(product.status, product.seller_id, user_id, role)
+        ]
