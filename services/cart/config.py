@@ -16,6 +16,8 @@ class CartSettings(ServiceSettings):
     sweep_interval_seconds: float = Field(default=3600.0, gt=0)
     # The currency every cart is priced in; a product priced in another currency cannot be added.
     currency: str = Field(default="USD", min_length=3, max_length=3)
+    # Distinct products one cart may hold (at most the catalog's BatchGetProducts limit of 200).
+    max_cart_lines: int = Field(default=100, ge=1, le=200)
     # Comma-separated service identities that may name a user's cart by `owner.user_id` without
     # the user's token (checkout). Guest carts (`owner.session_id`) may be named by any service.
     user_owner_services: str = "orders"

@@ -19,6 +19,8 @@ from shop.lib.errors import (
 )
 
 MAX_LINE_QUANTITY = 100
+# Distinct products one cart may hold (a cart is priced with one BatchGetProducts call).
+MAX_CART_LINES = 100
 # Namespace of the cart ids derived from their owner (uuid5): a cart has one stable id whether or
 # not it has been written yet, and "get or create" is a single INSERT ... ON CONFLICT (id).
 CART_ID_NAMESPACE = uuid.UUID("5d0f8f0e-3c4b-4f51-9a53-6b1f0c2a7e11")
@@ -163,6 +165,12 @@ def check_can_hold(product: ProductInfo | None, product_id: str, quantity: int, 
     if quantity > product.stock:
         raise insufficient_stock(product)
     return product
+
+
+def check_room_for_new_line(line_count: int, max_lines: int = MAX_CART_LINES) -> None:
+    """A cart holds at most `max_lines` distinct products (409 CART_FULL)."""
+    if line_count >= max_lines:
+        raise Conflict(f"A cart holds at most {max_lines} different products.", code="CART_FULL")
 
 
 def add_refusal(existing: int, added: int, product: ProductInfo) -> Exception:

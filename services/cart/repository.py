@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +48,10 @@ async def lines(session: AsyncSession, cart_id: str) -> list[Line]:
         .order_by(CartItem.created_at, CartItem.product_id)
     )
     return [Line(product_id=row.product_id, quantity=row.quantity) for row in rows]
+
+
+async def line_count(session: AsyncSession, cart_id: str) -> int:
+    return int(await session.scalar(select(func.count()).select_from(CartItem).where(CartItem.cart_id == cart_id)))
 
 
 async def line_quantity(session: AsyncSession, cart_id: str, product_id: str) -> int:

@@ -89,6 +89,7 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         now = utcnow()
         async with self.db.transaction() as session:
             cart_id = await repository.touch_cart(session, owner, now)
+            await self._check_room(session, cart_id, product_id)
             added = await repository.add_quantity(
                 session, cart_id, product_id, quantity, domain.line_cap(product), now
             )
@@ -109,6 +110,7 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         now = utcnow()
         async with self.db.transaction() as session:
             cart_id = await repository.touch_cart(session, owner, now)
+            await self._check_room(session, cart_id, product_id)
             await repository.set_quantity(session, cart_id, product_id, quantity, now)
         return cart_pb2.SetCartItemQuantityResponse(cart=await self._priced(owner))
 
@@ -117,6 +119,11 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         product_id = domain.parse_uuid(request.product_id, "productId")
         await self._remove(owner, product_id)
         return cart_pb2.RemoveCartItemResponse(cart=await self._priced(owner))
+
+    async def _check_room(self, session, cart_id: str, product_id: str) -> None:
+        """A new line needs room in the cart (the cart row is locked: the count is stable)."""
+        if not await repository.line_quantity(session, cart_id, product_id):
+            domain.check_room_for_new_line(await repository.line_count(session, cart_id), self.settings.max_cart_lines)
 
     async def _remove(self, owner: Owner, product_id: str) -> None:
         now = utcnow()
@@ -158,10 +165,16 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
                     # A line was added to the guest cart since we priced it; the client may retry.
                     raise Aborted("The guest cart changed during the merge; try again.", code="CART_CHANGED")
                 existing = {line.product_id: line.quantity for line in await repository.lines(session, cart_id)}
+                line_count = len(existing)
                 for line in guest_lines:
                     current = existing.get(line.product_id, 0)
                     merged = domain.merged_quantity(current, line.quantity, products.get(line.product_id), currency)
-                    if merged is not None and merged != current:
-                        await repository.set_quantity(session, cart_id, line.product_id, merged, now)
+                    if merged is None or merged == current:
+                        continue
+                    if not current:
+                        if line_count >= self.settings.max_cart_lines:
+                            continue  # the user's cart is full: the guest line is dropped
+                        line_count += 1
+                    await repository.set_quantity(session, cart_id, line.product_id, merged, now)
                 await repository.delete_cart(session, guest.cart_id)
         return cart_pb2.MergeCartsResponse(cart=await self._priced(owner))

@@ -160,3 +160,12 @@ def test_merged_quantity_adds_and_caps():
 def test_guest_cart_cutoff():
     now = datetime(2026, 1, 31, tzinfo=UTC)
     assert domain.guest_cart_cutoff(now, 30) == now - timedelta(days=30)
+
+
+def test_room_for_new_line():
+    domain.check_room_for_new_line(99)
+    with pytest.raises(Conflict) as info:
+        domain.check_room_for_new_line(100)
+    assert info.value.code == "CART_FULL"
+    with pytest.raises(Conflict):
+        domain.check_room_for_new_line(3, max_lines=3)
