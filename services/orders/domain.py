@@ -1,0 +1,254 @@
+"""Rules of the orders service: totals, order numbers, statuses and transitions, address and
+payment validation, request fingerprints. Pure: no grpc, no database, no network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shop.lib.errors import Conflict, ValidationError
+
+# -- statuses ----------------------------------------------------------------------------------
+
+PENDING = "PENDING"
+PAID = "PAID"
+PAYMENT_FAILED = "PAYMENT_FAILED"
+PROCESSING = "PROCESSING"
+SHIPPED = "SHIPPED"
+DELIVERED = "DELIVERED"
+CANCELLED = "CANCELLED"
+REFUNDED = "REFUNDED"
+STATUSES = (PENDING, PAID, PAYMENT_FAILED, PROCESSING, SHIPPED, DELIVERED, CANCELLED, REFUNDED)
+
+# Statuses after which nothing more happens to an order (a WatchOrder stream ends there).
+FINAL_STATUSES = frozenset({PAYMENT_FAILED, DELIVERED, CANCELLED, REFUNDED})
+CANCELLABLE = frozenset({PENDING, PAID, PROCESSING})
+# Statuses whose money was captured and may be refunded.
+REFUNDABLE = frozenset({PAID, PROCESSING, SHIPPED, DELIVERED})
+# Statuses in which the goods have not left: a cancel or full refund puts the stock back.
+NOT_SHIPPED = frozenset({PENDING, PAID, PROCESSING})
+
+# The fulfilment ladder an admin walks an order along.
+NEXT_STATUS = {PAID: PROCESSING, PROCESSING: SHIPPED, SHIPPED: DELIVERED}
+
+# -- saga stages (internal; `orders.stage`) ---------------------------------------------------
+# new       recorded PENDING with its idempotency key; cart not read yet
+# priced    lines and totals snapshotted; stock not reserved yet (or unknown)
+# reserved  stock reserved (reservation id = order id); charge not made yet (or unknown)
+# done      a final outcome was recorded (PAID, PAYMENT_FAILED, CANCELLED); the outbox does the rest
+STAGE_NEW = "new"
+STAGE_PRICED = "priced"
+STAGE_RESERVED = "reserved"
+STAGE_DONE = "done"
+UNFINISHED_STAGES = (STAGE_NEW, STAGE_PRICED, STAGE_RESERVED)
+
+# -- money -------------------------------------------------------------------------------------
+
+TAX_PERCENT = 8
+SHIPPING_CENTS = 999
+FREE_SHIPPING_FROM_CENTS = 10_000
+
+
+@dataclass(frozen=True)
+class Totals:
+    subtotal_cents: int
+    tax_cents: int
+    shipping_cents: int
+    total_cents: int
+
+
+def tax_cents(subtotal_cents: int) -> int:
+    """8 % of the subtotal, rounded half-up to the cent, in integer arithmetic."""
+    return (subtotal_cents * TAX_PERCENT + 50) // 100
+
+
+def shipping_cents(subtotal_cents: int) -> int:
+    return 0 if subtotal_cents >= FREE_SHIPPING_FROM_CENTS else SHIPPING_CENTS
+
+
+def compute_totals(lines: list[tuple[int, int]]) -> Totals:
+    """Totals of (unit price, quantity) lines."""
+    subtotal = sum(unit * quantity for unit, quantity in lines)
+    tax = tax_cents(subtotal)
+    shipping = shipping_cents(subtotal)
+    return Totals(subtotal, tax, shipping, subtotal + tax + shipping)
+
+
+# -- order numbers -----------------------------------------------------------------------------
+
+# Uppercase letters and digits without the look-alikes 0/O, 1/I/L.
+NUMBER_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+NUMBER_SUFFIX_LENGTH = 6
+NUMBER_PATTERN = re.compile(r"^ORD-\d{8}-[" + NUMBER_ALPHABET + r"]{6}$")
+
+
+def order_number(now: datetime) -> str:
+    suffix = "".join(secrets.choice(NUMBER_ALPHABET) for _ in range(NUMBER_SUFFIX_LENGTH))
+    return f"ORD-{now:%Y%m%d}-{suffix}"
+
+
+# -- transitions -------------------------------------------------------------------------------
+
+def check_transition(current: str, target: str, carrier: str, tracking_number: str) -> None:
+    """Admin fulfilment: PAID→PROCESSING→SHIPPED→DELIVERED only; SHIPPED needs carrier and tracking."""
+    if target not in STATUSES:
+        raise ValidationError.single("status", "must be one of PROCESSING, SHIPPED, DELIVERED")
+    if target == SHIPPED:
+        fields = {}
+        if not carrier.strip():
+            fields["carrier"] = ["is required when the status is SHIPPED"]
+        if not tracking_number.strip():
+            fields["trackingNumber"] = ["is required when the status is SHIPPED"]
+        if fields:
+            raise ValidationError(fields)
+    if len(carrier) > 100 or len(tracking_number) > 100:
+        name = "carrier" if len(carrier) > 100 else "trackingNumber"
+        raise ValidationError({name: ["must be at most 100 characters"]})
+    if NEXT_STATUS.get(current) != target:
+        raise Conflict(
+            f"An order cannot go from {current} to {target}.",
+            code="INVALID_TRANSITION",
+            details={"from": current, "to": target},
+        )
+
+
+def check_cancellable(current: str) -> None:
+    if current not in CANCELLABLE:
+        raise Conflict(
+            f"An order in status {current} cannot be cancelled.",
+            code="ORDER_NOT_CANCELLABLE",
+            details={"status": current},
+        )
+
+
+def check_refundable(current: str, remaining_cents: int, requested_cents: int) -> int:
+    """The amount a refund takes (0 requested = what remains); 409 when it exceeds what remains."""
+    if requested_cents < 0:
+        raise ValidationError.single("amountCents", "must be positive (omit it to refund what remains)")
+    if current not in REFUNDABLE or remaining_cents <= 0:
+        raise Conflict(
+            "Nothing captured remains to refund on this order.",
+            code="REFUND_EXCEEDS_CAPTURED",
+            details={"remainingCents": max(remaining_cents, 0), "requestedCents": requested_cents},
+        )
+    amount = requested_cents or remaining_cents
+    if amount > remaining_cents:
+        raise Conflict(
+            "The refund exceeds what remains captured on this order.",
+            code="REFUND_EXCEEDS_CAPTURED",
+            details={"remainingCents": remaining_cents, "requestedCents": requested_cents},
+        )
+    return amount
+
+
+# -- addresses and payment ---------------------------------------------------------------------
+
+ADDRESS_FIELDS = ("first_name", "last_name", "line1", "line2", "city", "state", "postal_code", "country", "phone")
+REQUIRED_ADDRESS_FIELDS = ("first_name", "last_name", "line1", "city", "postal_code", "country")
+_CAMEL = {
+    "first_name": "firstName",
+    "last_name": "lastName",
+    "postal_code": "postalCode",
+}
+MAX_ADDRESS_FIELD = 200
+
+# ISO 3166-1 alpha-2 (officially assigned codes).
+ISO_COUNTRIES = frozenset(
+    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG
+    EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR
+    HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR
+    LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG
+    NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE
+    SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA
+    UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW""".split()
+)
+
+
+def validate_address(address: dict[str, str], prefix: str = "shippingAddress") -> dict[str, str]:
+    """A normalised copy (trimmed, country upper-cased) or 400 with every bad field."""
+    clean = {name: (address.get(name) or "").strip() for name in ADDRESS_FIELDS}
+    clean["country"] = clean["country"].upper()
+    fields: dict[str, list[str]] = {}
+    for name in REQUIRED_ADDRESS_FIELDS:
+        if not clean[name]:
+            fields[f"{prefix}.{_CAMEL.get(name, name)}"] = ["is required"]
+    for name in ADDRESS_FIELDS:
+        if len(clean[name]) > MAX_ADDRESS_FIELD:
+            fields[f"{prefix}.{_CAMEL.get(name, name)}"] = [f"must be at most {MAX_ADDRESS_FIELD} characters"]
+    if clean["country"] and clean["country"] not in ISO_COUNTRIES:
+        fields[f"{prefix}.country"] = ["must be an ISO 3166-1 alpha-2 country code"]
+    if fields:
+        raise ValidationError(fields)
+    return clean
+
+
+PAYMENT_METHOD_CARD = "card"
+
+
+def validate_payment(method: str, token: str) -> None:
+    fields: dict[str, list[str]] = {}
+    if (method or "") != PAYMENT_METHOD_CARD:
+        fields["payment.method"] = ["must be 'card'"]
+    if not (token or "").strip():
+        fields["payment.token"] = ["is required"]
+    elif len(token) > 255:
+        fields["payment.token"] = ["must be at most 255 characters"]
+    if fields:
+        raise ValidationError(fields)
+
+
+_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
+
+
+def validate_idempotency_key(key: str) -> None:
+    if not key:
+        from shop.lib.errors import InvalidArgument
+
+        raise InvalidArgument(
+            "The Idempotency-Key header is required.", code="IDEMPOTENCY_KEY_REQUIRED"
+        )
+    if not _KEY_PATTERN.match(key):
+        raise ValidationError.single("Idempotency-Key", "must be 1..128 printable ASCII characters")
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 of the canonical JSON of a request body."""
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# -- emails ------------------------------------------------------------------------------------
+
+def paid_email(number: str, total_cents: int, currency: str, frontend_url: str, order_id: str) -> tuple[str, str]:
+    return (
+        f"Your order {number} is paid",
+        f"Thank you! We received your payment of {format_money(total_cents, currency)} for order {number}.\n\n"
+        f"Follow it at {frontend_url.rstrip('/')}/orders/{order_id}\n",
+    )
+
+
+def shipped_email(number: str, carrier: str, tracking: str, frontend_url: str, order_id: str) -> tuple[str, str]:
+    return (
+        f"Your order {number} has shipped",
+        f"Order {number} is on its way with {carrier} (tracking number {tracking}).\n\n"
+        f"Follow it at {frontend_url.rstrip('/')}/orders/{order_id}\n",
+    )
+
+
+def cancelled_email(number: str, reason: str, frontend_url: str, order_id: str) -> tuple[str, str]:
+    because = f" Reason: {reason}." if reason else ""
+    return (
+        f"Your order {number} is cancelled",
+        f"Order {number} was cancelled.{because} Anything you paid is refunded.\n\n"
+        f"{frontend_url.rstrip('/')}/orders/{order_id}\n",
+    )
+
+
+def format_money(cents: int, currency: str) -> str:
+    return f"{cents // 100}.{cents % 100:02d} {currency}"

@@ -1,0 +1,123 @@
+"""Rows → protobuf messages, and stored errors ↔ ShopError (no rules here)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.orders.models import Order, OrderHistory
+from services.orders.repository import OrderView
+from shop.lib.errors import (
+    _ERROR_CLASS_BY_GRPC_CODE,
+    HTTP_STATUS_BY_GRPC_CODE,
+    HTTP_STATUS_BY_REASON,
+    PaymentDeclined,
+    RemoteError,
+    ShopError,
+)
+from shop.orders.v1 import orders_pb2
+
+
+def timestamp(value: datetime | None) -> Timestamp:
+    stamp = Timestamp()
+    if value is not None:
+        stamp.FromDatetime(value)
+    return stamp
+
+
+def status_enum(status: str) -> int:
+    return orders_pb2.OrderStatus.Value(f"ORDER_STATUS_{status}")
+
+
+def status_name(value: int) -> str:
+    name = orders_pb2.OrderStatus.Name(value)
+    return name.removeprefix("ORDER_STATUS_")
+
+
+def history_proto(entry: OrderHistory) -> orders_pb2.HistoryEntry:
+    return orders_pb2.HistoryEntry(status=status_enum(entry.status), time=timestamp(entry.at), note=entry.note)
+
+
+def order_proto(view: OrderView) -> orders_pb2.Order:
+    order: Order = view.order
+    address = order.shipping_address or {}
+    message = orders_pb2.Order(
+        id=order.id,
+        number=order.number,
+        user_id=order.user_id,
+        status=status_enum(order.status),
+        items=[
+            orders_pb2.OrderItem(
+                product_id=item.product_id,
+                sku=item.sku,
+                name=item.name,
+                unit_price_cents=item.unit_price_cents,
+                quantity=item.quantity,
+                line_total_cents=item.line_total_cents,
+            )
+            for item in view.items
+        ],
+        subtotal_cents=order.subtotal_cents,
+        tax_cents=order.tax_cents,
+        shipping_cents=order.shipping_cents,
+        total_cents=order.total_cents,
+        currency_code=order.currency,
+        shipping_address=orders_pb2.ShippingAddress(**{k: str(address.get(k, "")) for k in _ADDRESS_KEYS}),
+        carrier=order.carrier,
+        tracking_number=order.tracking_number,
+        history=[history_proto(entry) for entry in view.history],
+        create_time=timestamp(order.created_at),
+        update_time=timestamp(order.updated_at),
+    )
+    if order.payment_id or order.payment_status:
+        message.payment.CopyFrom(
+            orders_pb2.PaymentSummary(
+                id=order.payment_id,
+                status=order.payment_status,
+                method=order.payment_method,
+                brand=order.payment_brand,
+                last4=order.payment_last4,
+            )
+        )
+    return message
+
+
+_ADDRESS_KEYS = ("first_name", "last_name", "line1", "line2", "city", "state", "postal_code", "country", "phone")
+
+
+# -- stored errors -----------------------------------------------------------------------------
+
+def http_status_of(error: ShopError) -> int:
+    return HTTP_STATUS_BY_REASON.get(error.code) or HTTP_STATUS_BY_GRPC_CODE.get(error.grpc_code, 500)
+
+
+def error_to_stored(error: ShopError) -> dict[str, Any]:
+    return {
+        "grpcCode": error.grpc_code.name,
+        "code": error.code,
+        "message": error.message,
+        "details": error.details,
+        "fields": error.fields,
+    }
+
+
+def error_from_stored(stored: dict[str, Any]) -> ShopError:
+    grpc_code = grpc.StatusCode[stored.get("grpcCode", "INTERNAL")]
+    cls = _ERROR_CLASS_BY_GRPC_CODE.get(grpc_code, ShopError)
+    if stored.get("code") == "PAYMENT_DECLINED":
+        cls = PaymentDeclined
+    error = cls(
+        stored.get("message", ""),
+        code=stored.get("code"),
+        details=stored.get("details") or {},
+        fields=stored.get("fields") or {},
+    )
+    error.grpc_code = grpc_code
+    return error
+
+
+def remote_to_shop_error(remote: RemoteError) -> ShopError:
+    return remote.to_shop_error()
