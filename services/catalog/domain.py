@@ -5,6 +5,7 @@ Pure functions (no grpc, no fastapi, no I/O). Field names in errors are the came
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -244,6 +245,13 @@ def validate_request_id(value: str, field_name: str = "requestId") -> str | None
     if len(value) > REQUEST_ID_MAX:
         raise ValidationError.single(field_name, f"must be at most {REQUEST_ID_MAX} characters")
     return value
+
+
+def scoped_request_id(user_id: str | None, request_id: str | None) -> str | None:
+    """Idempotency keys are scoped per user: the same key from two users names two requests."""
+    if request_id is None:
+        return None
+    return hashlib.sha256(f"{user_id or ''}\n{request_id}".encode()).hexdigest()[:REQUEST_ID_MAX]
 
 
 # -- categories --------------------------------------------------------------------------------

@@ -257,6 +257,9 @@ class CatalogRepository:
                         await session.execute(select(Product).where(Product.create_request_id == request_id))
                     ).scalar_one_or_none()
                     if existing is not None:
+                        if existing.sku != fields["sku"]:
+                            raise Conflict("This idempotency key was used for another product.",
+                                           code="IDEMPOTENCY_KEY_REUSED")
                         return existing
                 if (await session.execute(select(Product.id).where(Product.sku == fields["sku"]))).first():
                     raise sku_taken
@@ -363,9 +366,9 @@ class CatalogRepository:
                         )
                     ).scalar_one_or_none()
                     if done is not None:
-                        if done.product_id != product_id:
-                            raise Conflict("This request id was used for another product.",
-                                           code="REQUEST_ID_REUSED")
+                        if (done.product_id, done.delta) != (product_id, delta):
+                            raise Conflict("This idempotency key was used for another adjustment.",
+                                           code="IDEMPOTENCY_KEY_REUSED")
                         return done.stock_after
                 product = await self._managed_product(session, product_id, user_id, role)
                 if product.stock + delta < 0:

@@ -182,7 +182,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
             creating=True,
         )
         domain.check_prices(fields["price_cents"], fields["compare_at_price_cents"])
-        request_id = domain.validate_request_id(request.request_id)
+        request_id = domain.scoped_request_id(caller.user_id, domain.validate_request_id(request.request_id))
         # Admins create shop-owned products (no seller); a seller owns what it creates.
         seller_id = caller.user_id if caller.role == ROLE_SELLER else None
         product = await self.repo.create_product(fields, seller_id, request_id)
@@ -218,7 +218,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         caller = require_role(ROLE_ADMIN, ROLE_SELLER)
         product_id = domain.parse_uuid(request.product_id)
         reason = domain.validate_stock_adjustment(request.delta, request.reason)
-        request_id = domain.validate_request_id(request.request_id)
+        request_id = domain.scoped_request_id(caller.user_id, domain.validate_request_id(request.request_id))
         stock = await self.repo.adjust_stock(product_id, request.delta, reason, caller.user_id, caller.role,
                                              request_id)
         return catalog_pb2.AdjustStockResponse(stock=stock)
