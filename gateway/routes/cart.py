@@ -92,7 +92,11 @@ class CartCaller:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {SESSION_HEADER: self.session_id} if self.issued else {}
+        headers = {SESSION_HEADER: self.session_id} if self.issued else {}
+        if self.principal is None:
+            # A guest's cart is private too (the middleware marks authenticated responses already).
+            headers["Cache-Control"] = "no-store"
+        return headers
 
 
 def parse_session_id(value: str) -> str:

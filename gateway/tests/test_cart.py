@@ -51,6 +51,7 @@ async def test_guest_without_session_is_issued_one(suite, http):
     assert again.headers["x-session-id"] != issued
     same = await http.get("/api/v1/cart", headers={"X-Session-ID": issued})
     assert "x-session-id" not in same.headers
+    assert response.headers["cache-control"] == same.headers["cache-control"] == "no-store"
     assert same.json()["data"]["id"] == cart["id"]
     # an empty cart was only read: nothing stored
     assert suite.sql("cart", "SELECT count(*) FROM carts WHERE id = %s", (cart["id"],)) == [(0,)]

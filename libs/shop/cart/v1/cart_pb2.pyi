@@ -55,11 +55,16 @@ class CartItem(_message.Message):
     AVAILABLE_FIELD_NUMBER: _builtins.int
     product_id: _builtins.str
     sku: _builtins.str
+    """sku, name and unit price are the catalog's now (empty / 0 when it no longer knows the product)."""
     name: _builtins.str
     unit_price_cents: _builtins.int
     quantity: _builtins.int
     line_total_cents: _builtins.int
+    """unit_price_cents × quantity."""
     available: _builtins.bool
+    """False when the catalog no longer sells the product (archived, draft, unknown, other currency)
+    or has fewer than `quantity` in stock.
+    """
     def __init__(
         self,
         *,
@@ -89,11 +94,16 @@ class Cart(_message.Message):
     SUBTOTAL_CENTS_FIELD_NUMBER: _builtins.int
     CURRENCY_CODE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """Stable per owner (derived from it), also before the cart is first written."""
     item_count: _builtins.int
+    """Sum of the quantities of the available lines."""
     subtotal_cents: _builtins.int
+    """Sum of the line totals of the available lines."""
     currency_code: _builtins.str
     @_builtins.property
-    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartItem]: ...
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CartItem]:
+        """In the order the lines were first added."""
+
     def __init__(
         self,
         *,

@@ -27,8 +27,12 @@ if _version_not_supported:
 
 class CartServiceStub:
     """CartService owns user and guest carts. The cart is chosen by the caller:
-    a user token → that user's cart; a service identity with `user_id` → that user's cart
-    (checkout); a service identity with `session_id` → the guest cart of that session.
+    a user token → that user's cart (owner empty, or naming that same user; another user is
+    PERMISSION_DENIED); a service identity with `user_id` → that user's cart (only services allowed
+    by SHOP_USER_OWNER_SERVICES, default the orders service at checkout; others PERMISSION_DENIED);
+    a service identity with `session_id` → the guest cart of that session; no identity →
+    UNAUTHENTICATED. Ids are UUIDs (malformed → INVALID_ARGUMENT VALIDATION_ERROR).
+    Every returned Cart is priced with the catalog's current data (one BatchGetProducts call).
     """
 
     def __init__(self, channel):
@@ -71,8 +75,12 @@ class CartServiceStub:
 
 class CartServiceServicer:
     """CartService owns user and guest carts. The cart is chosen by the caller:
-    a user token → that user's cart; a service identity with `user_id` → that user's cart
-    (checkout); a service identity with `session_id` → the guest cart of that session.
+    a user token → that user's cart (owner empty, or naming that same user; another user is
+    PERMISSION_DENIED); a service identity with `user_id` → that user's cart (only services allowed
+    by SHOP_USER_OWNER_SERVICES, default the orders service at checkout; others PERMISSION_DENIED);
+    a service identity with `session_id` → the guest cart of that session; no identity →
+    UNAUTHENTICATED. Ids are UUIDs (malformed → INVALID_ARGUMENT VALIDATION_ERROR).
+    Every returned Cart is priced with the catalog's current data (one BatchGetProducts call).
     """
 
     def GetCart(self, request, context):
@@ -82,31 +90,40 @@ class CartServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddCartItem(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Adds to the product's line (atomic). NOT_FOUND PRODUCT_NOT_FOUND for unknown, draft or archived
+        products; FAILED_PRECONDITION INSUFFICIENT_STOCK when the line would exceed stock;
+        INVALID_ARGUMENT when quantity is outside 1..100 or the line would exceed 100;
+        FAILED_PRECONDITION CART_FULL for a new line in a cart that has SHOP_MAX_CART_LINES lines.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetCartItemQuantity(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Sets the line (creating it if needed); quantity 0..100, 0 removes the line.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RemoveCartItem(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """NOT_FOUND CART_ITEM_NOT_FOUND when the product is not in the cart.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ClearCart(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Empties the cart (orders calls it after payment); a cart that does not exist is fine.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MergeCarts(self, request, context):
-        """Adds the guest cart of `session_id` into the caller's cart and deletes the guest cart.
+        """Adds the guest cart of `guest_session_id` into the owner's cart (a user's cart), and deletes
+        the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
+        lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -155,8 +172,12 @@ def add_CartServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class CartService:
     """CartService owns user and guest carts. The cart is chosen by the caller:
-    a user token → that user's cart; a service identity with `user_id` → that user's cart
-    (checkout); a service identity with `session_id` → the guest cart of that session.
+    a user token → that user's cart (owner empty, or naming that same user; another user is
+    PERMISSION_DENIED); a service identity with `user_id` → that user's cart (only services allowed
+    by SHOP_USER_OWNER_SERVICES, default the orders service at checkout; others PERMISSION_DENIED);
+    a service identity with `session_id` → the guest cart of that session; no identity →
+    UNAUTHENTICATED. Ids are UUIDs (malformed → INVALID_ARGUMENT VALIDATION_ERROR).
+    Every returned Cart is priced with the catalog's current data (one BatchGetProducts call).
     """
 
     @staticmethod

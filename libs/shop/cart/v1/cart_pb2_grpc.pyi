@@ -28,8 +28,12 @@ GRPC_VERSION: str
 
 class CartServiceStub:
     """CartService owns user and guest carts. The cart is chosen by the caller:
-    a user token → that user's cart; a service identity with `user_id` → that user's cart
-    (checkout); a service identity with `session_id` → the guest cart of that session.
+    a user token → that user's cart (owner empty, or naming that same user; another user is
+    PERMISSION_DENIED); a service identity with `user_id` → that user's cart (only services allowed
+    by SHOP_USER_OWNER_SERVICES, default the orders service at checkout; others PERMISSION_DENIED);
+    a service identity with `session_id` → the guest cart of that session; no identity →
+    UNAUTHENTICATED. Ids are UUIDs (malformed → INVALID_ARGUMENT VALIDATION_ERROR).
+    Every returned Cart is priced with the catalog's current data (one BatchGetProducts call).
     """
 
     @_typing.overload
@@ -38,32 +42,62 @@ class CartServiceStub:
     def __new__(cls, channel: _aio.Channel) -> CartServiceAsyncStub: ...
     GetCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.GetCartRequest, _cart_pb2.GetCartResponse]
     AddCartItem: _grpc.UnaryUnaryMultiCallable[_cart_pb2.AddCartItemRequest, _cart_pb2.AddCartItemResponse]
+    """Adds to the product's line (atomic). NOT_FOUND PRODUCT_NOT_FOUND for unknown, draft or archived
+    products; FAILED_PRECONDITION INSUFFICIENT_STOCK when the line would exceed stock;
+    INVALID_ARGUMENT when quantity is outside 1..100 or the line would exceed 100;
+    FAILED_PRECONDITION CART_FULL for a new line in a cart that has SHOP_MAX_CART_LINES lines.
+    """
     SetCartItemQuantity: _grpc.UnaryUnaryMultiCallable[_cart_pb2.SetCartItemQuantityRequest, _cart_pb2.SetCartItemQuantityResponse]
+    """Sets the line (creating it if needed); quantity 0..100, 0 removes the line."""
     RemoveCartItem: _grpc.UnaryUnaryMultiCallable[_cart_pb2.RemoveCartItemRequest, _cart_pb2.RemoveCartItemResponse]
+    """NOT_FOUND CART_ITEM_NOT_FOUND when the product is not in the cart."""
     ClearCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.ClearCartRequest, _cart_pb2.ClearCartResponse]
+    """Empties the cart (orders calls it after payment); a cart that does not exist is fine."""
     MergeCarts: _grpc.UnaryUnaryMultiCallable[_cart_pb2.MergeCartsRequest, _cart_pb2.MergeCartsResponse]
-    """Adds the guest cart of `session_id` into the caller's cart and deletes the guest cart."""
+    """Adds the guest cart of `guest_session_id` into the owner's cart (a user's cart), and deletes
+    the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
+    lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
     """CartService owns user and guest carts. The cart is chosen by the caller:
-    a user token → that user's cart; a service identity with `user_id` → that user's cart
-    (checkout); a service identity with `session_id` → the guest cart of that session.
+    a user token → that user's cart (owner empty, or naming that same user; another user is
+    PERMISSION_DENIED); a service identity with `user_id` → that user's cart (only services allowed
+    by SHOP_USER_OWNER_SERVICES, default the orders service at checkout; others PERMISSION_DENIED);
+    a service identity with `session_id` → the guest cart of that session; no identity →
+    UNAUTHENTICATED. Ids are UUIDs (malformed → INVALID_ARGUMENT VALIDATION_ERROR).
+    Every returned Cart is priced with the catalog's current data (one BatchGetProducts call).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.GetCartRequest, _cart_pb2.GetCartResponse]  # type: ignore[assignment]
     AddCartItem: _aio.UnaryUnaryMultiCallable[_cart_pb2.AddCartItemRequest, _cart_pb2.AddCartItemResponse]  # type: ignore[assignment]
+    """Adds to the product's line (atomic). NOT_FOUND PRODUCT_NOT_FOUND for unknown, draft or archived
+    products; FAILED_PRECONDITION INSUFFICIENT_STOCK when the line would exceed stock;
+    INVALID_ARGUMENT when quantity is outside 1..100 or the line would exceed 100;
+    FAILED_PRECONDITION CART_FULL for a new line in a cart that has SHOP_MAX_CART_LINES lines.
+    """
     SetCartItemQuantity: _aio.UnaryUnaryMultiCallable[_cart_pb2.SetCartItemQuantityRequest, _cart_pb2.SetCartItemQuantityResponse]  # type: ignore[assignment]
+    """Sets the line (creating it if needed); quantity 0..100, 0 removes the line."""
     RemoveCartItem: _aio.UnaryUnaryMultiCallable[_cart_pb2.RemoveCartItemRequest, _cart_pb2.RemoveCartItemResponse]  # type: ignore[assignment]
+    """NOT_FOUND CART_ITEM_NOT_FOUND when the product is not in the cart."""
     ClearCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.ClearCartRequest, _cart_pb2.ClearCartResponse]  # type: ignore[assignment]
+    """Empties the cart (orders calls it after payment); a cart that does not exist is fine."""
     MergeCarts: _aio.UnaryUnaryMultiCallable[_cart_pb2.MergeCartsRequest, _cart_pb2.MergeCartsResponse]  # type: ignore[assignment]
-    """Adds the guest cart of `session_id` into the caller's cart and deletes the guest cart."""
+    """Adds the guest cart of `guest_session_id` into the owner's cart (a user's cart), and deletes
+    the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
+    lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
+    """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
     """CartService owns user and guest carts. The cart is chosen by the caller:
-    a user token → that user's cart; a service identity with `user_id` → that user's cart
-    (checkout); a service identity with `session_id` → the guest cart of that session.
+    a user token → that user's cart (owner empty, or naming that same user; another user is
+    PERMISSION_DENIED); a service identity with `user_id` → that user's cart (only services allowed
+    by SHOP_USER_OWNER_SERVICES, default the orders service at checkout; others PERMISSION_DENIED);
+    a service identity with `session_id` → the guest cart of that session; no identity →
+    UNAUTHENTICATED. Ids are UUIDs (malformed → INVALID_ARGUMENT VALIDATION_ERROR).
+    Every returned Cart is priced with the catalog's current data (one BatchGetProducts call).
     """
 
     @_abc_1.abstractmethod
@@ -78,28 +112,36 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _cart_pb2.AddCartItemRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_cart_pb2.AddCartItemResponse, _abc.Awaitable[_cart_pb2.AddCartItemResponse]]: ...
+    ) -> _typing.Union[_cart_pb2.AddCartItemResponse, _abc.Awaitable[_cart_pb2.AddCartItemResponse]]:
+        """Adds to the product's line (atomic). NOT_FOUND PRODUCT_NOT_FOUND for unknown, draft or archived
+        products; FAILED_PRECONDITION INSUFFICIENT_STOCK when the line would exceed stock;
+        INVALID_ARGUMENT when quantity is outside 1..100 or the line would exceed 100;
+        FAILED_PRECONDITION CART_FULL for a new line in a cart that has SHOP_MAX_CART_LINES lines.
+        """
 
     @_abc_1.abstractmethod
     def SetCartItemQuantity(
         self,
         request: _cart_pb2.SetCartItemQuantityRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_cart_pb2.SetCartItemQuantityResponse, _abc.Awaitable[_cart_pb2.SetCartItemQuantityResponse]]: ...
+    ) -> _typing.Union[_cart_pb2.SetCartItemQuantityResponse, _abc.Awaitable[_cart_pb2.SetCartItemQuantityResponse]]:
+        """Sets the line (creating it if needed); quantity 0..100, 0 removes the line."""
 
     @_abc_1.abstractmethod
     def RemoveCartItem(
         self,
         request: _cart_pb2.RemoveCartItemRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_cart_pb2.RemoveCartItemResponse, _abc.Awaitable[_cart_pb2.RemoveCartItemResponse]]: ...
+    ) -> _typing.Union[_cart_pb2.RemoveCartItemResponse, _abc.Awaitable[_cart_pb2.RemoveCartItemResponse]]:
+        """NOT_FOUND CART_ITEM_NOT_FOUND when the product is not in the cart."""
 
     @_abc_1.abstractmethod
     def ClearCart(
         self,
         request: _cart_pb2.ClearCartRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_cart_pb2.ClearCartResponse, _abc.Awaitable[_cart_pb2.ClearCartResponse]]: ...
+    ) -> _typing.Union[_cart_pb2.ClearCartResponse, _abc.Awaitable[_cart_pb2.ClearCartResponse]]:
+        """Empties the cart (orders calls it after payment); a cart that does not exist is fine."""
 
     @_abc_1.abstractmethod
     def MergeCarts(
@@ -107,6 +149,9 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cart_pb2.MergeCartsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cart_pb2.MergeCartsResponse, _abc.Awaitable[_cart_pb2.MergeCartsResponse]]:
-        """Adds the guest cart of `session_id` into the caller's cart and deletes the guest cart."""
+        """Adds the guest cart of `guest_session_id` into the owner's cart (a user's cart), and deletes
+        the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
+        lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
+        """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
