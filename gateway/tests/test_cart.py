@@ -17,7 +17,6 @@ from services.cart.tests.helpers import (
     set_price,
     snapshot,
 )
-from shop.lib.server import RPC_REQUESTS
 
 CART_KEYS = {"id", "items", "itemCount", "subtotalCents", "currency"}
 ITEM_KEYS = {"productId", "sku", "name", "unitPriceCents", "quantity", "lineTotalCents", "available"}
@@ -310,16 +309,24 @@ async def test_unavailable_lines_when_archived_or_stock_drops(suite, http):
     assert response.status_code == 200
 
 
-async def test_reading_a_cart_is_one_batch_call(suite, http):
+async def test_reading_a_cart_is_one_batch_call(suite, http, monkeypatch):
     headers = guest()
     for _ in range(3):
         product = await make_product(suite)
         await http.post("/api/v1/cart/items", json={"productId": product["id"]}, headers=headers)
-    counter = RPC_REQUESTS.labels("catalog", "BatchGetProducts", "OK")
-    before = counter._value.get()
+    servicer = suite.servers["cart"].definition.servicers[0][1]
+    catalog = servicer.runtime.clients.catalog
+    calls = []
+    original = catalog.BatchGetProducts
+
+    def counting(request, **kwargs):
+        calls.append(list(request.product_ids))
+        return original(request, **kwargs)
+
+    monkeypatch.setattr(catalog, "BatchGetProducts", counting)
     response = await http.get("/api/v1/cart", headers=headers)
     assert len(response.json()["data"]["items"]) == 3
-    assert counter._value.get() - before == 1
+    assert len(calls) == 1 and len(calls[0]) == 3
 
 
 # -- whose cart -----------------------------------------------------------------------------------

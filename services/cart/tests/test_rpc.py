@@ -186,3 +186,33 @@ async def test_background_sweep_deletes_expired_guest_carts(suite, http):
     assert cart_rows(suite, cart_id(session_id=old_guest)) == {}
     assert cart_rows(suite, cart_id(session_id=fresh_guest)) == {product["id"]: 1}
     assert len(cart_rows(suite, user_cart)) == 1
+
+
+async def test_a_full_cart_refuses_new_lines(suite):
+    from shop.lib.tokens import ServiceTokens
+
+    products = [await make_product(suite, stock=10) for _ in range(3)]
+    # a second cart process on the same database with a small line limit
+    server = build_server(suite.service_settings("cart", grpc_address="127.0.0.1:0", max_cart_lines=2))
+    await server.start()
+    channel = make_channel(server.address, "cart", service_tokens=ServiceTokens(suite.common()["internal_secret"],
+                                                                                  "tests"))
+    try:
+        stub = cart_pb2_grpc.CartServiceStub(channel)
+        guest = owner(session_id=str(uuid.uuid4()))
+        for product in products[:2]:
+            await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=product["id"], quantity=1))
+        before = snapshot(suite)
+        await expect(stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=products[2]["id"],
+                                                                  quantity=1)),
+                     grpc.StatusCode.FAILED_PRECONDITION, "CART_FULL")
+        await expect(stub.SetCartItemQuantity(cart_pb2.SetCartItemQuantityRequest(
+            owner=guest, product_id=products[2]["id"], quantity=1)), grpc.StatusCode.FAILED_PRECONDITION, "CART_FULL")
+        assert snapshot(suite) == before
+        # existing lines can still grow
+        response = await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=products[0]["id"],
+                                                                      quantity=1))
+        assert [i.quantity for i in response.cart.items] == [2, 1]
+    finally:
+        await channel.close()
+        await server.stop(grace=0.5)
