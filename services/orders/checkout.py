@@ -43,6 +43,7 @@ from shop.lib.errors import (
     PaymentDeclined,
     RemoteError,
     ShopError,
+    Unavailable,
     ValidationError,
     decode_rpc_error,
 )
@@ -342,10 +343,10 @@ class Checkout:
             lines=[catalog_pb2.StockLine(product_id=item.product_id, quantity=item.quantity) for item in items],
         )
         try:
-            await self.rt.clients.catalog.ReserveStock(request)
+            reservation = (await self.rt.clients.catalog.ReserveStock(request)).reservation
         except grpc.aio.AioRpcError as exc:
             remote = decode_rpc_error(exc)
-            if is_transient(remote):
+            if is_transient(remote) or remote.code == "RESERVATION_BUSY":
                 raise
             error = remote.to_shop_error()
             if remote.code == "INSUFFICIENT_STOCK" and not error.details.get("productIds"):
@@ -359,6 +360,16 @@ class Checkout:
                 note,
                 error=error,
                 outbox=[("release_reservation", {})],
+            )
+            return
+        if reservation.status in (catalog_pb2.RESERVATION_STATUS_RELEASED, catalog_pb2.RESERVATION_STATUS_RESTOCKED):
+            # Released meanwhile (expired, or compensated by someone): never charge without stock.
+            await self.finish(
+                order.id,
+                domain.STAGE_PRICED,
+                domain.CANCELLED,
+                "The stock reservation lapsed.",
+                error=Conflict("The stock reservation lapsed; please check out again.", code="RESERVATION_LAPSED"),
             )
             return
         now = utcnow()
@@ -401,6 +412,11 @@ class Checkout:
             if is_transient(remote):
                 raise
             error = remote.to_shop_error()
+        if payment is not None and payment.status == payments_pb2.PAYMENT_STATUS_PENDING:
+            payment = await self.reread_payment(order.id, payment)
+        if payment is not None and payment.status == payments_pb2.PAYMENT_STATUS_PENDING:
+            # The provider has not decided yet (a webhook will): keep the stage, ask again later.
+            raise Unavailable("The payment is still pending.", code="PAYMENT_PENDING")
         if payment is not None and payments_pb2.PaymentStatus.Name(payment.status) == _PAYMENT_DECLINED_STATUS:
             details = {"declineCode": payment.decline_code} if payment.decline_code else None
             error = PaymentDeclined("The payment was declined.", details=details)
@@ -433,6 +449,16 @@ class Checkout:
             outbox=[("release_reservation", {})],
         )
         crash_point(self.settings, "after_payment_failed_recorded")
+
+    async def reread_payment(self, order_id: str, payment: payments_pb2.Payment) -> payments_pb2.Payment:
+        """A PENDING answer may be stale or the provider still deciding: read the stored payment again."""
+        for delay in (0.0, 0.2, 0.5):
+            await asyncio.sleep(delay)
+            listing = await self.rt.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
+            for candidate in listing.payments:
+                if candidate.status != payments_pb2.PAYMENT_STATUS_PENDING:
+                    return candidate
+        return payment
 
     async def finish(
         self,
@@ -508,8 +534,10 @@ class Checkout:
             try:
                 await self.drive(order_id)
                 log.info("recovery.driven", order_id=order_id)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("recovery.retry_later", order_id=order_id, code=exc.code().name)
+            except (grpc.aio.AioRpcError, Unavailable) as exc:
+                log.warning("recovery.retry_later", order_id=order_id, error=str(exc))
+            except Exception:
+                log.exception("recovery.drive_failed", order_id=order_id)
             await self.rt.outbox.run_order(order_id)
         return taken
 
