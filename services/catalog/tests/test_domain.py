@@ -1,0 +1,97 @@
+"""Unit tests of the catalog's pure rules (no database, no gRPC)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.catalog import domain
+from shop.lib.errors import ValidationError
+
+GOOD = {"sku": "ABC-1", "name": " Lamp ", "description": "", "price_cents": 100, "compare_at_price_cents": None,
+        "currency": "EUR", "category_slug": "home", "brand": "  ", "images": ["https://x.example/a.png"],
+        "stock": 0, "status": None}
+
+
+def fields_of(exc: pytest.ExceptionInfo) -> dict:
+    return exc.value.fields
+
+
+def test_validate_product_normalises():
+    out = domain.validate_product(GOOD, creating=True)
+    assert out["name"] == "Lamp" and out["brand"] is None and out["status"] == "ACTIVE"
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"price_cents": 0}, "priceCents"), ({"price_cents": domain.MAX_PRICE_CENTS + 1}, "priceCents"),
+    ({"compare_at_price_cents": -1}, "compareAtPriceCents"), ({"currency": "Eur"}, "currency"),
+    ({"stock": -1}, "stock"), ({"stock": domain.MAX_STOCK + 1}, "stock"), ({"sku": "a b"}, "sku"),
+    ({"name": ""}, "name"), ({"images": ["ftp://x.example/a"]}, "images"), ({"images": ["https://"]}, "images"),
+    ({"images": ["https://x.example/a b"]}, "images"), ({"status": "ARCHIVED"}, "status"),
+    ({"category_slug": " "}, "categorySlug"),
+])
+def test_validate_product_rejects(change, field):
+    with pytest.raises(ValidationError) as exc:
+        domain.validate_product({**GOOD, **change}, creating=True)
+    assert field in fields_of(exc)
+
+
+def test_missing_required_fields_on_create_only():
+    with pytest.raises(ValidationError) as exc:
+        domain.validate_product({"name": "x"}, creating=True)
+    assert {"sku", "priceCents", "currency", "categorySlug"} <= set(fields_of(exc))
+    assert domain.validate_product({"name": "x"}, creating=False) == {"name": "x"}
+
+
+def test_compare_at_price_must_exceed_price():
+    domain.check_prices(100, None)
+    domain.check_prices(100, 101)
+    for compare_at in (100, 99):
+        with pytest.raises(ValidationError):
+            domain.check_prices(100, compare_at)
+
+
+def test_visibility_and_management():
+    assert domain.can_see("ACTIVE", None, None, None)
+    assert domain.can_see("DRAFT", "s1", "s1", "SELLER") and domain.can_see("DRAFT", "s1", "a", "ADMIN")
+    assert not domain.can_see("DRAFT", "s1", "s2", "SELLER") and not domain.can_see("DRAFT", "s1", None, None)
+    assert not domain.can_see("ARCHIVED", "s1", "a", "ADMIN")
+    assert domain.can_manage(None, "a", "ADMIN") and domain.can_manage("s1", "s1", "SELLER")
+    assert not domain.can_manage("s1", "s2", "SELLER") and not domain.can_manage("s1", "s1", "CUSTOMER")
+
+
+def test_merge_lines_sorts_and_merges():
+    a, b = "bbbbbbbb-0000-4000-8000-000000000000", "aaaaaaaa-0000-4000-8000-000000000000"
+    assert domain.merge_lines([(a, 1), (b, 2), (a.upper(), 3)]) == [(b, 2), (a, 4)]
+    with pytest.raises(ValidationError):
+        domain.merge_lines([])
+    with pytest.raises(ValidationError):
+        domain.merge_lines([(a, domain.MAX_LINE_QUANTITY), (a, 1)])
+
+
+def test_categories_roll_up():
+    parents = {"a": None, "b": "a", "c": "b", "d": None}
+    assert domain.descendants("a", parents) == {"a", "b", "c"}
+    assert domain.rolled_up_counts({"b": 2, "c": 1, "d": 4}, parents) == {"a": 3, "b": 3, "c": 1, "d": 4}
+    with pytest.raises(ValidationError):
+        domain.validate_category("x", "X", "x")
+
+
+def test_product_query_defaults():
+    def q(**kw):
+        base = {"query": "", "category_slug": "", "brand": "", "min_price_cents": None, "max_price_cents": None,
+                "in_stock_only": False, "sort": None}
+        return domain.product_query(**{**base, **kw})
+
+    assert q().sort == "newest" and q(query=" lamp  shade ").sort == "relevance"
+    assert q(query="lamp  shade").query == "lamp shade"
+    assert q(sort="relevance").sort == "newest"
+    with pytest.raises(ValidationError):
+        q(sort="bogus")
+    with pytest.raises(ValidationError):
+        q(min_price_cents=5, max_price_cents=1)
+
+
+def test_scoped_request_ids_differ_per_user():
+    assert domain.scoped_request_id("u1", "k") != domain.scoped_request_id("u2", "k")
+    assert domain.scoped_request_id("u1", None) is None
+    assert len(domain.scoped_request_id("u1", "k")) <= domain.REQUEST_ID_MAX
