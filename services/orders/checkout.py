@@ -128,7 +128,7 @@ class Checkout:
         self.rt.notify(order_id)
         crash_point(self.settings, "after_pending_recorded")
         await self.rt.hold("after_pending_recorded", user_id)
-        await self.drive(order_id)
+        await self.drive_or_let_go(order_id)
         return await self.outcome(user_id, key, replayed=False)
 
     async def replay(self, row: IdempotencyKey, fingerprint: str) -> tuple[bytes, bool]:
@@ -140,7 +140,7 @@ class Checkout:
                 claimed = await repository.claim_lease(session, row.order_id, self.settings.stale_after_seconds)
             if not claimed:
                 raise in_progress()
-            await self.drive(row.order_id)
+            await self.drive_or_let_go(row.order_id)
         return await self.outcome(row.user_id, row.key, replayed=True)
 
     async def outcome(self, user_id: str, key: str, *, replayed: bool) -> tuple[bytes, bool]:
@@ -240,6 +240,16 @@ class Checkout:
             session.add(OrderHistory(order_id=order_id, seq=1, status=domain.PENDING, note="Checkout started.", at=now))
 
     # -- the saga ------------------------------------------------------------------------------
+
+    async def drive_or_let_go(self, order_id: str) -> None:
+        """Drives an order for a request; on a transient failure gives the lease up at once, so the
+        client's retry (same key) or the recovery loop continues without waiting for it to lapse."""
+        try:
+            await self.drive(order_id)
+        except (grpc.aio.AioRpcError, Unavailable):
+            async with self.db.transaction() as session:
+                await repository.release_lease(session, order_id)
+            raise
 
     async def drive(self, order_id: str) -> None:
         """Moves an order through its stages until it is done. The caller holds the lease.

@@ -101,6 +101,10 @@ async def claim_lease(session: AsyncSession, order_id: str, seconds: float, *, f
     return result.rowcount == 1
 
 
+async def release_lease(session: AsyncSession, order_id: str) -> None:
+    await session.execute(update(Order).where(Order.id == order_id).values(lease_until=None))
+
+
 async def stale_unfinished(session: AsyncSession, limit: int = 50) -> list[str]:
     now = utcnow()
     rows = await session.execute(
