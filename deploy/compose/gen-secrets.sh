@@ -36,6 +36,8 @@ put internal_secret "$(random 32)"
 put page_token_secret "$(random 32)"
 # The admin password also meets the user password rules (lower, upper, digit).
 put admin_password "Adm1n-$(random 16)"
+# Signs the sandbox payment provider's webhooks (production refuses the default).
+put sandbox_webhook_secret "$(random 32)"
 
 for service in auth catalog cart orders payments; do
     put "${service}_db_password" "$(random 24)"
@@ -46,8 +48,8 @@ done
 if [ -e "$dir/jwt_private_key.pem" ]; then
     echo "kept      $dir/jwt_private_key.pem"
 else
-    # RSA 3072, PKCS#8 PEM: signs access tokens (RS256); the public half is served as JWKS.
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:3072 -out "$dir/jwt_private_key.pem" 2>/dev/null
+    # Ed25519, PKCS#8 PEM: signs access tokens (EdDSA); auth serves the public half as JWKS.
+    openssl genpkey -algorithm ed25519 -out "$dir/jwt_private_key.pem"
     chmod 0644 "$dir/jwt_private_key.pem"
     echo "generated $dir/jwt_private_key.pem"
 fi

@@ -10,6 +10,10 @@
 # command is exec'ed, so it runs as PID 1 and receives SIGTERM itself.
 #
 # On Kubernetes, secrets arrive as environment variables and this script only execs.
+#
+# Guard: the development-only secrets committed to git all contain the marker
+# INSECURE-DEV-ONLY. With SHOP_ENV=production (the images' default) the script refuses to
+# start when any variable holds that marker, whichever way it arrived.
 set -eu
 
 secrets_dir="${SHOP_SECRETS_DIR:-/run/secrets}"
@@ -29,6 +33,12 @@ if [ -d "$secrets_dir" ]; then
         [ -n "$value" ] || continue
         export "$name=$value"
     done
+fi
+
+if [ "${SHOP_ENV:-}" = production ] && env | grep -q 'INSECURE-DEV-ONLY'; then
+    echo "shop-entrypoint: SHOP_ENV=production with development-only secrets (INSECURE-DEV-ONLY):" \
+         "generate real ones (deploy/README.md)" >&2
+    exit 78
 fi
 
 if [ "$#" -eq 0 ]; then
