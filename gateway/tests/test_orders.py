@@ -351,3 +351,20 @@ async def test_a_duplicate_while_the_first_runs_is_409_request_in_progress(suite
     assert response.status_code == 201, response.text
     replay = await checkout(suite, user, key=key)
     assert replay.status_code == 201 and replay.json() == response.json()
+
+
+async def test_keys_are_kept_a_day_then_purged(suite):
+    runtime = suite.servers["orders"].runtime
+    user = await suite.register()
+    key = str(uuid.uuid4())
+    assert (await checkout(suite, user, key=key)).status_code == 409  # CART_EMPTY, stored under the key
+    count = "SELECT count(*) FROM idempotency_keys WHERE user_id = %s AND key = %s"
+    assert suite.sql("orders", count, (user["user"]["id"], key)) == [(1,)]
+    suite.sql("orders", "UPDATE idempotency_keys SET created_at = now() - interval '23 hours' "
+                        "WHERE user_id = %s AND key = %s", (user["user"]["id"], key))
+    await runtime.checkout.purge_once()
+    assert suite.sql("orders", count, (user["user"]["id"], key)) == [(1,)]
+    suite.sql("orders", "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
+                        "WHERE user_id = %s AND key = %s", (user["user"]["id"], key))
+    assert await runtime.checkout.purge_once() >= 1
+    assert suite.sql("orders", count, (user["user"]["id"], key)) == [(0,)]

@@ -561,14 +561,19 @@ class Checkout:
                 log.exception("recovery.failed")
             await asyncio.sleep(self.settings.recovery_interval_seconds)
 
+    async def purge_once(self) -> int:
+        """Deletes idempotency keys older than `idempotency_ttl_seconds`."""
+        cutoff = utcnow() - timedelta(seconds=self.settings.idempotency_ttl_seconds)
+        async with self.db.transaction() as session:
+            purged = await repository.purge_idempotency(session, cutoff)
+        if purged:
+            log.info("idempotency.purged", count=purged)
+        return purged
+
     async def purge_loop(self) -> None:
         while True:
             try:
-                cutoff = utcnow() - timedelta(seconds=self.settings.idempotency_ttl_seconds)
-                async with self.db.transaction() as session:
-                    purged = await repository.purge_idempotency(session, cutoff)
-                if purged:
-                    log.info("idempotency.purged", count=purged)
+                await self.purge_once()
             except asyncio.CancelledError:
                 raise
             except Exception:
