@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from services.payments.config import PaymentsSettings
+from services.payments.providers import build_provider
+from services.payments.repository import PaymentsRepository
+from services.payments.servicer import PaymentsServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
 from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-
-from services.payments.config import PaymentsSettings
-from services.payments.servicer import PaymentsServicer
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SERVICE_NAME = payments_pb2.DESCRIPTOR.services_by_name["PaymentsService"].full_name
@@ -25,6 +26,8 @@ class Runtime:
         self.settings = settings
         self.db = Database(settings.database_url)
         self.clients = ServiceClients(settings, "payments")
+        self.repository = PaymentsRepository(self.db.is_postgres)
+        self.provider = build_provider(settings)
 
 
 def build_server(settings: PaymentsSettings | None = None) -> ShopServer:
@@ -41,7 +44,7 @@ def build_server(settings: PaymentsSettings | None = None) -> ShopServer:
         servicers=[(payments_pb2_grpc.add_PaymentsServiceServicer_to_server, PaymentsServicer(runtime), SERVICE_NAME)],
         verifier=verifier,
         on_start=[migrate],
-        on_stop=[runtime.clients.close, runtime.db.dispose],
+        on_stop=[runtime.clients.close, runtime.provider.aclose, runtime.db.dispose],
         background=[poll_revocations],
     )
     return ShopServer(definition, settings)

@@ -1,12 +1,277 @@
-"""RPC handlers of the payments service: parse the request, call the domain, map the result."""
+"""RPC handlers of the payments service: parse the request, check the caller, call the provider and
+the repository inside one unit of work, map the result. Rules live in domain.py."""
 
 from __future__ import annotations
 
-from shop.payments.v1 import payments_pb2_grpc
+from datetime import UTC, datetime
+
+import structlog
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.payments import domain
+from services.payments.models import Payment, Refund
+from services.payments.providers import PROVIDER_NAMES
+from shop.lib.context import require_service
+from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined
+from shop.payments.v1 import payments_pb2, payments_pb2_grpc
+
+log = structlog.get_logger("payments")
+
+
+def _timestamp(value: datetime | None) -> Timestamp:
+    stamp = Timestamp()
+    if value is not None:
+        stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
+
+
+def payment_to_proto(payment: Payment) -> payments_pb2.Payment:
+    return payments_pb2.Payment(
+        id=payment.id,
+        order_id=payment.order_id,
+        status=payments_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{payment.status}"),
+        method=payment.method,
+        brand=payment.brand,
+        last4=payment.last4,
+        amount_cents=payment.amount_cents,
+        captured_cents=payment.captured_cents,
+        refunded_cents=payment.refunded_cents,
+        currency_code=payment.currency_code,
+        provider=payment.provider,
+        provider_reference=payment.provider_reference,
+        decline_code=payment.decline_code,
+        create_time=_timestamp(payment.created_at),
+        update_time=_timestamp(payment.updated_at),
+    )
+
+
+def refund_to_proto(refund: Refund) -> payments_pb2.Refund:
+    return payments_pb2.Refund(
+        id=refund.id,
+        payment_id=refund.payment_id,
+        order_id=refund.order_id,
+        amount_cents=refund.amount_cents,
+        status=payments_pb2.RefundStatus.Value(f"REFUND_STATUS_{refund.status}"),
+        reason=refund.reason,
+        create_time=_timestamp(refund.created_at),
+        provider_reference=refund.provider_reference,
+        request_id=refund.request_id,
+    )
+
+
+def _declined(payment: Payment) -> PaymentDeclined:
+    return PaymentDeclined(
+        "The card was declined.",
+        details={"declineCode": payment.decline_code or "card_declined", "paymentId": payment.id},
+    )
 
 
 class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
-    """RPCs not built yet keep the generated base behaviour: UNIMPLEMENTED."""
-
     def __init__(self, runtime) -> None:
         self.runtime = runtime
+
+    @property
+    def db(self):
+        return self.runtime.db
+
+    @property
+    def repo(self):
+        return self.runtime.repository
+
+    @property
+    def provider(self):
+        return self.runtime.provider
+
+    # -- CreateCharge ------------------------------------------------------------------------------
+
+    async def CreateCharge(self, request, context):  # noqa: N802 - gRPC method name
+        """At most one charge per order: the payment row (unique order id) is inserted and locked in
+        one transaction that also calls the provider (idempotency key = order id), so concurrent or
+        repeated calls wait for the first and then return its stored result. A decline is final
+        for the order: a repeat (whatever the token) answers PAYMENT_DECLINED again."""
+        require_service()
+        charge = domain.validate_charge(
+            request.order_id, request.user_id, request.amount_cents, request.currency_code, request.method,
+            request.token,
+        )
+        async with self.db.transaction() as session:
+            inserted = await self.repo.insert_payment_if_absent(
+                session,
+                order_id=charge.order_id,
+                user_id=charge.user_id,
+                status=domain.PENDING,
+                method=charge.method,
+                amount_cents=charge.amount_cents,
+                currency_code=charge.currency_code,
+                provider=self.provider.name,
+                captured_cents=0,
+                refunded_cents=0,
+                brand="",
+                last4="",
+                provider_reference="",
+                decline_code="",
+            )
+            payment = await self.repo.payment_by_order(session, charge.order_id, for_update=True)
+            assert payment is not None
+            if not inserted:
+                if not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
+                    raise Conflict(
+                        "This order was already charged with a different amount or currency.",
+                        code="CHARGE_MISMATCH",
+                        details={"paymentId": payment.id},
+                    )
+            else:
+                # Raises (and rolls the row back) on an invalid token or a provider outage.
+                result = await self.provider.charge(
+                    idempotency_key=charge.order_id,
+                    amount_cents=charge.amount_cents,
+                    currency_code=charge.currency_code,
+                    token=charge.token,
+                    metadata={"order_id": charge.order_id, "user_id": charge.user_id},
+                )
+                if result.succeeded:
+                    status, captured = domain.SUCCEEDED, min(result.captured_cents, charge.amount_cents)
+                elif result.pending:
+                    status, captured = domain.PENDING, 0
+                else:
+                    status, captured = domain.DECLINED, 0
+                await self.repo.update_payment(
+                    session,
+                    payment.id,
+                    status=status,
+                    captured_cents=captured,
+                    brand=result.brand,
+                    last4=result.last4,
+                    provider_reference=result.reference,
+                    decline_code=result.decline_code,
+                )
+                payment = await self.repo.payment_by_order(session, charge.order_id)
+                assert payment is not None
+                log.info("payment.charged", order_id=charge.order_id, status=status, provider=self.provider.name)
+        if payment.status == domain.DECLINED:
+            raise _declined(payment)
+        return payments_pb2.CreateChargeResponse(payment=payment_to_proto(payment))
+
+    # -- ListPayments ------------------------------------------------------------------------------
+
+    async def ListPayments(self, request, context):  # noqa: N802
+        require_service()
+        if not request.order_id:
+            from shop.lib.errors import ValidationError
+
+            raise ValidationError.single("orderId", "is required")
+        async with self.db.session() as session:
+            payment = await self.repo.payment_by_order(session, request.order_id)
+            refunds = await self.repo.refunds_of_order(session, request.order_id)
+        return payments_pb2.ListPaymentsResponse(
+            payments=[payment_to_proto(payment)] if payment is not None else [],
+            refunds=[refund_to_proto(refund) for refund in refunds],
+        )
+
+    # -- CreateRefund ------------------------------------------------------------------------------
+
+    async def CreateRefund(self, request, context):  # noqa: N802
+        """Partial or full refunds of what was captured, idempotent by request_id. The payment row
+        is locked for the whole refund and the totals change with a conditional update, so
+        concurrent refunds never take more than was captured."""
+        require_service()
+        domain.validate_refund(request.order_id, request.amount_cents, request.reason, request.request_id)
+        async with self.db.transaction() as session:
+            payment = await self.repo.payment_by_order(session, request.order_id, for_update=True)
+            if payment is None:
+                raise NotFound("This order has no payment.", code="PAYMENT_NOT_FOUND")
+            existing = await self.repo.refund_by_request_id(session, request.request_id)
+            if existing is not None:
+                if existing.order_id != request.order_id:
+                    raise Conflict(
+                        "This request id was already used for another order's refund.",
+                        code="IDEMPOTENCY_KEY_REUSED",
+                    )
+                return payments_pb2.CreateRefundResponse(
+                    refund=refund_to_proto(existing), payment=payment_to_proto(payment)
+                )
+            amount = domain.refund_amount(payment.captured_cents, payment.refunded_cents, request.amount_cents)
+            result = await self.provider.refund(
+                idempotency_key=request.request_id,
+                charge_reference=payment.provider_reference,
+                amount_cents=amount,
+                reason=request.reason,
+            )
+            status = domain.status_for_amounts(
+                payment.status, payment.captured_cents, payment.refunded_cents + amount
+            )
+            if not await self.repo.add_refunded(session, payment.id, amount, status):
+                raise Aborted("The payment changed concurrently; retry.", code="CONCURRENT_UPDATE")
+            refund = await self.repo.add_refund(
+                session,
+                payment_id=payment.id,
+                order_id=payment.order_id,
+                request_id=request.request_id,
+                amount_cents=amount,
+                status=domain.REFUND_SUCCEEDED,
+                reason=request.reason,
+                provider_reference=result.reference,
+            )
+            payment = await self.repo.payment_by_order(session, request.order_id)
+            assert payment is not None
+            log.info("payment.refunded", order_id=payment.order_id, amount_cents=amount, status=status)
+        return payments_pb2.CreateRefundResponse(refund=refund_to_proto(refund), payment=payment_to_proto(payment))
+
+    # -- HandleWebhook -----------------------------------------------------------------------------
+
+    async def HandleWebhook(self, request, context):  # noqa: N802
+        """A provider event, verified over the raw body, applied once (unique event id), in any
+        order (amounts only grow, statuses only move up)."""
+        require_service()
+        if request.provider not in PROVIDER_NAMES:
+            raise NotFound("No such payment provider.", code="UNKNOWN_PROVIDER")
+        if request.provider != self.provider.name:
+            raise NotFound("This payment provider is not configured.", code="UNKNOWN_PROVIDER")
+        event = self.provider.parse_webhook(bytes(request.payload), request.signature)
+        provider = self.provider.name
+        async with self.db.transaction() as session:
+            created = datetime.fromtimestamp(event.created, UTC) if event.created > 0 else None
+            fresh = await self.repo.insert_event_if_new(
+                session,
+                provider=provider,
+                event_id=event.id,
+                event_type=event.type[:128],
+                event_created_at=created,
+                outcome="received",
+                payment_id=None,
+            )
+            if not fresh:
+                return payments_pb2.HandleWebhookResponse(event_id=event.id, duplicate=True, event_type=event.type)
+            outcome, payment_id = "ignored", None
+            if event.type in domain.HANDLED_EVENTS:
+                payment = await self.repo.payment_by_reference(
+                    session, provider, event.payment_reference, for_update=True
+                )
+                if payment is None and event.order_id:
+                    payment = await self.repo.payment_by_order(session, event.order_id, for_update=True)
+                if payment is None and event.order_id:
+                    # One of ours, not recorded yet: refuse so that the provider delivers it again.
+                    raise Aborted("The payment of this event is not recorded yet.", code="PAYMENT_NOT_READY")
+                if payment is not None:
+                    before = domain.PaymentState(
+                        payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
+                        payment.decline_code,
+                    )
+                    after = domain.apply_event(before, event)
+                    changes = {}
+                    if after != before:
+                        changes = {
+                            "status": after.status,
+                            "captured_cents": after.captured_cents,
+                            "refunded_cents": after.refunded_cents,
+                            "decline_code": after.decline_code,
+                        }
+                    if not payment.provider_reference and event.payment_reference:
+                        changes["provider_reference"] = event.payment_reference
+                    if changes:
+                        await self.repo.update_payment(session, payment.id, **changes)
+                    outcome, payment_id = "applied", payment.id
+                    log.info("webhook.applied", event_type=event.type, order_id=payment.order_id,
+                             status=after.status)
+            await self.repo.set_event_outcome(session, provider, event.id, outcome, payment_id)
+        return payments_pb2.HandleWebhookResponse(event_id=event.id, duplicate=False, event_type=event.type)

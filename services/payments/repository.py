@@ -1,0 +1,101 @@
+"""Queries of the payments service (SQLAlchemy Core/ORM with bound parameters only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.payments.models import Payment, Refund, WebhookEvent
+from shop.lib.db import new_id, utcnow
+
+
+class PaymentsRepository:
+    def __init__(self, is_postgres: bool) -> None:
+        self._insert = postgresql.insert if is_postgres else sqlite.insert
+
+    # -- payments ------------------------------------------------------------------------------
+
+    async def insert_payment_if_absent(self, session: AsyncSession, **values: Any) -> bool:
+        """Inserts the order's payment row unless one exists (unique order_id). On PostgreSQL a
+        concurrent insert for the same order waits for the first transaction, then does nothing."""
+        now = utcnow()
+        statement = (
+            self._insert(Payment.__table__)
+            .values(id=new_id(), created_at=now, updated_at=now, **values)
+            .on_conflict_do_nothing(index_elements=["order_id"])
+            .returning(Payment.__table__.c.id)
+        )
+        return (await session.execute(statement)).first() is not None
+
+    async def payment_by_order(
+        self, session: AsyncSession, order_id: str, *, for_update: bool = False
+    ) -> Payment | None:
+        query = select(Payment).where(Payment.order_id == order_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()
+
+    async def payment_by_reference(
+        self, session: AsyncSession, provider: str, reference: str, *, for_update: bool = False
+    ) -> Payment | None:
+        if not reference:
+            return None
+        query = select(Payment).where(Payment.provider == provider, Payment.provider_reference == reference)
+        if for_update:
+            query = query.with_for_update()
+        return (await session.execute(query.execution_options(populate_existing=True))).scalars().first()
+
+    async def update_payment(self, session: AsyncSession, payment_id: str, **values: Any) -> None:
+        await session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow(), **values))
+
+    async def add_refunded(self, session: AsyncSession, payment_id: str, amount_cents: int, status: str) -> bool:
+        """Conditional update: refunded never exceeds captured, even without the row lock."""
+        result = await session.execute(
+            update(Payment)
+            .where(
+                Payment.id == payment_id,
+                Payment.captured_cents - Payment.refunded_cents >= amount_cents,
+            )
+            .values(refunded_cents=Payment.refunded_cents + amount_cents, status=status, updated_at=utcnow())
+        )
+        return result.rowcount == 1
+
+    # -- refunds -------------------------------------------------------------------------------
+
+    async def refund_by_request_id(self, session: AsyncSession, request_id: str) -> Refund | None:
+        query = select(Refund).where(Refund.request_id == request_id)
+        return (await session.execute(query)).scalar_one_or_none()
+
+    async def add_refund(self, session: AsyncSession, **values: Any) -> Refund:
+        refund = Refund(id=new_id(), created_at=utcnow(), **values)
+        session.add(refund)
+        await session.flush()
+        return refund
+
+    async def refunds_of_order(self, session: AsyncSession, order_id: str) -> list[Refund]:
+        query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at, Refund.id)
+        return list((await session.execute(query)).scalars())
+
+    # -- webhook events ------------------------------------------------------------------------
+
+    async def insert_event_if_new(self, session: AsyncSession, **values: Any) -> bool:
+        """Records a provider event once (unique provider + event_id); False when already seen."""
+        statement = (
+            self._insert(WebhookEvent.__table__)
+            .values(id=new_id(), received_at=utcnow(), **values)
+            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+            .returning(WebhookEvent.__table__.c.id)
+        )
+        return (await session.execute(statement)).first() is not None
+
+    async def set_event_outcome(
+        self, session: AsyncSession, provider: str, event_id: str, outcome: str, payment_id: str | None
+    ) -> None:
+        await session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
+            .values(outcome=outcome, payment_id=payment_id)
+        )
