@@ -18,7 +18,12 @@ from services.payments.providers.base import ChargeResult, InvalidPaymentToken, 
 from shop.lib.errors import InvalidArgument, ShopError
 
 # Stripe error codes that mean "this payment method token is not usable" (→ 400, nothing recorded).
-_INVALID_TOKEN_CODES = {"resource_missing", "payment_method_invalid_parameter", "payment_method_unexpected_state"}
+_INVALID_TOKEN_CODES = {
+    "resource_missing",
+    "token_already_used",
+    "payment_method_invalid_parameter",
+    "payment_method_unexpected_state",
+}
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -81,12 +86,15 @@ class StripeProvider:
         params: dict[str, Any] = {
             "amount": amount_cents,
             "currency": currency_code.lower(),
-            "payment_method": token,
             "payment_method_types": ["card"],
             "confirm": True,
             "metadata": metadata,
             "expand": ["payment_method"],
         }
+        if token.startswith("tok_"):  # a card Token (Stripe.js / test tokens): wrap it in a PaymentMethod
+            params["payment_method_data"] = {"type": "card", "card": {"token": token}}
+        else:  # a PaymentMethod id (pm_...)
+            params["payment_method"] = token
         try:
             intent = await self.client.v1.payment_intents.create_async(
                 params=params,  # type: ignore[arg-type]
@@ -105,7 +113,7 @@ class StripeProvider:
                 message=str(_get(error, "message", "Your card was declined.")),
             )
         except stripe.InvalidRequestError as exc:
-            if exc.code in _INVALID_TOKEN_CODES or exc.param == "payment_method":
+            if exc.code in _INVALID_TOKEN_CODES or (exc.param or "").startswith("payment_method"):
                 raise InvalidPaymentToken() from None
             raise InvalidArgument(
                 "The payment provider refused the charge request.", code="PAYMENT_REQUEST_INVALID"
