@@ -12,7 +12,8 @@ from services.payments import domain
 from services.payments.models import Payment, Refund
 from services.payments.providers import PROVIDER_NAMES
 from shop.lib.context import require_service
-from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined
+from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined, ValidationError
+from shop.lib.server import crash_point
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
 log = structlog.get_logger("payments")
@@ -129,6 +130,8 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                     token=charge.token,
                     metadata={"order_id": charge.order_id, "user_id": charge.user_id},
                 )
+                # Crash tests: the provider charged, nothing is committed; a retry must not charge twice.
+                crash_point(self.runtime.settings, "payments_after_provider_charge")
                 if result.succeeded:
                     status, captured = domain.SUCCEEDED, min(result.captured_cents, charge.amount_cents)
                 elif result.pending:
@@ -157,8 +160,6 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     async def ListPayments(self, request, context):  # noqa: N802
         require_service()
         if not request.order_id:
-            from shop.lib.errors import ValidationError
-
             raise ValidationError.single("orderId", "is required")
         async with self.db.session() as session:
             payment = await self.repo.payment_by_order(session, request.order_id)
@@ -197,6 +198,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 amount_cents=amount,
                 reason=request.reason,
             )
+            crash_point(self.runtime.settings, "payments_after_provider_refund")
             status = domain.status_for_amounts(
                 payment.status, payment.captured_cents, payment.refunded_cents + amount
             )
