@@ -40,28 +40,37 @@ class OutboxRelay:
         self.settings = runtime.settings
         self.db = runtime.db
 
-    async def run_order(self, order_id: str) -> bool:
-        """Runs an order's due rows now (best effort). True when none is left pending."""
+    async def run_order(self, order_id: str, wait_seconds: float = 5.0) -> bool:
+        """Runs an order's pending rows now (best effort): when another relay holds them, waits up to
+        `wait_seconds` for it. True when none is left pending."""
+        deadline = asyncio.get_running_loop().time() + wait_seconds
         try:
-            return await self._run_order(order_id, due_only=False)
+            while True:
+                outcome = await self._run_order(order_id, due_only=False)
+                if outcome != "locked" or asyncio.get_running_loop().time() > deadline:
+                    return outcome == "done"
+                await asyncio.sleep(0.05)
         except Exception:
             log.exception("outbox.run_failed", order_id=order_id)
             return False
 
-    async def _run_order(self, order_id: str, *, due_only: bool) -> bool:
+    async def _run_order(self, order_id: str, *, due_only: bool) -> str:
+        """"done" (nothing left), "failed" (a row must wait for a retry) or "locked" (another relay)."""
         async with self.db.transaction() as session:
             lock = await repository.claim_outbox(session, order_id, self.settings.outbox_lock_seconds)
         if lock is None:
-            return False
+            async with self.db.transaction() as session:
+                exists = await repository.get_order(session, order_id) is not None
+            return "locked" if exists else "done"
         try:
             async with self.db.transaction() as session:
                 rows = await repository.pending_outbox(session, order_id)
             for row in rows:
                 if due_only and row.next_attempt_at > utcnow():
-                    return False
+                    return "failed"
                 if not await self._run_row(row):
-                    return False
-            return True
+                    return "failed"
+            return "done"
         finally:
             async with self.db.transaction() as session:
                 await repository.release_outbox(session, order_id, lock)
