@@ -192,6 +192,11 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                     refund=refund_to_proto(existing), payment=payment_to_proto(payment)
                 )
             amount = domain.refund_amount(payment.captured_cents, payment.refunded_cents, request.amount_cents)
+            if payment.provider != self.provider.name:
+                raise Conflict(
+                    f"This payment was made with the {payment.provider} provider, which is not configured.",
+                    code="PROVIDER_MISMATCH",
+                )
             result = await self.provider.refund(
                 idempotency_key=request.request_id,
                 charge_reference=payment.provider_reference,

@@ -55,3 +55,16 @@ async def test_charge_refund_and_webhook_on_sqlite(servicer):
     listed = await servicer.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o-1"), None)
     assert listed.payments[0].status == payments_pb2.PAYMENT_STATUS_REFUNDED
     assert [r.amount_cents for r in listed.refunds] == [400]
+
+
+async def test_refund_of_a_payment_made_with_another_provider_is_refused(servicer):
+    from services.payments.providers.stripe import StripeProvider
+
+    await servicer.CreateCharge(payments_pb2.CreateChargeRequest(order_id="o-9", amount_cents=500,
+                                                                 currency_code="USD", token="tok_visa"), None)
+    servicer.runtime.provider = StripeProvider(api_key="sk_test_x", webhook_secret="", api_base="http://127.0.0.1:9")
+    with pytest.raises(Conflict) as info:
+        await servicer.CreateRefund(payments_pb2.CreateRefundRequest(order_id="o-9", request_id="r-9"), None)
+    assert info.value.code == "PROVIDER_MISMATCH"
+    listed = await servicer.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o-9"), None)
+    assert listed.payments[0].refunded_cents == 0 and list(listed.refunds) == []
