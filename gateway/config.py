@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+from functools import cached_property
+
 from shop.lib.settings import BaseShopSettings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -15,7 +18,8 @@ class GatewaySettings(BaseShopSettings):
     # Requests per minute per client IP; 0 turns a limit off (benchmarks).
     rate_limit_per_minute: int = 1200
     auth_rate_limit_per_minute: int = 30
-    # Comma-separated IPs of reverse proxies whose X-Forwarded-For is believed.
+    # Comma-separated IPs or CIDR ranges (e.g. a pod network) of reverse proxies whose
+    # X-Forwarded-For is believed.
     trusted_proxies: str = ""
     max_body_bytes: int = MAX_BODY_BYTES
     # Seconds the gateway waits for each backend's health answer on /readyz.
@@ -25,6 +29,15 @@ class GatewaySettings(BaseShopSettings):
     def cors_origin_list(self) -> list[str]:
         return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
 
-    @property
-    def trusted_proxy_set(self) -> set[str]:
-        return {ip.strip() for ip in self.trusted_proxies.split(",") if ip.strip()}
+    @cached_property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(entry.strip(), strict=False) for entry in self.trusted_proxies.split(",") if entry.strip()
+        )
+
+    def is_trusted_proxy(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxy_networks)

@@ -42,11 +42,11 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def client_ip(scope: Scope, trusted_proxies: set[str]) -> str:
+def client_ip(scope: Scope, is_trusted_proxy: Callable[[str], bool]) -> str:
     """The socket peer, or — only when the peer is a trusted proxy — the nearest untrusted
     address in X-Forwarded-For."""
     peer = (scope.get("client") or ("unknown", 0))[0]
-    if peer not in trusted_proxies:
+    if not is_trusted_proxy(peer):
         return peer
     forwarded = header(scope, b"x-forwarded-for")
     if not forwarded:
@@ -56,7 +56,7 @@ def client_ip(scope: Scope, trusted_proxies: set[str]) -> str:
             ipaddress.ip_address(candidate)
         except ValueError:
             return peer
-        if candidate not in trusted_proxies:
+        if not is_trusted_proxy(candidate):
             return candidate
     return peer
 
@@ -89,7 +89,7 @@ class RequestContextMiddleware:
         request_id = incoming if 0 < len(incoming) <= 128 and set(incoming) <= _VALID_REQUEST_ID else new_request_id()
         token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        scope.setdefault("state", {})["client_ip"] = client_ip(scope, self.settings.trusted_proxy_set)
+        scope.setdefault("state", {})["client_ip"] = client_ip(scope, self.settings.is_trusted_proxy)
         https = scope.get("scheme") == "https" or (
             scope["state"]["client_ip"] != (scope.get("client") or ("",))[0]
             and header(scope, b"x-forwarded-proto") == "https"

@@ -108,7 +108,7 @@ async def test_overall_rate_limit_per_ip_with_retry_after(suite, limit_setting):
 
 
 async def test_auth_write_limit_and_trusted_proxy(suite):
-    app = create_app(suite.gateway_settings(auth_rate_limit_per_minute=3, trusted_proxies="10.0.0.9"))
+    app = create_app(suite.gateway_settings(auth_rate_limit_per_minute=3, trusted_proxies="10.0.0.0/29, 10.0.0.9"))
     async with app.router.lifespan_context(app):
         # through the trusted proxy, X-Forwarded-For names the client
         proxy = httpx.ASGITransport(app=app, client=("10.0.0.9", 1))
@@ -134,6 +134,15 @@ async def test_auth_write_limit_and_trusted_proxy(suite):
     assert other.status_code != 429
     assert reads == [200, 200, 200]
     assert spoofed[3] == 429
+
+
+def test_trusted_proxies_accept_ips_and_cidr_ranges(suite):
+    settings = suite.gateway_settings(trusted_proxies="10.0.0.9, 10.244.0.0/16, fd00::/8")
+    assert settings.is_trusted_proxy("10.0.0.9")
+    assert settings.is_trusted_proxy("10.244.3.17")
+    assert settings.is_trusted_proxy("fd00::1")
+    assert not settings.is_trusted_proxy("10.245.0.1")
+    assert not settings.is_trusted_proxy("not-an-ip")
 
 
 async def test_concurrent_requests_keep_their_own_request_ids(http):

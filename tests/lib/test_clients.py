@@ -21,8 +21,15 @@ def test_retry_policy_covers_reads_and_idempotent_writes_only():
     catalog = retryable_methods(SERVICES["catalog"][0])
     assert {"ListProducts", "GetProduct", "BatchGetProducts", "ReserveStock", "CommitReservation"} <= set(catalog)
     assert "CreateReview" not in catalog
-    cart = retryable_methods(SERVICES["cart"][0])
-    assert "GetCart" in cart and "AddCartItem" not in cart
+    # The rule: reads, and writes whose request carries an idempotency key; nothing else.
+    for descriptor, _ in SERVICES.values():
+        retryable = set(retryable_methods(descriptor))
+        for method in descriptor.methods:
+            keyed = {"request_id", "reservation_id"} & set(method.input_type.fields_by_name)
+            if method.name.startswith(("Get", "List", "BatchGet", "Watch")) or keyed:
+                assert method.name in retryable, method.full_name
+    assert "GetCart" in retryable_methods(SERVICES["cart"][0])
+    assert "Login" not in retryable_methods(SERVICES["auth"][0])
     assert "CreateCharge" in retryable_methods(SERVICES["payments"][0])
     config = json.loads(service_config(SERVICES["catalog"][0]))
     assert config["loadBalancingConfig"] == [{"round_robin": {}}]
