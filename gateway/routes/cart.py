@@ -25,6 +25,7 @@ router = APIRouter(prefix="/api/v1", tags=["cart"])
 
 SESSION_HEADER = "X-Session-ID"
 MAX_LINE_QUANTITY = 100
+MAX_IDEMPOTENCY_KEY_LENGTH = 64
 
 
 # -- request bodies and documented responses ------------------------------------------------------
@@ -183,13 +184,34 @@ async def get_cart(
     responses=CART_RESPONSES,
 )
 async def add_cart_item(
-    body: AddCartItemBody, caller: CartCaller = Depends(cart_caller), state: GatewayState = Depends(get_state)
+    body: AddCartItemBody,
+    caller: CartCaller = Depends(cart_caller),
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        description="Optional (1..64 characters), scoped to the cart: a repeat with the same body adds nothing "
+        "again and answers the cart with `Idempotent-Replayed: true`; with another body it is "
+        "422 IDEMPOTENCY_KEY_REUSED. Only successful adds are remembered (at least 24 h).",
+    ),
+    state: GatewayState = Depends(get_state),
 ) -> JSONResponse:
+    if idempotency_key is not None and not (
+        1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency_key.isprintable()
+    ):
+        raise ApiError.validation({"Idempotency-Key": [f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"]})
     request = cart_pb2.AddCartItemRequest(
-        owner=caller.owner, product_id=parse_product_id(body.product_id), quantity=body.quantity
+        owner=caller.owner,
+        product_id=parse_product_id(body.product_id),
+        quantity=body.quantity,
+        # Always a key: the client channel retries this call on UNAVAILABLE, and the key makes a
+        # retry add nothing twice.
+        request_id=idempotency_key or f"gw-{uuid.uuid4()}",
     )
     response = await call(caller, state.clients.cart.AddCartItem, request)
-    return cart_response(caller, response.cart)
+    result = cart_response(caller, response.cart)
+    if response.replayed:
+        result.headers["Idempotent-Replayed"] = "true"
+    return result
 
 
 @router.put(

@@ -434,6 +434,54 @@ async def test_merge_refusals_change_nothing(suite, http):
     assert snapshot(suite) == before
 
 
+# -- Idempotency-Key on POST /cart/items ---------------------------------------------------------
+
+async def test_idempotency_key_replays_without_adding_again(suite, http):
+    product = await make_product(suite, price=300, stock=50)
+    other = await make_product(suite, stock=50)
+    headers = {**guest(), "Idempotency-Key": "add-once-1"}
+    body = {"productId": product["id"], "quantity": 2}
+    first = await http.post("/api/v1/cart/items", json=body, headers=headers)
+    assert first.status_code == 200 and "idempotent-replayed" not in first.headers
+    again = await http.post("/api/v1/cart/items", json=body, headers=headers)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    cart = first.json()["data"]["id"]
+    assert cart_rows(suite, cart) == {product["id"]: 2}
+    # ten concurrent repeats of a new key add once
+    key = {**headers, "Idempotency-Key": "add-once-2"}
+    responses = await asyncio.gather(*(http.post("/api/v1/cart/items", json=body, headers=key) for _ in range(10)))
+    assert [r.status_code for r in responses] == [200] * 10
+    assert sum(r.headers.get("idempotent-replayed") == "true" for r in responses) == 9
+    assert cart_rows(suite, cart) == {product["id"]: 4}
+    # the same key with another body is refused and changes nothing
+    before = snapshot(suite)
+    for changed in ({"productId": product["id"], "quantity": 3}, {"productId": other["id"], "quantity": 2}):
+        assert_error(await http.post("/api/v1/cart/items", json=changed, headers=headers), 422,
+                     "IDEMPOTENCY_KEY_REUSED")
+    for bad in ("x" * 65, ""):
+        error = assert_error(await http.post("/api/v1/cart/items", json=body, headers={**headers, "Idempotency-Key": bad}),
+                             400, "VALIDATION_ERROR")
+        assert "Idempotency-Key" in error["details"]["fields"]
+    assert snapshot(suite) == before
+    # keys are scoped to the cart: another guest may use the same key
+    elsewhere = {**guest(), "Idempotency-Key": "add-once-1"}
+    response = await http.post("/api/v1/cart/items", json=body, headers=elsewhere)
+    assert response.status_code == 200 and "idempotent-replayed" not in response.headers
+    assert response.json()["data"]["items"][0]["quantity"] == 2
+
+
+async def test_a_refused_add_does_not_burn_its_key(suite, http):
+    product = await make_product(suite, stock=1)
+    headers = {**guest(), "Idempotency-Key": "retry-after-restock"}
+    body = {"productId": product["id"], "quantity": 3}
+    assert_error(await http.post("/api/v1/cart/items", json=body, headers=headers), 409, "INSUFFICIENT_STOCK")
+    await adjust_stock(suite, product["id"], 5)
+    response = await http.post("/api/v1/cart/items", json=body, headers=headers)
+    assert response.status_code == 200 and "idempotent-replayed" not in response.headers
+    assert response.json()["data"]["items"][0]["quantity"] == 3
+
+
 # -- concurrency ----------------------------------------------------------------------------------
 
 async def test_concurrent_adds_to_one_line_lose_no_update(suite, http):

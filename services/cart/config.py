@@ -12,6 +12,8 @@ class CartSettings(ServiceSettings):
     grpc_address: str = "127.0.0.1:50053"
     # Guest carts (keyed by X-Session-ID) are deleted this many days after their last change.
     guest_cart_ttl_days: int = Field(default=30, ge=1)
+    # AddCartItem idempotency keys are kept this many hours (API.md: at least 24 h).
+    idempotency_ttl_hours: int = Field(default=48, ge=24)
     # How often the background sweep looks for expired guest carts, seconds.
     sweep_interval_seconds: float = Field(default=3600.0, gt=0)
     # The currency every cart is priced in; a product priced in another currency cannot be added.

@@ -3,6 +3,7 @@ how a guest cart merges into a user's, when a guest cart expires. No grpc, no I/
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -89,6 +90,35 @@ def resolve_owner(caller: Caller, user_id: str, session_id: str, user_owner_serv
     if session_id:
         return Owner(session_id=parse_uuid(session_id, "owner.sessionId"))
     raise ValidationError({"owner": ["is required: a userId or a sessionId"]})
+
+
+# -- idempotency keys -----------------------------------------------------------------------------
+
+MAX_REQUEST_ID_LENGTH = 64
+
+
+def validate_request_id(value: str) -> str | None:
+    """An AddCartItem idempotency key (1..64 characters), or None when there is none."""
+    if not value:
+        return None
+    if len(value) > MAX_REQUEST_ID_LENGTH or not value.isprintable():
+        raise ValidationError.single("requestId", f"must be 1..{MAX_REQUEST_ID_LENGTH} printable characters")
+    return value
+
+
+def add_fingerprint(product_id: str, quantity: int) -> str:
+    """What an AddCartItem asked for: a repeated key must ask for the same."""
+    return hashlib.sha256(f"add|{product_id}|{quantity}".encode()).hexdigest()
+
+
+def check_replay(stored_fingerprint: str, fingerprint: str) -> None:
+    if stored_fingerprint != fingerprint:
+        raise Conflict("This idempotency key was used for another request.", code="IDEMPOTENCY_KEY_REUSED")
+
+
+def request_cutoff(now: datetime, ttl_hours: int) -> datetime:
+    """Idempotency keys recorded before this instant are forgotten."""
+    return now - timedelta(hours=ttl_hours)
 
 
 # -- quantities -----------------------------------------------------------------------------------

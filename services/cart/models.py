@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shop.lib.db import UTCDateTime, UUIDString, new_id, new_metadata, utcnow
@@ -49,3 +49,19 @@ class CartItem(CartBase):
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
+
+
+class CartRequest(CartBase):
+    """An idempotency key of a successful AddCartItem (AIP-155), scoped to its cart."""
+
+    __tablename__ = "cart_requests"
+    __table_args__ = (UniqueConstraint("cart_id", "request_id"),)
+
+    id: Mapped[str] = mapped_column(UUIDString(), primary_key=True, default=new_id)
+    cart_id: Mapped[str] = mapped_column(
+        UUIDString(), ForeignKey("carts.id", ondelete="CASCADE"), nullable=False
+    )
+    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    # sha256 of what was asked (product and quantity): the same key with another body is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False, index=True)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.cart.domain import Line, Owner
-from services.cart.models import Cart, CartItem
+from services.cart.models import Cart, CartItem, CartRequest
 from shop.lib.db import new_id
 
 
@@ -106,6 +106,7 @@ async def clear(session: AsyncSession, cart_id: str, now: datetime) -> int:
 
 async def delete_cart(session: AsyncSession, cart_id: str) -> None:
     await session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
+    await session.execute(delete(CartRequest).where(CartRequest.cart_id == cart_id))
     await session.execute(delete(Cart).where(Cart.id == cart_id))
 
 
@@ -115,4 +116,30 @@ async def delete_expired_guest_carts(session: AsyncSession, cutoff: datetime) ->
     result = await session.execute(
         delete(Cart).where(Cart.session_id.is_not(None), Cart.updated_at < cutoff)
     )
+    return result.rowcount
+
+
+async def request_fingerprint(session: AsyncSession, cart_id: str, request_id: str) -> str | None:
+    """The fingerprint stored with an idempotency key of this cart, or None when it is new."""
+    return await session.scalar(
+        select(CartRequest.fingerprint).where(CartRequest.cart_id == cart_id, CartRequest.request_id == request_id)
+    )
+
+
+async def remember_request(
+    session: AsyncSession, cart_id: str, request_id: str, fingerprint: str, now: datetime
+) -> str | None:
+    """Records an idempotency key; None when it is new, else the fingerprint already stored."""
+    stmt = _insert(session, CartRequest).values(
+        id=new_id(), cart_id=cart_id, request_id=request_id, fingerprint=fingerprint, created_at=now
+    )
+    stmt = stmt.on_conflict_do_nothing(index_elements=[CartRequest.cart_id, CartRequest.request_id])
+    result = await session.execute(stmt.returning(CartRequest.id))
+    if result.first() is not None:
+        return None
+    return await request_fingerprint(session, cart_id, request_id)
+
+
+async def delete_old_requests(session: AsyncSession, cutoff: datetime) -> int:
+    result = await session.execute(delete(CartRequest).where(CartRequest.created_at < cutoff))
     return result.rowcount

@@ -40,11 +40,18 @@ class Runtime:
             log.info("cart.guest_carts_expired", deleted=deleted)
         return deleted
 
+    async def sweep_old_requests(self) -> int:
+        """Forgets AddCartItem idempotency keys older than SHOP_IDEMPOTENCY_TTL_HOURS."""
+        cutoff = domain.request_cutoff(utcnow(), self.settings.idempotency_ttl_hours)
+        async with self.db.transaction() as session:
+            return await repository.delete_old_requests(session, cutoff)
+
     async def sweep_forever(self) -> None:
         """Background loop: one sweep at start, then every SHOP_SWEEP_INTERVAL_SECONDS."""
         while True:
             try:
                 await self.sweep_expired_guest_carts()
+                await self.sweep_old_requests()
             except Exception as exc:  # a failed sweep must not stop the loop; the next one retries
                 log.warning("cart.sweep_failed", error=type(exc).__name__)
             await asyncio.sleep(self.settings.sweep_interval_seconds)

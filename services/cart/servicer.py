@@ -84,19 +84,35 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         owner = self._owner(request.owner)
         product_id = domain.parse_uuid(request.product_id, "productId")
         quantity = domain.validate_add_quantity(request.quantity)
+        request_id = domain.validate_request_id(request.request_id)
+        fingerprint = domain.add_fingerprint(product_id, quantity)
+        if request_id is not None:
+            async with self.db.transaction() as session:
+                stored = await repository.request_fingerprint(session, owner.cart_id, request_id)
+            if stored is not None:  # a repeat: nothing is added again
+                domain.check_replay(stored, fingerprint)
+                return cart_pb2.AddCartItemResponse(cart=await self._priced(owner), replayed=True)
         products = await self._products([product_id])
         product = domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
         now = utcnow()
+        replayed = False
         async with self.db.transaction() as session:
-            cart_id = await repository.touch_cart(session, owner, now)
-            await self._check_room(session, cart_id, product_id)
-            added = await repository.add_quantity(
-                session, cart_id, product_id, quantity, domain.line_cap(product), now
-            )
-            if added is None:
-                existing = await repository.line_quantity(session, cart_id, product_id)
-                raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
-        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner))
+            cart_id = await repository.touch_cart(session, owner, now)  # locks the cart: one writer at a time
+            stored = None
+            if request_id is not None:
+                stored = await repository.remember_request(session, cart_id, request_id, fingerprint, now)
+            if stored is not None:  # the same key won a race with this request
+                domain.check_replay(stored, fingerprint)
+                replayed = True
+            else:
+                await self._check_room(session, cart_id, product_id)
+                added = await repository.add_quantity(
+                    session, cart_id, product_id, quantity, domain.line_cap(product), now
+                )
+                if added is None:
+                    existing = await repository.line_quantity(session, cart_id, product_id)
+                    raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
+        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner), replayed=replayed)
 
     async def SetCartItemQuantity(self, request, context):
         owner = self._owner(request.owner)

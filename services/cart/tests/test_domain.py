@@ -169,3 +169,19 @@ def test_room_for_new_line():
     assert info.value.code == "CART_FULL"
     with pytest.raises(Conflict):
         domain.check_room_for_new_line(3, max_lines=3)
+
+
+def test_request_ids_and_fingerprints():
+    assert domain.validate_request_id("") is None
+    assert domain.validate_request_id("k" * 64) == "k" * 64
+    for bad in ("k" * 65, "line\nbreak"):
+        with pytest.raises(ValidationError):
+            domain.validate_request_id(bad)
+    a = domain.add_fingerprint(USER, 2)
+    assert a == domain.add_fingerprint(USER, 2) != domain.add_fingerprint(USER, 3) != domain.add_fingerprint(OTHER, 2)
+    domain.check_replay(a, a)
+    with pytest.raises(Conflict) as info:
+        domain.check_replay(a, domain.add_fingerprint(USER, 3))
+    assert info.value.code == "IDEMPOTENCY_KEY_REUSED"
+    now = datetime(2026, 1, 31, tzinfo=UTC)
+    assert domain.request_cutoff(now, 48) == now - timedelta(hours=48)

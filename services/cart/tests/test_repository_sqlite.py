@@ -92,3 +92,28 @@ async def test_quantity_check_constraint_guards_the_table(db):
             await repository.set_quantity(session, cart_id, str(uuid.uuid4()), 101, utcnow())
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Cart)) == 0
+
+
+async def test_idempotency_keys_are_remembered_per_cart_and_forgotten_later(db):
+    from services.cart.models import CartRequest
+
+    a, b = Owner(session_id=str(uuid.uuid4())), Owner(session_id=str(uuid.uuid4()))
+    async with db.transaction() as session:
+        for owner in (a, b):
+            await repository.touch_cart(session, owner, utcnow())
+            assert await repository.remember_request(session, owner.cart_id, "key-1", "fp-" + owner.cart_id,
+                                                     utcnow()) is None
+        assert await repository.remember_request(session, a.cart_id, "key-1", "other", utcnow()) == "fp-" + a.cart_id
+        assert await repository.request_fingerprint(session, b.cart_id, "key-1") == "fp-" + b.cart_id
+        assert await repository.request_fingerprint(session, b.cart_id, "key-2") is None
+        await session.execute(update(CartRequest).where(CartRequest.cart_id == a.cart_id)
+                              .values(created_at=utcnow() - timedelta(hours=49)))
+    runtime = Runtime(CartSettings(database_url=db.url.replace("+aiosqlite", "")))
+    try:
+        assert await runtime.sweep_old_requests() == 1
+    finally:
+        await runtime.db.dispose()
+    async with db.transaction() as session:
+        assert await repository.request_fingerprint(session, a.cart_id, "key-1") is None
+        await repository.delete_cart(session, b.cart_id)
+        assert await session.scalar(select(func.count()).select_from(CartRequest)) == 0

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shop/cart/v1/cart.proto\x12\x0cshop.cart.v1\"0\n\tCartOwner\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x92\x01\n\x08\x43\x61rtItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10line_total_cents\x18\x06 \x01(\x03\x12\x11\n\tavailable\x18\x07 \x01(\x08\"|\n\x04\x43\x61rt\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x05items\x18\x02 \x03(\x0b\x32\x16.shop.cart.v1.CartItem\x12\x12\n\nitem_count\x18\x03 \x01(\x05\x12\x16\n\x0esubtotal_cents\x18\x04 \x01(\x03\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\"8\n\x0eGetCartRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\"3\n\x0fGetCartResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\"b\n\x12\x41\x64\x64\x43\x61rtItemRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"7\n\x13\x41\x64\x64\x43\x61rtItemResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\"j\n\x1aSetCartItemQuantityRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"?\n\x1bSetCartItemQuantityResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\"S\n\x15RemoveCartItemRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x12\n\nproduct_id\x18\x02 \x01(\t\":\n\x16RemoveCartItemResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\":\n\x10\x43learCartRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\"\x13\n\x11\x43learCartResponse\"U\n\x11MergeCartsRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x18\n\x10guest_session_id\x18\x02 \x01(\t\"6\n\x12MergeCartsResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart2\x91\x04\n\x0b\x43\x61rtService\x12\x46\n\x07GetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x1d.shop.cart.v1.GetCartResponse\x12R\n\x0b\x41\x64\x64\x43\x61rtItem\x12 .shop.cart.v1.AddCartItemRequest\x1a!.shop.cart.v1.AddCartItemResponse\x12j\n\x13SetCartItemQuantity\x12(.shop.cart.v1.SetCartItemQuantityRequest\x1a).shop.cart.v1.SetCartItemQuantityResponse\x12[\n\x0eRemoveCartItem\x12#.shop.cart.v1.RemoveCartItemRequest\x1a$.shop.cart.v1.RemoveCartItemResponse\x12L\n\tClearCart\x12\x1e.shop.cart.v1.ClearCartRequest\x1a\x1f.shop.cart.v1.ClearCartResponse\x12O\n\nMergeCarts\x12\x1f.shop.cart.v1.MergeCartsRequest\x1a .shop.cart.v1.MergeCartsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shop/cart/v1/cart.proto\x12\x0cshop.cart.v1\"0\n\tCartOwner\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\"\x92\x01\n\x08\x43\x61rtItem\x12\x12\n\nproduct_id\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x18\n\x10unit_price_cents\x18\x04 \x01(\x03\x12\x10\n\x08quantity\x18\x05 \x01(\x05\x12\x18\n\x10line_total_cents\x18\x06 \x01(\x03\x12\x11\n\tavailable\x18\x07 \x01(\x08\"|\n\x04\x43\x61rt\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x05items\x18\x02 \x03(\x0b\x32\x16.shop.cart.v1.CartItem\x12\x12\n\nitem_count\x18\x03 \x01(\x05\x12\x16\n\x0esubtotal_cents\x18\x04 \x01(\x03\x12\x15\n\rcurrency_code\x18\x05 \x01(\t\"8\n\x0eGetCartRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\"3\n\x0fGetCartResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\"v\n\x12\x41\x64\x64\x43\x61rtItemRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"I\n\x13\x41\x64\x64\x43\x61rtItemResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"j\n\x1aSetCartItemQuantityRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x05\"?\n\x1bSetCartItemQuantityResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\"S\n\x15RemoveCartItemRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x12\n\nproduct_id\x18\x02 \x01(\t\":\n\x16RemoveCartItemResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart\":\n\x10\x43learCartRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\"\x13\n\x11\x43learCartResponse\"U\n\x11MergeCartsRequest\x12&\n\x05owner\x18\x01 \x01(\x0b\x32\x17.shop.cart.v1.CartOwner\x12\x18\n\x10guest_session_id\x18\x02 \x01(\t\"6\n\x12MergeCartsResponse\x12 \n\x04\x63\x61rt\x18\x01 \x01(\x0b\x32\x12.shop.cart.v1.Cart2\x91\x04\n\x0b\x43\x61rtService\x12\x46\n\x07GetCart\x12\x1c.shop.cart.v1.GetCartRequest\x1a\x1d.shop.cart.v1.GetCartResponse\x12R\n\x0b\x41\x64\x64\x43\x61rtItem\x12 .shop.cart.v1.AddCartItemRequest\x1a!.shop.cart.v1.AddCartItemResponse\x12j\n\x13SetCartItemQuantity\x12(.shop.cart.v1.SetCartItemQuantityRequest\x1a).shop.cart.v1.SetCartItemQuantityResponse\x12[\n\x0eRemoveCartItem\x12#.shop.cart.v1.RemoveCartItemRequest\x1a$.shop.cart.v1.RemoveCartItemResponse\x12L\n\tClearCart\x12\x1e.shop.cart.v1.ClearCartRequest\x1a\x1f.shop.cart.v1.ClearCartResponse\x12O\n\nMergeCarts\x12\x1f.shop.cart.v1.MergeCartsRequest\x1a .shop.cart.v1.MergeCartsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,25 +42,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCARTRESPONSE']._serialized_start=424
   _globals['_GETCARTRESPONSE']._serialized_end=475
   _globals['_ADDCARTITEMREQUEST']._serialized_start=477
-  _globals['_ADDCARTITEMREQUEST']._serialized_end=575
-  _globals['_ADDCARTITEMRESPONSE']._serialized_start=577
-  _globals['_ADDCARTITEMRESPONSE']._serialized_end=632
-  _globals['_SETCARTITEMQUANTITYREQUEST']._serialized_start=634
-  _globals['_SETCARTITEMQUANTITYREQUEST']._serialized_end=740
-  _globals['_SETCARTITEMQUANTITYRESPONSE']._serialized_start=742
-  _globals['_SETCARTITEMQUANTITYRESPONSE']._serialized_end=805
-  _globals['_REMOVECARTITEMREQUEST']._serialized_start=807
-  _globals['_REMOVECARTITEMREQUEST']._serialized_end=890
-  _globals['_REMOVECARTITEMRESPONSE']._serialized_start=892
-  _globals['_REMOVECARTITEMRESPONSE']._serialized_end=950
-  _globals['_CLEARCARTREQUEST']._serialized_start=952
-  _globals['_CLEARCARTREQUEST']._serialized_end=1010
-  _globals['_CLEARCARTRESPONSE']._serialized_start=1012
-  _globals['_CLEARCARTRESPONSE']._serialized_end=1031
-  _globals['_MERGECARTSREQUEST']._serialized_start=1033
-  _globals['_MERGECARTSREQUEST']._serialized_end=1118
-  _globals['_MERGECARTSRESPONSE']._serialized_start=1120
-  _globals['_MERGECARTSRESPONSE']._serialized_end=1174
-  _globals['_CARTSERVICE']._serialized_start=1177
-  _globals['_CARTSERVICE']._serialized_end=1706
+  _globals['_ADDCARTITEMREQUEST']._serialized_end=595
+  _globals['_ADDCARTITEMRESPONSE']._serialized_start=597
+  _globals['_ADDCARTITEMRESPONSE']._serialized_end=670
+  _globals['_SETCARTITEMQUANTITYREQUEST']._serialized_start=672
+  _globals['_SETCARTITEMQUANTITYREQUEST']._serialized_end=778
+  _globals['_SETCARTITEMQUANTITYRESPONSE']._serialized_start=780
+  _globals['_SETCARTITEMQUANTITYRESPONSE']._serialized_end=843
+  _globals['_REMOVECARTITEMREQUEST']._serialized_start=845
+  _globals['_REMOVECARTITEMREQUEST']._serialized_end=928
+  _globals['_REMOVECARTITEMRESPONSE']._serialized_start=930
+  _globals['_REMOVECARTITEMRESPONSE']._serialized_end=988
+  _globals['_CLEARCARTREQUEST']._serialized_start=990
+  _globals['_CLEARCARTREQUEST']._serialized_end=1048
+  _globals['_CLEARCARTRESPONSE']._serialized_start=1050
+  _globals['_CLEARCARTRESPONSE']._serialized_end=1069
+  _globals['_MERGECARTSREQUEST']._serialized_start=1071
+  _globals['_MERGECARTSREQUEST']._serialized_end=1156
+  _globals['_MERGECARTSRESPONSE']._serialized_start=1158
+  _globals['_MERGECARTSRESPONSE']._serialized_end=1212
+  _globals['_CARTSERVICE']._serialized_start=1215
+  _globals['_CARTSERVICE']._serialized_end=1744
 # @@protoc_insertion_point(module_scope)

@@ -168,8 +168,16 @@ class AddCartItemRequest(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     PRODUCT_ID_FIELD_NUMBER: _builtins.int
     QUANTITY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     product_id: _builtins.str
     quantity: _builtins.int
+    request_id: _builtins.str
+    """Optional idempotency key (AIP-155; 1..64 characters), scoped to the cart: a repeat with the
+    same product and quantity adds nothing again and returns the cart with `replayed` set; with
+    another product or quantity it is FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED. Only adds that
+    succeeded are remembered (for SHOP_IDEMPOTENCY_TTL_HOURS). The gateway always sends one, so
+    a transparent retry never adds twice.
+    """
     @_builtins.property
     def owner(self) -> Global___CartOwner: ...
     def __init__(
@@ -178,10 +186,11 @@ class AddCartItemRequest(_message.Message):
         owner: Global___CartOwner | None = ...,
         product_id: _builtins.str = ...,
         quantity: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "product_id", b"product_id", "quantity", b"quantity"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner", "product_id", b"product_id", "quantity", b"quantity", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -192,16 +201,20 @@ class AddCartItemResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CART_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """True when `request_id` repeated an add that was already done."""
     @_builtins.property
     def cart(self) -> Global___Cart: ...
     def __init__(
         self,
         *,
         cart: Global___Cart | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cart", b"cart"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart", b"cart"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cart", b"cart", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
