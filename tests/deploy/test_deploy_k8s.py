@@ -669,7 +669,7 @@ def test_render_script_fails_cleanly_without_kubectl(repo, tmp_path):
         [sys.executable, str(repo / "scripts" / "render_k8s.py"), "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        env={**os.environ, "KUBECTL": "", "PATH": str(tmp_path)},
+        env={**os.environ, "KUBECTL": str(tmp_path / "no-such-kubectl")},
         timeout=60,
         check=False,
     )
