@@ -420,11 +420,11 @@ def test_prod_generates_no_secret_and_references_only_documented_ones(rendered, 
     refs = secret_refs(docs)
     assert {name for name, _, optional in refs if not optional} == REQUIRED_SECRETS
     assert {name for name, _, optional in refs if optional} <= OPTIONAL_SECRETS
-    readme = (repo / "deploy" / "README.md").read_text()
+    readme = (repo / "README.md").read_text()
     for name, key, _ in refs:
         generic = re.sub(rf"^({'|'.join(SERVICES)})-", "<service>-", name)
         assert (name in readme or generic in readme) and key in readme, (
-            f"deploy/README.md must say how to create {name} ({key})"
+            f"README.md (Deploy section) must say how to create {name} ({key})"
         )
 
 
@@ -638,7 +638,7 @@ def test_egress_to_the_internet_is_narrow(rendered, overlay):
 
 # ------------------------------------------------------------------------- docs
 def test_readme_documents_the_deployment(repo):
-    readme = (repo / "deploy" / "README.md").read_text()
+    readme = (repo / "README.md").read_text()
     assert "```mermaid" in readme
     for needle in (
         "docker compose build",
@@ -653,7 +653,7 @@ def test_readme_documents_the_deployment(repo):
         "/readyz",
         "make k8s",
     ):
-        assert needle in readme, f"deploy/README.md should cover `{needle}`"
+        assert needle in readme, f"README.md (Deploy section) should cover `{needle}`"
 
 
 def test_rendered_output_goes_to_var_k8s(render_k8s, repo):
