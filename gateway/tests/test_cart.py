@@ -510,6 +510,21 @@ async def test_concurrent_adds_never_exceed_stock(suite, http):
     assert cart_rows(suite, cart_id(session_id=headers["X-Session-ID"])) == {product["id"]: 6}
 
 
+async def test_concurrent_merges_add_the_guest_cart_once(suite, http):
+    product = await make_product(suite, stock=100)
+    user = await suite.register()
+    session = {"X-Session-ID": str(uuid.uuid4())}
+    await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 3}, headers=session)
+    await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 2}, headers=user["headers"])
+    responses = await asyncio.gather(*(
+        http.post("/api/v1/cart/merge", headers={**user["headers"], **session}) for _ in range(5)
+    ))
+    assert [r.status_code for r in responses] == [200] * 5
+    assert cart_rows(suite, cart_id(user_id=user["user"]["id"])) == {product["id"]: 5}
+    assert suite.sql("cart", "SELECT count(*) FROM carts WHERE id = %s",
+                     (cart_id(session_id=session["X-Session-ID"]),)) == [(0,)]
+
+
 async def test_openapi_documents_the_cart(http):
     spec = (await http.get("/openapi.json")).json()
     paths = spec["paths"]
