@@ -37,7 +37,7 @@ fi
 
 if [ "${SHOP_ENV:-}" = production ] && env | grep -q 'INSECURE-DEV-ONLY'; then
     echo "shop-entrypoint: SHOP_ENV=production with development-only secrets (INSECURE-DEV-ONLY):" \
-         "generate real ones (README.md ("Deploy"))" >&2
+         "generate real ones (README.md, section Deploy)" >&2
     exit 78
 fi
 
