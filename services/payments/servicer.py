@@ -12,7 +12,7 @@ from services.payments import domain
 from services.payments.models import Payment, Refund
 from services.payments.providers import PROVIDER_NAMES
 from shop.lib.context import require_service
-from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined, ValidationError
+from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined, ShopError, ValidationError
 from shop.lib.server import crash_point
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
@@ -114,6 +114,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             )
             payment = await self.repo.payment_by_order(session, charge.order_id, for_update=True)
             assert payment is not None
+            result = None
             if not inserted:
                 if not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
                     raise Conflict(
@@ -121,6 +122,12 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                         code="CHARGE_MISMATCH",
                         details={"paymentId": payment.id},
                     )
+                if payment.status == domain.PENDING and payment.provider_reference:
+                    # The provider had not decided (e.g. Stripe "processing"): ask it again.
+                    try:
+                        result = await self.provider.retrieve(payment.provider_reference)
+                    except ShopError as exc:  # still unknown: answer the stored PENDING payment
+                        log.warning("payment.retrieve_failed", order_id=charge.order_id, code=exc.code)
             else:
                 # Raises (and rolls the row back) on an invalid token or a provider outage.
                 result = await self.provider.charge(
@@ -132,6 +139,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 )
                 # Crash tests: the provider charged, nothing is committed; a retry must not charge twice.
                 crash_point(self.runtime.settings, "payments_after_provider_charge")
+            if result is not None and not (result.pending and not inserted):
                 if result.succeeded:
                     status, captured = domain.SUCCEEDED, min(result.captured_cents, charge.amount_cents)
                 elif result.pending:
@@ -143,9 +151,9 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                     payment.id,
                     status=status,
                     captured_cents=captured,
-                    brand=result.brand,
-                    last4=result.last4,
-                    provider_reference=result.reference,
+                    brand=result.brand or payment.brand,
+                    last4=result.last4 or payment.last4,
+                    provider_reference=result.reference or payment.provider_reference,
                     decline_code=result.decline_code,
                 )
                 payment = await self.repo.payment_by_order(session, charge.order_id)

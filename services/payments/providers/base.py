@@ -59,6 +59,10 @@ class PaymentProvider(Protocol):
         InvalidPaymentToken; a provider outage raises ProviderUnavailable."""
         ...
 
+    async def retrieve(self, reference: str) -> ChargeResult:
+        """The current state of a charge made earlier (a PENDING one is asked again on a repeat)."""
+        ...
+
     async def refund(
         self, *, idempotency_key: str, charge_reference: str, amount_cents: int, reason: str
     ) -> RefundResult:

@@ -14,6 +14,7 @@ import uuid
 
 from services.payments.domain import ProviderEvent, parse_event, verify_signature
 from services.payments.providers.base import ChargeResult, InvalidPaymentToken, RefundResult
+from shop.lib.errors import NotFound
 
 SUCCEEDING = {"tok_visa": ("visa", "4242"), "tok_mastercard": ("mastercard", "4444")}
 DECLINING = {
@@ -59,6 +60,12 @@ class SandboxProvider:
         self._charges[idempotency_key] = result
         self.charge_count += 1
         return result
+
+    async def retrieve(self, reference: str) -> ChargeResult:
+        for result in self._charges.values():
+            if result.reference == reference:
+                return result
+        raise NotFound("No such sandbox charge.", code="PAYMENT_NOT_FOUND")
 
     async def refund(
         self, *, idempotency_key: str, charge_reference: str, amount_cents: int, reason: str

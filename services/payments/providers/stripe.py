@@ -45,6 +45,22 @@ def _card_of(intent: Any) -> tuple[str, str]:
     return str(_get(card, "brand", "")), str(_get(card, "last4", ""))
 
 
+def _result(intent: Any, amount_cents: int) -> ChargeResult:
+    """A PaymentIntent as a ChargeResult."""
+    status = _get(intent, "status", "")
+    brand, last4 = _card_of(intent)
+    reference = str(_get(intent, "id", ""))
+    if status == "succeeded":
+        received = int(_get(intent, "amount_received", 0) or amount_cents)
+        return ChargeResult(True, reference, captured_cents=received, brand=brand, last4=last4)
+    if status == "processing":
+        return ChargeResult(False, reference, brand=brand, last4=last4, pending=True)
+    # requires_action (3-D Secure), requires_payment_method, canceled: not paid.
+    error = _get(intent, "last_payment_error")
+    code = str(_get(error, "decline_code") or _get(error, "code") or status or "card_declined")
+    return ChargeResult(False, reference, brand=brand, last4=last4, decline_code=code)
+
+
 class StripeProvider:
     name = "stripe"
 
@@ -124,18 +140,21 @@ class StripeProvider:
             raise ShopError(
                 f"The payment provider failed: {type(exc).__name__}.", code="PAYMENT_PROVIDER_ERROR"
             ) from None
-        status = _get(intent, "status", "")
-        brand, last4 = _card_of(intent)
-        reference = str(_get(intent, "id", ""))
-        if status == "succeeded":
-            received = int(_get(intent, "amount_received", 0) or amount_cents)
-            return ChargeResult(True, reference, captured_cents=received, brand=brand, last4=last4)
-        if status == "processing":
-            return ChargeResult(False, reference, brand=brand, last4=last4, pending=True)
-        # requires_action (3-D Secure), requires_payment_method, canceled: not paid.
-        error = _get(intent, "last_payment_error")
-        code = str(_get(error, "decline_code") or _get(error, "code") or status or "card_declined")
-        return ChargeResult(False, reference, brand=brand, last4=last4, decline_code=code)
+        return _result(intent, amount_cents)
+
+    async def retrieve(self, reference: str) -> ChargeResult:
+        self._require_key()
+        try:
+            intent = await self.client.v1.payment_intents.retrieve_async(
+                reference, params={"expand": ["payment_method"]}
+            )
+        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+            raise ProviderUnavailable(f"The payment provider is unavailable: {type(exc).__name__}.") from None
+        except stripe.StripeError as exc:
+            raise ShopError(
+                f"The payment provider failed: {type(exc).__name__}.", code="PAYMENT_PROVIDER_ERROR"
+            ) from None
+        return _result(intent, int(_get(intent, "amount", 0)))
 
     async def refund(
         self, *, idempotency_key: str, charge_reference: str, amount_cents: int, reason: str

@@ -16,6 +16,8 @@ CARDS = {
     "pm_card_mastercard": ("mastercard", "4444", None),
     "pm_card_chargeDeclined": ("visa", "0002", "generic_decline"),
     "pm_card_chargeDeclinedInsufficientFunds": ("visa", "9995", "insufficient_funds"),
+    # not a real Stripe test card: an intent that stays "processing" until `settle()`
+    "pm_card_processing": ("visa", "1111", "processing"),
 }
 CARDS.update({"tok_" + name[len("pm_card_"):]: card for name, card in list(CARDS.items())})
 
@@ -53,6 +55,10 @@ class FakeStripe:
                 reply = self.create_intent(params)
             elif method == "POST" and path == "/v1/refunds":
                 reply = self.create_refund(params)
+            elif method == "GET" and path.startswith("/v1/payment_intents/"):
+                intent = self.intents.get(path.rsplit("/", 1)[-1])
+                reply = (200, intent) if intent else (404, {"error": {"type": "invalid_request_error",
+                                                                     "code": "resource_missing"}})
             else:
                 reply = (404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized {path}"}})
             if key:
@@ -90,6 +96,9 @@ class FakeStripe:
             "refunded": 0,
         }
         self.intents[intent["id"]] = intent
+        if decline == "processing":
+            intent.update(status="processing", amount_received=0)
+            return 200, intent
         if decline:
             return 402, {
                 "error": {
@@ -102,6 +111,11 @@ class FakeStripe:
                 }
             }
         return 200, intent
+
+    def settle(self, intent_id: str) -> None:
+        """A processing intent succeeds (what Stripe does later, announced by a webhook)."""
+        with self.lock:
+            self.intents[intent_id].update(status="succeeded", amount_received=self.intents[intent_id]["amount"])
 
     def create_refund(self, params: dict[str, str]) -> tuple[int, dict]:
         intent = self.intents.get(params.get("payment_intent", ""))

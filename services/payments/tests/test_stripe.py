@@ -221,3 +221,20 @@ async def test_server_with_stripe_charges_once_declines_and_refunds(fake, stripe
         await stub.HandleWebhook(payments_pb2.HandleWebhookRequest(provider="stripe", payload=body,
                                                                    signature=signed(body, secret="whsec_wrong")))
     assert decode_rpc_error(info.value).code == "INVALID_SIGNATURE"
+
+
+async def test_processing_intent_is_pending_then_resolved_on_repeat(fake, stripe_payments):
+    stub, url = stripe_payments
+    order_id = str(uuid.uuid4())
+    request = payments_pb2.CreateChargeRequest(order_id=order_id, amount_cents=700, currency_code="USD",
+                                               token="pm_card_processing")
+    pending = (await stub.CreateCharge(request)).payment
+    assert pending.status == payments_pb2.PAYMENT_STATUS_PENDING and pending.provider_reference.startswith("pi_")
+    still = (await stub.CreateCharge(request)).payment  # Stripe has not decided: still pending, asked again
+    assert still.status == payments_pb2.PAYMENT_STATUS_PENDING
+    assert [r.method for r in fake.state.requests] == ["POST", "GET"]
+    fake.state.settle(pending.provider_reference)
+    paid = (await stub.CreateCharge(request)).payment
+    assert (paid.status, paid.captured_cents, paid.id) == (payments_pb2.PAYMENT_STATUS_SUCCEEDED, 700, pending.id)
+    assert fake.state.created_intents == 1
+    assert sql(url, "SELECT status FROM payments WHERE order_id = %s", (order_id,)) == [("SUCCEEDED",)]
