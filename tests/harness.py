@@ -166,6 +166,10 @@ class Suite:
             "database_url": self.database_urls[service],
             "grpc_address": f"127.0.0.1:{self.ports[service]}",
             "grace_seconds": 2.0,
+            # Five services plus the extra processes some tests start stay well under
+            # PostgreSQL's default of 100 connections.
+            "db_pool_size": 3,
+            "db_max_overflow": 7,
             "mail_backend": "file",
             "mail_dir": str(self.mail_dir),
             "frontend_url": "https://shop.example",

@@ -32,7 +32,7 @@ class Runtime:
 
     def __init__(self, settings: AuthSettings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "auth")
         self.signing_key = SigningKey.from_settings(settings)
         self.mailer = build_mailer(settings)

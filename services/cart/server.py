@@ -28,7 +28,7 @@ class Runtime:
 
     def __init__(self, settings: CartSettings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "cart")
 
     async def sweep_expired_guest_carts(self) -> int:

@@ -29,7 +29,7 @@ class Runtime:
 
     def __init__(self, settings: CatalogSettings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "catalog")
         self.repository = CatalogRepository(self.db)
         # Sweep passes completed (tests and operators can see the loop runs).

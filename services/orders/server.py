@@ -33,7 +33,7 @@ class Runtime:
 
     def __init__(self, settings: OrdersSettings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "orders")
         self.mailer = build_mailer(settings)
         # In-process pub/sub of order changes (WatchOrder); other replicas are seen by polling.

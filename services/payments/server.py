@@ -24,7 +24,7 @@ class Runtime:
 
     def __init__(self, settings: PaymentsSettings) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "payments")
         self.repository = PaymentsRepository(self.db.is_postgres)
         self.provider = build_provider(settings)

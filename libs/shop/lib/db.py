@@ -89,18 +89,23 @@ def is_sqlite(url: str) -> bool:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10, echo: bool = False) -> None:
         if not url:
             raise ValueError("SHOP_DATABASE_URL is not set")
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
         kwargs: dict = {"echo": echo, "pool_pre_ping": True}
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings) -> Database:
+        """The service's database with the pool sized by SHOP_DB_POOL_SIZE / SHOP_DB_MAX_OVERFLOW."""
+        return cls(settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
 
     @property
     def is_postgres(self) -> bool:

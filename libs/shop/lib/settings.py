@@ -72,6 +72,9 @@ class ServiceSettings(BaseShopSettings):
     """Settings of a gRPC service process."""
 
     database_url: str = ""
+    # Connections per process: pool_size kept open, up to max_overflow more under load.
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
     grpc_address: str = "127.0.0.1:0"
     # Seconds in-flight RPCs get to finish after SIGTERM (Kubernetes' grace period must exceed it).
     grace_seconds: float = 10.0
