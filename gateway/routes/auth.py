@@ -3,10 +3,12 @@ verification and TOTP two-factor authentication (auth service)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 from gateway.deps import (
     ApiModel,
@@ -102,6 +104,111 @@ def refresh_token_from(request: Request, body_token: str | None) -> str:
     return (body_token or request.cookies.get(REFRESH_COOKIE) or "").strip()
 
 
+# -- documented response shapes (OpenAPI) ----------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class OutModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class UserOut(OutModel):
+    id: str
+    email: str
+    first_name: str
+    last_name: str
+    phone: str | None
+    role: Literal["CUSTOMER", "SELLER", "ADMIN"]
+    status: Literal["ACTIVE", "SUSPENDED", "DEACTIVATED"]
+    email_verified: bool
+    mfa_enabled: bool
+    created_at: str
+
+
+class TokensOut(OutModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class UserAndTokensOut(OutModel):
+    user: UserOut
+    tokens: TokensOut
+
+
+class TokensOnlyOut(OutModel):
+    tokens: TokensOut
+
+
+class SessionOut(OutModel):
+    id: str
+    created_at: str
+    last_used_at: str
+    user_agent: str
+    ip: str
+    current: bool
+
+
+class RevokedCountOut(OutModel):
+    revoked_count: int
+
+
+class MfaSetupOut(OutModel):
+    secret: str
+    otpauth_uri: str
+
+
+class RecoveryCodesOut(OutModel):
+    recovery_codes: list[str]
+
+
+class Data(BaseModel, Generic[T]):
+    data: T
+
+
+class PageInfo(OutModel):
+    next_page_token: str | None
+    total_size: int
+
+
+class Page(BaseModel, Generic[T]):
+    data: list[T]
+    page: PageInfo
+
+
+class ErrorOut(OutModel):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+    request_id: str
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorOut
+
+
+_ERROR_TEXT = {
+    400: "VALIDATION_ERROR (details.fields) or an operation's own code",
+    401: "UNAUTHENTICATED, or the operation's code (INVALID_CREDENTIALS, MFA_REQUIRED, ...)",
+    403: "FORBIDDEN / ACCOUNT_SUSPENDED",
+    404: "not found (also another user's resource)",
+    409: "conflict (EMAIL_TAKEN, MFA_ALREADY_ENABLED, ...)",
+    429: "too many attempts (Retry-After)",
+}
+
+
+def documented(model: Any = None, status: int = 200, errors: tuple[int, ...] = (400, 401)) -> dict[int | str, Any]:
+    """`responses=` for a route: its success shape and the error envelope for its error statuses."""
+    responses: dict[int | str, Any] = {}
+    if model is not None:
+        responses[status] = {"model": model}
+    for code in errors:
+        responses[code] = {"model": ErrorEnvelope, "description": _ERROR_TEXT.get(code, "error")}
+    return responses
+
+
 # -- bodies ---------------------------------------------------------------------------------------
 
 class RegisterBody(ApiModel):
@@ -150,7 +257,8 @@ class DisableMfaBody(ApiModel):
 
 # -- registration, login, tokens ------------------------------------------------------------------
 
-@router.post("/auth/register", status_code=201, summary="Create an account (CUSTOMER) and sign in")
+@router.post("/auth/register", status_code=201, summary="Create an account (CUSTOMER) and sign in",
+             responses=documented(Data[UserAndTokensOut], 201, (400, 409)))
 async def register(body: RegisterBody, request: Request, state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.Register(
         auth_pb2.RegisterRequest(email=body.email, password=body.password, first_name=body.first_name,
@@ -160,7 +268,8 @@ async def register(body: RegisterBody, request: Request, state: GatewayState = D
     return with_refresh_cookie(result, request, response.tokens)
 
 
-@router.post("/auth/login", summary="Sign in with email and password (and a TOTP code when MFA is on)")
+@router.post("/auth/login", summary="Sign in with email and password (and a TOTP code when MFA is on)",
+             responses=documented(Data[UserAndTokensOut], 200, (400, 401, 403, 429)))
 async def login(body: LoginBody, request: Request, state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.Login(
         auth_pb2.LoginRequest(email=body.email, password=body.password, otp=body.otp or "",
@@ -170,7 +279,8 @@ async def login(body: LoginBody, request: Request, state: GatewayState = Depends
     return with_refresh_cookie(result, request, response.tokens)
 
 
-@router.post("/auth/refresh", summary="Rotate a refresh token (body or cookie) for new tokens")
+@router.post("/auth/refresh", summary="Rotate a refresh token (body or cookie) for new tokens",
+             responses=documented(Data[TokensOnlyOut], 200, (400, 401)))
 async def refresh(request: Request, body: RefreshBody | None = None,
                   state: GatewayState = Depends(get_state)) -> JSONResponse:
     token = refresh_token_from(request, body.refresh_token if body else None)
@@ -182,7 +292,8 @@ async def refresh(request: Request, body: RefreshBody | None = None,
     return with_refresh_cookie(ok({"tokens": tokens_json(response.tokens)}), request, response.tokens)
 
 
-@router.post("/auth/logout", status_code=204, summary="End the current session (access and refresh token)")
+@router.post("/auth/logout", status_code=204, summary="End the current session (access and refresh token)",
+             responses=documented(None, 204, (401,)))
 async def logout(request: Request, body: RefreshBody | None = None,
                  principal: Principal | None = Depends(optional_user),
                  state: GatewayState = Depends(get_state)) -> Response:
@@ -199,7 +310,7 @@ async def logout(request: Request, body: RefreshBody | None = None,
     return without_refresh_cookie(Response(status_code=204), request)
 
 
-@router.get("/auth/me", summary="The signed-in user")
+@router.get("/auth/me", summary="The signed-in user", responses=documented(Data[UserOut], 200, (401,)))
 async def me(principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=principal.metadata)
     return ok(user_json(response.user))
@@ -207,7 +318,8 @@ async def me(principal: Principal = Depends(current_user), state: GatewayState =
 
 # -- sessions -------------------------------------------------------------------------------------
 
-@router.get("/auth/sessions", summary="The user's live sessions (never a token)")
+@router.get("/auth/sessions", summary="The user's live sessions (never a token)",
+            responses=documented(Page[SessionOut], 200, (401,)))
 async def list_sessions(principal: Principal = Depends(current_user),
                         state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.ListSessions(auth_pb2.ListSessionsRequest(), metadata=principal.metadata)
@@ -215,7 +327,8 @@ async def list_sessions(principal: Principal = Depends(current_user),
     return page(items, "", len(items))
 
 
-@router.delete("/auth/sessions", summary="Revoke every session of the user")
+@router.delete("/auth/sessions", summary="Revoke every session of the user",
+               responses=documented(Data[RevokedCountOut], 200, (401,)))
 async def revoke_all_sessions(principal: Principal = Depends(current_user),
                               state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.RevokeAllSessions(auth_pb2.RevokeAllSessionsRequest(),
@@ -226,7 +339,8 @@ async def revoke_all_sessions(principal: Principal = Depends(current_user),
     return ok({"revokedCount": response.revoked_count})
 
 
-@router.delete("/auth/sessions/{session_id}", status_code=204, summary="Revoke one session of the user")
+@router.delete("/auth/sessions/{session_id}", status_code=204, summary="Revoke one session of the user",
+               responses=documented(None, 204, (401, 404)))
 async def revoke_session(session_id: str, principal: Principal = Depends(current_user),
                          state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=session_id),
@@ -237,7 +351,8 @@ async def revoke_session(session_id: str, principal: Principal = Depends(current
 
 # -- passwords and email --------------------------------------------------------------------------
 
-@router.post("/auth/password/change", status_code=204, summary="Change the password; other sessions end")
+@router.post("/auth/password/change", status_code=204, summary="Change the password; other sessions end",
+             responses=documented(None, 204, (400, 401, 429)))
 async def change_password(body: ChangePasswordBody, principal: Principal = Depends(current_user),
                           state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.ChangePassword(
@@ -247,13 +362,15 @@ async def change_password(body: ChangePasswordBody, principal: Principal = Depen
     return Response(status_code=204)
 
 
-@router.post("/auth/password/forgot", status_code=202, summary="Email a password-reset link (always 202)")
+@router.post("/auth/password/forgot", status_code=202, summary="Email a password-reset link (always 202)",
+             responses=documented(None, 202, (400,)))
 async def forgot_password(body: ForgotPasswordBody, state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(email=body.email))
     return Response(status_code=202)
 
 
-@router.post("/auth/password/reset", status_code=204, summary="Set a new password with a reset token")
+@router.post("/auth/password/reset", status_code=204, summary="Set a new password with a reset token",
+             responses=documented(None, 204, (400,)))
 async def reset_password(body: ResetPasswordBody, state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.ResetPassword(
         auth_pb2.ResetPasswordRequest(token=body.token, new_password=body.new_password)
@@ -261,7 +378,8 @@ async def reset_password(body: ResetPasswordBody, state: GatewayState = Depends(
     return Response(status_code=204)
 
 
-@router.post("/auth/email/verify", status_code=204, summary="Confirm the email address with the emailed token")
+@router.post("/auth/email/verify", status_code=204, summary="Confirm the email address with the emailed token",
+             responses=documented(None, 204, (400,)))
 async def verify_email(body: TokenBody, state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.VerifyEmail(auth_pb2.VerifyEmailRequest(token=body.token))
     return Response(status_code=204)
@@ -269,14 +387,16 @@ async def verify_email(body: TokenBody, state: GatewayState = Depends(get_state)
 
 # -- MFA ------------------------------------------------------------------------------------------
 
-@router.post("/auth/mfa/setup", summary="Start TOTP setup: a new secret and its otpauth:// URI")
+@router.post("/auth/mfa/setup", summary="Start TOTP setup: a new secret and its otpauth:// URI",
+             responses=documented(Data[MfaSetupOut], 200, (401, 409)))
 async def mfa_setup(principal: Principal = Depends(current_user),
                     state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.SetupMfa(auth_pb2.SetupMfaRequest(), metadata=principal.metadata)
     return ok({"secret": response.secret, "otpauthUri": response.otpauth_uri})
 
 
-@router.post("/auth/mfa/enable", summary="Turn TOTP on with a current code; returns 10 single-use recovery codes")
+@router.post("/auth/mfa/enable", summary="Turn TOTP on with a current code; returns 10 single-use recovery codes",
+             responses=documented(Data[RecoveryCodesOut], 200, (400, 401, 409)))
 async def mfa_enable(body: OtpBody, principal: Principal = Depends(current_user),
                      state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.EnableMfa(auth_pb2.EnableMfaRequest(otp=body.otp),
@@ -284,7 +404,8 @@ async def mfa_enable(body: OtpBody, principal: Principal = Depends(current_user)
     return ok({"recoveryCodes": list(response.recovery_codes)})
 
 
-@router.post("/auth/mfa/disable", status_code=204, summary="Turn TOTP off with a code or a recovery code")
+@router.post("/auth/mfa/disable", status_code=204, summary="Turn TOTP off with a code or a recovery code",
+             responses=documented(None, 204, (400, 401, 409)))
 async def mfa_disable(body: DisableMfaBody, principal: Principal = Depends(current_user),
                       state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.DisableMfa(

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, page, require_admin
 from gateway.errors import ApiError
-from gateway.routes.auth import user_json, without_refresh_cookie
+from gateway.routes.auth import Data, OutModel, Page, UserOut, documented, user_json, without_refresh_cookie
 from shop.auth.v1 import auth_pb2
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
@@ -34,6 +34,21 @@ def address_json(address: auth_pb2.Address) -> dict[str, Any]:
         "phone": address.phone or None,
         "isDefault": address.is_default,
     }
+
+
+class AddressOut(OutModel):
+    id: str
+    label: str
+    first_name: str
+    last_name: str
+    line1: str
+    line2: str | None
+    city: str
+    state: str | None
+    postal_code: str
+    country: str
+    phone: str | None
+    is_default: bool
 
 
 # -- bodies ---------------------------------------------------------------------------------------
@@ -105,14 +120,15 @@ def _patch_values(body: ApiModel, clearable: set[str]) -> dict[str, Any]:
 
 # -- the signed-in user ---------------------------------------------------------------------------
 
-@router.get("/users/me", summary="The signed-in user's profile")
+@router.get("/users/me", summary="The signed-in user's profile", responses=documented(Data[UserOut], 200, (401,)))
 async def get_me(principal: Principal = Depends(current_user),
                  state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=principal.metadata)
     return ok(user_json(response.user))
 
 
-@router.patch("/users/me", summary="Update firstName, lastName or phone")
+@router.patch("/users/me", summary="Update firstName, lastName or phone",
+              responses=documented(Data[UserOut], 200, (400, 401)))
 async def patch_me(body: ProfilePatch, principal: Principal = Depends(current_user),
                    state: GatewayState = Depends(get_state)) -> JSONResponse:
     values = _patch_values(body, {"phone"})
@@ -121,7 +137,8 @@ async def patch_me(body: ProfilePatch, principal: Principal = Depends(current_us
     return ok(user_json(response.user))
 
 
-@router.delete("/users/me", status_code=204, summary="Deactivate the account (needs the password); sessions end")
+@router.delete("/users/me", status_code=204, summary="Deactivate the account (needs the password); sessions end",
+               responses=documented(None, 204, (400, 401, 429)))
 async def delete_me(body: PasswordBody, request: Request, principal: Principal = Depends(current_user),
                     state: GatewayState = Depends(get_state)) -> Response:
     response = await state.clients.auth.DeleteAccount(auth_pb2.DeleteAccountRequest(password=body.password),
@@ -132,7 +149,8 @@ async def delete_me(body: PasswordBody, request: Request, principal: Principal =
     return without_refresh_cookie(Response(status_code=204), request)
 
 
-@router.get("/users/me/addresses", summary="The user's addresses (the default one is flagged)")
+@router.get("/users/me/addresses", summary="The user's addresses (the default one is flagged)",
+            responses=documented(Page[AddressOut], 200, (401,)))
 async def list_addresses(principal: Principal = Depends(current_user),
                          state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.ListAddresses(auth_pb2.ListAddressesRequest(), metadata=principal.metadata)
@@ -140,7 +158,8 @@ async def list_addresses(principal: Principal = Depends(current_user),
     return page(items, "", len(items))
 
 
-@router.post("/users/me/addresses", status_code=201, summary="Add an address (the first one becomes the default)")
+@router.post("/users/me/addresses", status_code=201, summary="Add an address (the first one becomes the default)",
+             responses=documented(Data[AddressOut], 201, (400, 401, 409)))
 async def create_address(body: AddressBody, principal: Principal = Depends(current_user),
                          state: GatewayState = Depends(get_state)) -> JSONResponse:
     address = auth_pb2.Address(
@@ -153,7 +172,8 @@ async def create_address(body: AddressBody, principal: Principal = Depends(curre
     return ok(address_json(response.address), 201)
 
 
-@router.patch("/users/me/addresses/{address_id}", summary="Change an address (isDefault: true makes it the default)")
+@router.patch("/users/me/addresses/{address_id}", summary="Change an address (isDefault: true makes it the default)",
+              responses=documented(Data[AddressOut], 200, (400, 401, 404)))
 async def update_address(address_id: str, body: AddressPatch, principal: Principal = Depends(current_user),
                          state: GatewayState = Depends(get_state)) -> JSONResponse:
     values = _patch_values(body, _CLEARABLE)
@@ -164,7 +184,8 @@ async def update_address(address_id: str, body: AddressPatch, principal: Princip
 
 
 @router.delete("/users/me/addresses/{address_id}", status_code=204,
-               summary="Delete an address (deleting the default makes another one the default)")
+               summary="Delete an address (deleting the default makes another one the default)",
+               responses=documented(None, 204, (401, 404)))
 async def delete_address(address_id: str, principal: Principal = Depends(current_user),
                          state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.DeleteAddress(auth_pb2.DeleteAddressRequest(address_id=address_id),
@@ -174,7 +195,8 @@ async def delete_address(address_id: str, principal: Principal = Depends(current
 
 # -- admin ----------------------------------------------------------------------------------------
 
-@router.get("/users", summary="List users (admin): filters role, status, q over email and names; paginated")
+@router.get("/users", summary="List users (admin): filters role, status, q over email and names; paginated",
+            responses=documented(Page[UserOut], 200, (400, 401, 403)))
 async def list_users(
     role: RoleName | None = Query(None),
     status: StatusName | None = Query(None),
@@ -195,7 +217,7 @@ async def list_users(
     return page([user_json(u) for u in response.users], response.next_page_token, response.total_size)
 
 
-@router.get("/users/{user_id}", summary="One user (admin)")
+@router.get("/users/{user_id}", summary="One user (admin)", responses=documented(Data[UserOut], 200, (401, 403, 404)))
 async def get_user(user_id: str, principal: Principal = Depends(require_admin),
                    state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.GetUser(auth_pb2.GetUserRequest(user_id=user_id), metadata=principal.metadata)
@@ -203,7 +225,8 @@ async def get_user(user_id: str, principal: Principal = Depends(require_admin),
 
 
 @router.patch("/users/{user_id}",
-              summary="Change a user's role or status (admin); suspending ends every session within 5 s")
+              summary="Change a user's role or status (admin); suspending ends every session within 5 s",
+              responses=documented(Data[UserOut], 200, (400, 401, 403, 404, 409)))
 async def update_user(user_id: str, body: UserPatch, principal: Principal = Depends(require_admin),
                       state: GatewayState = Depends(get_state)) -> JSONResponse:
     if body.role is None and body.status is None:
