@@ -368,3 +368,24 @@ async def test_keys_are_kept_a_day_then_purged(suite):
                         "WHERE user_id = %s AND key = %s", (user["user"]["id"], key))
     assert await runtime.checkout.purge_once() >= 1
     assert suite.sql("orders", count, (user["user"]["id"], key)) == [(0,)]
+
+
+async def test_an_order_number_collision_draws_another(suite, monkeypatch):
+    from services.orders import domain
+
+    taken = f"ORD-20260101-{uuid.uuid4().hex[:6].upper().translate(str.maketrans('01', 'AB'))}"
+    fresh = "ORD-20260101-" + "".join(c for c in uuid.uuid4().hex.upper() if c in domain.NUMBER_ALPHABET)[:6]
+    numbers = iter([taken, taken, fresh])
+    monkeypatch.setattr(domain, "order_number", lambda _now: next(numbers))
+    first = await paid(suite)
+    second = await paid(suite)
+    assert first["number"] == taken and second["number"] == fresh
+
+
+async def paid(suite) -> dict:
+    user = await suite.register()
+    product = await make_product(suite, price=1000)
+    await add_to_cart(suite, user, product)
+    response = await checkout(suite, user)
+    assert response.status_code == 201, response.text
+    return response.json()["data"]
