@@ -10,7 +10,7 @@ import pytest
 import pytest_asyncio
 
 from gateway.app import create_app
-from services.auth.tests.helpers import bearer
+from services.auth.tests.helpers import bearer, wait_until
 
 REFRESH = "/api/v1/auth/refresh"
 LOGOUT = "/api/v1/auth/logout"
@@ -83,6 +83,42 @@ async def test_eight_concurrent_refreshes_exactly_one_succeeds(suite, fresh):
     assert statuses == [200] + [401] * 7, [r.text for r in responses]
     # exactly one successor token was minted for the session
     assert suite.sql("auth", "SELECT count(*) FROM refresh_tokens WHERE session_id = %s", (session_id,))[0][0] == 2
+
+
+async def test_a_refresh_racing_a_running_rotation_fails_without_ending_the_session(suite, fresh):
+    """A refresh that started while another one with the same token was still rotating it is a
+    concurrent duplicate (several tabs), not a replay: it gets 401 but the session lives on. Once the
+    rotation has finished, presenting the token again is reuse and ends the session."""
+    import hashlib
+
+    import psycopg
+
+    user = await suite.register()
+    token = user["tokens"]["refreshToken"]
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    session_id = session_of(suite, token)[0]
+    winner = psycopg.connect(suite.database_urls["auth"].replace("+psycopg", ""))
+    try:
+        # The "winning" rotation claims the token and keeps its transaction open.
+        winner.execute("UPDATE refresh_tokens SET used = true, used_at = clock_timestamp() "
+                       "WHERE token_hash = %s AND used = false", (digest,))
+        racing = asyncio.create_task(fresh.post(REFRESH, json={"refreshToken": token}))
+
+        async def racing_is_blocked():
+            return suite.sql("auth", "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                     "AND wait_event_type = 'Lock'")[0][0] > 0
+
+        assert await wait_until(racing_is_blocked, timeout=10)
+        winner.execute("UPDATE refresh_tokens SET used_at = clock_timestamp() WHERE token_hash = %s", (digest,))
+        winner.commit()
+    finally:
+        winner.close()
+    response = await racing
+    assert response.status_code == 401 and response.json()["error"]["code"] == "REFRESH_TOKEN_REUSED"
+    assert suite.sql("auth", "SELECT revoked_at FROM sessions WHERE id = %s", (session_id,)) == [(None,)]
+    replay = await fresh.post(REFRESH, json={"refreshToken": token})
+    assert replay.status_code == 401 and replay.json()["error"]["code"] == "REFRESH_TOKEN_REUSED"
+    assert suite.sql("auth", "SELECT revoked_at FROM sessions WHERE id = %s", (session_id,))[0][0] is not None
 
 
 @pytest.mark.parametrize("token", ["", "   ", "garbage", "x" * 300])

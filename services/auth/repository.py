@@ -147,6 +147,19 @@ async def claim_refresh_token(session: AsyncSession, token_hash: str, now: datet
     return RefreshToken(id=row.id, session_id=row.session_id, expires_at=row.expires_at, used=True, used_at=now)
 
 
+async def db_clock(session: AsyncSession, fallback: datetime) -> datetime:
+    """The database server's clock on PostgreSQL (one clock for every replica), else `fallback`."""
+    if session.bind.dialect.name == "postgresql":
+        return (await session.execute(select(func.clock_timestamp()))).scalar_one()
+    return fallback
+
+
+async def finish_rotation(session: AsyncSession, token_id: str, finished: datetime) -> None:
+    """Stamps a rotated token with when its rotation finished (just before commit): a refresh with
+    the same token that started before then was concurrent, not a replay."""
+    await session.execute(update(RefreshToken).where(RefreshToken.id == token_id).values(used_at=finished))
+
+
 async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshToken | None:
     return (
         await session.execute(select(RefreshToken).where(RefreshToken.token_hash == token_hash))

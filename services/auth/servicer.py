@@ -294,14 +294,20 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         if not token:
             raise Unauthenticated("A refresh token is required.", code="INVALID_REFRESH_TOKEN")
         digest = domain.token_digest(token)
-        now = utcnow()
+        requested = utcnow()  # before any lock is waited for (SQLite serializes at BEGIN)
         outcome = "invalid"
         tokens = None
         async with self.db.transaction() as session:
-            claimed = await repository.claim_refresh_token(session, digest, now)
+            started = await repository.db_clock(session, requested)
+            now = utcnow()
+            claimed = await repository.claim_refresh_token(session, digest, started)
             if claimed is None:
                 known = await repository.find_refresh_token(session, digest)
-                if known is not None:
+                if known is not None and known.used_at is not None and known.used_at >= started:
+                    # Another refresh with this token was still running when this one started
+                    # (several tabs refreshing at once): that one won, this one gets nothing.
+                    outcome = "raced"
+                elif known is not None:
                     # A used token came back: it was stolen or replayed. End the whole session.
                     await repository.revoke_session(session, known.session_id, "refresh_token_reused", now)
                     outcome = "reused"
@@ -320,8 +326,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
                                                    request.client.ip[:64])
                     tokens = self._tokens(user, row.id, new_token)
                     outcome = "ok"
+                    await repository.finish_rotation(session, claimed.id, await repository.db_clock(session, utcnow()))
         if outcome == "reused":
             raise Unauthenticated("This refresh token was already used; the session has been ended.",
+                                  code="REFRESH_TOKEN_REUSED")
+        if outcome == "raced":
+            raise Unauthenticated("This refresh token was used by a concurrent request.",
                                   code="REFRESH_TOKEN_REUSED")
         if tokens is None:
             raise Unauthenticated("The refresh token is not valid.", code="INVALID_REFRESH_TOKEN")
