@@ -95,7 +95,8 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
             restarted = run_process(args, env, tmp_path / "2.log")
             try:
                 await wait_serving(address, restarted)
-                response = await stub.CreateCharge(request, timeout=15)
+                # the channel may still be backing off from the crash: wait until it reconnects
+                response = await stub.CreateCharge(request, timeout=30, wait_for_ready=True)
                 assert response.payment.status == payments_pb2.PAYMENT_STATUS_SUCCEEDED
                 assert fake.state.created_intents == 1  # Stripe replayed the first intent
                 [intent_id] = fake.state.intents
