@@ -347,3 +347,12 @@ async def oldest_address(session: AsyncSession, user_id: str) -> Address | None:
             select(Address).where(Address.user_id == user_id).order_by(Address.created_at, Address.id).limit(1)
         )
     ).scalar_one_or_none()
+
+
+# -- housekeeping ---------------------------------------------------------------------------------
+
+async def delete_stale_rows(session: AsyncSession, attempts_before: datetime, tokens_before: datetime) -> int:
+    """Login attempts that left the lockout window, and one-time tokens long expired."""
+    attempts = await session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < attempts_before))
+    tokens = await session.execute(delete(OneTimeToken).where(OneTimeToken.expires_at < tokens_before))
+    return attempts.rowcount + tokens.rowcount

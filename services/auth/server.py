@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
@@ -70,6 +71,26 @@ class Runtime:
         if self._mail_tasks:
             await asyncio.wait(list(self._mail_tasks), timeout=10)
 
+    async def sweep_once(self) -> int:
+        now = utcnow()
+        async with self.db.transaction() as session:
+            return await repository.delete_stale_rows(
+                session,
+                attempts_before=now - timedelta(seconds=self.settings.login_window_seconds),
+                tokens_before=now - timedelta(days=1),
+            )
+
+    async def sweep_forever(self, interval: float = 300.0) -> None:
+        """Deletes login attempts outside the lockout window and one-time tokens expired over a day."""
+        while True:
+            try:
+                await self.sweep_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the next round retries
+                log.warning("sweep.failed", error=type(exc).__name__)
+            await asyncio.sleep(interval)
+
     async def bootstrap_admin(self) -> None:
         """Creates the configured admin when a password is set and no user has that email.
         An existing user (whatever its password) is never changed."""
@@ -108,5 +129,6 @@ def build_server(settings: AuthSettings | None = None) -> ShopServer:
         verifier=runtime.verifier,
         on_start=[migrate, runtime.bootstrap_admin],
         on_stop=[runtime.drain_mail, runtime.clients.close, runtime.db.dispose],
+        background=[runtime.sweep_forever],
     )
     return ShopServer(definition, settings)

@@ -61,6 +61,24 @@ async def test_admin_bootstrap_does_nothing_without_a_password_and_refuses_a_wea
     assert suite.sql("auth", "SELECT count(*) FROM users WHERE email = %s", (email,)) == [(0,)]
 
 
+async def test_sweep_deletes_only_stale_attempts_and_tokens(suite):
+    fresh_email, stale_email = new_email(), new_email()
+    user = await suite.register()
+    suite.sql("auth", "INSERT INTO login_attempts (id, email, attempted_at) VALUES "
+                      "(gen_random_uuid()::text, %s, now()), (gen_random_uuid()::text, %s, now() - interval '16 minutes')",
+              (fresh_email, stale_email))
+    suite.sql("auth", "UPDATE one_time_tokens SET expires_at = now() - interval '2 days' WHERE user_id = %s",
+              (user["user"]["id"],))
+    runtime = Runtime(suite.service_settings("auth", bcrypt_rounds=4))
+    try:
+        assert await runtime.sweep_once() >= 2
+    finally:
+        await runtime.db.dispose()
+    assert suite.sql("auth", "SELECT email FROM login_attempts WHERE email IN (%s, %s)",
+                     (fresh_email, stale_email)) == [(fresh_email,)]
+    assert suite.sql("auth", "SELECT count(*) FROM one_time_tokens WHERE user_id = %s", (user["user"]["id"],)) == [(0,)]
+
+
 async def test_list_revocations_reports_revoked_sessions_since_a_time(suite):
     before = datetime.now(UTC) - timedelta(seconds=1)
     user = await suite.register()
