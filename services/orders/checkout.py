@@ -90,6 +90,7 @@ class Checkout:
         self.rt = runtime
         self.settings = runtime.settings
         self.db = runtime.db
+        self._tasks: set[asyncio.Future] = set()
 
     # -- the RPC -------------------------------------------------------------------------------
 
@@ -243,7 +244,20 @@ class Checkout:
 
     async def drive_or_let_go(self, order_id: str) -> None:
         """Drives an order for a request; on a transient failure gives the lease up at once, so the
-        client's retry (same key) or the recovery loop continues without waiting for it to lapse."""
+        client's retry (same key) or the recovery loop continues without waiting for it to lapse.
+        The saga runs in its own task: a cancelled RPC (client gone, deadline, connection recycled)
+        does not stop it halfway; the client's replay finds the outcome."""
+        task = asyncio.ensure_future(self._drive_releasing(order_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._forget)
+        await asyncio.shield(task)
+
+    def _forget(self, task: asyncio.Future) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.info("checkout.drive_ended", error=repr(task.exception()))
+
+    async def _drive_releasing(self, order_id: str) -> None:
         try:
             await self.drive(order_id)
         except (grpc.aio.AioRpcError, Unavailable):

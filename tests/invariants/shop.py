@@ -53,9 +53,12 @@ async def make_product(suite, *, price: int = 1000, stock: int = 10) -> str:
 
 
 async def add_to_cart(suite, user, product_id: str, quantity: int = 1) -> None:
-    response = await suite.http.post(
-        "/api/v1/cart/items", json={"productId": product_id, "quantity": quantity}, headers=user["headers"]
-    )
+    for _attempt in range(3):
+        response = await suite.http.post(
+            "/api/v1/cart/items", json={"productId": product_id, "quantity": quantity}, headers=user["headers"]
+        )
+        if response.status_code != 503:  # a connection recycled under load (setup only)
+            break
     assert response.status_code == 200, response.text
 
 
@@ -68,13 +71,30 @@ async def checkout(suite, user, *, key: str | None = None, token: str = "tok_vis
     )
 
 
+async def checkout_until_final(suite, user, *, key: str, timeout: float = 120):
+    """What a client does: replays its key while the answer is "still running" (409
+    REQUEST_IN_PROGRESS) or the connection failed (503), until the final answer."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        response = await checkout(suite, user, key=key, timeout=timeout)
+        in_progress = response.status_code == 409 and response.json()["error"]["code"] == "REQUEST_IN_PROGRESS"
+        if not (in_progress or response.status_code == 503) or asyncio.get_running_loop().time() > deadline:
+            return response
+        await asyncio.sleep(0.5)
+
+
 async def register_many(suite, count: int) -> list[dict[str, Any]]:
     """Registers users concurrently (bcrypt makes this the slow part), a few at a time."""
     semaphore = asyncio.Semaphore(16)
 
     async def one():
         async with semaphore:
-            return await suite.register()
+            for attempt in range(3):
+                try:
+                    return await suite.register()
+                except AssertionError:  # a 503 from a connection recycled under load (setup only)
+                    if attempt == 2:
+                        raise
 
     return await asyncio.gather(*(one() for _ in range(count)))
 
