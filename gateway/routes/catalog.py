@@ -147,6 +147,32 @@ class StockEnvelope(BaseModel):
     data: StockOut
 
 
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable machine-readable code, e.g. PRODUCT_NOT_FOUND.")
+    message: str
+    details: dict[str, Any] | None = Field(default=None, description="e.g. fields, productIds.")
+    requestId: str  # noqa: N815
+
+
+class ErrorEnvelope(BaseModel):
+    error: ErrorBody
+
+
+_ERRORS = {
+    400: "VALIDATION_ERROR (details.fields; malformed ids too) or INVALID_PAGE_TOKEN",
+    401: "UNAUTHENTICATED",
+    403: "FORBIDDEN: not your product, or not your role",
+    404: "PRODUCT_NOT_FOUND (unknown, archived, or a draft you cannot see)",
+    409: "SKU_TAKEN, CATEGORY_EXISTS, REVIEW_EXISTS, INSUFFICIENT_STOCK, WISHLIST_FULL",
+    422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with another body",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, Any]:
+    """`responses=` entries documenting the error envelope for a route's error statuses."""
+    return {status: {"model": ErrorEnvelope, "description": _ERRORS[status]} for status in statuses}
+
+
 # -- request bodies -------------------------------------------------------------------------------
 
 class ProductCreateBody(ApiModel):
@@ -256,7 +282,7 @@ IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes a repe
 
 # -- products -------------------------------------------------------------------------------------
 
-@router.get("/products", summary="List and search ACTIVE products", response_model=ProductPage)
+@router.get("/products", summary="List and search ACTIVE products", response_model=ProductPage, responses=errors(400))
 async def list_products(
     q: str = Query("", max_length=200, description="Words matched against name, description, brand, category."),
     category: str = Query("", max_length=64, description="Category slug (includes its subcategories)."),
@@ -289,7 +315,7 @@ async def list_products(
 
 
 @router.get("/products/{productId}", summary="One product (404 for unknown or archived)",
-            response_model=ProductEnvelope)
+            response_model=ProductEnvelope, responses=errors(400, 404))
 async def get_product(
     product_id: str = ProductId,
     principal: Principal | None = Depends(optional_user),
@@ -302,7 +328,7 @@ async def get_product(
 
 
 @router.post("/products", summary="Create a product (admin, seller; a seller owns it)", status_code=201,
-             response_model=ProductEnvelope)
+             response_model=ProductEnvelope, responses=errors(400, 401, 403, 409, 422))
 async def create_product(
     body: ProductCreateBody,
     key: str | None = IdempotencyKey,
@@ -330,7 +356,7 @@ async def create_product(
 
 
 @router.patch("/products/{productId}", summary="Partially update a product (admin, owning seller)",
-              response_model=ProductEnvelope)
+              response_model=ProductEnvelope, responses=errors(400, 401, 403, 404, 409))
 async def update_product(
     body: ProductUpdateBody,
     product_id: str = ProductId,
@@ -369,7 +395,7 @@ async def update_product(
 
 
 @router.delete("/products/{productId}", summary="Archive a product (soft delete; admin, owning seller)",
-               status_code=204, response_class=Response)
+               status_code=204, response_class=Response, responses=errors(400, 401, 403, 404))
 async def delete_product(
     product_id: str = ProductId,
     principal: Principal = Depends(require_writer),
@@ -383,7 +409,7 @@ async def delete_product(
 
 @router.post("/products/{productId}/stock-adjustments",
              summary="Adjust the stock by delta (admin, owning seller); never below 0",
-             response_model=StockEnvelope)
+             response_model=StockEnvelope, responses=errors(400, 401, 403, 404, 409, 422))
 async def adjust_stock(
     body: StockAdjustmentBody,
     product_id: str = ProductId,
@@ -410,7 +436,8 @@ async def list_categories(state: GatewayState = Depends(get_state)):
     return page(items, "", len(items))
 
 
-@router.post("/categories", summary="Create a category (admin)", status_code=201, response_model=CategoryEnvelope)
+@router.post("/categories", summary="Create a category (admin)", status_code=201, response_model=CategoryEnvelope,
+             responses=errors(400, 401, 403, 409))
 async def create_category(
     body: CategoryCreateBody,
     principal: Principal = Depends(require_admin),
@@ -426,7 +453,7 @@ async def create_category(
 # -- reviews --------------------------------------------------------------------------------------
 
 @router.get("/products/{productId}/reviews", summary="A product's reviews, newest first",
-            response_model=ReviewPage)
+            response_model=ReviewPage, responses=errors(400, 404))
 async def list_reviews(
     product_id: str = ProductId,
     page_size: int = Query(20, alias="pageSize", ge=1, le=100),
@@ -442,7 +469,7 @@ async def list_reviews(
 
 
 @router.post("/products/{productId}/reviews", summary="Review a product (one per user)", status_code=201,
-             response_model=ReviewEnvelope)
+             response_model=ReviewEnvelope, responses=errors(400, 401, 404, 409))
 async def create_review(
     body: ReviewCreateBody,
     product_id: str = ProductId,
@@ -459,7 +486,7 @@ async def create_review(
 # -- wishlist -------------------------------------------------------------------------------------
 
 @router.get("/wishlist", summary="The caller's saved products, most recently saved first",
-            response_model=ProductPage)
+            response_model=ProductPage, responses=errors(401))
 async def list_wishlist(principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)):
     response = await state.clients.catalog.ListWishlistItems(
         catalog_pb2.ListWishlistItemsRequest(), metadata=principal.metadata
@@ -469,7 +496,7 @@ async def list_wishlist(principal: Principal = Depends(current_user), state: Gat
 
 
 @router.put("/wishlist/{productId}", summary="Save a product to the wishlist (idempotent)", status_code=204,
-            response_class=Response)
+            response_class=Response, responses=errors(400, 401, 404, 409))
 async def add_wishlist_item(
     product_id: str = ProductId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
 ):
@@ -480,7 +507,7 @@ async def add_wishlist_item(
 
 
 @router.delete("/wishlist/{productId}", summary="Remove a product from the wishlist (idempotent)",
-               status_code=204, response_class=Response)
+               status_code=204, response_class=Response, responses=errors(400, 401))
 async def remove_wishlist_item(
     product_id: str = ProductId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
 ):
