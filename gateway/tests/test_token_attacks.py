@@ -192,3 +192,36 @@ async def test_list_revocations_and_get_address_need_a_service_identity(suite):
             assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
     response = await suite.stub("auth").ListRevocations(auth_pb2.ListRevocationsRequest())
     assert response.as_of.seconds > 0
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/v1/auth/login", {"email": "a\u0000@example.com", "password": "Passw0rdx"}),
+    ("POST", "/api/v1/auth/login", {"email": "a" * 300 + "@example.com", "password": "Passw0rdx"}),
+    ("POST", "/api/v1/auth/register", {"email": "a\u0000@example.com", "password": "Passw0rdx", "firstName": "A",
+                                       "lastName": "B"}),
+    ("POST", "/api/v1/auth/register", {"email": "nul@example.com", "password": "Passw0rdx\u0000", "firstName": "A\u0000",
+                                       "lastName": "B"}),
+    ("POST", "/api/v1/auth/password/forgot", {"email": "a\u0000@example.com"}),
+    ("POST", "/api/v1/auth/email/verify", {"token": "\u0000"}),
+])
+async def test_hostile_strings_are_4xx_never_500(suite, method, path, body):
+    response = await suite.http.request(method, path, json=body)
+    assert response.status_code < 500, response.text
+    assert response.status_code in (202, 400, 401), response.text
+
+
+async def test_hostile_ids_are_404_never_500(suite):
+    user = await suite.register()
+    admin = await suite.admin()
+    for method, path, headers in (("DELETE", "/api/v1/auth/sessions/%00", user["headers"]),
+                                  ("DELETE", "/api/v1/auth/sessions/" + "x" * 80, user["headers"]),
+                                  ("PATCH", "/api/v1/users/me/addresses/%00", user["headers"]),
+                                  ("DELETE", "/api/v1/users/me/addresses/not-a-uuid", user["headers"]),
+                                  ("GET", "/api/v1/users/%00", admin["headers"]),
+                                  ("PATCH", "/api/v1/users/" + "9" * 60, admin["headers"])):
+        response = await suite.http.request(method, path, headers=headers,
+                                            json={"role": "SELLER"} if path.startswith("/api/v1/users/9") else
+                                            ({"city": "X"} if method == "PATCH" else None))
+        assert response.status_code == 404, (path, response.text)
+    response = await suite.http.get("/api/v1/users", params={"q": "a\u0000b"}, headers=admin["headers"])
+    assert response.status_code == 400

@@ -58,6 +58,7 @@ COUNTRY_CODES = frozenset(
 _PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{3,30}$")
 _POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -87,6 +88,15 @@ def normalize_email(raw: str) -> str:
     except EmailNotValidError:
         raise ValueError("is not a valid email address") from None
     return email
+
+
+def is_uuid(value: str) -> bool:
+    """Ids are UUID strings; anything else names nothing (and never reaches a query)."""
+    return bool(_UUID.match(value))
+
+
+def has_control_chars(value: str) -> bool:
+    return bool(_CONTROL_CHARS.search(value))
 
 
 def password_problems(password: str) -> list[str]:

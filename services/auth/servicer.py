@@ -260,6 +260,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         email = request.email.strip().lower()
         if not email:
             problems.add("email", "is required")
+        elif len(email) > domain.EMAIL_MAX_CHARS or domain.has_control_chars(email):
+            problems.add("email", "is not a valid email address")
         if not request.password:
             problems.add("password", "is required")
         if problems:
@@ -368,6 +370,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def RevokeSession(self, request, context):
         caller = require_user()
+        if not domain.is_uuid(request.session_id):
+            raise NotFound("Session not found.", code="SESSION_NOT_FOUND")
         async with self.db.transaction() as session:
             revoked = await repository.revoke_session(session, request.session_id, "revoked_by_user", utcnow(),
                                                       user_id=caller.user_id)
@@ -602,6 +606,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         cleaned, problems = domain.clean_address_fields(given)
         if problems:
             raise ValidationError(problems.fields)
+        if not domain.is_uuid(request.address_id):
+            raise NotFound("Address not found.", code="ADDRESS_NOT_FOUND")
         async with self.db.transaction() as session:
             await repository.get_user(session, caller.user_id or "", for_update=True)
             row = await repository.get_address(session, caller.user_id or "", request.address_id)
@@ -621,6 +627,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def DeleteAddress(self, request, context):
         caller = require_user()
+        if not domain.is_uuid(request.address_id):
+            raise NotFound("Address not found.", code="ADDRESS_NOT_FOUND")
         async with self.db.transaction() as session:
             await repository.get_user(session, caller.user_id or "", for_update=True)
             row = await repository.get_address(session, caller.user_id or "", request.address_id)
@@ -637,6 +645,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def GetAddress(self, request, context):
         require_service()
+        if not (domain.is_uuid(request.user_id) and domain.is_uuid(request.address_id)):
+            raise NotFound("Address not found.", code="ADDRESS_NOT_FOUND")
         async with self.db.session() as session:
             row = await repository.get_address(session, request.user_id, request.address_id)
         if row is None:
@@ -653,6 +663,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         query = request.query.strip()
         if len(query) > 100:
             raise ValidationError.single("q", "must be at most 100 characters")
+        if domain.has_control_chars(query):
+            raise ValidationError.single("q", "must not contain control characters")
         query_fp = fingerprint(role=role, status=status, q=query.lower())
         position = self.page_tokens.decode(request.page_token, query_fp)
         after = None
@@ -676,6 +688,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def GetUser(self, request, context):
         require_admin()
+        if not domain.is_uuid(request.user_id):
+            raise NotFound("User not found.", code="USER_NOT_FOUND")
         async with self.db.session() as session:
             user = await repository.get_user(session, request.user_id)
         if user is None:
@@ -688,6 +702,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         status = auth_pb2.UserStatus.Name(request.status).removeprefix("USER_STATUS_") if request.status else None
         if role is None and status is None:
             raise ValidationError({"role": ["give a role or a status"], "status": ["give a role or a status"]})
+        if not domain.is_uuid(request.user_id):
+            raise NotFound("User not found.", code="USER_NOT_FOUND")
         now = utcnow()
         async with self.db.transaction() as session:
             user = await repository.get_user(session, request.user_id, for_update=True)
