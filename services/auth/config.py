@@ -20,6 +20,9 @@ class AuthSettings(ServiceSettings, MailSettings):
     # production refuses to start without one.
     jwt_private_key: str = ""
     jwt_private_key_file: str = ""
+    # Key rotation: public keys (PEM blocks, concatenated) still published in the JWKS so tokens
+    # signed by the previous key verify until they expire (keep one for at least 15 minutes).
+    jwt_previous_public_keys: str = ""
     # bcrypt cost factor; production refuses less than 12.
     bcrypt_rounds: int = 12
     # Bootstrap administrator: created at start when admin_password is set and no user has admin_email.

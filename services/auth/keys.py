@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -80,28 +81,43 @@ class AccessToken:
     expires_in: int
 
 
+def _okp_jwk(public_key: ed25519.Ed25519PublicKey) -> dict[str, str]:
+    x = _b64url(public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    # RFC 7638 thumbprint as the key id.
+    canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True)
+    kid = _b64url(hashlib.sha256(canonical.encode()).digest())
+    return {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": ALGORITHM, "use": "sig"}
+
+
+def parse_public_keys(pem_blocks: str) -> list[dict[str, str]]:
+    """JWKs of the Ed25519 public keys in a string of concatenated PEM blocks."""
+    text = pem_blocks.replace("\\n", "\n")
+    jwks = []
+    for block in re.findall(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", text, flags=re.S):
+        key = serialization.load_pem_public_key(block.encode())
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise ValueError("previous JWT public keys must be Ed25519")
+        jwks.append(_okp_jwk(key))
+    return jwks
+
+
 class SigningKey:
-    def __init__(self, private_key_pem: str) -> None:
+    def __init__(self, private_key_pem: str, previous_public_keys: str = "") -> None:
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise ValueError("the JWT signing key must be an Ed25519 private key (PKCS#8 PEM)")
         self._key = key
-        public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        self._x = _b64url(public)
-        # RFC 7638 thumbprint as the key id.
-        canonical = json.dumps({"crv": "Ed25519", "kty": "OKP", "x": self._x}, separators=(",", ":"), sort_keys=True)
-        self.kid = _b64url(hashlib.sha256(canonical.encode()).digest())
+        self.public_jwk = _okp_jwk(key.public_key())
+        self.kid = self.public_jwk["kid"]
+        self._previous = [jwk for jwk in parse_public_keys(previous_public_keys) if jwk["kid"] != self.kid]
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> SigningKey:
-        return cls(load_private_key_pem(settings))
-
-    @property
-    def public_jwk(self) -> dict[str, str]:
-        return {"kty": "OKP", "crv": "Ed25519", "x": self._x, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+        return cls(load_private_key_pem(settings), settings.jwt_previous_public_keys)
 
     def jwks_json(self) -> str:
-        return json.dumps({"keys": [self.public_jwk]}, separators=(",", ":"))
+        """The current key first, then the previous ones still accepted."""
+        return json.dumps({"keys": [self.public_jwk, *self._previous]}, separators=(",", ":"))
 
     def mint_access_token(
         self, *, issuer: str, audience: str, user_id: str, role: str, session_id: str, lifetime: timedelta,

@@ -247,3 +247,23 @@ def test_configured_key_wins_and_non_ed25519_is_refused(tmp_path):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
     with pytest.raises(ValueError, match="Ed25519"):
         SigningKey(rsa_pem)
+
+
+async def test_key_rotation_publishes_previous_public_keys():
+    old_pem = generate_private_key_pem()
+    old = SigningKey(old_pem)
+    from cryptography.hazmat.primitives import serialization as ser
+
+    old_public = ser.load_pem_private_key(old_pem.encode(), password=None).public_key().public_bytes(
+        ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo).decode()
+    new = SigningKey(generate_private_key_pem(), previous_public_keys=old_public)
+    keys = json.loads(new.jwks_json())["keys"]
+    assert [k["kid"] for k in keys] == [new.kid, old.kid]
+    verifier = AccessTokenVerifier(KeySet.static(new.jwks_json()), issuer="i", audience="a")
+    for key in (old, new):
+        token = key.mint_access_token(issuer="i", audience="a", user_id="u", role="CUSTOMER", session_id="s",
+                                      lifetime=timedelta(minutes=15)).token
+        assert (await verifier.verify(token)).user_id == "u"
+    settings = AuthSettings(database_url="sqlite://", jwt_private_key=generate_private_key_pem(),
+                            jwt_previous_public_keys=old_public.replace("\n", "\\n"))
+    assert len(json.loads(SigningKey.from_settings(settings).jwks_json())["keys"]) == 2
