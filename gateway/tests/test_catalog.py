@@ -539,3 +539,29 @@ async def test_catalog_routes_are_documented(suite):
     assert "404" in spec["paths"]["/api/v1/products/{productId}"]["get"]["responses"]
     product = spec["components"]["schemas"]["ProductOut"]["properties"]
     assert {"priceCents", "compareAtPriceCents", "rating", "sellerId"} <= set(product)
+
+
+async def test_nul_characters_are_bad_input_not_500(suite, people, category):
+    headers = people["admin"]["headers"]
+    for params in ({"q": "a\x00b"}, {"brand": "a\x00b"}, {"category": "a\x00b"}):
+        response = await suite.http.get(f"{API}/products", params=params)
+        assert response.status_code == 400, (params, response.text)
+    before = product_count(suite)
+    for overrides in ({"name": "a\x00b"}, {"sku": "A\x00B"}, {"description": "\x00"}, {"brand": "b\x00"},
+                      {"categorySlug": "c\x00"}, {"images": ["https://img.example/a\x00.jpg"]}):
+        response = await suite.http.post(f"{API}/products", json=product_body(category, **overrides), headers=headers)
+        assert response.status_code == 400, (overrides, response.text)
+    assert product_count(suite) == before
+    for body in ({"slug": "nul-cat", "name": "a\x00b"}, {"slug": "nul-cat", "name": "x", "parentSlug": "p\x00"}):
+        response = await suite.http.post(f"{API}/categories", json=body, headers=headers)
+        assert response.status_code == 400, response.text
+    product = await create(suite, people["admin"], category)
+    for response in (
+        await suite.http.patch(f"{API}/products/{product['id']}", json={"name": "\x00"}, headers=headers),
+        await suite.http.post(f"{API}/products/{product['id']}/reviews", json={"rating": 3, "title": "\x00"},
+                              headers=headers),
+        await suite.http.post(f"{API}/products/{product['id']}/stock-adjustments",
+                              json={"delta": 1, "reason": "\x00"}, headers=headers),
+    ):
+        assert response.status_code == 400, response.text
+    assert row(suite, product["id"])[0][1] == product["name"]

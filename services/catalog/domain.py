@@ -66,6 +66,11 @@ class Errors:
     def add(self, name: str, message: str) -> None:
         self.fields.setdefault(name, []).append(message)
 
+    def no_nul(self, name: str, value: str | None) -> None:
+        """PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a 500."""
+        if value and "\x00" in value:
+            self.add(name, "must not contain NUL characters")
+
     def raise_if_any(self) -> None:
         if self.fields:
             raise ValidationError(self.fields)
@@ -88,6 +93,7 @@ def parse_uuid(value: str, field_name: str = "productId") -> str:
 # -- products ----------------------------------------------------------------------------------
 
 def _check_text(errors: Errors, name: str, value: str, *, min_len: int, max_len: int) -> str:
+    errors.no_nul(name, value)
     value = value.strip()
     if len(value) < min_len:
         errors.add(name, "must not be empty" if min_len == 1 else f"must be at least {min_len} characters")
@@ -97,7 +103,7 @@ def _check_text(errors: Errors, name: str, value: str, *, min_len: int, max_len:
 
 
 def valid_image_url(url: str) -> bool:
-    if not url or len(url) > URL_MAX or any(ch.isspace() for ch in url):
+    if not url or len(url) > URL_MAX or any(ch.isspace() or ord(ch) < 32 for ch in url):
         return False
     try:
         parts = urlsplit(url)
@@ -144,6 +150,9 @@ def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any
     Returns them normalised. Cross-field rules are checked by `check_prices`."""
     errors = Errors()
     out: dict[str, Any] = {}
+    for name, rest_name in (("sku", "sku"), ("currency", "currency"), ("category_slug", "categorySlug"),
+                            ("brand", "brand")):
+        errors.no_nul(rest_name, fields.get(name))
     if "sku" in fields:
         sku = fields["sku"].strip()
         if not sku:
@@ -242,7 +251,7 @@ def validate_stock_adjustment(delta: int, reason: str) -> str:
 def validate_request_id(value: str, field_name: str = "requestId") -> str | None:
     if not value:
         return None
-    if len(value) > REQUEST_ID_MAX:
+    if len(value) > REQUEST_ID_MAX or "\x00" in value:
         raise ValidationError.single(field_name, f"must be at most {REQUEST_ID_MAX} characters")
     return value
 
@@ -266,6 +275,7 @@ def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str,
     elif not SLUG_PATTERN.match(slug):
         errors.add("slug", "must be lower-case letters and digits separated by single hyphens")
     name = _check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX)
+    errors.no_nul("parentSlug", parent_slug)
     parent = parent_slug.strip() or None
     if parent is not None and parent == slug:
         errors.add("parentSlug", "must not be the category itself")
@@ -350,6 +360,9 @@ def product_query(
     elif sort == "relevance" and not query:
         # Without words to rank by, relevance is the default order: newest first.
         sort = "newest"
+    errors.no_nul("q", query)
+    errors.no_nul("category", category_slug)
+    errors.no_nul("brand", brand)
     errors.raise_if_any()
     return ProductQuery(query, category_slug.strip(), brand.strip(), min_price_cents, max_price_cents,
                         in_stock_only, sort)
@@ -361,8 +374,8 @@ def validate_reservation_id(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValidationError.single("reservationId", "is required")
-    if len(value) > RESERVATION_ID_MAX:
-        raise ValidationError.single("reservationId", f"must be at most {RESERVATION_ID_MAX} characters")
+    if len(value) > RESERVATION_ID_MAX or "\x00" in value:
+        raise ValidationError.single("reservationId", f"must be at most {RESERVATION_ID_MAX} characters, no NUL")
     return value
 
 

@@ -312,7 +312,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     async def RecordPurchases(self, request, context):
         require_internal()
         order_id = request.order_id.strip()
-        if not order_id or len(order_id) > domain.RESERVATION_ID_MAX:
+        if not order_id or len(order_id) > domain.RESERVATION_ID_MAX or "\x00" in order_id:
             raise ValidationError.single("orderId", f"is required, at most {domain.RESERVATION_ID_MAX} characters")
         user_id = domain.parse_uuid(request.user_id, "userId")
         ids = list(dict.fromkeys(pid.lower() for pid in request.product_ids))

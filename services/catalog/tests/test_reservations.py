@@ -270,3 +270,14 @@ async def test_sweep_once_leaves_fresh_reservations_alone(suite, catalog):
     await sweep_once(suite.servers["catalog"].runtime)
     assert reservation_row(suite, rid) == [("RESERVED",)]
     assert catalog.stock(product) == 1
+
+
+async def test_nul_in_internal_ids_is_400(suite, catalog):
+    stub = suite.stub("catalog")
+    product = await catalog.product(stock=2)
+    error = await rpc_error(stub.ReserveStock(reserve_request("r\x00", (product, 1))))
+    assert error.http_status == 400
+    error = await rpc_error(stub.RecordPurchases(R.RecordPurchasesRequest(
+        order_id="o\x00", user_id=str(uuid.uuid4()), product_ids=[product])))
+    assert error.http_status == 400
+    assert catalog.stock(product) == 2
