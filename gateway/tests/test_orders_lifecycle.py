@@ -6,7 +6,16 @@ import asyncio
 import json
 import uuid
 
-from tests.invariants.shop import add_to_cart, admin, checkout, make_product, money, reservation_status, stock
+from tests.invariants.shop import (
+    add_to_cart,
+    admin,
+    checkout,
+    eventually,
+    make_product,
+    money,
+    reservation_status,
+    stock,
+)
 
 
 async def paid_order(suite, *, price: int = 2500, quantity: int = 1, stock_units: int = 10, user=None):
@@ -306,3 +315,39 @@ async def test_events_see_changes_made_elsewhere_by_polling(suite):
 
         second = await asyncio.wait_for(next_data(), 10)
         assert second["status"] == "PROCESSING" and second["note"] == "elsewhere"
+
+
+async def test_a_client_leaving_the_stream_ends_the_watch(suite):
+    runtime = suite.servers["orders"].runtime
+    user, _product, order = await paid_order(suite)
+    async with suite.http.stream("GET", f"/api/v1/orders/{order['id']}/events", headers=user["headers"]) as response:
+        async for line in response.aiter_lines():
+            if line.startswith("data:"):
+                break
+        assert order["id"] in runtime._subscribers
+    # the connection is closed: the gateway cancels the gRPC stream and the service unsubscribes
+    await eventually(lambda: order["id"] not in runtime._subscribers, timeout=10, interval=0.05)
+
+
+async def test_a_pending_order_is_not_cancellable_while_its_checkout_runs(suite):
+    runtime = suite.servers["orders"].runtime
+    user = await suite.register()
+    product = await make_product(suite, stock=5)
+    await add_to_cart(suite, user, product)
+    gate = asyncio.Event()
+    runtime.holds[("after_pending_recorded", user["user"]["id"])] = gate
+    try:
+        running = asyncio.create_task(checkout(suite, user))
+        rows = await eventually(
+            lambda: suite.sql("orders", "SELECT id FROM orders WHERE user_id = %s", (user["user"]["id"],)),
+            timeout=10, interval=0.05,
+        )
+        order_id = rows[0][0]
+        response = await suite.http.post(f"/api/v1/orders/{order_id}/cancel", json={}, headers=user["headers"])
+        assert response.status_code == 409 and response.json()["error"]["code"] == "ORDER_NOT_CANCELLABLE"
+        assert db_order(suite, order_id)[0] == "PENDING"
+    finally:
+        gate.set()
+        runtime.holds.clear()
+    assert (await running).status_code == 201
+    assert db_order(suite, order_id)[0] == "PAID"
