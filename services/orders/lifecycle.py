@@ -278,7 +278,7 @@ class Lifecycle:
         async with self.db.transaction() as session:
             order = await repository.get_order(session, order_id, for_update=True)
             assert order is not None
-            order.refunded_cents = payment.refunded_cents
+            order.refunded_cents = max(order.refunded_cents, payment.refunded_cents)
             order.payment_status = payment_status_name(payment.status)
             order.updated_at = utcnow()
             full = payment.captured_cents > 0 and payment.refunded_cents >= payment.captured_cents
