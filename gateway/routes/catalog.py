@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from gateway.deps import (
@@ -175,7 +175,26 @@ def errors(*statuses: int) -> dict[int | str, Any]:
 
 # -- request bodies -------------------------------------------------------------------------------
 
-class ProductCreateBody(ApiModel):
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, list):
+        return any(_has_surrogate(item) for item in value)
+    return False
+
+
+class CatalogBody(ApiModel):
+    """JSON may carry lone UTF-16 surrogates (`"\\ud800"`) that no UTF-8 string can hold: 400."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_surrogates(cls, value: Any) -> Any:
+        if _has_surrogate(value):
+            raise ValueError("is not valid Unicode text")
+        return value
+
+
+class ProductCreateBody(CatalogBody):
     sku: str = Field(description="Unique; letters, digits, '.', '_', '-'; at most 64 characters.")
     name: str = Field(description="1..200 characters.")
     description: str = Field(default="", description="At most 5000 characters.")
@@ -190,7 +209,7 @@ class ProductCreateBody(ApiModel):
     status: Literal["ACTIVE", "DRAFT"] = Field(default="ACTIVE")
 
 
-class ProductUpdateBody(ApiModel):
+class ProductUpdateBody(CatalogBody):
     """Every field optional; only the fields sent change. `compareAtPriceCents: null` and
     `brand: null` clear them. Stock changes go through stock adjustments."""
 
@@ -206,18 +225,18 @@ class ProductUpdateBody(ApiModel):
     status: Literal["ACTIVE", "DRAFT"] | None = None
 
 
-class StockAdjustmentBody(ApiModel):
+class StockAdjustmentBody(CatalogBody):
     delta: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="Non-zero change of the stock.")
     reason: str = Field(description="Why (1..200 characters), kept in the audit trail.")
 
 
-class CategoryCreateBody(ApiModel):
+class CategoryCreateBody(CatalogBody):
     slug: str = Field(description="Lower-case letters and digits separated by hyphens, at most 64.")
     name: str = Field(description="1..100 characters.")
     parent_slug: str | None = Field(default=None, description="An existing category.")
 
 
-class ReviewCreateBody(ApiModel):
+class ReviewCreateBody(CatalogBody):
     rating: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="1..5.")
     title: str = Field(default="", description="At most 120 characters.")
     body: str = Field(default="", description="At most 5000 characters.")

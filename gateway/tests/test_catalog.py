@@ -4,6 +4,7 @@ ownership, categories, reviews and the wishlist. Every bad input is a clear 4xx 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -565,3 +566,16 @@ async def test_nul_characters_are_bad_input_not_500(suite, people, category):
     ):
         assert response.status_code == 400, response.text
     assert row(suite, product["id"])[0][1] == product["name"]
+
+
+async def test_lone_surrogates_in_json_are_400(suite, people, category):
+    headers = {**people["admin"]["headers"], "Content-Type": "application/json"}
+    before = product_count(suite)
+    body = json.dumps(product_body(category, name="X")).replace('"name": "X"', '"name": "\\ud800"')
+    response = await suite.http.post(f"{API}/products", content=body.encode(), headers=headers)
+    assert response.status_code == 400, response.text
+    assert "name" in error_of(response)["details"]["fields"]
+    response = await suite.http.post(f"{API}/categories", content=b'{"slug": "sur-x", "name": "\\udfff"}',
+                                     headers=headers)
+    assert response.status_code == 400
+    assert product_count(suite) == before
