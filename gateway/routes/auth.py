@@ -295,8 +295,14 @@ async def refresh(request: Request, body: RefreshBody | None = None,
 @router.post("/auth/logout", status_code=204, summary="End the current session (access and refresh token)",
              responses=documented(None, 204, (401,)))
 async def logout(request: Request, body: RefreshBody | None = None,
-                 principal: Principal | None = Depends(optional_user),
                  state: GatewayState = Depends(get_state)) -> Response:
+    try:
+        principal = await optional_user(request, state)
+    except ApiError:
+        # An expired or ended access token: the refresh token (body or cookie) can still end the session.
+        principal = None
+        if not refresh_token_from(request, body.refresh_token if body else None):
+            raise
     if principal is not None:
         response = await state.clients.auth.Logout(auth_pb2.LogoutRequest(), metadata=principal.metadata)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 import jwt
@@ -195,6 +196,22 @@ async def test_logout_ends_the_session_at_once(suite, fresh):
     assert session_of(suite, tokens["refreshToken"])[1] is not None
     # the registration session is still alive
     assert (await fresh.get(ME, headers=user["headers"])).status_code == 200
+
+
+async def test_logout_with_an_expired_access_token_uses_the_refresh_token(suite, fresh):
+    from services.auth.keys import SigningKey
+
+    user = await suite.register()
+    claims = jwt.decode(user["tokens"]["accessToken"], options={"verify_signature": False})
+    expired = SigningKey(suite.private_key_pem).mint_access_token(
+        issuer=claims["iss"], audience=claims["aud"], user_id=claims["sub"], role=claims["role"],
+        session_id=claims["sid"], lifetime=timedelta(minutes=15), now=0).token
+    only_expired = await fresh.post(LOGOUT, headers=bearer(expired))
+    assert only_expired.status_code == 401
+    response = await fresh.post(LOGOUT, headers=bearer(expired), json={"refreshToken": user["tokens"]["refreshToken"]})
+    assert response.status_code == 204, response.text
+    assert suite.sql("auth", "SELECT revoked_at FROM sessions WHERE id = %s", (claims["sid"],))[0][0] is not None
+    assert (await fresh.get(ME, headers=user["headers"])).status_code == 401
 
 
 async def test_logout_without_any_token_is_401(fresh):
