@@ -316,6 +316,10 @@ async def list_products(
     page_token: str = Query("", alias="pageToken", max_length=2048),
     state: GatewayState = Depends(get_state),
 ):
+    """Only ACTIVE products. `q` matches every word (case-insensitive, English stemming on
+    PostgreSQL) in name, description, brand and category names. Keyset pagination: pass
+    `nextPageToken` back unchanged with the same filters; a forged token or one from other filters
+    is `400 INVALID_PAGE_TOKEN`. `totalSize` is exact."""
     request = catalog_pb2.ListProductsRequest(
         page_size=page_size,
         page_token=page_token,
@@ -340,6 +344,8 @@ async def get_product(
     principal: Principal | None = Depends(optional_user),
     state: GatewayState = Depends(get_state),
 ):
+    """ACTIVE products for anyone; DRAFT only for admins and the owning seller; ARCHIVED for
+    nobody. Otherwise `404 PRODUCT_NOT_FOUND`. A malformed id is `400 VALIDATION_ERROR`."""
     response = await state.clients.catalog.GetProduct(
         catalog_pb2.GetProductRequest(product_id=product_id), metadata=user_metadata(principal)
     )
@@ -354,6 +360,8 @@ async def create_product(
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
 ):
+    """A SELLER becomes the product's owner (`sellerId`); admin-created products have no seller.
+    `Idempotency-Key` makes a repeat by the same user return the same product."""
     if body.compare_at_price_cents is not None and body.compare_at_price_cents <= 0:
         raise ApiError.validation({"compareAtPriceCents": ["must be greater than 0"]})
     request = catalog_pb2.CreateProductRequest(
@@ -382,6 +390,9 @@ async def update_product(
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
 ):
+    """Only the fields sent change; `compareAtPriceCents: null` and `brand: null` clear them;
+    `status` may be ACTIVE or DRAFT (DELETE archives). Another seller's product is `403`
+    (`404` when it is a draft it cannot see)."""
     request = catalog_pb2.UpdateProductRequest(product_id=product_id)
     sent = body.model_fields_set
     nullable = {"compare_at_price_cents", "brand", "description"}
@@ -420,6 +431,8 @@ async def delete_product(
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
 ):
+    """Soft delete: the product becomes ARCHIVED, disappears from the catalog (GET is 404) and
+    stays resolvable for old orders. Deleting an archived product again is `204`."""
     await state.clients.catalog.DeleteProduct(
         catalog_pb2.DeleteProductRequest(product_id=product_id), metadata=principal.metadata
     )
@@ -436,6 +449,8 @@ async def adjust_stock(
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
 ):
+    """Adds `delta` (negative removes) atomically; a result below 0 is `409 INSUFFICIENT_STOCK`
+    and changes nothing. Each adjustment is kept with its reason."""
     response = await state.clients.catalog.AdjustStock(
         catalog_pb2.AdjustStockRequest(
             product_id=product_id, delta=body.delta, reason=body.reason, request_id=idempotency_key(key)
@@ -495,6 +510,8 @@ async def create_review(
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
 ):
+    """One review per user and product (`409 REVIEW_EXISTS`). `verifiedPurchase` is true when
+    the user bought the product in a paid order. The product's rating updates at once."""
     response = await state.clients.catalog.CreateReview(
         catalog_pb2.CreateReviewRequest(product_id=product_id, rating=body.rating, title=body.title, body=body.body),
         metadata=principal.metadata,
