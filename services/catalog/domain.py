@@ -237,6 +237,11 @@ def can_manage(product_seller: str | None, user_id: str | None, role: str | None
     return role == "ADMIN" or (role == "SELLER" and user_id is not None and product_seller == user_id)
 
 
+def owner_of_new_product(user_id: str | None, role: str | None) -> str | None:
+    """A seller owns what it creates; admin-created products belong to the shop (no seller)."""
+    return user_id if role == "SELLER" else None
+
+
 def validate_stock_adjustment(delta: int, reason: str) -> str:
     errors = Errors()
     if delta == 0:

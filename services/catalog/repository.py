@@ -395,6 +395,8 @@ class CatalogRepository:
                 await session.flush()
             return stock
         except IntegrityError:
+            if request_id is None:
+                raise
             # A concurrent repeat of the same request id won: answer what it answered.
             async with self.db.transaction() as session:
                 done = (

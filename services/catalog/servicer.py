@@ -183,8 +183,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         )
         domain.check_prices(fields["price_cents"], fields["compare_at_price_cents"])
         request_id = domain.scoped_request_id(caller.user_id, domain.validate_request_id(request.request_id))
-        # Admins create shop-owned products (no seller); a seller owns what it creates.
-        seller_id = caller.user_id if caller.role == ROLE_SELLER else None
+        seller_id = domain.owner_of_new_product(caller.user_id, caller.role)
         product = await self.repo.create_product(fields, seller_id, request_id)
         return catalog_pb2.CreateProductResponse(product=product_proto(product))
 
