@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.config import GatewaySettings
@@ -15,6 +16,47 @@ from gateway.routes import all_routers
 
 DESCRIPTION = """The shop's public REST API. JSON bodies in camelCase; money in integer minor units;
 errors as `{"error": {"code", "message", "details", "requestId"}}`."""
+
+
+ERROR_SCHEMA = {
+    "title": "ErrorEnvelope",
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "requestId"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, machine-readable (UPPER_SNAKE)"},
+                "message": {"type": "string"},
+                "details": {"type": "object", "description": "e.g. fields: {fieldName: [messages]}"},
+                "requestId": {"type": "string"},
+            },
+        }
+    },
+}
+
+
+def _openapi(app: FastAPI) -> dict:
+    """FastAPI's schema, with validation errors documented as they are answered: 400 in the
+    error envelope (not FastAPI's default 422), and the envelope on every error response."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schema.setdefault("components", {}).setdefault("schemas", {})["ErrorEnvelope"] = ERROR_SCHEMA
+    envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None or operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault("400", {"description": "VALIDATION_ERROR: the request is not valid"})
+            for status, response in responses.items():
+                if status[:1] in ("4", "5"):
+                    response["content"] = envelope
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema["components"]["schemas"].pop(name, None)
+    app.openapi_schema = schema
+    return schema
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -37,6 +79,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = state
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     for router in all_routers():
         app.include_router(router)

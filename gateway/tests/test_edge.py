@@ -88,6 +88,11 @@ async def test_metrics_and_openapi(http):
     assert "shop_http_requests_total" in metrics.text
     spec = (await http.get("/openapi.json")).json()
     assert spec["info"]["title"] == "The Shop API"
+    # validation errors are documented as answered: 400 in the error envelope, never 422
+    operations = [op for path in spec["paths"].values() for op in path.values()]
+    assert not [op for op in operations if "422" in op["responses"]]
+    login = spec["paths"]["/api/v1/auth/login"]["post"]["responses"]["400"]
+    assert login["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/ErrorEnvelope"
     assert (await http.get("/docs")).status_code == 200
 
 
