@@ -422,7 +422,9 @@ class BatchGetProductsRequest(_message.Message):
 
     PRODUCT_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def product_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """At most 200 ids; malformed ids are treated as missing."""
+
     def __init__(
         self,
         *,

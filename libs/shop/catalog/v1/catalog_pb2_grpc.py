@@ -143,13 +143,16 @@ class CatalogServiceServicer:
     """
 
     def ListProducts(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """ACTIVE products only; keyset pagination (INVALID_PAGE_TOKEN for forged or foreign tokens).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetProduct(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """ACTIVE: anyone; DRAFT: admin or owning seller; else NOT_FOUND PRODUCT_NOT_FOUND.
+        A malformed id is INVALID_ARGUMENT (field productId) in every product RPC.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -228,33 +231,42 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReserveStock(self, request, context):
-        """Internal: all lines or none; idempotent by reservation id.
+        """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
+        reservation, whatever its status, and never reserves twice; other lines with the same id:
+        FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
+        FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+        Reservations not committed within the TTL are released by a sweep.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CommitReservation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+        Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseReservation(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Internal: RESERVED -> RELEASED (stock back); idempotent; a committed reservation is
+        FAILED_PRECONDITION RESERVATION_COMMITTED (use RestockReservation).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RestockReservation(self, request, context):
-        """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund).
+        """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund);
+        COMMITTED -> RESTOCKED, idempotent; RESERVED -> RESERVATION_NOT_COMMITTED, RELEASED -> RESERVATION_RELEASED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RecordPurchases(self, request, context):
-        """Internal: records that a user bought products (reviews get verifiedPurchase).
+        """Internal: records that a user bought products (reviews get verifiedPurchase); idempotent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

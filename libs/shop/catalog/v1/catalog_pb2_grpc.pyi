@@ -38,7 +38,11 @@ class CatalogServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> CatalogServiceAsyncStub: ...
     ListProducts: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ListProductsRequest, _catalog_pb2.ListProductsResponse]
+    """ACTIVE products only; keyset pagination (INVALID_PAGE_TOKEN for forged or foreign tokens)."""
     GetProduct: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.GetProductRequest, _catalog_pb2.GetProductResponse]
+    """ACTIVE: anyone; DRAFT: admin or owning seller; else NOT_FOUND PRODUCT_NOT_FOUND.
+    A malformed id is INVALID_ARGUMENT (field productId) in every product RPC.
+    """
     BatchGetProducts: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.BatchGetProductsRequest, _catalog_pb2.BatchGetProductsResponse]
     """Any status, so old orders and carts still resolve archived products."""
     CreateProduct: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CreateProductRequest, _catalog_pb2.CreateProductResponse]
@@ -53,13 +57,26 @@ class CatalogServiceStub:
     AddWishlistItem: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.AddWishlistItemRequest, _catalog_pb2.AddWishlistItemResponse]
     RemoveWishlistItem: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.RemoveWishlistItemRequest, _catalog_pb2.RemoveWishlistItemResponse]
     ReserveStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]
-    """Internal: all lines or none; idempotent by reservation id."""
+    """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
+    reservation, whatever its status, and never reserves twice; other lines with the same id:
+    FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
+    FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+    Reservations not committed within the TTL are released by a sweep.
+    """
     CommitReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CommitReservationRequest, _catalog_pb2.CommitReservationResponse]
+    """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+    Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
+    """
     ReleaseReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseReservationRequest, _catalog_pb2.ReleaseReservationResponse]
+    """Internal: RESERVED -> RELEASED (stock back); idempotent; a committed reservation is
+    FAILED_PRECONDITION RESERVATION_COMMITTED (use RestockReservation).
+    """
     RestockReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.RestockReservationRequest, _catalog_pb2.RestockReservationResponse]
-    """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund)."""
+    """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund);
+    COMMITTED -> RESTOCKED, idempotent; RESERVED -> RESERVATION_NOT_COMMITTED, RELEASED -> RESERVATION_RELEASED.
+    """
     RecordPurchases: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.RecordPurchasesRequest, _catalog_pb2.RecordPurchasesResponse]
-    """Internal: records that a user bought products (reviews get verifiedPurchase)."""
+    """Internal: records that a user bought products (reviews get verifiedPurchase); idempotent."""
 
 @_typing.type_check_only
 class CatalogServiceAsyncStub(CatalogServiceStub):
@@ -71,7 +88,11 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     ListProducts: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ListProductsRequest, _catalog_pb2.ListProductsResponse]  # type: ignore[assignment]
+    """ACTIVE products only; keyset pagination (INVALID_PAGE_TOKEN for forged or foreign tokens)."""
     GetProduct: _aio.UnaryUnaryMultiCallable[_catalog_pb2.GetProductRequest, _catalog_pb2.GetProductResponse]  # type: ignore[assignment]
+    """ACTIVE: anyone; DRAFT: admin or owning seller; else NOT_FOUND PRODUCT_NOT_FOUND.
+    A malformed id is INVALID_ARGUMENT (field productId) in every product RPC.
+    """
     BatchGetProducts: _aio.UnaryUnaryMultiCallable[_catalog_pb2.BatchGetProductsRequest, _catalog_pb2.BatchGetProductsResponse]  # type: ignore[assignment]
     """Any status, so old orders and carts still resolve archived products."""
     CreateProduct: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CreateProductRequest, _catalog_pb2.CreateProductResponse]  # type: ignore[assignment]
@@ -86,13 +107,26 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     AddWishlistItem: _aio.UnaryUnaryMultiCallable[_catalog_pb2.AddWishlistItemRequest, _catalog_pb2.AddWishlistItemResponse]  # type: ignore[assignment]
     RemoveWishlistItem: _aio.UnaryUnaryMultiCallable[_catalog_pb2.RemoveWishlistItemRequest, _catalog_pb2.RemoveWishlistItemResponse]  # type: ignore[assignment]
     ReserveStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]  # type: ignore[assignment]
-    """Internal: all lines or none; idempotent by reservation id."""
+    """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
+    reservation, whatever its status, and never reserves twice; other lines with the same id:
+    FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
+    FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+    Reservations not committed within the TTL are released by a sweep.
+    """
     CommitReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CommitReservationRequest, _catalog_pb2.CommitReservationResponse]  # type: ignore[assignment]
+    """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+    Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
+    """
     ReleaseReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseReservationRequest, _catalog_pb2.ReleaseReservationResponse]  # type: ignore[assignment]
+    """Internal: RESERVED -> RELEASED (stock back); idempotent; a committed reservation is
+    FAILED_PRECONDITION RESERVATION_COMMITTED (use RestockReservation).
+    """
     RestockReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.RestockReservationRequest, _catalog_pb2.RestockReservationResponse]  # type: ignore[assignment]
-    """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund)."""
+    """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund);
+    COMMITTED -> RESTOCKED, idempotent; RESERVED -> RESERVATION_NOT_COMMITTED, RELEASED -> RESERVATION_RELEASED.
+    """
     RecordPurchases: _aio.UnaryUnaryMultiCallable[_catalog_pb2.RecordPurchasesRequest, _catalog_pb2.RecordPurchasesResponse]  # type: ignore[assignment]
-    """Internal: records that a user bought products (reviews get verifiedPurchase)."""
+    """Internal: records that a user bought products (reviews get verifiedPurchase); idempotent."""
 
 class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     """CatalogService owns products, categories, search, stock, reviews and wishlists.
@@ -106,14 +140,18 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _catalog_pb2.ListProductsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_catalog_pb2.ListProductsResponse, _abc.Awaitable[_catalog_pb2.ListProductsResponse]]: ...
+    ) -> _typing.Union[_catalog_pb2.ListProductsResponse, _abc.Awaitable[_catalog_pb2.ListProductsResponse]]:
+        """ACTIVE products only; keyset pagination (INVALID_PAGE_TOKEN for forged or foreign tokens)."""
 
     @_abc_1.abstractmethod
     def GetProduct(
         self,
         request: _catalog_pb2.GetProductRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_catalog_pb2.GetProductResponse, _abc.Awaitable[_catalog_pb2.GetProductResponse]]: ...
+    ) -> _typing.Union[_catalog_pb2.GetProductResponse, _abc.Awaitable[_catalog_pb2.GetProductResponse]]:
+        """ACTIVE: anyone; DRAFT: admin or owning seller; else NOT_FOUND PRODUCT_NOT_FOUND.
+        A malformed id is INVALID_ARGUMENT (field productId) in every product RPC.
+        """
 
     @_abc_1.abstractmethod
     def BatchGetProducts(
@@ -206,21 +244,32 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.ReserveStockRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.ReserveStockResponse, _abc.Awaitable[_catalog_pb2.ReserveStockResponse]]:
-        """Internal: all lines or none; idempotent by reservation id."""
+        """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
+        reservation, whatever its status, and never reserves twice; other lines with the same id:
+        FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
+        FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+        Reservations not committed within the TTL are released by a sweep.
+        """
 
     @_abc_1.abstractmethod
     def CommitReservation(
         self,
         request: _catalog_pb2.CommitReservationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_catalog_pb2.CommitReservationResponse, _abc.Awaitable[_catalog_pb2.CommitReservationResponse]]: ...
+    ) -> _typing.Union[_catalog_pb2.CommitReservationResponse, _abc.Awaitable[_catalog_pb2.CommitReservationResponse]]:
+        """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+        Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ReleaseReservation(
         self,
         request: _catalog_pb2.ReleaseReservationRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_catalog_pb2.ReleaseReservationResponse, _abc.Awaitable[_catalog_pb2.ReleaseReservationResponse]]: ...
+    ) -> _typing.Union[_catalog_pb2.ReleaseReservationResponse, _abc.Awaitable[_catalog_pb2.ReleaseReservationResponse]]:
+        """Internal: RESERVED -> RELEASED (stock back); idempotent; a committed reservation is
+        FAILED_PRECONDITION RESERVATION_COMMITTED (use RestockReservation).
+        """
 
     @_abc_1.abstractmethod
     def RestockReservation(
@@ -228,7 +277,9 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.RestockReservationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.RestockReservationResponse, _abc.Awaitable[_catalog_pb2.RestockReservationResponse]]:
-        """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund)."""
+        """Internal: puts the stock of a committed reservation back on the shelf (cancel, refund);
+        COMMITTED -> RESTOCKED, idempotent; RESERVED -> RESERVATION_NOT_COMMITTED, RELEASED -> RESERVATION_RELEASED.
+        """
 
     @_abc_1.abstractmethod
     def RecordPurchases(
@@ -236,6 +287,6 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.RecordPurchasesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.RecordPurchasesResponse, _abc.Awaitable[_catalog_pb2.RecordPurchasesResponse]]:
-        """Internal: records that a user bought products (reviews get verifiedPurchase)."""
+        """Internal: records that a user bought products (reviews get verifiedPurchase); idempotent."""
 
 def add_CatalogServiceServicer_to_server(servicer: CatalogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
