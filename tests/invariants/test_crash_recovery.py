@@ -23,6 +23,7 @@ from tests.invariants.shop import (
     eventually,
     make_product,
     money,
+    reservation_status,
     reserved_and_sold,
     stock,
 )
@@ -186,6 +187,14 @@ async def test_a_crash_at_any_step_is_finished_or_compensated(suite, crash_datab
         assert sold == (QUANTITY if final == "PAID" else 0)
         assert suite.sql("payments", "SELECT count(*) FROM payments WHERE order_id = %s AND captured_cents > 0",
                          (order_id,)) == [(1 if final == "PAID" else 0,)]
+        # and for every order this crash database holds (earlier crash tests' too)
+        for other_id, other_status, other_total in _all_orders(crash_database):
+            captured, refunded = money(suite, other_id)
+            kept = other_total if other_status == "PAID" else 0
+            assert (other_status, captured - refunded) == (other_status, kept)
+            assert other_status in ("PAID", "PAYMENT_FAILED", "CANCELLED")
+            expected = ("COMMITTED",) if other_status == "PAID" else ("RELEASED", None)
+            assert reservation_status(suite, other_id) in expected, (other_id, other_status)
     finally:
         await orders.stop()
         await clients.close()
@@ -207,3 +216,10 @@ def _pending_outbox(database_url: str, order_id: str) -> int:
         return conn.execute(
             "SELECT count(*) FROM outbox WHERE order_id = %s AND state = 'pending'", (order_id,)
         ).fetchone()[0]
+
+
+def _all_orders(database_url: str) -> list[tuple[str, str, int]]:
+    import psycopg
+
+    with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
+        return conn.execute("SELECT id, status, total_cents FROM orders").fetchall()
