@@ -24,6 +24,8 @@ router = APIRouter(prefix="/api/v1", tags=["orders"])
 REPLAYED_HEADER = "Idempotent-Replayed"
 STATUSES = ("PENDING", "PAID", "PAYMENT_FAILED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED")
 WATCH_TIMEOUT_SECONDS = 3600.0
+# An SSE comment line this often while nothing happens keeps proxies from closing the stream.
+KEEPALIVE_SECONDS = 15.0
 
 
 # -- bodies ------------------------------------------------------------------------------------
@@ -332,22 +334,46 @@ async def order_events(
         data = {**history_json(message.event), "order": order_json(message.order)}
         return f"event: status\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
+    queue: asyncio.Queue = asyncio.Queue()
+    done = object()
+
+    async def pump() -> None:
+        """Reads the gRPC stream into a queue, so waiting for the next change can time out
+        (keep-alive comments) without cancelling the call."""
+        try:
+            async for message in iterator:
+                await queue.put(message)
+        except grpc.aio.AioRpcError as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(done)
+
     async def stream():
+        reader = asyncio.create_task(pump())
         try:
             if first is not None:
                 yield frame(first)
-            async for message in iterator:
-                if await request.is_disconnected():
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    if await request.is_disconnected():
+                        break
+                    yield b": keep-alive\n\n"
+                    continue
+                if item is done:
                     break
-                yield frame(message)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
-                remote = decode_rpc_error(exc)
-                yield f"event: error\ndata: {json.dumps({'code': remote.code})}\n\n".encode()
+                if isinstance(item, grpc.aio.AioRpcError):
+                    if item.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+                        payload = json.dumps({"code": decode_rpc_error(item).code})
+                        yield f"event: error\ndata: {payload}\n\n".encode()
+                    break
+                yield frame(item)
         finally:
             call.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.sleep(0)
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

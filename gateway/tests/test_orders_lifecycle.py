@@ -369,3 +369,17 @@ async def test_openapi_documents_the_order_routes(http):
         assert "201" in operation["responses"]
         assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"])
     assert "text/event-stream" in spec["paths"]["/api/v1/orders/{order_id}/events"]["get"]["responses"]["200"]["content"]
+
+
+async def test_a_quiet_stream_sends_keep_alive_comments(suite, monkeypatch):
+    from gateway.routes import orders as routes
+
+    monkeypatch.setattr(routes, "KEEPALIVE_SECONDS", 0.2)
+    user, _product, order = await paid_order(suite)
+    async with suite.http.stream("GET", f"/api/v1/orders/{order['id']}/events", headers=user["headers"]) as response:
+        seen = []
+        async for line in response.aiter_lines():
+            seen.append(line)
+            if line.startswith(": keep-alive"):
+                break
+        assert any(line.startswith("data:") for line in seen)
