@@ -169,6 +169,7 @@ async def test_declined_payment_keeps_the_order_and_cart_and_releases_stock(suit
     assert len(await cart_lines(suite, user)) == 1
     got = (await suite.http.get(f"/api/v1/orders/{order_id}", headers=user["headers"])).json()["data"]
     assert got["status"] == "PAYMENT_FAILED" and got["payment"]["status"] == "DECLINED"
+    assert got["payment"]["id"] and got["payment"]["method"] == "card"
     assert [h["status"] for h in got["history"]] == ["PENDING", "PAYMENT_FAILED"]
     # the replay gives the same 402 with the replay header
     replay = await checkout(suite, user, key=key, token="tok_chargeDeclined")

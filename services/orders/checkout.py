@@ -462,6 +462,8 @@ class Checkout:
             crash_point(self.settings, "after_paid_recorded")
             return
         assert error is not None
+        if payment is None and error.code == "PAYMENT_DECLINED":
+            payment = await self.stored_payment(order.id)
         note = "Payment declined." if error.code == "PAYMENT_DECLINED" else f"Payment failed: {error.code}."
         await self.finish(
             order.id,
@@ -473,6 +475,14 @@ class Checkout:
             outbox=[("release_reservation", {})],
         )
         crash_point(self.settings, "after_payment_failed_recorded")
+
+    async def stored_payment(self, order_id: str) -> payments_pb2.Payment | None:
+        """The payment payments recorded for the order (for the order's payment summary), if any."""
+        try:
+            listing = await self.rt.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
+        except grpc.aio.AioRpcError:
+            return None
+        return listing.payments[0] if listing.payments else None
 
     async def reread_payment(self, order_id: str, payment: payments_pb2.Payment) -> payments_pb2.Payment:
         """A PENDING answer may be stale or the provider still deciding: read the stored payment again."""
