@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import uuid
+from datetime import datetime
 
 import pytest
 import pytest_asyncio
@@ -89,7 +90,7 @@ def in_world(world, *slugs):
 
 def sort_key(sort):
     return {
-        "newest": lambda p: (p["createdAt"], p["id"]),
+        "newest": lambda p: (datetime.fromisoformat(p["createdAt"]), p["id"]),
         "price": lambda p: (p["priceCents"], p["id"]),
         "-price": lambda p: (p["priceCents"], p["id"]),
         "rating": lambda p: (p["rating"]["average"], p["id"]),
