@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.invariants.shop import (
+from tests.invariants.orders_helpers import (
     ADDRESS,
     add_to_cart,
     admin,

@@ -6,7 +6,7 @@ import asyncio
 import json
 import uuid
 
-from tests.invariants.shop import (
+from tests.invariants.orders_helpers import (
     add_to_cart,
     admin,
     checkout,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from tests.invariants.shop import (
+from tests.invariants.orders_helpers import (
     add_to_cart,
     checkout_until_final,
     make_product,

@@ -17,7 +17,7 @@ from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
 from shop.orders.v1 import orders_pb2
 from tests.harness import free_port, run_process
-from tests.invariants.shop import (
+from tests.invariants.orders_helpers import (
     ADDRESS,
     add_to_cart,
     eventually,
