@@ -53,12 +53,9 @@ async def make_product(suite, *, price: int = 1000, stock: int = 10) -> str:
 
 
 async def add_to_cart(suite, user, product_id: str, quantity: int = 1) -> None:
-    for _attempt in range(3):
-        response = await suite.http.post(
-            "/api/v1/cart/items", json={"productId": product_id, "quantity": quantity}, headers=user["headers"]
-        )
-        if response.status_code != 503:  # a connection recycled under load (setup only)
-            break
+    response = await suite.http.post(
+        "/api/v1/cart/items", json={"productId": product_id, "quantity": quantity}, headers=user["headers"]
+    )
     assert response.status_code == 200, response.text
 
 
@@ -89,12 +86,7 @@ async def register_many(suite, count: int) -> list[dict[str, Any]]:
 
     async def one():
         async with semaphore:
-            for attempt in range(3):
-                try:
-                    return await suite.register()
-                except AssertionError:  # a 503 from a connection recycled under load (setup only)
-                    if attempt == 2:
-                        raise
+            return await suite.register()
 
     return await asyncio.gather(*(one() for _ in range(count)))
 

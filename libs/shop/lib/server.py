@@ -213,7 +213,7 @@ class ShopServer:
             interceptors=[interceptor],
             options=[
                 ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
-                ("grpc.max_connection_age_grace_ms", int(settings.grace_seconds * 1000)),
+                ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
                 # Two processes must never share a port silently (replicas get their own).
                 ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_permit_without_calls", 1),

@@ -78,8 +78,10 @@ class ServiceSettings(BaseShopSettings):
     grpc_address: str = "127.0.0.1:0"
     # Seconds in-flight RPCs get to finish after SIGTERM (Kubernetes' grace period must exceed it).
     grace_seconds: float = 10.0
-    # Connections are recycled after this age so scaled-up replicas receive traffic.
+    # Connections are recycled after this age so scaled-up replicas receive traffic; RPCs already
+    # running on a recycled connection get the grace below to finish (longer than any deadline we set).
     max_connection_age_ms: int = 30_000
+    max_connection_age_grace_ms: int = 60_000
     metrics_port: int = 0
     run_migrations: bool = True
     # Testing only: exit the process abruptly at a named step (crash-safety tests).
