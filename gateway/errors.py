@@ -108,6 +108,11 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
+    @app.exception_handler(UnicodeEncodeError)
+    async def _not_utf8(_request: Request, _exc: UnicodeEncodeError) -> JSONResponse:
+        # JSON may escape lone UTF-16 surrogates ("\ud800") that no UTF-8 text (or protobuf string) holds.
+        return error_response(ApiError.validation({"body": ["text must be valid Unicode (no lone surrogates)"]}))
+
     @app.exception_handler(Exception)
     async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
         import structlog

@@ -95,12 +95,13 @@ class RequestContextMiddleware:
             and header(scope, b"x-forwarded-proto") == "https"
         )
         no_store = header(scope, b"authorization") is not None or scope["path"].startswith("/api/v1/auth/")
-        status_holder = {"status": 500}
+        status_holder = {"status": 500, "started": False}
         started = time.perf_counter()
 
         async def send_wrapper(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                status_holder["started"] = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
                 headers.append((b"x-request-id", request_id.encode()))
                 headers.extend(SECURITY_HEADERS)
@@ -113,6 +114,13 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Answered here rather than by Starlette's outermost handler so the 500 still carries
+            # the request id and the security headers; no internal detail reaches the client.
+            log.exception("http.unhandled_error")
+            if status_holder["started"]:
+                raise
+            await send_error(send_wrapper, 500, "INTERNAL", "Internal error.")
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

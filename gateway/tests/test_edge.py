@@ -153,3 +153,33 @@ def test_trusted_proxies_accept_ips_and_cidr_ranges(suite):
 async def test_concurrent_requests_keep_their_own_request_ids(http):
     responses = await asyncio.gather(*(http.get("/healthz", headers={"X-Request-ID": f"r-{i}"}) for i in range(20)))
     assert [r.headers["x-request-id"] for r in responses] == [f"r-{i}" for i in range(20)]
+
+
+async def test_lone_surrogates_are_400_with_the_request_id(http):
+    body = b'{"email": "a\\ud800@example.com", "password": "x"}'
+    response = await http.post("/api/v1/auth/login", content=body,
+                               headers={"Content-Type": "application/json", "X-Request-ID": "surrogate-1"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "VALIDATION_ERROR"
+    assert response.json()["error"]["requestId"] == "surrogate-1"
+
+
+async def test_an_unexpected_error_is_a_bare_500_with_the_request_id(suite):
+    from fastapi import APIRouter
+
+    app = create_app(suite.gateway_settings())
+    boom = APIRouter()
+
+    @boom.get("/boom")
+    async def explode():
+        raise RuntimeError("secret internal detail")
+
+    app.include_router(boom)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            response = await client.get("/boom", headers={"X-Request-ID": "boom-1"})
+    assert response.status_code == 500
+    assert response.json() == {"error": {"code": "INTERNAL", "message": "Internal error.", "requestId": "boom-1"}}
+    assert response.headers["x-request-id"] == "boom-1"
+    assert "secret" not in response.text
