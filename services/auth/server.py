@@ -18,7 +18,6 @@ from shop.auth.v1 import auth_pb2, auth_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
 from shop.lib.mail import build_mailer
-from shop.lib.migrations import upgrade_async
 from shop.lib.server import ServiceDefinition, ShopServer
 from shop.lib.tokens import AccessTokenVerifier, KeySet
 
@@ -119,15 +118,13 @@ def build_server(settings: AuthSettings | None = None) -> ShopServer:
     settings = settings or AuthSettings()
     runtime = Runtime(settings)
 
-    async def migrate() -> None:
-        if settings.run_migrations:
-            await upgrade_async(MIGRATIONS_DIR, settings.database_url)
-
     definition = ServiceDefinition(
+        migrations_dir=MIGRATIONS_DIR,
+        runtime=runtime,
         name="auth",
         servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(runtime), SERVICE_NAME)],
         verifier=runtime.verifier,
-        on_start=[migrate, runtime.bootstrap_admin],
+        on_start=[runtime.bootstrap_admin],
         on_stop=[runtime.drain_mail, runtime.clients.close, runtime.db.dispose],
         background=[runtime.sweep_forever],
     )

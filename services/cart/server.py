@@ -13,7 +13,6 @@ from services.cart.servicer import CartServicer
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
-from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 
@@ -62,15 +61,12 @@ def build_server(settings: CartSettings | None = None) -> ShopServer:
     runtime = Runtime(settings)
     verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
 
-    async def migrate() -> None:
-        if settings.run_migrations:
-            await upgrade_async(MIGRATIONS_DIR, settings.database_url)
-
     definition = ServiceDefinition(
+        migrations_dir=MIGRATIONS_DIR,
+        runtime=runtime,
         name="cart",
         servicers=[(cart_pb2_grpc.add_CartServiceServicer_to_server, CartServicer(runtime), SERVICE_NAME)],
         verifier=verifier,
-        on_start=[migrate],
         on_stop=[runtime.clients.close, runtime.db.dispose],
         background=[poll_revocations, runtime.sweep_forever],
     )

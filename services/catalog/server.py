@@ -14,7 +14,6 @@ from services.catalog.servicer import CatalogServicer
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
-from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 
@@ -61,10 +60,6 @@ def build_server(settings: CatalogSettings | None = None) -> ShopServer:
     runtime = Runtime(settings)
     verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
 
-    async def migrate() -> None:
-        if settings.run_migrations:
-            await upgrade_async(MIGRATIONS_DIR, settings.database_url)
-
     async def seed() -> None:
         if settings.seed_demo_data:
             created = await seed_demo_data(runtime.db)
@@ -75,13 +70,13 @@ def build_server(settings: CatalogSettings | None = None) -> ShopServer:
 
     servicer = CatalogServicer(runtime)
     definition = ServiceDefinition(
+        migrations_dir=MIGRATIONS_DIR,
+        runtime=runtime,
         name="catalog",
         servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)],
         verifier=verifier,
-        on_start=[migrate, seed],
+        on_start=[seed],
         on_stop=[runtime.clients.close, runtime.db.dispose],
         background=[poll_revocations, sweep],
     )
-    server = ShopServer(definition, settings)
-    server.runtime = runtime  # type: ignore[attr-defined]  # tests reach the sweep counter
-    return server
+    return ShopServer(definition, settings)

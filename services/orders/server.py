@@ -18,7 +18,6 @@ from services.orders.servicer import OrdersServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
 from shop.lib.mail import build_mailer
-from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -75,15 +74,12 @@ def build_server(settings: OrdersSettings | None = None) -> ShopServer:
     runtime = Runtime(settings)
     verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
 
-    async def migrate() -> None:
-        if settings.run_migrations:
-            await upgrade_async(MIGRATIONS_DIR, settings.database_url)
-
     definition = ServiceDefinition(
+        migrations_dir=MIGRATIONS_DIR,
+        runtime=runtime,
         name="orders",
         servicers=[(orders_pb2_grpc.add_OrdersServiceServicer_to_server, OrdersServicer(runtime), SERVICE_NAME)],
         verifier=verifier,
-        on_start=[migrate],
         on_stop=[runtime.clients.close, runtime.db.dispose],
         background=[
             poll_revocations,
@@ -92,6 +88,4 @@ def build_server(settings: OrdersSettings | None = None) -> ShopServer:
             runtime.checkout.purge_loop,
         ],
     )
-    server = ShopServer(definition, settings)
-    server.runtime = runtime  # type: ignore[attr-defined]  # tests reach hold points through it
-    return server
+    return ShopServer(definition, settings)

@@ -10,7 +10,6 @@ from services.payments.repository import PaymentsRepository
 from services.payments.servicer import PaymentsServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
-from shop.lib.migrations import upgrade_async
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
@@ -35,15 +34,12 @@ def build_server(settings: PaymentsSettings | None = None) -> ShopServer:
     runtime = Runtime(settings)
     verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
 
-    async def migrate() -> None:
-        if settings.run_migrations:
-            await upgrade_async(MIGRATIONS_DIR, settings.database_url)
-
     definition = ServiceDefinition(
+        migrations_dir=MIGRATIONS_DIR,
+        runtime=runtime,
         name="payments",
         servicers=[(payments_pb2_grpc.add_PaymentsServiceServicer_to_server, PaymentsServicer(runtime), SERVICE_NAME)],
         verifier=verifier,
-        on_start=[migrate],
         on_stop=[runtime.clients.close, runtime.provider.aclose, runtime.db.dispose],
         background=[poll_revocations],
     )

@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from shop.lib.context import Caller, caller_var, deadline_var, new_request_id, request_id_var
 from shop.lib.errors import ShopError, decode_rpc_error, to_grpc_status
+from shop.lib.migrations import upgrade_async
 from shop.lib.settings import ServiceSettings
 from shop.lib.tokens import SERVICE_METADATA_KEY, AccessTokenVerifier, ServiceTokens
 
@@ -179,6 +181,11 @@ class ServiceDefinition:
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Long-running loops (sweeps, outbox relays, revocation polling) started once ready.
     background: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
+    # The service's Alembic directory: migrated to head at start (before on_start) unless
+    # SHOP_RUN_MIGRATIONS=false.
+    migrations_dir: Path | None = None
+    # The service's runtime object (database, clients, …), reachable by tests as server.runtime.
+    runtime: Any = None
 
 
 class ShopServer:
@@ -190,6 +197,10 @@ class ShopServer:
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+
+    @property
+    def runtime(self) -> Any:
+        return self.definition.runtime
 
     @property
     def address(self) -> str:
@@ -232,6 +243,8 @@ class ShopServer:
         self._server = server
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await server.start()
+        if self.definition.migrations_dir is not None and settings.run_migrations:
+            await upgrade_async(self.definition.migrations_dir, settings.database_url)
         for hook in self.definition.on_start:
             await hook()
         for loop_factory in self.definition.background:
