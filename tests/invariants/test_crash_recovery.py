@@ -123,10 +123,12 @@ def create_request(key: str, token: str) -> orders_pb2.CreateOrderRequest:
     ("crash_at", "token", "final"),
     [
         ("after_pending_recorded", "tok_visa", "PAID"),
+        ("after_priced", "tok_visa", "PAID"),
         ("after_stock_reserved", "tok_visa", "PAID"),
         ("after_charge", "tok_visa", "PAID"),
         ("after_paid_recorded", "tok_visa", "PAID"),
         ("after_charge", "tok_chargeDeclined", "PAYMENT_FAILED"),
+        ("after_payment_failed_recorded", "tok_chargeDeclined", "PAYMENT_FAILED"),
     ],
 )
 async def test_a_crash_at_any_step_is_finished_or_compensated(suite, crash_database, crash_at, token, final):
