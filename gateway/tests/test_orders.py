@@ -250,17 +250,27 @@ async def test_bad_checkout_bodies_are_400_and_change_nothing(suite, body, field
     assert stock(suite, product) == 4
 
 
-async def test_invalid_payment_token_is_400(suite):
+async def test_invalid_payment_token_is_400_and_changes_nothing(suite):
     user = await suite.register()
     product = await make_product(suite, stock=4)
     await add_to_cart(suite, user, product)
-    response = await checkout(suite, user, token="tok_bogus")
-    assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] == "INVALID_PAYMENT_TOKEN"
-    # documented: the order is kept as PAYMENT_FAILED, the stock released, nothing charged
-    [(order_id, status)] = orders_of(suite, user)
-    assert status == "PAYMENT_FAILED"
-    assert stock(suite, product) == 4 and money(suite, order_id) == (0, 0)
+    reservations_before = suite.sql("catalog", "SELECT count(*) FROM reservation_lines WHERE product_id = %s",
+                                    (product,))
+    key = str(uuid.uuid4())
+    for token in ("tok_bogus", "pm_", "x" * 300):
+        response = await checkout(suite, user, key=key, token=token)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] in ("INVALID_PAYMENT_TOKEN", "VALIDATION_ERROR")
+    # refused before anything was recorded: no order, no reservation, no payment, cart kept
+    assert orders_of(suite, user) == []
+    assert stock(suite, product) == 4
+    assert suite.sql("catalog", "SELECT count(*) FROM reservation_lines WHERE product_id = %s",
+                     (product,)) == reservations_before
+    cart = (await suite.http.get("/api/v1/cart", headers=user["headers"])).json()["data"]
+    assert [item["productId"] for item in cart["items"]] == [product]
+    # the same key with a good token then checks out (a refused request does not burn its key)
+    response = await checkout(suite, user, key=key, token="tok_visa")
+    assert response.status_code == 201, response.text
 
 
 async def test_checkout_needs_a_user_and_a_key(suite):

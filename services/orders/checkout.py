@@ -111,6 +111,10 @@ class Checkout:
 
         address = await self.destination(user_id, request)
         domain.validate_payment(request.payment_method, request.payment_token)
+        # A token the provider can never charge is refused before anything is recorded.
+        await self.rt.clients.payments.CheckPaymentMethod(
+            payments_pb2.CheckPaymentMethodRequest(method=request.payment_method, token=request.payment_token)
+        )
         email = await self.customer_email(caller, bearer)
 
         order_id = new_id()

@@ -56,14 +56,28 @@ def validate_charge(
     currency = (currency_code or "").upper()
     if not _CURRENCY.match(currency):
         fields["currencyCode"] = ["must be a 3-letter ISO 4217 code"]
+    method, method_fields = _check_method(method, token)
+    fields.update(method_fields)
+    if fields:
+        raise ValidationError(fields)
+    return ChargeRequest(order_id, user_id or "", amount_cents, currency, method, token)
+
+
+def _check_method(method: str, token: str) -> tuple[str, dict[str, list[str]]]:
+    fields: dict[str, list[str]] = {}
     method = (method or METHOD_CARD).lower()
     if method != METHOD_CARD:
         fields["payment.method"] = ["must be 'card'"]
     if not token or len(token) > 255:
         fields["payment.token"] = ["is required"]
+    return method, fields
+
+
+def validate_payment_method(method: str, token: str) -> None:
+    """The method and token fields of a charge, checked on their own (CheckPaymentMethod)."""
+    _, fields = _check_method(method, token)
     if fields:
         raise ValidationError(fields)
-    return ChargeRequest(order_id, user_id or "", amount_cents, currency, method, token)
 
 
 def validate_refund(order_id: str, amount_cents: int, reason: str, request_id: str) -> None:

@@ -85,6 +85,13 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
 
     # -- CreateCharge ------------------------------------------------------------------------------
 
+    async def CheckPaymentMethod(self, request, context):  # noqa: N802 - gRPC method name
+        """Refuses a method or token the provider can never charge; records nothing."""
+        require_service()
+        domain.validate_payment_method(request.method, request.token)
+        self.provider.check_token(request.token)
+        return payments_pb2.CheckPaymentMethodResponse()
+
     async def CreateCharge(self, request, context):  # noqa: N802 - gRPC method name
         """At most one charge per order: the payment row (unique order id) is inserted and locked in
         one transaction that also calls the provider (idempotency key = order id), so concurrent or

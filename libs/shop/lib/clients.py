@@ -25,9 +25,10 @@ from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
 REQUEST_ID_METADATA_KEY = "x-request-id"
-# Writes that are idempotent by a key other than `request_id` (so retrying them is safe).
+# Methods safe to retry that the naming rule below misses: writes idempotent by another key,
+# and checks that change nothing.
 IDEMPOTENT_WRITES = {
-    "shop.payments.v1.PaymentsService": {"CreateCharge", "HandleWebhook"},
+    "shop.payments.v1.PaymentsService": {"CreateCharge", "HandleWebhook", "CheckPaymentMethod"},
     "shop.catalog.v1.CatalogService": {"RecordPurchases", "AddWishlistItem", "RemoveWishlistItem"},
 }
 _READ_PREFIXES = ("Get", "List", "BatchGet", "Watch")

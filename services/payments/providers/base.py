@@ -59,6 +59,10 @@ class PaymentProvider(Protocol):
         InvalidPaymentToken; a provider outage raises ProviderUnavailable."""
         ...
 
+    def check_token(self, token: str) -> None:
+        """Raises InvalidPaymentToken for a token this provider can never charge (no network)."""
+        ...
+
     async def retrieve(self, reference: str) -> ChargeResult:
         """The current state of a charge made earlier (a PENDING one is asked again on a repeat)."""
         ...

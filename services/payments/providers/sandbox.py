@@ -44,8 +44,7 @@ class SandboxProvider:
         token: str,
         metadata: dict[str, str],
     ) -> ChargeResult:
-        if token not in SUCCEEDING and token not in DECLINING:
-            raise InvalidPaymentToken()
+        self.check_token(token)
         if idempotency_key in self._charges:
             return self._charges[idempotency_key]
         reference = f"sbx_pi_{uuid.uuid4().hex}"
@@ -60,6 +59,10 @@ class SandboxProvider:
         self._charges[idempotency_key] = result
         self.charge_count += 1
         return result
+
+    def check_token(self, token: str) -> None:
+        if token not in SUCCEEDING and token not in DECLINING:
+            raise InvalidPaymentToken()
 
     async def retrieve(self, reference: str) -> ChargeResult:
         for result in self._charges.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from typing import Any
 
 import stripe
@@ -18,6 +19,7 @@ from services.payments.providers.base import ChargeResult, InvalidPaymentToken, 
 from shop.lib.errors import InvalidArgument, ShopError
 
 # Stripe error codes that mean "this payment method token is not usable" (→ 400, nothing recorded).
+_TOKEN_FORMAT = re.compile(r"^(tok|pm)_[A-Za-z0-9_]{1,250}$")
 _INVALID_TOKEN_CODES = {
     "resource_missing",
     "token_already_used",
@@ -88,6 +90,11 @@ class StripeProvider:
     def _require_key(self) -> None:
         if not self._configured:
             raise ShopError("The Stripe provider has no STRIPE_API_KEY.", code="PAYMENT_PROVIDER_MISCONFIGURED")
+
+    def check_token(self, token: str) -> None:
+        # Card Tokens (tok_…) and PaymentMethods (pm_…); Stripe itself still judges them at charge time.
+        if not _TOKEN_FORMAT.match(token):
+            raise InvalidPaymentToken()
 
     async def charge(
         self,

@@ -179,6 +179,22 @@ async def test_ten_concurrent_declined_charges_make_one_declined_payment(suite, 
 
 # -- callers -------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("token", ["tok_visa", "tok_mastercard", "tok_chargeDeclined", "tok_chargeDeclinedInsufficientFunds"])
+async def test_check_payment_method_accepts_the_sandbox_tokens(payments, token):
+    await payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token=token))
+
+
+async def test_check_payment_method_refuses_bad_input_and_records_nothing(suite, payments):
+    before = suite.sql("payments", "SELECT count(*) FROM payments")
+    await expect_error(payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="tok_x")),
+                       grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAYMENT_TOKEN")
+    await expect_error(payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="")),
+                       grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
+    await expect_error(payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="cash", token="tok_visa")),
+                       grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
+    assert suite.sql("payments", "SELECT count(*) FROM payments") == before
+
+
 async def test_a_user_token_is_refused_on_internal_rpcs(suite):
     user = await suite.register()
     channel = make_channel(f"127.0.0.1:{suite.ports['payments']}", "payments", service_tokens=None)
@@ -189,6 +205,11 @@ async def test_a_user_token_is_refused_on_internal_rpcs(suite):
         await expect_error(
             stub.CreateCharge(charge_request(order_id), metadata=metadata), grpc.StatusCode.PERMISSION_DENIED,
             "FORBIDDEN",
+        )
+        await expect_error(
+            stub.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="tok_visa"),
+                                    metadata=metadata),
+            grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN",
         )
         await expect_error(
             stub.CreateRefund(payments_pb2.CreateRefundRequest(order_id=order_id, request_id="r1"), metadata=metadata),

@@ -89,6 +89,14 @@ async def test_unknown_payment_method_is_invalid_token(provider):
         await charge(provider, str(uuid.uuid4()), "pm_nope")
 
 
+def test_check_token_accepts_tokens_and_payment_methods_only(provider):
+    for good in ("tok_visa", "pm_card_visa", "pm_1NXa2b"):
+        provider.check_token(good)
+    for bad in ("", "tok_", "card_123", "tok_visa; drop", "sk_live_x"):
+        with pytest.raises(InvalidPaymentToken):
+            provider.check_token(bad)
+
+
 async def test_stripe_outage_is_unavailable(fake, provider):
     fake.state.fail_with = 503
     with pytest.raises(ProviderUnavailable):

@@ -226,6 +226,43 @@ class CreateChargeResponse(_message.Message):
 Global___CreateChargeResponse: _TypeAlias = CreateChargeResponse  # noqa: Y015
 
 @_typing.final
+class CheckPaymentMethodRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    token: _builtins.str
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPaymentMethodRequest: _TypeAlias = CheckPaymentMethodRequest  # noqa: Y015
+
+@_typing.final
+class CheckPaymentMethodResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPaymentMethodResponse: _TypeAlias = CheckPaymentMethodResponse  # noqa: Y015
+
+@_typing.final
 class ListPaymentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -42,6 +42,11 @@ class PaymentsServiceStub:
                 request_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.CreateChargeRequest.SerializeToString,
                 response_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.CreateChargeResponse.FromString,
                 _registered_method=True)
+        self.CheckPaymentMethod = channel.unary_unary(
+                '/shop.payments.v1.PaymentsService/CheckPaymentMethod',
+                request_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodRequest.SerializeToString,
+                response_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodResponse.FromString,
+                _registered_method=True)
         self.ListPayments = channel.unary_unary(
                 '/shop.payments.v1.PaymentsService/ListPayments',
                 request_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsRequest.SerializeToString,
@@ -72,6 +77,14 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckPaymentMethod(self, request, context):
+        """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
+        so a checkout can refuse a bad token before it records anything. Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPayments(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -97,6 +110,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.CreateCharge,
                     request_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.CreateChargeRequest.FromString,
                     response_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.CreateChargeResponse.SerializeToString,
+            ),
+            'CheckPaymentMethod': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckPaymentMethod,
+                    request_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodRequest.FromString,
+                    response_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodResponse.SerializeToString,
             ),
             'ListPayments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPayments,
@@ -144,6 +162,33 @@ class PaymentsService:
             '/shop.payments.v1.PaymentsService/CreateCharge',
             shop_dot_payments_dot_v1_dot_payments__pb2.CreateChargeRequest.SerializeToString,
             shop_dot_payments_dot_v1_dot_payments__pb2.CreateChargeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckPaymentMethod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.payments.v1.PaymentsService/CheckPaymentMethod',
+            shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodRequest.SerializeToString,
+            shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,10 @@ class PaymentsServiceStub:
     def __new__(cls, channel: _aio.Channel) -> PaymentsServiceAsyncStub: ...
     CreateCharge: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateChargeRequest, _payments_pb2.CreateChargeResponse]
     """Idempotent by order id: at most one successful charge per order."""
+    CheckPaymentMethod: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CheckPaymentMethodRequest, _payments_pb2.CheckPaymentMethodResponse]
+    """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
+    so a checkout can refuse a bad token before it records anything. Changes nothing.
+    """
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]
     CreateRefund: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]
     HandleWebhook: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleWebhookRequest, _payments_pb2.HandleWebhookResponse]
@@ -52,6 +56,10 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCharge: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateChargeRequest, _payments_pb2.CreateChargeResponse]  # type: ignore[assignment]
     """Idempotent by order id: at most one successful charge per order."""
+    CheckPaymentMethod: _aio.UnaryUnaryMultiCallable[_payments_pb2.CheckPaymentMethodRequest, _payments_pb2.CheckPaymentMethodResponse]  # type: ignore[assignment]
+    """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
+    so a checkout can refuse a bad token before it records anything. Changes nothing.
+    """
     ListPayments: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     CreateRefund: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]  # type: ignore[assignment]
     HandleWebhook: _aio.UnaryUnaryMultiCallable[_payments_pb2.HandleWebhookRequest, _payments_pb2.HandleWebhookResponse]  # type: ignore[assignment]
@@ -69,6 +77,16 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_payments_pb2.CreateChargeResponse, _abc.Awaitable[_payments_pb2.CreateChargeResponse]]:
         """Idempotent by order id: at most one successful charge per order."""
+
+    @_abc_1.abstractmethod
+    def CheckPaymentMethod(
+        self,
+        request: _payments_pb2.CheckPaymentMethodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.CheckPaymentMethodResponse, _abc.Awaitable[_payments_pb2.CheckPaymentMethodResponse]]:
+        """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
+        so a checkout can refuse a bad token before it records anything. Changes nothing.
+        """
 
     @_abc_1.abstractmethod
     def ListPayments(
