@@ -13,6 +13,7 @@ from gateway.deps import GatewayState
 from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from gateway.routes import all_routers
+from shop.lib.tracing import flush, provider_for
 
 DESCRIPTION = """The shop's public REST API. JSON bodies in camelCase; money in integer minor units;
 errors as `{"error": {"code", "message", "details", "requestId"}}`."""
@@ -68,6 +69,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await state.start()
         yield
         await state.stop()
+        flush("gateway", settings.otlp_endpoint)
 
     app = FastAPI(
         title="The Shop API",
@@ -97,4 +99,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, settings=settings)
+    provider = provider_for("gateway", settings.otlp_endpoint)
+    if provider is not None:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
     return app

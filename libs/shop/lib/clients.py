@@ -21,6 +21,7 @@ from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.context import current_request_id, time_left
 from shop.lib.settings import BaseShopSettings
 from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceTokens
+from shop.lib.tracing import client_interceptors
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
@@ -146,6 +147,7 @@ def make_channel(
     *,
     service_tokens: ServiceTokens | None,
     default_timeout: float = 10.0,
+    tracing: list | None = None,
 ) -> grpc.aio.Channel:
     descriptor, _ = SERVICES[service]
     return grpc.aio.insecure_channel(
@@ -160,6 +162,7 @@ def make_channel(
         interceptors=[
             _UnaryUnary(service_tokens, default_timeout),
             _UnaryStream(service_tokens, default_timeout),
+            *(tracing or []),
         ],
     )
 
@@ -169,6 +172,7 @@ class ServiceClients:
 
     def __init__(self, settings: BaseShopSettings, caller_name: str) -> None:
         self._settings = settings
+        self._caller_name = caller_name
         self.service_tokens = ServiceTokens(settings.internal_secret, caller_name)
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, Any] = {}
@@ -180,6 +184,7 @@ class ServiceClients:
                 service,
                 service_tokens=self.service_tokens,
                 default_timeout=self._settings.rpc_timeout_seconds,
+                tracing=client_interceptors(self._caller_name, self._settings.otlp_endpoint),
             )
         return self._channels[service]
 

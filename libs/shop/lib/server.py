@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
+from shop.lib import tracing
 from shop.lib.context import Caller, caller_var, deadline_var, new_request_id, request_id_var
 from shop.lib.errors import ShopError, decode_rpc_error, to_grpc_status
 from shop.lib.migrations import upgrade_async
@@ -221,7 +222,8 @@ class ShopServer:
             ServiceTokens(settings.internal_secret, self.definition.name),
         )
         server = grpc.aio.server(
-            interceptors=[interceptor],
+            # tracing first, so the span covers identity checks and error mapping too
+            interceptors=[*tracing.server_interceptors(self.definition.name, settings.otlp_endpoint), interceptor],
             options=[
                 ("grpc.max_connection_age_ms", settings.max_connection_age_ms),
                 ("grpc.max_connection_age_grace_ms", settings.max_connection_age_grace_ms),
@@ -264,6 +266,7 @@ class ShopServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for hook in self.definition.on_stop:
             await hook()
+        await asyncio.to_thread(tracing.flush, self.definition.name, self.settings.otlp_endpoint)
         log.info("server.stopped")
 
     async def serve_until_signal(self, signals: Iterable[int] = (signal.SIGTERM, signal.SIGINT)) -> None:

@@ -39,6 +39,8 @@ class BaseShopSettings(BaseSettings):
     rpc_timeout_seconds: float = 10.0
     # How often token verifiers poll auth for revoked sessions (revocation reaches them within ~this).
     revocation_poll_seconds: float = 1.0
+    # OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); empty turns tracing off.
+    otlp_endpoint: str = ""
 
     @property
     def is_production(self) -> bool:
