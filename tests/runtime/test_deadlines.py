@@ -58,7 +58,7 @@ async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagat
     try:
         # Direct call without a timeout: the default deadline applies.
         await inner_clients.payments.ListPayments(payments_pb2.ListPaymentsRequest())
-        assert 8 < callee.seen[-1]["time_remaining"] <= 10
+        assert 8 < callee.seen[-1]["time_remaining"] <= 10.5  # gRPC rounds the sent timeout up a little
         assert callee.seen[-1]["service"] == "catalog"
 
         # Through the caller with 1.5 s: the callee gets at most what is left of those 1.5 s.
