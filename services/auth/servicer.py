@@ -7,7 +7,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +15,7 @@ from services.auth.domain import Problems
 from services.auth.models import Address, AuthSession, User
 from shop.auth.v1 import auth_pb2, auth_pb2_grpc
 from shop.lib.context import current_caller, require_admin, require_service, require_user
-from shop.lib.db import utcnow
+from shop.lib.db import to_timestamp, utcnow
 from shop.lib.errors import (
     AlreadyExists,
     Conflict,
@@ -39,12 +38,6 @@ REVOCATION_POLL_OVERLAP = timedelta(seconds=5)
 
 # -- mapping ---------------------------------------------------------------------------------------
 
-def _timestamp(value: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    if value is not None:
-        stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
-
 
 def user_proto(user: User) -> auth_pb2.User:
     return auth_pb2.User(
@@ -57,15 +50,15 @@ def user_proto(user: User) -> auth_pb2.User:
         status=auth_pb2.UserStatus.Value(f"USER_STATUS_{user.status}"),
         email_verified=user.email_verified,
         mfa_enabled=user.mfa_enabled,
-        create_time=_timestamp(user.created_at),
+        create_time=to_timestamp(user.created_at),
     )
 
 
 def session_proto(row: AuthSession, current_session_id: str | None) -> auth_pb2.Session:
     return auth_pb2.Session(
         id=row.id,
-        create_time=_timestamp(row.created_at),
-        last_used_time=_timestamp(row.last_used_at),
+        create_time=to_timestamp(row.created_at),
+        last_used_time=to_timestamp(row.last_used_at),
         user_agent=row.user_agent,
         ip=row.ip,
         current=row.id == current_session_id,
@@ -737,6 +730,6 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         async with self.db.session() as session:
             rows = await repository.revoked_since(session, since)
         return auth_pb2.ListRevocationsResponse(
-            sessions=[auth_pb2.RevokedSession(session_id=sid, revoke_time=_timestamp(at)) for sid, at in rows],
-            as_of=_timestamp(now - REVOCATION_POLL_OVERLAP),
+            sessions=[auth_pb2.RevokedSession(session_id=sid, revoke_time=to_timestamp(at)) for sid, at in rows],
+            as_of=to_timestamp(now - REVOCATION_POLL_OVERLAP),
         )

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from services.catalog import domain
 from services.catalog.models import Category, Product, Review
 from services.catalog.repository import CatalogRepository, ReservationView, invalid_page_token, product_not_found
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.context import ROLE_ADMIN, ROLE_SELLER, current_caller, require_role, require_service, require_user
+from shop.lib.db import to_timestamp
 from shop.lib.errors import PermissionDenied, ValidationError
 from shop.lib.pagination import PageTokens, fingerprint, page_size
 
@@ -47,12 +46,6 @@ def require_internal():
     return caller
 
 
-def timestamp(value: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    if value is not None:
-        stamp.FromDatetime(value)
-    return stamp
-
 
 def product_proto(product: Product) -> catalog_pb2.Product:
     return catalog_pb2.Product(
@@ -71,8 +64,8 @@ def product_proto(product: Product) -> catalog_pb2.Product:
         seller_id=product.seller_id or "",
         rating_average=float(product.rating_average or 0.0),
         rating_count=product.rating_count or 0,
-        create_time=timestamp(product.created_at),
-        update_time=timestamp(product.updated_at),
+        create_time=to_timestamp(product.created_at),
+        update_time=to_timestamp(product.updated_at),
     )
 
 
@@ -91,7 +84,7 @@ def review_proto(review: Review) -> catalog_pb2.Review:
         title=review.title or "",
         body=review.body or "",
         verified_purchase=review.verified_purchase,
-        create_time=timestamp(review.created_at),
+        create_time=to_timestamp(review.created_at),
     )
 
 
@@ -100,7 +93,7 @@ def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
         id=view.id,
         status=RESERVATION_TO_ENUM[view.status],
         lines=[catalog_pb2.StockLine(product_id=p, quantity=q) for p, q in view.lines],
-        expire_time=timestamp(view.expires_at),
+        expire_time=to_timestamp(view.expires_at),
     )
 
 
@@ -269,7 +262,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         caller = require_user()
         items = await self.repo.list_wishlist(caller.user_id, caller.role)
         return catalog_pb2.ListWishlistItemsResponse(
-            items=[catalog_pb2.WishlistItem(product=product_proto(p), add_time=timestamp(t)) for p, t in items]
+            items=[catalog_pb2.WishlistItem(product=product_proto(p), add_time=to_timestamp(t)) for p, t in items]
         )
 
     async def AddWishlistItem(self, request, context):

@@ -19,12 +19,11 @@ from services.orders.mapping import (
     http_status_of,
     order_proto,
     status_enum,
-    timestamp,
 )
 from services.orders.models import IdempotencyKey, Order
 from services.orders.repository import OrderView
 from shop.lib.context import Caller
-from shop.lib.db import utcnow
+from shop.lib.db import to_timestamp, utcnow
 from shop.lib.errors import Conflict, NotFound, ShopError, decode_rpc_error
 from shop.lib.pagination import PageTokens, fingerprint, page_size
 from shop.orders.v1 import orders_pb2
@@ -314,7 +313,7 @@ class Lifecycle:
         current = view.history[-1] if view.history else None
         yield orders_pb2.WatchOrderResponse(
             event=history_proto(current) if current is not None else orders_pb2.HistoryEntry(
-                status=status_enum(view.order.status), time=timestamp(view.order.updated_at)
+                status=status_enum(view.order.status), time=to_timestamp(view.order.updated_at)
             ),
             order=order_proto(view),
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.orders.models import Order, OrderHistory
 from services.orders.repository import OrderView
+from shop.lib.db import to_timestamp
 from shop.lib.errors import (
     _ERROR_CLASS_BY_GRPC_CODE,
     HTTP_STATUS_BY_GRPC_CODE,
@@ -19,13 +18,6 @@ from shop.lib.errors import (
     ShopError,
 )
 from shop.orders.v1 import orders_pb2
-
-
-def timestamp(value: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    if value is not None:
-        stamp.FromDatetime(value)
-    return stamp
 
 
 def status_enum(status: str) -> int:
@@ -38,7 +30,7 @@ def status_name(value: int) -> str:
 
 
 def history_proto(entry: OrderHistory) -> orders_pb2.HistoryEntry:
-    return orders_pb2.HistoryEntry(status=status_enum(entry.status), time=timestamp(entry.at), note=entry.note)
+    return orders_pb2.HistoryEntry(status=status_enum(entry.status), time=to_timestamp(entry.at), note=entry.note)
 
 
 def order_proto(view: OrderView) -> orders_pb2.Order:
@@ -69,8 +61,8 @@ def order_proto(view: OrderView) -> orders_pb2.Order:
         carrier=order.carrier,
         tracking_number=order.tracking_number,
         history=[history_proto(entry) for entry in view.history],
-        create_time=timestamp(order.created_at),
-        update_time=timestamp(order.updated_at),
+        create_time=to_timestamp(order.created_at),
+        update_time=to_timestamp(order.updated_at),
     )
     if order.payment_id or order.payment_status:
         message.payment.CopyFrom(

@@ -6,24 +6,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import structlog
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.payments import domain
 from services.payments.models import Payment, Refund
 from services.payments.providers import PROVIDER_NAMES
 from shop.lib.context import require_service
+from shop.lib.db import to_timestamp
 from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined, ShopError, ValidationError
 from shop.lib.server import crash_point
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
 log = structlog.get_logger("payments")
 
-
-def _timestamp(value: datetime | None) -> Timestamp:
-    stamp = Timestamp()
-    if value is not None:
-        stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
 
 
 def payment_to_proto(payment: Payment) -> payments_pb2.Payment:
@@ -41,8 +35,8 @@ def payment_to_proto(payment: Payment) -> payments_pb2.Payment:
         provider=payment.provider,
         provider_reference=payment.provider_reference,
         decline_code=payment.decline_code,
-        create_time=_timestamp(payment.created_at),
-        update_time=_timestamp(payment.updated_at),
+        create_time=to_timestamp(payment.created_at),
+        update_time=to_timestamp(payment.updated_at),
     )
 
 
@@ -54,7 +48,7 @@ def refund_to_proto(refund: Refund) -> payments_pb2.Refund:
         amount_cents=refund.amount_cents,
         status=payments_pb2.RefundStatus.Value(f"REFUND_STATUS_{refund.status}"),
         reason=refund.reason,
-        create_time=_timestamp(refund.created_at),
+        create_time=to_timestamp(refund.created_at),
         provider_reference=refund.provider_reference,
         request_id=refund.request_id,
     )

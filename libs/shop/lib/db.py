@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import DateTime, MetaData, String, TypeDecorator, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -37,6 +38,14 @@ def new_metadata() -> MetaData:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def to_timestamp(value: datetime | None) -> Timestamp:
+    """A datetime as a protobuf Timestamp (UTC); an unset Timestamp for None."""
+    stamp = Timestamp()
+    if value is not None:
+        stamp.FromDatetime(value.astimezone(UTC))
+    return stamp
 
 
 def new_id() -> str:

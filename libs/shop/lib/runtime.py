@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
+from shop.lib.db import to_timestamp
 from shop.lib.logging import configure_logging
 from shop.lib.migrations import upgrade
 from shop.lib.server import ShopServer
@@ -32,9 +31,8 @@ def remote_token_verifier(
         return response.jwks_json
 
     async def fetch_revocations(since: datetime) -> tuple[list[str], datetime]:
-        stamp = Timestamp()
-        stamp.FromDatetime(since)
-        response = await clients.auth.ListRevocations(auth_pb2.ListRevocationsRequest(since=stamp), timeout=5)
+        request = auth_pb2.ListRevocationsRequest(since=to_timestamp(since))
+        response = await clients.auth.ListRevocations(request, timeout=5)
         return [s.session_id for s in response.sessions], response.as_of.ToDatetime(tzinfo=UTC)
 
     revoked = RevokedSessions()
