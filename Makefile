@@ -15,7 +15,7 @@ help:
 	@echo "make test       install everything and run the whole test suite"
 	@echo "make lint       ruff + buf lint"
 	@echo "make protos     regenerate libs/shop/*/v1 from protos/"
-	@echo "make bench      run the benchmarks and print their figures"
+	@echo "make bench      measure the shop against a bare baseline (ARGS='--seconds 15' passes options)"
 	@echo "make k8s        render the Kustomize overlays into var/k8s/"
 
 .tools/bin/uv:
@@ -42,7 +42,7 @@ run: install
 	$(PY) -m scripts.run_local --replicas $(REPLICAS)
 
 bench: install
-	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench $(ARGS)
 
 k8s: install
 	$(PY) scripts/render_k8s.py

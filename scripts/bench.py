@@ -1,9 +1,18 @@
-"""`make bench`: start the whole shop as real processes and measure it over HTTP.
+"""`make bench`: the shop as real processes, measured against a bare baseline on the same machine.
 
-The stack runs as `make run` starts it (scripts/run_local.py), on PostgreSQL databases created for
-the run when a server answers on 127.0.0.1:5432 (else SQLite), with rate limits off. Scenarios
-run one after another with a fixed number of concurrent clients and print requests/s and latency
-percentiles. Options: --concurrency, --seconds, --replicas, --checkouts, --sqlite.
+The stack starts as `make run` starts it (scripts/run_local.py) on fresh PostgreSQL databases (the
+server on 127.0.0.1:5432 when it answers, else SQLite with --sqlite or when none answers), rate
+limits and the gateway's product cache off. Beside it run a second gateway with the product cache
+on and bench/baseline.py (FastAPI + one SQL query on the catalog's database). Stateless scenarios
+are driven by wrk, stateful ones (cart add, checkout) by an asyncio httpx client. Each scenario has
+a warm-up, then a measured window over which every process's CPU time is read from /proc.
+
+    make bench ARGS="--seconds 15 --scenarios baseline,search"
+
+Prints one row per scenario: requests/s, p50/p95/p99, errors, ×baseline (the mean of the baseline
+runs, measured A B A B with the shop's product by id) and CPU ms per request of every process, then
+the RSS of every process; writes all of it as JSON under var/bench/. The bench/ package holds the
+parts (see bench/__init__.py).
 """
 
 from __future__ import annotations
@@ -11,221 +20,263 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench import flows, procfs, report, stack, wrk
+from bench.wrk import Measurement
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("auth", "catalog", "cart", "orders", "payments")
-ADMIN_PASSWORD = "Bench-Admin-Passw0rd"
-WORDS = ("coffee", "lamp", "shoes")
+SCENARIOS = ("baseline", "product", "list", "search", "categories", "cart-read", "cart-add", "healthz",
+             "product-cached", "checkout-spread", "checkout-same")
+SEARCH_WORDS = ("coffee", "wireless", "lamp", "headphones", "lantern")
+WRK_THREADS = 1  # one wrk thread drives tens of thousands of requests/s: cores stay with the stack
 
 
-def create_databases() -> tuple[dict[str, str], Callable[[], None]] | None:
-    try:
-        import psycopg
-        from psycopg import sql
-
-        admin_url = os.environ.get("SHOP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-        with psycopg.connect(admin_url, connect_timeout=3):
-            pass
-    except Exception:
-        return None
-    names = {service: f"shop_bench_{service}_{uuid.uuid4().hex[:8]}" for service in SERVICES}
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            for name in names.values():
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-    base = admin_url.rsplit("/", 1)[0]
-    return {service: f"{base}/{name}" for service, name in names.items()}, drop
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="measured seconds per scenario (default 8)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each (default 2)")
+    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    parser.add_argument("--replicas", type=int, default=1, help="instances of every service (default 1)")
+    parser.add_argument("--checkouts", type=int, default=200, help="orders per checkout variant (default 200)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of: {','.join(SCENARIOS)}")
+    parser.add_argument("--sqlite", action="store_true", help="embedded SQLite instead of PostgreSQL (no baseline)")
+    parser.add_argument("--json", type=Path, help="where to write the JSON (default var/bench/<time>-<sha>.json)")
+    args = parser.parse_args(argv)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    return args
 
 
-def start_stack(var_dir: Path, http_port: int, replicas: int, urls: dict[str, str] | None) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "SHOP_VAR_DIR": str(var_dir),
-        "SHOP_HTTP_PORT": str(http_port),
-        "SHOP_LOCAL_BASE_PORT": "45051",
-        "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "SHOP_RATE_LIMIT_PER_MINUTE": "0",
-        "SHOP_AUTH_RATE_LIMIT_PER_MINUTE": "0",
-        "SHOP_LOG_LEVEL": "WARNING",
+def git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def cache_counts(metrics_text: str) -> dict[str, float]:
+    """hit/miss totals of shop_gateway_cache_requests_total{cache="product"}; empty when absent."""
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            if sample.name == "shop_gateway_cache_requests_total" and sample.labels.get("cache") == "product":
+                counts[sample.labels.get("result", "")] = sample.value
+    return counts
+
+
+class Bench:
+    """One run: the processes, the data the scenarios use, and the rows measured so far."""
+
+    def __init__(self, args: argparse.Namespace, wrk_path: str, workdir: Path, processes: procfs.Processes,
+                 urls: dict[str, str]) -> None:
+        self.args = args
+        self.wrk_path = wrk_path
+        self.workdir = workdir
+        self.processes = processes
+        self.urls = urls
+        self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+
+    def record(self, scenario: str, label: str, loadgen: str, measure: Callable[[], Measurement]) -> dict[str, Any]:
+        before = self.processes.snapshot()
+        m = measure()
+        cpu = self.processes.spent(before, self.processes.snapshot())
+        cpu["loadgen"] = m.loadgen_cpu
+        r = report.row(scenario, label, loadgen, m, cpu)
+        self.rows.append(r)
+        print(f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
+              f"{r['errors']} errors", flush=True)
+        return r
+
+    def wrk_scenario(self, scenario: str, label: str, target: str, items: list[tuple[str, dict[str, str]]],
+                     after_warmup: Callable[[], None] = lambda: None) -> dict:
+        script = wrk.write_script(self.workdir, scenario.replace("#", "-"), items)
+
+        def run(seconds: int) -> Measurement:
+            return wrk.run(self.wrk_path, self.urls[target], script, seconds, self.args.connections, WRK_THREADS)
+
+        if self.args.warmup > 0:
+            run(self.args.warmup)
+        after_warmup()
+        return self.record(scenario, label, "wrk", lambda: run(self.args.seconds))
+
+    async def flow_scenario(self, scenario: str, label: str, warm: Callable[[], Awaitable[Measurement]] | None,
+                            measured: Callable[[], Awaitable[Measurement]]) -> dict:
+        if warm is not None and self.args.warmup > 0:
+            await warm()
+        before = self.processes.snapshot()
+        m = await measured()
+        cpu = self.processes.spent(before, self.processes.snapshot())
+        cpu["loadgen"] = m.loadgen_cpu
+        r = report.row(scenario, label, "httpx", m, cpu)
+        self.rows.append(r)
+        print(f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
+              f"{r['errors']} errors", flush=True)
+        return r
+
+
+async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
+    """Product ids with big stock, guest carts for cart read, buyers with filled carts."""
+    args = bench.args
+    ids = await flows.product_ids(http)
+    await flows.raise_stock(http, stack.ADMIN_EMAIL, stack.ADMIN_PASSWORD, ids)
+    data: dict[str, Any] = {"ids": ids}
+    if "cart-read" in args.scenarios:
+        data["sessions"] = await flows.guest_carts(http, ids, args.connections)
+    warm = args.connections if args.warmup > 0 else 0
+    if "checkout-spread" in args.scenarios:
+        data["spread"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(args.checkouts + warm)])
+    if "checkout-same" in args.scenarios:
+        data["same"] = await flows.buyers(http, [ids[0]] * (args.checkouts + warm))
+    return data
+
+
+async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, Any]) -> None:
+    args, chosen, ids = bench.args, bench.args.scenarios, data["ids"]
+    products = [(f"/api/v1/products/{pid}", {}) for pid in ids]
+    if "baseline" in chosen and "baseline" in bench.urls:
+        for run in (1, 2):
+            bench.wrk_scenario(f"baseline#{run}", f"baseline product by id #{run}", "baseline",
+                               [(f"/products/{pid}", {}) for pid in ids])
+            bench.wrk_scenario(f"product#{run}", f"product by id #{run}", "shop", products)
+    elif "product" in chosen:
+        bench.wrk_scenario("product", "product by id", "shop", products)
+    stateless = {
+        "list": ("product list (20)", "shop", [("/api/v1/products?pageSize=20", {})]),
+        "search": ("search", "shop", [(f"/api/v1/products?q={word}", {}) for word in SEARCH_WORDS]),
+        "categories": ("categories", "shop", [("/api/v1/categories", {})]),
+        "cart-read": ("cart read (3 lines)", "shop",
+                      [("/api/v1/cart", {"X-Session-ID": s}) for s in data.get("sessions", [])]),
     }
-    for service, url in (urls or {}).items():
-        env[f"SHOP_{service.upper()}_DATABASE_URL"] = url
-    return subprocess.Popen([sys.executable, "-m", "scripts.run_local", "--replicas", str(replicas)], cwd=ROOT,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for scenario, (label, target, items) in stateless.items():
+        if scenario in chosen:
+            bench.wrk_scenario(scenario, label, target, items)
+    if "cart-add" in chosen:
+        await bench.flow_scenario(
+            "cart-add", "cart add", lambda: flows.cart_add(http, ids, args.warmup, args.connections),
+            lambda: flows.cart_add(http, ids, args.seconds, args.connections))
+    if "healthz" in chosen:
+        bench.wrk_scenario("healthz", "gateway alone (/healthz)", "shop", [("/healthz", {})])
+    if "product-cached" in chosen:
+        product_cached(bench, products)
+    for variant, label in (("spread", "checkout, different products"), ("same", "checkout, same product")):
+        if f"checkout-{variant}" in chosen:
+            tokens = data[variant]
+            warm_tokens, measured_tokens = tokens[:len(tokens) - args.checkouts], tokens[-args.checkouts:]
+            await bench.flow_scenario(
+                f"checkout-{variant}", label, lambda t=warm_tokens: flows.checkout(http, t, args.connections),
+                lambda t=measured_tokens: flows.checkout(http, t, args.connections))
 
 
-async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen) -> None:
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit("the stack exited during start")
-        try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        await asyncio.sleep(0.5)
-    raise SystemExit("the stack never became ready")
+def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> None:
+    """Product by id through the second gateway (cache TTL 1 s); hit ratio over the measured window."""
+    def counts() -> dict[str, float]:
+        return cache_counts(httpx.get(bench.urls["cached"] + "/metrics", timeout=10).text)
+
+    before: dict[str, float] = {}
+    r = bench.wrk_scenario("product-cached", "product by id (cached)", "cached", products,
+                           after_warmup=lambda: before.update(counts()))
+    after = counts()
+    hits = after.get("hit", 0.0) - before.get("hit", 0.0)
+    misses = after.get("miss", 0.0) - before.get("miss", 0.0)
+    r["cache_hit_ratio"] = round(hits / (hits + misses), 4) if hits + misses else None
+    r["label"] += f", hit {r['cache_hit_ratio']:.0%}" if r["cache_hit_ratio"] is not None else ", hit n/a"
 
 
-class Result:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.latencies: list[float] = []
-        self.errors = 0
-        self.elapsed = 0.0
-
-    def row(self) -> str:
-        lat = sorted(self.latencies)
-        if not lat:
-            return f"{self.name:<34} no successful requests, {self.errors} errors"
-
-        def pct(p: float) -> float:
-            return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
-
-        rate = len(lat) / self.elapsed if self.elapsed else 0
-        return (f"{self.name:<34} {len(lat):>7} {self.errors:>6} {rate:>9.1f} "
-                f"{statistics.median(lat) * 1000:>8.1f} {pct(0.95):>8.1f} {pct(0.99):>8.1f}")
+async def measure(bench: Bench) -> None:
+    async with flows.client(bench.urls["shop"], bench.args.connections) as http:
+        print("preparing data (stock, guest carts, buyers) …", flush=True)
+        data = await prepare(bench, http)
+        print("measuring:", flush=True)
+        await run_scenarios(bench, http, data)
 
 
-async def run_for(name: str, seconds: float, concurrency: int,
-                  request: Callable[[int], Awaitable[httpx.Response]], ok: tuple[int, ...] = (200,)) -> Result:
-    result = Result(name)
-    deadline = time.monotonic() + seconds
+def start_extras(args: argparse.Namespace, named: dict[str, int], urls: dict[str, str], db_urls: dict[str, str] | None,
+                 workdir: Path) -> dict[str, Any]:
+    """The cached gateway (when asked for) and the baseline (on PostgreSQL, when asked for)."""
+    extras: dict[str, Any] = {}
+    if "product-cached" in args.scenarios:
+        port = stack.free_port()
+        extras["gw-cached"] = stack.start_cached_gateway(named["gateway"], port, workdir / "gateway-cached.log")
+        urls["cached"] = f"http://127.0.0.1:{port}"
+        stack.wait_ready(urls["cached"] + "/readyz", extras["gw-cached"], "the cached gateway")
+    if "baseline" in args.scenarios and db_urls:
+        port = stack.free_port()
+        extras["baseline"] = stack.start_baseline(port, db_urls["catalog"], workdir / "baseline.log")
+        urls["baseline"] = f"http://127.0.0.1:{port}"
+        stack.wait_ready(urls["baseline"] + "/healthz", extras["baseline"], "the baseline")
+    return extras
 
-    async def worker(index: int) -> None:
-        i = 0
-        while time.monotonic() < deadline:
-            started = time.perf_counter()
-            try:
-                response = await request(index * 1_000_000 + i)
-                good = response.status_code in ok
-            except httpx.HTTPError:
-                good = False
-            if good:
-                result.latencies.append(time.perf_counter() - started)
-            else:
-                result.errors += 1
-            i += 1
 
+def run(args: argparse.Namespace, wrk_path: str, workdir: Path, db_urls: dict[str, str] | None) -> dict[str, Any]:
+    """Starts everything, measures, stops everything; returns what goes into the JSON."""
+    shop_port = stack.free_port()
+    shop = stack.start_shop(workdir / "var", shop_port, args.replicas, db_urls)
+    extras: dict[str, Any] = {}
+    try:
+        urls = {"shop": f"http://127.0.0.1:{shop_port}"}
+        stack.wait_ready(urls["shop"] + "/readyz", shop, "the shop (see its logs under the bench's var/log)")
+        named = stack.shop_processes(shop)
+        extras = start_extras(args, named, urls, db_urls, workdir)
+        named.update({name: process.pid for name, process in extras.items()})
+        processes = procfs.Processes(named, with_postgres=db_urls is not None)
+        bench = Bench(args, wrk_path, workdir, processes, urls)
+        if "baseline" in args.scenarios and not db_urls:
+            bench.notes.append("baseline skipped: it reads PostgreSQL and this run uses SQLite")
+        asyncio.run(measure(bench))
+        rss = processes.rss()
+        rss["bench"] = procfs.rss_mb(os.getpid())
+        return {"columns": [*processes.columns(), "loadgen"], "rows": bench.rows, "rss_mb": rss,
+                "notes": bench.notes}
+    finally:
+        for process in extras.values():
+            stack.stop(process)
+        stack.stop(shop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     started = time.monotonic()
-    await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    result.elapsed = time.monotonic() - started
-    return result
-
-
-async def bench(args: argparse.Namespace, base_url: str) -> list[Result]:
-    limits = httpx.Limits(max_connections=args.concurrency * 2, max_keepalive_connections=args.concurrency * 2)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
-        products = (await client.get("/api/v1/products", params={"pageSize": 100})).json()["data"]
-        ids = [p["id"] for p in products]
-        results = []
-        results.append(await run_for("GET /products (page of 20)", args.seconds, args.concurrency,
-                                     lambda i: client.get("/api/v1/products")))
-        results.append(await run_for("GET /products/{id}", args.seconds, args.concurrency,
-                                     lambda i: client.get(f"/api/v1/products/{ids[i % len(ids)]}")))
-        results.append(await run_for("GET /products?q=… (search)", args.seconds, args.concurrency,
-                                     lambda i: client.get("/api/v1/products", params={"q": WORDS[i % len(WORDS)]})))
-        sessions = [str(uuid.uuid4()) for _ in range(args.concurrency)]
-
-        def guest(i: int) -> dict[str, str]:  # one guest cart per worker
-            return {"X-Session-ID": sessions[i // 1_000_000]}
-
-        async def add_to_cart(i: int) -> httpx.Response:
-            return await client.post("/api/v1/cart/items", json={"productId": ids[i % len(ids)], "quantity": 1},
-                                     headers=guest(i))
-
-        results.append(await run_for("POST /cart/items (guest)", args.seconds, args.concurrency, add_to_cart,
-                                     ok=(200, 201, 409)))
-        results.append(await run_for("GET /cart (guest, priced)", args.seconds, args.concurrency,
-                                     lambda i: client.get("/api/v1/cart", headers=guest(i))))
-
-        # Checkout: users registered beforehand (bcrypt cost 12 is deliberately slow, not measured here).
-        users = []
-        for start in range(0, args.checkouts, 10):
-            batch = await asyncio.gather(*(client.post("/api/v1/auth/register", json={
-                "email": f"bench-{uuid.uuid4().hex[:10]}@example.com", "password": "Passw0rd!x",
-                "firstName": "Bench", "lastName": "User"}) for _ in range(min(10, args.checkouts - start))))
-            users += [r.json()["data"]["tokens"]["accessToken"] for r in batch if r.status_code == 201]
-        in_stock = [p["id"] for p in products if p["stock"] >= 50] or ids
-        for index, token in enumerate(users):
-            await client.post("/api/v1/cart/items", json={"productId": in_stock[index % len(in_stock)], "quantity": 1},
-                              headers={"Authorization": f"Bearer {token}"})
-        checkout = Result("POST /orders (checkout saga)")
-        address = {"firstName": "Bench", "lastName": "User", "line1": "1 Main St", "city": "Springfield",
-                   "postalCode": "12345", "country": "US"}
-
-        async def one(token: str) -> None:
-            started = time.perf_counter()
-            headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
-            body = {"shippingAddress": address, "payment": {"method": "card", "token": "tok_visa"}}
-            response = await client.post("/api/v1/orders", headers=headers, json=body)
-            if response.status_code == 201:
-                checkout.latencies.append(time.perf_counter() - started)
-            else:
-                checkout.errors += 1
-
-        started = time.monotonic()
-        semaphore = asyncio.Semaphore(args.concurrency)
-
-        async def limited(token: str) -> None:
-            async with semaphore:
-                await one(token)
-
-        await asyncio.gather(*(limited(token) for token in users))
-        checkout.elapsed = time.monotonic() - started
-        results.append(checkout)
-        return results
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--checkouts", type=int, default=60)
-    parser.add_argument("--sqlite", action="store_true", help="use SQLite even when PostgreSQL answers")
-    args = parser.parse_args()
-
-    created = None if args.sqlite else create_databases()
-    urls, drop = created if created else (None, lambda: None)
-    http_port = 18000 + os.getpid() % 1000
-    with tempfile.TemporaryDirectory(prefix="shop-bench-") as tmp:
-        process = start_stack(Path(tmp) / "var", http_port, args.replicas, urls)
-        try:
-            base_url = f"http://127.0.0.1:{http_port}"
-
-            async def go() -> list[Result]:
-                async with httpx.AsyncClient(base_url=base_url, timeout=5) as probe:
-                    await wait_ready(probe, process)
-                return await bench(args, base_url)
-
-            results = asyncio.run(go())
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(60)
-            drop()
-    database = "PostgreSQL" if urls else "SQLite"
-    print(f"\nthe shop: {database}, {args.replicas} replica(s) per service, {args.concurrency} concurrent clients, "
-          f"{args.seconds:.0f} s per scenario, {os.cpu_count()} CPU cores, all on 127.0.0.1")
-    print(f"{'scenario':<34} {'ok':>7} {'errors':>6} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
-    for result in results:
-        print(result.row())
+    wrk_path = wrk.ensure_wrk()
+    created = None if args.sqlite else stack.create_databases()
+    db_urls, drop = created if created else (None, lambda: None)
+    sha = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    info = {"database": "PostgreSQL" if db_urls else "SQLite", "replicas": args.replicas,
+            "connections": args.connections, "seconds": args.seconds, "warmup": args.warmup,
+            "cores": os.cpu_count(), "git_sha": sha, "git_dirty": dirty,
+            "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    print(report.header(info), flush=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="shop-bench-") as tmp:
+            result = run(args, wrk_path, Path(tmp), db_urls)
+    finally:
+        drop()
+    report.add_ratios(result["rows"])
+    info["total_seconds"] = round(time.monotonic() - started, 1)
+    print()
+    print(report.header(info))
+    print(report.table_head(result["columns"]))
+    for r in result["rows"]:
+        print(report.table_row(r, result["columns"]))
+    print(report.rss_line(result["rss_mb"]))
+    for note in result["notes"]:
+        print(f"note: {note}")
+    path = args.json or ROOT / "var" / "bench" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{sha}.json"
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    report.write_json(path, {**info, "options": options, **result})
+    print(f"JSON: {path}  (whole run {info['total_seconds']:.0f} s)")
     return 0
 
 

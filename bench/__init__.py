@@ -1,0 +1,11 @@
+"""The parts of `make bench` (the entry point is scripts/bench.py, which runs the scenarios).
+
+- procfs.py    per-process CPU time and RSS from /proc; finds the stack's and PostgreSQL's processes
+- stack.py     databases for the run, the shop via scripts/run_local.py, the second (cached) gateway
+               and the baseline, all as real processes on free ports
+- baseline.py  the bare baseline: FastAPI + uvicorn + one SQL query per request (`python -m bench.baseline`)
+- wrk.py       the compiled load generator for stateless requests: installs wrk, writes its Lua script
+               (per-request rotation, JSON summary in done()), runs it and reads its CPU time
+- flows.py     the asyncio httpx client for stateful flows (cart add, checkout) and the data they need
+- report.py    the printed table, the RSS list and the JSON file under var/bench/
+"""

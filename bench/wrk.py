@@ -1,0 +1,124 @@
+"""wrk, the compiled HTTP load generator used for every stateless scenario.
+
+`ensure_wrk()` finds wrk or installs the Debian package (apt-get update first) and stops the bench
+with a clear message when it cannot. `run()` writes a Lua script that rotates through a list of
+(path, headers) per request and prints its summary as one JSON line in done(): requests, duration,
+errors (socket errors and statuses of 400 and above) and latency percentiles. wrk's own CPU time
+(utime + stime) comes from the kernel's accounting when it exits (wait4), the same counters
+/proc/<pid>/stat shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+MARKER = "BENCH_JSON "
+TIMEOUT_SECONDS = 10
+
+LUA = """
+local items = %(items)s
+local counter = 0
+
+request = function()
+  counter = counter + 1
+  local item = items[(counter %% #items) + 1]
+  return wrk.format("GET", item[1], item[2])
+end
+
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '%(marker)s{"requests": %%d, "duration_us": %%d, "connect": %%d, "read": %%d, "write": %%d, "status": %%d,'
+    .. ' "timeout": %%d, "p50_us": %%.1f, "p95_us": %%.1f, "p99_us": %%.1f}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(95), latency:percentile(99)))
+end
+"""
+
+
+@dataclass
+class Measurement:
+    """One measured window of any load generator."""
+
+    ok: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    loadgen_cpu: float
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk is missing; installing the Debian package (apt-get update, apt-get install wrk) …", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env, stdout=subprocess.DEVNULL)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"make bench needs wrk and could not install it ({exc}); "
+                         "install it yourself (Debian/Ubuntu: apt-get install wrk)") from exc
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("make bench needs wrk: apt-get install wrk ran but no wrk is on PATH")
+    return found
+
+
+def lua_string(value: str) -> str:
+    return json.dumps(value)  # ASCII paths, header names and UUIDs: JSON quoting is valid Lua
+
+
+def lua_items(items: list[tuple[str, dict[str, str]]]) -> str:
+    rows = []
+    for path, headers in items:
+        header_table = ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items())
+        rows.append(f"{{{lua_string(path)}, {{{header_table}}}}}")
+    return "{\n  " + ",\n  ".join(rows) + "\n}"
+
+
+def write_script(directory: Path, name: str, items: list[tuple[str, dict[str, str]]]) -> Path:
+    path = directory / f"{name}.lua"
+    path.write_text(LUA % {"items": lua_items(items), "marker": MARKER})
+    return path
+
+
+def run(wrk: str, base_url: str, script: Path, seconds: int, connections: int, threads: int) -> Measurement:
+    """One wrk run of `seconds` (whole seconds: wrk's resolution)."""
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_SECONDS}s",
+               "-s", str(script), base_url]
+    output = script.with_suffix(".out")
+    with output.open("w+") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        # Reaped here rather than by Popen so the kernel's rusage of wrk comes with it.
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+    if process.returncode != 0:
+        raise RuntimeError(f"wrk exited with {process.returncode}: {text.strip()}")
+    return parse(text, usage.ru_utime + usage.ru_stime)
+
+
+def parse(text: str, cpu: float) -> Measurement:
+    lines = [line for line in text.splitlines() if line.startswith(MARKER)]
+    if not lines:
+        raise RuntimeError(f"wrk printed no summary: {text.strip()}")
+    summary = json.loads(lines[-1][len(MARKER):])
+    socket_errors = summary["connect"] + summary["read"] + summary["write"] + summary["timeout"]
+    return Measurement(
+        ok=summary["requests"] - summary["status"],
+        errors=summary["status"] + socket_errors,
+        seconds=summary["duration_us"] / 1e6,
+        p50_ms=summary["p50_us"] / 1000,
+        p95_ms=summary["p95_us"] / 1000,
+        p99_ms=summary["p99_us"] / 1000,
+        loadgen_cpu=cpu,
+    )
