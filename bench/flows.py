@@ -13,6 +13,7 @@ import asyncio
 import os
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable
 
 import httpx
@@ -115,28 +116,32 @@ class Recorder:
 
     def __init__(self) -> None:
         self.latencies: list[float] = []
-        self.errors = 0
+        self.error_kinds: Counter[str] = Counter()
         self.started = time.monotonic()
         self.cpu_started = procfs.cpu_seconds(os.getpid()) or 0.0
 
-    async def time(self, request: Awaitable[httpx.Response], ok: tuple[int, ...]) -> None:
+    async def time(self, request: Awaitable[httpx.Response], ok: tuple[str, ...]) -> None:
+        """Times one request; a status outside `ok` or a transport error is counted by kind."""
         started = time.perf_counter()
         try:
-            good = (await request).status_code in ok
-        except httpx.HTTPError:
-            good = False
-        if good:
+            response = await request
+            status, detail = str(response.status_code), response.text[:200]
+        except httpx.HTTPError as exc:
+            status, detail = type(exc).__name__, str(exc)[:200]
+        if status in ok:
             self.latencies.append(time.perf_counter() - started)
-        else:
-            self.errors += 1
+            return
+        if not self.error_kinds:
+            print(f"    first error: {status} {detail}", flush=True)
+        self.error_kinds[status] += 1
 
     def measurement(self) -> Measurement:
         seconds = time.monotonic() - self.started
         cpu = (procfs.cpu_seconds(os.getpid()) or 0.0) - self.cpu_started
         lat = sorted(self.latencies)
-        return Measurement(ok=len(lat), errors=self.errors, seconds=seconds, p50_ms=percentile(lat, 0.50) * 1000,
-                           p95_ms=percentile(lat, 0.95) * 1000, p99_ms=percentile(lat, 0.99) * 1000,
-                           loadgen_cpu=cpu)
+        return Measurement(ok=len(lat), errors=sum(self.error_kinds.values()), seconds=seconds,
+                           p50_ms=percentile(lat, 0.50) * 1000, p95_ms=percentile(lat, 0.95) * 1000,
+                           p99_ms=percentile(lat, 0.99) * 1000, loadgen_cpu=cpu, error_kinds=dict(self.error_kinds))
 
 
 async def cart_add(http: httpx.AsyncClient, ids: list[str], seconds: float, workers: int) -> Measurement:
@@ -151,7 +156,7 @@ async def cart_add(http: httpx.AsyncClient, ids: list[str], seconds: float, work
             if count and count % ADDS_PER_CART == 0:
                 session = str(uuid.uuid4())
             product = ids[(index + count) % len(ids)]
-            await recorder.time(add(http, {"X-Session-ID": session}, product), (200, 201))
+            await recorder.time(add(http, {"X-Session-ID": session}, product), ("200", "201"))
             count += 1
 
     await asyncio.gather(*(worker(index) for index in range(workers)))
@@ -165,7 +170,7 @@ async def checkout(http: httpx.AsyncClient, tokens: list[str], concurrency: int)
 
     def place(token: str) -> Awaitable[None]:
         headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
-        return recorder.time(http.post("/api/v1/orders", headers=headers, json=body), (201,))
+        return recorder.time(http.post("/api/v1/orders", headers=headers, json=body), ("201",))
 
     await gather_limited([place(token) for token in tokens], concurrency)
     return recorder.measurement()

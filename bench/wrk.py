@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MARKER = "BENCH_JSON "
@@ -52,6 +52,7 @@ class Measurement:
     p95_ms: float
     p99_ms: float
     loadgen_cpu: float
+    error_kinds: dict[str, int] = field(default_factory=dict)  # e.g. {"status": 3, "timeout": 1}
 
 
 def ensure_wrk() -> str:
@@ -112,13 +113,14 @@ def parse(text: str, cpu: float) -> Measurement:
     if not lines:
         raise RuntimeError(f"wrk printed no summary: {text.strip()}")
     summary = json.loads(lines[-1][len(MARKER):])
-    socket_errors = summary["connect"] + summary["read"] + summary["write"] + summary["timeout"]
+    kinds = {kind: summary[kind] for kind in ("status", "connect", "read", "write", "timeout") if summary[kind]}
     return Measurement(
         ok=summary["requests"] - summary["status"],
-        errors=summary["status"] + socket_errors,
+        errors=sum(kinds.values()),
         seconds=summary["duration_us"] / 1e6,
         p50_ms=summary["p50_us"] / 1000,
         p95_ms=summary["p95_us"] / 1000,
         p99_ms=summary["p99_us"] / 1000,
         loadgen_cpu=cpu,
+        error_kinds=kinds,
     )

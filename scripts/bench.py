@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--replicas", type=int, default=1, help="instances of every service (default 1)")
-    parser.add_argument("--checkouts", type=int, default=200, help="orders per checkout variant (default 200)")
+    parser.add_argument("--checkouts", type=int, default=100, help="orders per checkout variant (default 100)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help=f"comma-separated subset of: {','.join(SCENARIOS)}")
     parser.add_argument("--sqlite", action="store_true", help="embedded SQLite instead of PostgreSQL (no baseline)")
@@ -87,16 +87,16 @@ class Bench:
         self.urls = urls
         self.rows: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.phases: dict[str, float] = {}
 
-    def record(self, scenario: str, label: str, loadgen: str, measure: Callable[[], Measurement]) -> dict[str, Any]:
-        before = self.processes.snapshot()
-        m = measure()
+    def record(self, scenario: str, label: str, loadgen: str, before: procfs.Snapshot, m: Measurement) -> dict:
+        """A measured window's row: `before` is the CPU snapshot taken as it started."""
         cpu = self.processes.spent(before, self.processes.snapshot())
         cpu["loadgen"] = m.loadgen_cpu
         r = report.row(scenario, label, loadgen, m, cpu)
         self.rows.append(r)
         print(f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
-              f"{r['errors']} errors", flush=True)
+              f"{r['errors']} errors {r['error_kinds'] or ''}", flush=True)
         return r
 
     def wrk_scenario(self, scenario: str, label: str, target: str, items: list[tuple[str, dict[str, str]]],
@@ -109,21 +109,20 @@ class Bench:
         if self.args.warmup > 0:
             run(self.args.warmup)
         after_warmup()
-        return self.record(scenario, label, "wrk", lambda: run(self.args.seconds))
+        before = self.processes.snapshot()
+        return self.record(scenario, label, "wrk", before, run(self.args.seconds))
 
-    async def flow_scenario(self, scenario: str, label: str, warm: Callable[[], Awaitable[Measurement]] | None,
+    async def flow_scenario(self, scenario: str, label: str, warm: Callable[[], Awaitable[Measurement]],
                             measured: Callable[[], Awaitable[Measurement]]) -> dict:
-        if warm is not None and self.args.warmup > 0:
+        if self.args.warmup > 0:
             await warm()
         before = self.processes.snapshot()
-        m = await measured()
-        cpu = self.processes.spent(before, self.processes.snapshot())
-        cpu["loadgen"] = m.loadgen_cpu
-        r = report.row(scenario, label, "httpx", m, cpu)
-        self.rows.append(r)
-        print(f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
-              f"{r['errors']} errors", flush=True)
-        return r
+        return self.record(scenario, label, "httpx", before, await measured())
+
+
+def warmup_checkouts(args: argparse.Namespace) -> int:
+    """Checkouts before each checkout window: enough to touch every code path, few since each is slow."""
+    return max(1, args.connections // 4) if args.warmup > 0 else 0
 
 
 async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
@@ -134,7 +133,7 @@ async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
     data: dict[str, Any] = {"ids": ids}
     if "cart-read" in args.scenarios:
         data["sessions"] = await flows.guest_carts(http, ids, args.connections)
-    warm = args.connections if args.warmup > 0 else 0
+    warm = warmup_checkouts(args)
     if "checkout-spread" in args.scenarios:
         data["spread"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(args.checkouts + warm)])
     if "checkout-same" in args.scenarios:
@@ -173,7 +172,7 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
     for variant, label in (("spread", "checkout, different products"), ("same", "checkout, same product")):
         if f"checkout-{variant}" in chosen:
             tokens = data[variant]
-            warm_tokens, measured_tokens = tokens[:len(tokens) - args.checkouts], tokens[-args.checkouts:]
+            warm_tokens, measured_tokens = tokens[:warmup_checkouts(args)], tokens[warmup_checkouts(args):]
             await bench.flow_scenario(
                 f"checkout-{variant}", label, lambda t=warm_tokens: flows.checkout(http, t, args.connections),
                 lambda t=measured_tokens: flows.checkout(http, t, args.connections))
@@ -196,9 +195,11 @@ def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> 
 
 async def measure(bench: Bench) -> None:
     async with flows.client(bench.urls["shop"], bench.args.connections) as http:
-        print("preparing data (stock, guest carts, buyers) …", flush=True)
+        started = time.monotonic()
         data = await prepare(bench, http)
-        print("measuring:", flush=True)
+        bench.phases["prepare_s"] = round(time.monotonic() - started, 1)
+        print(f"data prepared (stock, guest carts, buyers) in {bench.phases['prepare_s']:.0f} s; measuring:",
+              flush=True)
         await run_scenarios(bench, http, data)
 
 
@@ -222,6 +223,7 @@ def start_extras(args: argparse.Namespace, named: dict[str, int], urls: dict[str
 def run(args: argparse.Namespace, wrk_path: str, workdir: Path, db_urls: dict[str, str] | None) -> dict[str, Any]:
     """Starts everything, measures, stops everything; returns what goes into the JSON."""
     shop_port = stack.free_port()
+    started = time.monotonic()
     shop = stack.start_shop(workdir / "var", shop_port, args.replicas, db_urls)
     extras: dict[str, Any] = {}
     try:
@@ -232,13 +234,15 @@ def run(args: argparse.Namespace, wrk_path: str, workdir: Path, db_urls: dict[st
         named.update({name: process.pid for name, process in extras.items()})
         processes = procfs.Processes(named, with_postgres=db_urls is not None)
         bench = Bench(args, wrk_path, workdir, processes, urls)
+        bench.phases["start_s"] = round(time.monotonic() - started, 1)
+        print(f"stack ready in {bench.phases['start_s']:.0f} s", flush=True)
         if "baseline" in args.scenarios and not db_urls:
             bench.notes.append("baseline skipped: it reads PostgreSQL and this run uses SQLite")
         asyncio.run(measure(bench))
         rss = processes.rss()
         rss["bench"] = procfs.rss_mb(os.getpid())
         return {"columns": [*processes.columns(), "loadgen"], "rows": bench.rows, "rss_mb": rss,
-                "notes": bench.notes}
+                "notes": bench.notes, "phases": bench.phases}
     finally:
         for process in extras.values():
             stack.stop(process)
