@@ -1,8 +1,9 @@
 """Per-process figures read from /proc: CPU time (utime + stime) and resident memory (VmRSS).
 
 CPU time is counted in clock ticks (os.sysconf("SC_CLK_TCK")) and returned in seconds. A snapshot
-of every named process plus every `postgres` process on the machine is taken at the start and at
-the end of a measured window; the difference is what each spent in the window.
+of every named process plus every `postgres` process on the machine, and of the machine's total
+busy time (/proc/stat), is taken at the start and at the end of a measured window; the difference
+is what each spent in the window.
 """
 
 from __future__ import annotations
@@ -79,10 +80,18 @@ def postgres_pids() -> list[int]:
     return pids
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all cores spent not idle (user, nice, system, irq, softirq, steal) from /proc/stat."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
 @dataclass
 class Snapshot:
     named: dict[str, float]
     postgres: dict[int, float]
+    machine: float
 
 
 class Processes:
@@ -93,19 +102,22 @@ class Processes:
         self.with_postgres = with_postgres
 
     def columns(self) -> list[str]:
-        return [*self.named, *(["postgres"] if self.with_postgres else [])]
+        return [*self.named, *(["postgres"] if self.with_postgres else []), "loadgen", "other"]
 
     def snapshot(self) -> Snapshot:
         named = {name: cpu_seconds(pid) or 0.0 for name, pid in self.named.items()}
         postgres = {pid: cpu_seconds(pid) or 0.0 for pid in postgres_pids()} if self.with_postgres else {}
-        return Snapshot(named, postgres)
+        return Snapshot(named, postgres, machine_busy_seconds())
 
-    def spent(self, before: Snapshot, after: Snapshot) -> dict[str, float]:
+    def spent(self, before: Snapshot, after: Snapshot, loadgen: float) -> dict[str, float]:
         """CPU seconds per process between two snapshots (PostgreSQL summed over its processes;
-        one started in between counts from zero)."""
+        one started in between counts from zero), the load generator's, and `other`: what the
+        machine spent beyond all of them (anything else running disturbs the figures)."""
         spent = {name: after.named[name] - before.named[name] for name in self.named}
         if self.with_postgres:
             spent["postgres"] = sum(cpu - before.postgres.get(pid, 0.0) for pid, cpu in after.postgres.items())
+        spent["loadgen"] = loadgen
+        spent["other"] = max(0.0, after.machine - before.machine - sum(spent.values()))
         return spent
 
     def rss(self) -> dict[str, float]:

@@ -60,6 +60,11 @@ def table_row(r: dict[str, Any], columns: list[str]) -> str:
             f"{r['p99_ms']:>7.2f} | {r['errors']:>6} | {ratio:>6} | {'':11} {cpu}")
 
 
+LEGEND = ("CPU ms/req: CPU time per successful request in the measured window; postgres = every postgres process "
+          "on the machine; loadgen = wrk, or the bench process for httpx flows (cart add, checkout: rows per order); "
+          "other = what the machine spent beyond all of these (a busy machine shows here)")
+
+
 def rss_line(rss: dict[str, float]) -> str:
     return "RSS MB after the bench: " + ", ".join(f"{name} {mb:.0f}" for name, mb in rss.items())
 

@@ -91,8 +91,7 @@ class Bench:
 
     def record(self, scenario: str, label: str, loadgen: str, before: procfs.Snapshot, m: Measurement) -> dict:
         """A measured window's row: `before` is the CPU snapshot taken as it started."""
-        cpu = self.processes.spent(before, self.processes.snapshot())
-        cpu["loadgen"] = m.loadgen_cpu
+        cpu = self.processes.spent(before, self.processes.snapshot(), m.loadgen_cpu)
         r = report.row(scenario, label, loadgen, m, cpu)
         self.rows.append(r)
         print(f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
@@ -241,7 +240,7 @@ def run(args: argparse.Namespace, wrk_path: str, workdir: Path, db_urls: dict[st
         asyncio.run(measure(bench))
         rss = processes.rss()
         rss["bench"] = procfs.rss_mb(os.getpid())
-        return {"columns": [*processes.columns(), "loadgen"], "rows": bench.rows, "rss_mb": rss,
+        return {"columns": processes.columns(), "rows": bench.rows, "rss_mb": rss,
                 "notes": bench.notes, "phases": bench.phases}
     finally:
         for process in extras.values():
@@ -274,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table_head(result["columns"]))
     for r in result["rows"]:
         print(report.table_row(r, result["columns"]))
+    print(report.LEGEND)
     print(report.rss_line(result["rss_mb"]))
     for note in result["notes"]:
         print(f"note: {note}")
