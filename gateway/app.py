@@ -12,7 +12,9 @@ from gateway.config import GatewaySettings
 from gateway.deps import GatewayState
 from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
+from gateway.responses import JSONResponse
 from gateway.routes import all_routers
+from shop.lib.server import freeze_startup_heap
 from shop.lib.tracing import flush, provider_for
 
 DESCRIPTION = """The shop's public REST API. JSON bodies in camelCase; money in integer minor units;
@@ -67,6 +69,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         await state.start()
+        freeze_startup_heap()
         yield
         await state.stop()
         flush("gateway", settings.otlp_endpoint)
@@ -79,6 +82,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        default_response_class=JSONResponse,
     )
     app.state.gateway = state
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
-from fastapi.responses import JSONResponse
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from gateway.cache import TTLCache
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError
+from gateway.responses import JSONResponse
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
 from shop.lib.errors import ShopError
@@ -29,6 +30,7 @@ class GatewayState:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.clients = ServiceClients(settings, "gateway")
+        self.product_cache = TTLCache("product", settings.product_cache_ttl_seconds, settings.product_cache_max_entries)
         self.verifier, self._poll = remote_token_verifier(settings, self.clients)
         self._tasks: list[asyncio.Task] = []
 
@@ -44,7 +46,8 @@ class GatewayState:
         await self.clients.close()
 
 
-def get_state(request: Request) -> GatewayState:
+async def get_state(request: Request) -> GatewayState:
+    # async: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request
     return request.app.state.gateway
 
 

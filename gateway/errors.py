@@ -7,9 +7,9 @@ from typing import Any
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.responses import JSONResponse
 from shop.lib.context import current_request_id
 from shop.lib.errors import RemoteError, decode_rpc_error
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -24,6 +23,7 @@ from gateway.deps import (
     rfc3339,
 )
 from gateway.errors import ApiError
+from gateway.responses import JSONResponse
 from shop.auth.v1 import auth_pb2
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Path, Response
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, optional_user
 from gateway.errors import ApiError
+from gateway.responses import JSONResponse
 from shop.cart.v1 import cart_pb2
 from shop.lib.errors import decode_rpc_error
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from fastapi.responses import JSONResponse
 
 from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, page, require_admin
 from gateway.errors import ApiError
+from gateway.responses import JSONResponse
 from gateway.routes.auth import Data, OutModel, Page, UserOut, documented, user_json, without_refresh_cookie
 from shop.auth.v1 import auth_pb2
 
