@@ -1,12 +1,14 @@
 """The `grpc.aio` server every service runs: health, reflection, interceptors, graceful shutdown.
 
-Lifecycle: listen with health NOT_SERVING → run start hooks (migrations, connections) → SERVING.
+Lifecycle: listen with health NOT_SERVING → run start hooks (migrations, connections) → freeze the
+start-up heap out of the garbage collector's scans → SERVING.
 On SIGTERM/SIGINT: NOT_SERVING at once → `stop(grace)` lets in-flight RPCs finish → stop hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import signal
@@ -36,6 +38,14 @@ RPC_LATENCY = Histogram("shop_rpc_duration_seconds", "RPC handling time", ["serv
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+def freeze_startup_heap() -> None:
+    """Moves every object alive after start-up (modules, ORM mappings, protobuf descriptors) out
+    of the garbage collector's reach: full collections then scan only what requests allocate,
+    which shortens the pauses behind tail latency and saves their CPU."""
+    gc.collect()
+    gc.freeze()
+
+
 def bearer_token(metadata: dict[str, str]) -> str | None:
     value = metadata.get("authorization", "")
     scheme, _, token = value.partition(" ")
@@ -51,6 +61,8 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
         self.service = service
         self.verifier = verifier
         self.service_tokens = service_tokens
+        # grpc.aio asks for the handler on every call; each method's wrapper is built once.
+        self._wrapped: dict[str, Any] = {}
 
     async def identify(self, metadata: dict[str, str]) -> Caller:
         service_name = None
@@ -109,11 +121,18 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
         structlog.contextvars.unbind_contextvars("request_id", "rpc")
 
     async def intercept_service(self, continuation, handler_call_details):
-        handler = await continuation(handler_call_details)
         method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
+        handler = await continuation(handler_call_details)
         if handler is None or method.startswith("/grpc."):
             return handler
-        short_method = method.rsplit("/", 1)[-1]
+        wrapped = self._wrap(method.rsplit("/", 1)[-1], handler)
+        self._wrapped[method] = wrapped
+        return wrapped
+
+    def _wrap(self, short_method: str, handler):
 
         if handler.unary_unary is not None:
             inner = handler.unary_unary
@@ -251,6 +270,7 @@ class ShopServer:
             await hook()
         for loop_factory in self.definition.background:
             self._tasks.append(asyncio.create_task(loop_factory()))
+        freeze_startup_heap()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("server.started", address=self.address, pid=os.getpid())
 
