@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.cart.domain import Line, Owner
 from services.cart.models import Cart, CartItem, CartRequest
-from shop.lib.db import new_id
+from shop.lib.db import Database, ReadQuery, new_id
 
 
 def _insert(session: AsyncSession, table):
@@ -41,13 +41,22 @@ async def lock_cart(session: AsyncSession, cart_id: str) -> bool:
     return row.first() is not None
 
 
+# A cart's lines in the order they were added.
+LINES = ReadQuery(
+    "SELECT product_id, quantity FROM cart_items WHERE cart_id = :cart_id ORDER BY created_at, product_id",
+    [CartItem.product_id, CartItem.quantity],
+)
+
+
 async def lines(session: AsyncSession, cart_id: str) -> list[Line]:
-    rows = await session.execute(
-        select(CartItem.product_id, CartItem.quantity)
-        .where(CartItem.cart_id == cart_id)
-        .order_by(CartItem.created_at, CartItem.product_id)
-    )
+    """The lines, inside a write's transaction (they see its changes and its lock)."""
+    rows = await session.execute(LINES.core, {"cart_id": cart_id})
     return [Line(product_id=row.product_id, quantity=row.quantity) for row in rows]
+
+
+async def read_lines(db: Database, cart_id: str) -> list[Line]:
+    """The lines on the lean read path (no transaction)."""
+    return [Line(product_id=row.product_id, quantity=row.quantity) for row in await db.read_all(LINES, cart_id=cart_id)]
 
 
 async def line_count(session: AsyncSession, cart_id: str) -> int:

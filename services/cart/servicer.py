@@ -58,20 +58,23 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
             current_caller(), owner.user_id, owner.session_id, self.settings.user_owner_service_set
         )
 
-    async def _products(self, product_ids: list[str]) -> dict[str, ProductInfo]:
+    async def _products(self, product_ids: list[str], known: dict[str, ProductInfo] | None = None
+                        ) -> dict[str, ProductInfo]:
         """The catalog's current data for these products, in ONE BatchGetProducts call
-        (any status; missing ids are simply absent)."""
+        (any status; missing ids are simply absent). `known`: fetched moments ago in this RPC."""
+        known = known or {}
+        product_ids = [pid for pid in product_ids if pid not in known]
         if not product_ids:
-            return {}
+            return dict(known)
         response = await self.runtime.clients.catalog.BatchGetProducts(
             catalog_pb2.BatchGetProductsRequest(product_ids=sorted(set(product_ids)))
         )
-        return {product.id: product_info(product) for product in response.products}
+        return {**known, **{product.id: product_info(product) for product in response.products}}
 
-    async def _priced(self, owner: Owner) -> cart_pb2.Cart:
-        async with self.db.transaction() as session:
-            lines = await repository.lines(session, owner.cart_id)
-        products = await self._products([line.product_id for line in lines])
+    async def _priced(self, owner: Owner, known: dict[str, ProductInfo] | None = None) -> cart_pb2.Cart:
+        """The cart priced now. `known` products (fetched earlier in the same RPC) are not asked again."""
+        lines = await repository.read_lines(self.db, owner.cart_id)
+        products = await self._products([line.product_id for line in lines], known)
         return cart_proto(domain.price_cart(owner.cart_id, lines, products, self.settings.currency))
 
     # -- RPCs -------------------------------------------------------------------------------------
@@ -92,7 +95,9 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
             if stored is not None:  # a repeat: nothing is added again
                 domain.check_replay(stored, fingerprint)
                 return cart_pb2.AddCartItemResponse(cart=await self._priced(owner), replayed=True)
-        products = await self._products([product_id])
+        # One catalog call prices the whole answer: the product added and the lines already there.
+        lines_before = await repository.read_lines(self.db, owner.cart_id)
+        products = await self._products([product_id, *(line.product_id for line in lines_before)])
         product = domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
         now = utcnow()
         replayed = False
@@ -112,7 +117,7 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
                 if added is None:
                     existing = await repository.line_quantity(session, cart_id, product_id)
                     raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
-        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner), replayed=replayed)
+        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner, products), replayed=replayed)
 
     async def SetCartItemQuantity(self, request, context):
         owner = self._owner(request.owner)
@@ -128,7 +133,7 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
             cart_id = await repository.touch_cart(session, owner, now)
             await self._check_room(session, cart_id, product_id)
             await repository.set_quantity(session, cart_id, product_id, quantity, now)
-        return cart_pb2.SetCartItemQuantityResponse(cart=await self._priced(owner))
+        return cart_pb2.SetCartItemQuantityResponse(cart=await self._priced(owner, products))
 
     async def RemoveCartItem(self, request, context):
         owner = self._owner(request.owner)

@@ -1,5 +1,6 @@
-"""Queries of the catalog service. Every statement is a SQLAlchemy construct with bound parameters;
-each public method is one unit of work (one transaction)."""
+"""Queries of the catalog service. Every statement has bound parameters. Writes: each public
+method is one unit of work (one transaction). Reads (products, categories, listing) take the lean
+path of `shop.lib.db`: no transaction, no ORM, one round trip where one can do."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
-from sqlalchemy import Numeric, and_, case, cast, delete, func, literal_column, or_, select, update
+from sqlalchemy import Integer, Numeric, and_, case, cast, column, delete, func, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -27,7 +28,7 @@ from services.catalog.models import (
     StockAdjustment,
     WishlistItem,
 )
-from shop.lib.db import Database, new_id, utcnow
+from shop.lib.db import Database, ReadQuery, new_id, utcnow
 from shop.lib.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationError
 
 log = structlog.get_logger("catalog.repository")
@@ -46,6 +47,32 @@ def invalid_page_token() -> InvalidArgument:
         code="INVALID_PAGE_TOKEN",
         fields={"pageToken": ["is not valid for this query"]},
     )
+
+
+# What product_proto reads, in one list for the lean reads.
+PRODUCT_COLUMNS = [
+    Product.__table__.c[name]
+    for name in (
+        "id", "sku", "name", "description", "price_cents", "compare_at_price_cents", "currency", "category_slug",
+        "brand", "images", "stock", "status", "seller_id", "rating_average", "rating_count", "created_at",
+        "updated_at",
+    )
+]
+_PRODUCT_SELECT = "SELECT " + ", ".join(c.name for c in PRODUCT_COLUMNS) + " FROM products"  # noqa: S608 - model column names
+GET_PRODUCT = ReadQuery(f"{_PRODUCT_SELECT} WHERE id = :id", PRODUCT_COLUMNS)
+BATCH_GET_PRODUCTS = ReadQuery(
+    f"{_PRODUCT_SELECT} WHERE id IN :ids", PRODUCT_COLUMNS,
+    postgres_sql=f"{_PRODUCT_SELECT} WHERE id = ANY(:ids)", expanding=("ids",),
+)
+CATEGORY_COLUMNS = [Category.slug, Category.name, Category.parent_slug]
+CATEGORIES = ReadQuery("SELECT slug, name, parent_slug FROM categories", CATEGORY_COLUMNS)
+# Each category with its own ACTIVE products counted (subcategories are rolled up in the domain).
+CATEGORIES_WITH_COUNTS = ReadQuery(
+    "SELECT c.slug, c.name, c.parent_slug, count(p.id) AS active_count FROM categories c "
+    "LEFT JOIN products p ON p.category_slug = c.slug AND p.status = 'ACTIVE' "
+    "GROUP BY c.slug, c.name, c.parent_slug",
+    [*CATEGORY_COLUMNS, column("active_count", Integer)],
+)
 
 
 @dataclass
@@ -90,20 +117,11 @@ class CatalogRepository:
 
     # -- categories ----------------------------------------------------------------------------
 
-    async def list_categories(self) -> list[tuple[Category, int]]:
-        async with self.db.transaction() as session:
-            categories = await self._categories(session)
-            counts = dict(
-                (
-                    await session.execute(
-                        select(Product.category_slug, func.count())
-                        .where(Product.status == domain.ACTIVE)
-                        .group_by(Product.category_slug)
-                    )
-                ).all()
-            )
-        parents = {slug: row.parent_slug for slug, row in categories.items()}
-        rolled = domain.rolled_up_counts(counts, parents)
+    async def list_categories(self) -> list[tuple[Any, int]]:
+        rows = await self.db.read_all(CATEGORIES_WITH_COUNTS)
+        categories = {row.slug: row for row in rows}
+        parents = {row.slug: row.parent_slug for row in rows}
+        rolled = domain.rolled_up_counts({row.slug: row.active_count for row in rows}, parents)
         return [(categories[slug], rolled[slug]) for slug in sorted(categories)]
 
     async def create_category(self, slug: str, name: str, parent_slug: str | None) -> Category:
@@ -122,15 +140,14 @@ class CatalogRepository:
 
     # -- products: reads -----------------------------------------------------------------------
 
-    async def get_product(self, product_id: str) -> Product | None:
-        async with self.db.transaction() as session:
-            return await session.get(Product, product_id)
+    async def get_product(self, product_id: str) -> Any | None:
+        """The product's row (the columns of PRODUCT_COLUMNS), or None."""
+        return await self.db.read_one(GET_PRODUCT, id=product_id)
 
-    async def batch_get(self, product_ids: list[str]) -> list[Product]:
+    async def batch_get(self, product_ids: list[str]) -> list[Any]:
         if not product_ids:
             return []
-        async with self.db.transaction() as session:
-            rows = (await session.execute(select(Product).where(Product.id.in_(product_ids)))).scalars().all()
+        rows = await self.db.read_all(BATCH_GET_PRODUCTS, ids=product_ids)
         by_id = {row.id: row for row in rows}
         return [by_id[pid] for pid in product_ids if pid in by_id]
 
@@ -219,27 +236,35 @@ class CatalogRepository:
     async def list_products(
         self, query: domain.ProductQuery, size: int, after: tuple[Any, str] | None
     ) -> Page:
-        async with self.db.transaction() as session:
-            categories = await self._categories(session)
-            conditions = self._filters(query, categories)
-            key, descending = self._sort_spec(query)
-            total = (await session.execute(select(func.count()).select_from(Product).where(*conditions))).scalar_one()
-            statement = select(Product, key.label("sort_key")).where(*conditions)
-            if after is not None:
-                last_key, last_id = after
-                if descending:
-                    statement = statement.where(or_(key < last_key, and_(key == last_key, Product.id < last_id)))
-                else:
-                    statement = statement.where(or_(key > last_key, and_(key == last_key, Product.id > last_id)))
-            order = (key.desc(), Product.id.desc()) if descending else (key.asc(), Product.id.asc())
-            rows = (await session.execute(statement.order_by(*order).limit(size + 1))).all()
+        """One page in keyset order. The first page carries its total in a window count (one
+        round trip); later pages count separately, since their keyset condition narrows the rows."""
+        categories = {row.slug: row for row in await self.db.read_all(CATEGORIES)} if query.category_slug else {}
+        conditions = self._filters(query, categories)
+        key, descending = self._sort_spec(query)
+        statement = select(*PRODUCT_COLUMNS, key.label("sort_key"))
+        if after is None:
+            statement = statement.add_columns(func.count().over().label("total_size")).where(*conditions)
+        else:
+            statement = statement.where(*conditions)
+            last_key, last_id = after
+            if descending:
+                statement = statement.where(or_(key < last_key, and_(key == last_key, Product.id < last_id)))
+            else:
+                statement = statement.where(or_(key > last_key, and_(key == last_key, Product.id > last_id)))
+        order = (key.desc(), Product.id.desc()) if descending else (key.asc(), Product.id.asc())
+        rows = await self.db.read_statement(statement.order_by(*order).limit(size + 1))
+        if after is None:
+            total = rows[0].total_size if rows else 0
+        else:
+            counted = select(func.count().label("total_size")).select_from(Product).where(*conditions)
+            total = (await self.db.read_statement(counted))[0].total_size
         has_more = len(rows) > size
         rows = rows[:size]
         last = rows[-1] if rows else None
         return Page(
-            items=[row[0] for row in rows],
+            items=rows,
             last_key=self.dump_sort_key(last.sort_key) if last is not None else None,
-            last_id=last[0].id if last is not None else None,
+            last_id=last.id if last is not None else None,
             has_more=has_more,
             total=total,
         )

@@ -2,20 +2,31 @@
 
 One `Database` per service process. `db.transaction()` is the unit of work: one session, one
 transaction, committed on success and rolled back on any exception.
+
+Hot reads take the lean path instead: a `ReadQuery` (SQL written once, typed columns) run by
+`db.read_all` / `db.read_one` with no transaction and no ORM. On PostgreSQL that is psycopg on
+an autocommit pool with server-side prepared statements: one round trip per read, no
+BEGIN/COMMIT, no identity map. On SQLite (the embedded local run) SQLAlchemy Core runs the same
+text, typed by the query's columns so rows look alike on both.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator, event
+from psycopg.rows import namedtuple_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import ColumnElement, DateTime, MetaData, String, TypeDecorator, bindparam, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.expression import Executable
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -97,6 +108,30 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+# `:name` parameters, not `::type` casts.
+_NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+
+
+class ReadQuery:
+    """A read written once as SQL with `:name` parameters, and the columns it returns.
+
+    `postgres_sql` replaces `sql` on PostgreSQL where the dialects differ (`= ANY(:ids)` there,
+    `IN :ids` with `expanding=("ids",)` on SQLite). Rows have the columns as attributes.
+    """
+
+    def __init__(self, sql: str, columns: Sequence[ColumnElement], *, postgres_sql: str | None = None,
+                 expanding: Sequence[str] = ()) -> None:
+        clause = text(sql)
+        if expanding:
+            clause = clause.bindparams(*(bindparam(name, expanding=True) for name in expanding))
+        self.core = clause.columns(*columns)
+        # psycopg's named placeholders; a literal % would need doubling, so none may appear.
+        postgres = postgres_sql or sql
+        if "%" in postgres:
+            raise ValueError("ReadQuery SQL may not contain '%'")
+        self.psycopg = _NAMED_PARAMETER.sub(r"%(\1)s", postgres)
+
+
 class Database:
     def __init__(self, url: str, *, pool_size: int = 5, max_overflow: int = 10, echo: bool = False) -> None:
         if not url:
@@ -110,6 +145,9 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._read_pool_size = pool_size
+        self._read_pool: AsyncConnectionPool | None = None
+        self._read_pool_lock = asyncio.Lock()
 
     @classmethod
     def from_settings(cls, settings) -> Database:
@@ -131,7 +169,56 @@ class Database:
         async with self.sessions() as session:
             yield session
 
+    async def _reader(self) -> AsyncConnectionPool:
+        if self._read_pool is not None:
+            return self._read_pool
+        async with self._read_pool_lock:
+            if self._read_pool is not None:
+                return self._read_pool
+            conninfo = sync_url(self.url).replace("postgresql+psycopg://", "postgresql://", 1)
+            pool = AsyncConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=self._read_pool_size,
+                # autocommit: a read is one statement, with no BEGIN/COMMIT round trips;
+                # prepare_threshold=0: prepared on first use, so each read skips planning.
+                kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": namedtuple_row},
+                open=False,
+                name="shop-reads",
+            )
+            await pool.open()
+            self._read_pool = pool
+            return pool
+
+    async def read_all(self, query: ReadQuery, **params) -> list:
+        """The rows of a lean read (see the module docstring)."""
+        if self.dialect != "postgresql":
+            async with self.engine.connect() as connection:
+                return list((await connection.execute(query.core, params)).all())
+        async with (await self._reader()).connection() as connection:
+            cursor = await connection.execute(query.psycopg, params)
+            return await cursor.fetchall()
+
+    async def read_statement(self, statement: Executable) -> list:
+        """The rows of a SQLAlchemy Core statement built per request (filters, sorts), on the
+        lean path: compiled here, run like a `ReadQuery`."""
+        if self.dialect != "postgresql":
+            async with self.engine.connect() as connection:
+                return list((await connection.execute(statement)).all())
+        compiled = statement.compile(dialect=self.engine.dialect, compile_kwargs={"render_postcompile": True})
+        async with (await self._reader()).connection() as connection:
+            cursor = await connection.execute(compiled.string, compiled.params)
+            return await cursor.fetchall()
+
+    async def read_one(self, query: ReadQuery, **params):
+        """The first row of a lean read, or None."""
+        rows = await self.read_all(query, **params)
+        return rows[0] if rows else None
+
     async def dispose(self) -> None:
+        if self._read_pool is not None:
+            await self._read_pool.close()
+            self._read_pool = None
         await self.engine.dispose()
 
 
