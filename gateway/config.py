@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from functools import cached_property
 
+from pydantic import Field
+
 from shop.lib.settings import BaseShopSettings
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -24,6 +26,11 @@ class GatewaySettings(BaseShopSettings):
     max_body_bytes: int = MAX_BODY_BYTES
     # Seconds the gateway waits for each backend's health answer on /readyz.
     readiness_timeout_seconds: float = 2.0
+    # Public product reads (`GET /products/{id}` without a token) are answered from memory for
+    # at most this long after catalog served them; 0 turns the cache off. Writes through this
+    # gateway drop the entry at once (see gateway/cache.py for the staleness bound).
+    product_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
+    product_cache_max_entries: int = Field(default=10_000, ge=1)
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -35,6 +42,8 @@ class GatewaySettings(BaseShopSettings):
         return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
     def is_trusted_proxy(self, address: str) -> bool:
+        if not self.trusted_proxy_networks:
+            return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

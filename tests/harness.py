@@ -16,6 +16,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,9 @@ class Suite:
             "http_port": self.gateway_port,
             "rate_limit_per_minute": 0,
             "auth_rate_limit_per_minute": 0,
+            # The suite reads its own writes made past the gateway (gRPC, checkouts); the read
+            # cache has its own tests (gateway/tests/test_product_cache.py).
+            "product_cache_ttl_seconds": 0,
             **self.extra.get("gateway", {}),
             **overrides,
         }
@@ -211,22 +215,38 @@ class Suite:
         self.clients = ServiceClients(BaseShopSettings(**self.common()), "tests")
         return self
 
-    async def start_gateway(self) -> None:
+    async def _serve_gateway(self, port: int, **overrides: Any) -> tuple[Any, asyncio.Task]:
         import uvicorn
 
         from gateway.app import create_app
 
-        settings = self.gateway_settings()
-        app = create_app(settings)
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.gateway_port, log_level="warning", lifespan="on")
-        self._uvicorn = uvicorn.Server(config)
-        self._uvicorn_task = asyncio.create_task(self._uvicorn.serve())
+        app = create_app(self.gateway_settings(http_port=port, **overrides))
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
         for _ in range(200):
-            if self._uvicorn.started:
+            if server.started:
                 break
             await asyncio.sleep(0.05)
+        return server, task
+
+    async def start_gateway(self) -> None:
+        self._uvicorn, self._uvicorn_task = await self._serve_gateway(self.gateway_port)
         self.base_url = f"http://127.0.0.1:{self.gateway_port}"
         self.http = httpx.AsyncClient(base_url=self.base_url, timeout=60)
+
+    @contextlib.asynccontextmanager
+    async def extra_gateway(self, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+        """A second gateway on the same services with other settings, and a client for it."""
+        port = free_port()
+        server, task = await self._serve_gateway(port, **overrides)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                yield client
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 10)
 
     def stub(self, service: str) -> Any:
         assert self.clients is not None

@@ -39,6 +39,7 @@ from gateway.deps import (
     user_metadata,
 )
 from gateway.errors import ApiError
+from gateway.responses import dumps
 from shop.catalog.v1 import catalog_pb2
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
@@ -345,11 +346,19 @@ async def get_product(
     state: GatewayState = Depends(get_state),
 ):
     """ACTIVE products for anyone; DRAFT only for admins and the owning seller; ARCHIVED for
-    nobody. Otherwise `404 PRODUCT_NOT_FOUND`. A malformed id is `400 VALIDATION_ERROR`."""
+    nobody. Otherwise `404 PRODUCT_NOT_FOUND`. A malformed id is `400 VALIDATION_ERROR`.
+    Without a token the answer may come from the gateway's read cache (at most
+    `SHOP_PRODUCT_CACHE_TTL_SECONDS` old; writes through this gateway drop it at once)."""
+    cache = state.product_cache if principal is None and state.product_cache.enabled else None
+    if cache is not None and (body := cache.get(product_id.lower())) is not None:
+        return Response(body, media_type="application/json")
     response = await state.clients.catalog.GetProduct(
         catalog_pb2.GetProductRequest(product_id=product_id), metadata=user_metadata(principal)
     )
-    return ok(product_json(response.product))
+    body = dumps({"data": product_json(response.product)})
+    if cache is not None and response.product.status == catalog_pb2.PRODUCT_STATUS_ACTIVE:
+        cache.put(response.product.id, body)
+    return Response(body, media_type="application/json")
 
 
 @router.post("/products", summary="Create a product (admin, seller; a seller owns it)", status_code=201,
@@ -421,6 +430,7 @@ async def update_product(
     if "status" in sent:
         request.status = STATUSES[body.status]
     response = await state.clients.catalog.UpdateProduct(request, metadata=principal.metadata)
+    state.product_cache.drop(response.product.id)
     return ok(product_json(response.product))
 
 
@@ -436,6 +446,7 @@ async def delete_product(
     await state.clients.catalog.DeleteProduct(
         catalog_pb2.DeleteProductRequest(product_id=product_id), metadata=principal.metadata
     )
+    state.product_cache.drop(product_id.lower())
     return Response(status_code=204)
 
 
@@ -457,6 +468,7 @@ async def adjust_stock(
         ),
         metadata=principal.metadata,
     )
+    state.product_cache.drop(product_id.lower())
     return ok({"stock": response.stock})
 
 
@@ -516,6 +528,7 @@ async def create_review(
         catalog_pb2.CreateReviewRequest(product_id=product_id, rating=body.rating, title=body.title, body=body.body),
         metadata=principal.metadata,
     )
+    state.product_cache.drop(product_id.lower())  # its rating changed
     return ok(review_json(response.review), 201)
 
 
