@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,10 +135,19 @@ def page(items: list[Any], next_page_token: str, total_size: int) -> JSONRespons
 
 
 def rfc3339(stamp: Timestamp) -> str | None:
-    """A protobuf Timestamp as RFC 3339 UTC, or None when unset."""
-    if stamp.seconds == 0 and stamp.nanos == 0:
+    """A protobuf Timestamp as RFC 3339 UTC, or None when unset: what `Timestamp.ToJsonString`
+    writes (0, 3, 6 or 9 fraction digits), computed without its per-call overhead."""
+    seconds, nanos = stamp.seconds, stamp.nanos
+    if seconds == 0 and nanos == 0:
         return None
-    return stamp.ToJsonString()
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    if nanos == 0:
+        return text + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{text}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1_000 == 0:
+        return f"{text}.{nanos // 1_000:06d}Z"
+    return f"{text}.{nanos:09d}Z"
 
 
 def enum_name(value_name: str, prefix: str) -> str:

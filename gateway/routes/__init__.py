@@ -1,4 +1,8 @@
-"""One router module per domain; `all_routers` finds every module here that defines `router`."""
+"""One router module per domain; `all_routers` finds every module here that defines `router`.
+
+FastAPI matches a request against the routes one by one, in the order they were included, so the
+busiest routers come first (probes, then browsing, then the cart); the rest follow by name. Paths
+never overlap across routers, so the order changes only the cost of matching."""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import pkgutil
 
 from fastapi import APIRouter
 
+BUSIEST_FIRST = ("system", "catalog", "cart")
+
 
 def all_routers() -> list[APIRouter]:
     routers = []
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
+    names = [m.name for m in pkgutil.iter_modules(__path__)]
+    for name in sorted(names, key=lambda n: (BUSIEST_FIRST.index(n) if n in BUSIEST_FIRST else len(BUSIEST_FIRST), n)):
+        module = importlib.import_module(f"{__name__}.{name}")
         router = getattr(module, "router", None)
         if isinstance(router, APIRouter):
             routers.append(router)

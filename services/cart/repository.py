@@ -1,4 +1,6 @@
-"""Queries of the cart service (SQLAlchemy Core, bound parameters; PostgreSQL and SQLite).
+"""Queries of the cart service: SQL written once (`shop.lib.db.Query`), the same text on PostgreSQL
+and SQLite where the dialects agree. Writes run inside `db.write()` (one short transaction of
+prepared statements); reads outside a write use `db.read_all` (no transaction).
 
 Every mutation first upserts the cart row (`touch_cart`), which both creates the cart on first
 use and takes the cart row's lock, so writes to one cart are serialised and never deadlock.
@@ -10,145 +12,157 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, column
 
 from services.cart.domain import Line, Owner
-from services.cart.models import Cart, CartItem, CartRequest
-from shop.lib.db import Database, ReadQuery, new_id
+from services.cart.models import CartItem, CartRequest
+from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id
 
+_NOW = {"now": UTCDateTime()}
 
-def _insert(session: AsyncSession, table):
-    """INSERT with ON CONFLICT support for the session's dialect."""
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-async def touch_cart(session: AsyncSession, owner: Owner, now: datetime) -> str:
-    """Creates the owner's cart if needed and marks it changed now (locks its row)."""
-    stmt = _insert(session, Cart).values(
-        id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, created_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(index_elements=[Cart.id], set_={"updated_at": stmt.excluded.updated_at})
-    await session.execute(stmt)
-    return owner.cart_id
-
-
-async def lock_cart(session: AsyncSession, cart_id: str) -> bool:
-    """Locks an existing cart's row (PostgreSQL; SQLite writers are serialised anyway)."""
-    row = await session.execute(select(Cart.id).where(Cart.id == cart_id).with_for_update())
-    return row.first() is not None
-
-
+TOUCH_CART = Query(
+    "INSERT INTO carts (id, user_id, session_id, created_at, updated_at) "
+    "VALUES (:id, :user_id, :session_id, :now, :now) "
+    "ON CONFLICT (id) DO UPDATE SET updated_at = excluded.updated_at",
+    types=_NOW,
+)
+LOCK_CART = Query(
+    "SELECT id FROM carts WHERE id = :cart_id",
+    [column("id")],
+    postgres_sql="SELECT id FROM carts WHERE id = :cart_id FOR UPDATE",  # SQLite writers are serialised anyway
+)
 # A cart's lines in the order they were added.
-LINES = ReadQuery(
+LINES = Query(
     "SELECT product_id, quantity FROM cart_items WHERE cart_id = :cart_id ORDER BY created_at, product_id",
     [CartItem.product_id, CartItem.quantity],
 )
+LINE_COUNT = Query("SELECT count(*) AS n FROM cart_items WHERE cart_id = :cart_id", [column("n", Integer)])
+LINE_QUANTITY = Query(
+    "SELECT quantity FROM cart_items WHERE cart_id = :cart_id AND product_id = :product_id", [CartItem.quantity]
+)
+ADD_QUANTITY = Query(
+    "INSERT INTO cart_items (id, cart_id, product_id, quantity, created_at, updated_at) "
+    "VALUES (:id, :cart_id, :product_id, :quantity, :now, :now) "
+    "ON CONFLICT (cart_id, product_id) DO UPDATE "
+    "SET quantity = cart_items.quantity + excluded.quantity, updated_at = excluded.updated_at "
+    "WHERE cart_items.quantity + excluded.quantity <= :cap "
+    "RETURNING quantity",
+    [CartItem.quantity],
+    types=_NOW,
+)
+SET_QUANTITY = Query(
+    "INSERT INTO cart_items (id, cart_id, product_id, quantity, created_at, updated_at) "
+    "VALUES (:id, :cart_id, :product_id, :quantity, :now, :now) "
+    "ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = excluded.quantity, updated_at = excluded.updated_at",
+    types=_NOW,
+)
+REMOVE_LINE = Query("DELETE FROM cart_items WHERE cart_id = :cart_id AND product_id = :product_id")
+CLEAR_LINES = Query("DELETE FROM cart_items WHERE cart_id = :cart_id")
+STAMP_CART = Query("UPDATE carts SET updated_at = :now WHERE id = :cart_id", types=_NOW)
+DELETE_REQUESTS = Query("DELETE FROM cart_requests WHERE cart_id = :cart_id")
+DELETE_CART = Query("DELETE FROM carts WHERE id = :cart_id")
+# One statement: a guest cart changed concurrently (its row re-stamped) is not deleted.
+DELETE_EXPIRED_GUEST_CARTS = Query(
+    "DELETE FROM carts WHERE session_id IS NOT NULL AND updated_at < :cutoff", types={"cutoff": UTCDateTime()}
+)
+REQUEST_FINGERPRINT = Query(
+    "SELECT fingerprint FROM cart_requests WHERE cart_id = :cart_id AND request_id = :request_id",
+    [CartRequest.fingerprint],
+)
+REMEMBER_REQUEST = Query(
+    "INSERT INTO cart_requests (id, cart_id, request_id, fingerprint, created_at) "
+    "VALUES (:id, :cart_id, :request_id, :fingerprint, :now) "
+    "ON CONFLICT (cart_id, request_id) DO NOTHING RETURNING id",
+    [CartRequest.id],
+    types=_NOW,
+)
+DELETE_OLD_REQUESTS = Query("DELETE FROM cart_requests WHERE created_at < :cutoff", types={"cutoff": UTCDateTime()})
 
 
-async def lines(session: AsyncSession, cart_id: str) -> list[Line]:
-    """The lines, inside a write's transaction (they see its changes and its lock)."""
-    rows = await session.execute(LINES.core, {"cart_id": cart_id})
+async def touch_cart(tx: Transaction, owner: Owner, now: datetime) -> str:
+    """Creates the owner's cart if needed and marks it changed now (locks its row)."""
+    await tx.execute(TOUCH_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
+    return owner.cart_id
+
+
+async def lock_cart(tx: Transaction, cart_id: str) -> bool:
+    """Locks an existing cart's row (PostgreSQL; SQLite writers are serialised anyway)."""
+    return await tx.one(LOCK_CART, cart_id=cart_id) is not None
+
+
+def _lines(rows: list) -> list[Line]:
     return [Line(product_id=row.product_id, quantity=row.quantity) for row in rows]
+
+
+async def lines(tx: Transaction, cart_id: str) -> list[Line]:
+    """The lines, inside a write's transaction (they see its changes and its lock)."""
+    return _lines(await tx.all(LINES, cart_id=cart_id))
 
 
 async def read_lines(db: Database, cart_id: str) -> list[Line]:
     """The lines on the lean read path (no transaction)."""
-    return [Line(product_id=row.product_id, quantity=row.quantity) for row in await db.read_all(LINES, cart_id=cart_id)]
+    return _lines(await db.read_all(LINES, cart_id=cart_id))
 
 
-async def line_count(session: AsyncSession, cart_id: str) -> int:
-    return int(await session.scalar(select(func.count()).select_from(CartItem).where(CartItem.cart_id == cart_id)))
+async def line_count(tx: Transaction, cart_id: str) -> int:
+    return int((await tx.one(LINE_COUNT, cart_id=cart_id)).n)
 
 
-async def line_quantity(session: AsyncSession, cart_id: str, product_id: str) -> int:
-    value = await session.scalar(
-        select(CartItem.quantity).where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
-    )
-    return int(value or 0)
+async def line_quantity(tx: Transaction, cart_id: str, product_id: str) -> int:
+    row = await tx.one(LINE_QUANTITY, cart_id=cart_id, product_id=product_id)
+    return int(row.quantity) if row is not None else 0
 
 
-async def add_quantity(
-    session: AsyncSession, cart_id: str, product_id: str, quantity: int, cap: int, now: datetime
-) -> int | None:
+async def add_quantity(tx: Transaction, cart_id: str, product_id: str, quantity: int, cap: int, now: datetime
+                       ) -> int | None:
     """Adds `quantity` to the line atomically unless the result would exceed `cap`.
     Returns the line's new quantity, or None when refused (nothing changed).
     The caller has checked that `quantity <= cap` for a new line."""
-    stmt = _insert(session, CartItem).values(
-        id=new_id(), cart_id=cart_id, product_id=product_id, quantity=quantity, created_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[CartItem.cart_id, CartItem.product_id],
-        set_={"quantity": CartItem.quantity + stmt.excluded.quantity, "updated_at": stmt.excluded.updated_at},
-        where=(CartItem.quantity + stmt.excluded.quantity) <= cap,
-    ).returning(CartItem.quantity)
-    row = (await session.execute(stmt)).first()
+    row = await tx.one(ADD_QUANTITY, id=new_id(), cart_id=cart_id, product_id=product_id, quantity=quantity,
+                       now=now, cap=cap)
     return None if row is None else int(row.quantity)
 
 
-async def set_quantity(session: AsyncSession, cart_id: str, product_id: str, quantity: int, now: datetime) -> None:
-    stmt = _insert(session, CartItem).values(
-        id=new_id(), cart_id=cart_id, product_id=product_id, quantity=quantity, created_at=now, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[CartItem.cart_id, CartItem.product_id],
-        set_={"quantity": stmt.excluded.quantity, "updated_at": stmt.excluded.updated_at},
-    )
-    await session.execute(stmt)
+async def set_quantity(tx: Transaction, cart_id: str, product_id: str, quantity: int, now: datetime) -> None:
+    await tx.execute(SET_QUANTITY, id=new_id(), cart_id=cart_id, product_id=product_id, quantity=quantity, now=now)
 
 
-async def remove_line(session: AsyncSession, cart_id: str, product_id: str) -> bool:
-    result = await session.execute(
-        delete(CartItem).where(CartItem.cart_id == cart_id, CartItem.product_id == product_id)
-    )
-    return result.rowcount > 0
+async def remove_line(tx: Transaction, cart_id: str, product_id: str) -> bool:
+    return await tx.execute(REMOVE_LINE, cart_id=cart_id, product_id=product_id) > 0
 
 
-async def clear(session: AsyncSession, cart_id: str, now: datetime) -> int:
+async def clear(tx: Transaction, cart_id: str, now: datetime) -> int:
     """Empties the cart (the cart row stays, marked changed). Returns the number of lines removed."""
-    result = await session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
-    await session.execute(update(Cart).where(Cart.id == cart_id).values(updated_at=now))
-    return result.rowcount
+    removed = await tx.execute(CLEAR_LINES, cart_id=cart_id)
+    await tx.execute(STAMP_CART, cart_id=cart_id, now=now)
+    return removed
 
 
-async def delete_cart(session: AsyncSession, cart_id: str) -> None:
-    await session.execute(delete(CartItem).where(CartItem.cart_id == cart_id))
-    await session.execute(delete(CartRequest).where(CartRequest.cart_id == cart_id))
-    await session.execute(delete(Cart).where(Cart.id == cart_id))
+async def delete_cart(tx: Transaction, cart_id: str) -> None:
+    await tx.execute(CLEAR_LINES, cart_id=cart_id)
+    await tx.execute(DELETE_REQUESTS, cart_id=cart_id)
+    await tx.execute(DELETE_CART, cart_id=cart_id)
 
 
-async def delete_expired_guest_carts(session: AsyncSession, cutoff: datetime) -> int:
-    """Deletes guest carts last changed before `cutoff` (their lines go by ON DELETE CASCADE).
-    One statement: a guest cart changed concurrently (its row re-stamped) is not deleted."""
-    result = await session.execute(
-        delete(Cart).where(Cart.session_id.is_not(None), Cart.updated_at < cutoff)
-    )
-    return result.rowcount
+async def delete_expired_guest_carts(tx: Transaction, cutoff: datetime) -> int:
+    """Deletes guest carts last changed before `cutoff` (their lines go by ON DELETE CASCADE)."""
+    return await tx.execute(DELETE_EXPIRED_GUEST_CARTS, cutoff=cutoff)
 
 
-async def request_fingerprint(session: AsyncSession, cart_id: str, request_id: str) -> str | None:
+async def request_fingerprint(tx: Transaction, cart_id: str, request_id: str) -> str | None:
     """The fingerprint stored with an idempotency key of this cart, or None when it is new."""
-    return await session.scalar(
-        select(CartRequest.fingerprint).where(CartRequest.cart_id == cart_id, CartRequest.request_id == request_id)
-    )
+    row = await tx.one(REQUEST_FINGERPRINT, cart_id=cart_id, request_id=request_id)
+    return None if row is None else row.fingerprint
 
 
-async def remember_request(
-    session: AsyncSession, cart_id: str, request_id: str, fingerprint: str, now: datetime
-) -> str | None:
+async def remember_request(tx: Transaction, cart_id: str, request_id: str, fingerprint: str, now: datetime
+                           ) -> str | None:
     """Records an idempotency key; None when it is new, else the fingerprint already stored."""
-    stmt = _insert(session, CartRequest).values(
-        id=new_id(), cart_id=cart_id, request_id=request_id, fingerprint=fingerprint, created_at=now
-    )
-    stmt = stmt.on_conflict_do_nothing(index_elements=[CartRequest.cart_id, CartRequest.request_id])
-    result = await session.execute(stmt.returning(CartRequest.id))
-    if result.first() is not None:
+    if await tx.one(REMEMBER_REQUEST, id=new_id(), cart_id=cart_id, request_id=request_id,
+                    fingerprint=fingerprint, now=now) is not None:
         return None
-    return await request_fingerprint(session, cart_id, request_id)
+    return await request_fingerprint(tx, cart_id, request_id)
 
 
-async def delete_old_requests(session: AsyncSession, cutoff: datetime) -> int:
-    result = await session.execute(delete(CartRequest).where(CartRequest.created_at < cutoff))
-    return result.rowcount
+async def delete_old_requests(tx: Transaction, cutoff: datetime) -> int:
+    return await tx.execute(DELETE_OLD_REQUESTS, cutoff=cutoff)

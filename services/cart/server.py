@@ -33,8 +33,8 @@ class Runtime:
     async def sweep_expired_guest_carts(self) -> int:
         """Deletes guest carts whose last change is older than SHOP_GUEST_CART_TTL_DAYS."""
         cutoff = domain.guest_cart_cutoff(utcnow(), self.settings.guest_cart_ttl_days)
-        async with self.db.transaction() as session:
-            deleted = await repository.delete_expired_guest_carts(session, cutoff)
+        async with self.db.write() as tx:
+            deleted = await repository.delete_expired_guest_carts(tx, cutoff)
         if deleted:
             log.info("cart.guest_carts_expired", deleted=deleted)
         return deleted
@@ -42,8 +42,8 @@ class Runtime:
     async def sweep_old_requests(self) -> int:
         """Forgets AddCartItem idempotency keys older than SHOP_IDEMPOTENCY_TTL_HOURS."""
         cutoff = domain.request_cutoff(utcnow(), self.settings.idempotency_ttl_hours)
-        async with self.db.transaction() as session:
-            return await repository.delete_old_requests(session, cutoff)
+        async with self.db.write() as tx:
+            return await repository.delete_old_requests(tx, cutoff)
 
     async def sweep_forever(self) -> None:
         """Background loop: one sweep at start, then every SHOP_SWEEP_INTERVAL_SECONDS."""

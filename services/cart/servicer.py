@@ -90,8 +90,8 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         request_id = domain.validate_request_id(request.request_id)
         fingerprint = domain.add_fingerprint(product_id, quantity)
         if request_id is not None:
-            async with self.db.transaction() as session:
-                stored = await repository.request_fingerprint(session, owner.cart_id, request_id)
+            async with self.db.write() as tx:
+                stored = await repository.request_fingerprint(tx, owner.cart_id, request_id)
             if stored is not None:  # a repeat: nothing is added again
                 domain.check_replay(stored, fingerprint)
                 return cart_pb2.AddCartItemResponse(cart=await self._priced(owner), replayed=True)
@@ -101,21 +101,21 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         product = domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
         now = utcnow()
         replayed = False
-        async with self.db.transaction() as session:
-            cart_id = await repository.touch_cart(session, owner, now)  # locks the cart: one writer at a time
+        async with self.db.write() as tx:
+            cart_id = await repository.touch_cart(tx, owner, now)  # locks the cart: one writer at a time
             stored = None
             if request_id is not None:
-                stored = await repository.remember_request(session, cart_id, request_id, fingerprint, now)
+                stored = await repository.remember_request(tx, cart_id, request_id, fingerprint, now)
             if stored is not None:  # the same key won a race with this request
                 domain.check_replay(stored, fingerprint)
                 replayed = True
             else:
-                await self._check_room(session, cart_id, product_id)
+                await self._check_room(tx, cart_id, product_id)
                 added = await repository.add_quantity(
-                    session, cart_id, product_id, quantity, domain.line_cap(product), now
+                    tx, cart_id, product_id, quantity, domain.line_cap(product), now
                 )
                 if added is None:
-                    existing = await repository.line_quantity(session, cart_id, product_id)
+                    existing = await repository.line_quantity(tx, cart_id, product_id)
                     raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
         return cart_pb2.AddCartItemResponse(cart=await self._priced(owner, products), replayed=replayed)
 
@@ -129,10 +129,10 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         products = await self._products([product_id])
         domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
         now = utcnow()
-        async with self.db.transaction() as session:
-            cart_id = await repository.touch_cart(session, owner, now)
-            await self._check_room(session, cart_id, product_id)
-            await repository.set_quantity(session, cart_id, product_id, quantity, now)
+        async with self.db.write() as tx:
+            cart_id = await repository.touch_cart(tx, owner, now)
+            await self._check_room(tx, cart_id, product_id)
+            await repository.set_quantity(tx, cart_id, product_id, quantity, now)
         return cart_pb2.SetCartItemQuantityResponse(cart=await self._priced(owner, products))
 
     async def RemoveCartItem(self, request, context):
@@ -141,26 +141,26 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         await self._remove(owner, product_id)
         return cart_pb2.RemoveCartItemResponse(cart=await self._priced(owner))
 
-    async def _check_room(self, session, cart_id: str, product_id: str) -> None:
+    async def _check_room(self, tx, cart_id: str, product_id: str) -> None:
         """A new line needs room in the cart (the cart row is locked: the count is stable)."""
-        if not await repository.line_quantity(session, cart_id, product_id):
-            domain.check_room_for_new_line(await repository.line_count(session, cart_id), self.settings.max_cart_lines)
+        if not await repository.line_quantity(tx, cart_id, product_id):
+            domain.check_room_for_new_line(await repository.line_count(tx, cart_id), self.settings.max_cart_lines)
 
     async def _remove(self, owner: Owner, product_id: str) -> None:
         now = utcnow()
-        async with self.db.transaction() as session:
-            if not await repository.lock_cart(session, owner.cart_id) or not await repository.remove_line(
-                session, owner.cart_id, product_id
+        async with self.db.write() as tx:
+            if not await repository.lock_cart(tx, owner.cart_id) or not await repository.remove_line(
+                tx, owner.cart_id, product_id
             ):
                 raise NotFound("This product is not in the cart.", code="CART_ITEM_NOT_FOUND",
                                details={"productId": product_id})
-            await repository.touch_cart(session, owner, now)
+            await repository.touch_cart(tx, owner, now)
 
     async def ClearCart(self, request, context):
         owner = self._owner(request.owner)
-        async with self.db.transaction() as session:
-            if await repository.lock_cart(session, owner.cart_id):
-                await repository.clear(session, owner.cart_id, utcnow())
+        async with self.db.write() as tx:
+            if await repository.lock_cart(tx, owner.cart_id):
+                await repository.clear(tx, owner.cart_id, utcnow())
         return cart_pb2.ClearCartResponse()
 
     async def MergeCarts(self, request, context):
@@ -170,22 +170,22 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
                 "Only a user's cart can receive a guest cart.", fields={"owner": ["must name a user's cart"]}
             )
         guest = Owner(session_id=domain.parse_uuid(request.guest_session_id, "guestSessionId"))
-        async with self.db.transaction() as session:
-            guest_lines = await repository.lines(session, guest.cart_id)
+        async with self.db.write() as tx:
+            guest_lines = await repository.lines(tx, guest.cart_id)
         if not guest_lines:
             return cart_pb2.MergeCartsResponse(cart=await self._priced(owner))
         priced_ids = {line.product_id for line in guest_lines}
         products = await self._products(list(priced_ids))
         currency = self.settings.currency
         now = utcnow()
-        async with self.db.transaction() as session:
-            cart_id = await repository.touch_cart(session, owner, now)  # the user's cart, locked first
-            if await repository.lock_cart(session, guest.cart_id):
-                guest_lines = await repository.lines(session, guest.cart_id)
+        async with self.db.write() as tx:
+            cart_id = await repository.touch_cart(tx, owner, now)  # the user's cart, locked first
+            if await repository.lock_cart(tx, guest.cart_id):
+                guest_lines = await repository.lines(tx, guest.cart_id)
                 if any(line.product_id not in priced_ids for line in guest_lines):
                     # A line was added to the guest cart since we priced it; the client may retry.
                     raise Aborted("The guest cart changed during the merge; try again.", code="CART_CHANGED")
-                existing = {line.product_id: line.quantity for line in await repository.lines(session, cart_id)}
+                existing = {line.product_id: line.quantity for line in await repository.lines(tx, cart_id)}
                 line_count = len(existing)
                 for line in guest_lines:
                     current = existing.get(line.product_id, 0)
@@ -196,6 +196,6 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
                         if line_count >= self.settings.max_cart_lines:
                             continue  # the user's cart is full: the guest line is dropped
                         line_count += 1
-                    await repository.set_quantity(session, cart_id, line.product_id, merged, now)
-                await repository.delete_cart(session, guest.cart_id)
+                    await repository.set_quantity(tx, cart_id, line.product_id, merged, now)
+                await repository.delete_cart(tx, guest.cart_id)
         return cart_pb2.MergeCartsResponse(cart=await self._priced(owner))

@@ -10,14 +10,14 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
-from sqlalchemy import Integer, Numeric, and_, case, cast, column, delete, func, literal_column, or_, select, update
-from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy import Integer, and_, column, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.catalog import domain
+from services.catalog import domain, listing
+from services.catalog.listing import PRODUCT_COLUMNS
 from services.catalog.models import (
     Category,
     Product,
@@ -28,13 +28,12 @@ from services.catalog.models import (
     StockAdjustment,
     WishlistItem,
 )
-from shop.lib.db import Database, ReadQuery, new_id, utcnow
+from shop.lib.db import Database, Query, new_id, utcnow
 from shop.lib.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationError
 
 log = structlog.get_logger("catalog.repository")
 
 PRODUCT_NOT_FOUND = "PRODUCT_NOT_FOUND"
-RANK_DIGITS = 6
 
 
 def product_not_found() -> NotFound:
@@ -49,25 +48,16 @@ def invalid_page_token() -> InvalidArgument:
     )
 
 
-# What product_proto reads, in one list for the lean reads.
-PRODUCT_COLUMNS = [
-    Product.__table__.c[name]
-    for name in (
-        "id", "sku", "name", "description", "price_cents", "compare_at_price_cents", "currency", "category_slug",
-        "brand", "images", "stock", "status", "seller_id", "rating_average", "rating_count", "created_at",
-        "updated_at",
-    )
-]
 _PRODUCT_SELECT = "SELECT " + ", ".join(c.name for c in PRODUCT_COLUMNS) + " FROM products"  # noqa: S608 - model column names
-GET_PRODUCT = ReadQuery(f"{_PRODUCT_SELECT} WHERE id = :id", PRODUCT_COLUMNS)
-BATCH_GET_PRODUCTS = ReadQuery(
+GET_PRODUCT = Query(f"{_PRODUCT_SELECT} WHERE id = :id", PRODUCT_COLUMNS)
+BATCH_GET_PRODUCTS = Query(
     f"{_PRODUCT_SELECT} WHERE id IN :ids", PRODUCT_COLUMNS,
     postgres_sql=f"{_PRODUCT_SELECT} WHERE id = ANY(:ids)", expanding=("ids",),
 )
 CATEGORY_COLUMNS = [Category.slug, Category.name, Category.parent_slug]
-CATEGORIES = ReadQuery("SELECT slug, name, parent_slug FROM categories", CATEGORY_COLUMNS)
+CATEGORIES = Query("SELECT slug, name, parent_slug FROM categories", CATEGORY_COLUMNS)
 # Each category with its own ACTIVE products counted (subcategories are rolled up in the domain).
-CATEGORIES_WITH_COUNTS = ReadQuery(
+CATEGORIES_WITH_COUNTS = Query(
     "SELECT c.slug, c.name, c.parent_slug, count(p.id) AS active_count FROM categories c "
     "LEFT JOIN products p ON p.category_slug = c.slug AND p.status = 'ACTIVE' "
     "GROUP BY c.slug, c.name, c.parent_slug",
@@ -151,56 +141,6 @@ class CatalogRepository:
         by_id = {row.id: row for row in rows}
         return [by_id[pid] for pid in product_ids if pid in by_id]
 
-    def _sort_spec(self, query: domain.ProductQuery):
-        """(key expression, descending?) of a sort; the id breaks ties in the same direction."""
-        if query.sort == "relevance":
-            if self.db.is_postgres:
-                rank = func.ts_rank(literal_column("products.search_vector", type_=TSVECTOR), self._tsquery(query))
-                return func.round(cast(rank, Numeric), RANK_DIGITS), True
-            words = domain.search_words(query.query)
-            hits = [case((func.lower(Product.name).contains(word, autoescape=True), 1), else_=0) for word in words]
-            return sum(hits[1:], hits[0]), True
-        return {
-            "newest": (Product.created_at, True),
-            "price": (Product.price_cents, False),
-            "-price": (Product.price_cents, True),
-            "rating": (Product.rating_average, True),
-            "name": (func.lower(Product.name), False),
-        }[query.sort]
-
-    @staticmethod
-    def _tsquery(query: domain.ProductQuery):
-        return func.plainto_tsquery(literal_column("'english'::regconfig"), query.query)
-
-    def _filters(self, query: domain.ProductQuery, categories: dict[str, Category]) -> list:
-        conditions: list = [Product.status == domain.ACTIVE]
-        if query.query:
-            if self.db.is_postgres:
-                conditions.append(
-                    literal_column("products.search_vector", type_=TSVECTOR).bool_op("@@")(self._tsquery(query))
-                )
-            else:
-                for word in domain.search_words(query.query):
-                    conditions.append(
-                        or_(
-                            func.lower(Product.name).contains(word, autoescape=True),
-                            func.lower(Product.description).contains(word, autoescape=True),
-                            func.lower(Product.search_text).contains(word, autoescape=True),
-                        )
-                    )
-        if query.category_slug:
-            parents = {slug: row.parent_slug for slug, row in categories.items()}
-            conditions.append(Product.category_slug.in_(sorted(domain.descendants(query.category_slug, parents))))
-        if query.brand:
-            conditions.append(func.lower(Product.brand) == query.brand.lower())
-        if query.min_price_cents is not None:
-            conditions.append(Product.price_cents >= query.min_price_cents)
-        if query.max_price_cents is not None:
-            conditions.append(Product.price_cents <= query.max_price_cents)
-        if query.in_stock_only:
-            conditions.append(Product.stock > 0)
-        return conditions
-
     def parse_sort_key(self, sort: str, raw: Any) -> Any:
         """The sort key a page token carries, back in its Python type (else INVALID_PAGE_TOKEN)."""
         try:
@@ -236,28 +176,19 @@ class CatalogRepository:
     async def list_products(
         self, query: domain.ProductQuery, size: int, after: tuple[Any, str] | None
     ) -> Page:
-        """One page in keyset order. The first page carries its total in a window count (one
-        round trip); later pages count separately, since their keyset condition narrows the rows."""
-        categories = {row.slug: row for row in await self.db.read_all(CATEGORIES)} if query.category_slug else {}
-        conditions = self._filters(query, categories)
-        key, descending = self._sort_spec(query)
-        statement = select(*PRODUCT_COLUMNS, key.label("sort_key"))
-        if after is None:
-            statement = statement.add_columns(func.count().over().label("total_size")).where(*conditions)
-        else:
-            statement = statement.where(*conditions)
-            last_key, last_id = after
-            if descending:
-                statement = statement.where(or_(key < last_key, and_(key == last_key, Product.id < last_id)))
-            else:
-                statement = statement.where(or_(key > last_key, and_(key == last_key, Product.id > last_id)))
-        order = (key.desc(), Product.id.desc()) if descending else (key.asc(), Product.id.asc())
-        rows = await self.db.read_statement(statement.order_by(*order).limit(size + 1))
+        """One page in keyset order (statements in listing.py). The first page carries its total in
+        a window count (one round trip); later pages count apart, their keyset narrowing the rows."""
+        categories: list[str] = []
+        if query.category_slug:
+            parents = {row.slug: row.parent_slug for row in await self.db.read_all(CATEGORIES)}
+            categories = sorted(domain.descendants(query.category_slug, parents))
+        shape = listing.shape_of(query, postgres=self.db.is_postgres, after=after is not None)
+        values = listing.parameters(query, categories, size, after)
+        rows = await self.db.read_statement(listing.page_statement(shape), values)
         if after is None:
             total = rows[0].total_size if rows else 0
         else:
-            counted = select(func.count().label("total_size")).select_from(Product).where(*conditions)
-            total = (await self.db.read_statement(counted))[0].total_size
+            total = (await self.db.read_statement(listing.count_statement(shape), values))[0].total_size
         has_more = len(rows) > size
         rows = rows[:size]
         last = rows[-1] if rows else None

@@ -1,4 +1,4 @@
-"""The lean read path of shop.lib.db (ReadQuery, read_all, read_statement): the same rows, typed the
+"""The lean read path of shop.lib.db (Query, read_all, read_statement): the same rows, typed the
 same way, on PostgreSQL (psycopg, autocommit, prepared) and SQLite (SQLAlchemy Core)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import JSON, Integer, String, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shop.lib.db import Database, ReadQuery, UTCDateTime, new_metadata
+from shop.lib.db import Database, Query, UTCDateTime, new_metadata
 
 
 class ReadBase(DeclarativeBase):
@@ -26,18 +26,18 @@ class Gadget(ReadBase):
 
 
 COLUMNS = [Gadget.id, Gadget.count, Gadget.tags, Gadget.made_at]
-ONE = ReadQuery("SELECT id, count, tags, made_at FROM gadgets WHERE id = :id", COLUMNS)
-MANY = ReadQuery("SELECT id, count, tags, made_at FROM gadgets WHERE id IN :ids ORDER BY id", COLUMNS,
+ONE = Query("SELECT id, count, tags, made_at FROM gadgets WHERE id = :id", COLUMNS)
+MANY = Query("SELECT id, count, tags, made_at FROM gadgets WHERE id IN :ids ORDER BY id", COLUMNS,
                  postgres_sql="SELECT id, count, tags, made_at FROM gadgets WHERE id = ANY(:ids) ORDER BY id",
                  expanding=("ids",))
 MADE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def test_named_parameters_become_psycopg_placeholders_and_casts_stay():
-    query = ReadQuery("SELECT :a::text, x FROM t WHERE y = :b_2 AND z = 'a:b'", [])
+    query = Query("SELECT :a::text, x FROM t WHERE y = :b_2 AND z = 'a:b'", [])
     assert query.psycopg == "SELECT %(a)s::text, x FROM t WHERE y = %(b_2)s AND z = 'a:b'"
     with pytest.raises(ValueError):
-        ReadQuery("SELECT 1 WHERE name LIKE 'a%'", [])
+        Query("SELECT 1 WHERE name LIKE 'a%'", [])
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -68,3 +68,21 @@ async def test_a_read_sees_committed_writes_at_once(database):
     async with database.transaction() as session:
         (await session.get(Gadget, "g0")).count = 10
     assert (await database.read_one(ONE, id="g0")).count == 10
+
+
+def test_to_timestamp_matches_protobufs_own_conversion_in_any_zone():
+    import random
+    from datetime import timedelta, timezone
+
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from shop.lib.db import to_timestamp
+
+    rng = random.Random(8)
+    for _ in range(500):
+        value = datetime(1990, 1, 1, tzinfo=UTC) + timedelta(microseconds=rng.randrange(10**16))
+        expected = Timestamp()
+        expected.FromDatetime(value)
+        assert to_timestamp(value) == expected
+        assert to_timestamp(value.astimezone(timezone(timedelta(hours=-7, minutes=-30)))) == expected
+    assert to_timestamp(None) == Timestamp()

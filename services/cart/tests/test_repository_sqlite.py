@@ -31,9 +31,9 @@ async def db(tmp_path):
 
 
 async def add(db: Database, owner: Owner, product_id: str, quantity: int, cap: int) -> int | None:
-    async with db.transaction() as session:
-        cart_id = await repository.touch_cart(session, owner, utcnow())
-        return await repository.add_quantity(session, cart_id, product_id, quantity, cap, utcnow())
+    async with db.write() as tx:
+        cart_id = await repository.touch_cart(tx, owner, utcnow())
+        return await repository.add_quantity(tx, cart_id, product_id, quantity, cap, utcnow())
 
 
 async def test_concurrent_adds_to_one_line_lose_nothing(db):
@@ -41,8 +41,9 @@ async def test_concurrent_adds_to_one_line_lose_nothing(db):
     product_id = str(uuid.uuid4())
     results = await asyncio.gather(*(add(db, owner, product_id, 1, 100) for _ in range(20)))
     assert sorted(results) == list(range(1, 21))
+    async with db.write() as tx:
+        assert await repository.line_quantity(tx, owner.cart_id, product_id) == 20
     async with db.transaction() as session:
-        assert await repository.line_quantity(session, owner.cart_id, product_id) == 20
         assert await session.scalar(select(func.count()).select_from(CartItem)) == 1
         assert await session.scalar(select(func.count()).select_from(Cart)) == 1
 
@@ -55,8 +56,8 @@ async def test_capped_increment_refuses_without_change(db):
     assert await add(db, owner, product_id, 1, 5) == 5
     results = await asyncio.gather(*(add(db, owner, product_id, 1, 7) for _ in range(5)))
     assert sorted(r for r in results if r is not None) == [6, 7]
-    async with db.transaction() as session:
-        assert await repository.line_quantity(session, owner.cart_id, product_id) == 7
+    async with db.write() as tx:
+        assert await repository.line_quantity(tx, owner.cart_id, product_id) == 7
 
 
 async def test_sweep_deletes_only_expired_guest_carts_with_their_lines(db, tmp_path):
@@ -87,9 +88,9 @@ async def test_quantity_check_constraint_guards_the_table(db):
 
     owner = Owner(session_id=str(uuid.uuid4()))
     with pytest.raises(IntegrityError):
-        async with db.transaction() as session:
-            cart_id = await repository.touch_cart(session, owner, utcnow())
-            await repository.set_quantity(session, cart_id, str(uuid.uuid4()), 101, utcnow())
+        async with db.write() as tx:
+            cart_id = await repository.touch_cart(tx, owner, utcnow())
+            await repository.set_quantity(tx, cart_id, str(uuid.uuid4()), 101, utcnow())
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Cart)) == 0
 
@@ -98,14 +99,15 @@ async def test_idempotency_keys_are_remembered_per_cart_and_forgotten_later(db):
     from services.cart.models import CartRequest
 
     a, b = Owner(session_id=str(uuid.uuid4())), Owner(session_id=str(uuid.uuid4()))
-    async with db.transaction() as session:
+    async with db.write() as tx:
         for owner in (a, b):
-            await repository.touch_cart(session, owner, utcnow())
-            assert await repository.remember_request(session, owner.cart_id, "key-1", "fp-" + owner.cart_id,
+            await repository.touch_cart(tx, owner, utcnow())
+            assert await repository.remember_request(tx, owner.cart_id, "key-1", "fp-" + owner.cart_id,
                                                      utcnow()) is None
-        assert await repository.remember_request(session, a.cart_id, "key-1", "other", utcnow()) == "fp-" + a.cart_id
-        assert await repository.request_fingerprint(session, b.cart_id, "key-1") == "fp-" + b.cart_id
-        assert await repository.request_fingerprint(session, b.cart_id, "key-2") is None
+        assert await repository.remember_request(tx, a.cart_id, "key-1", "other", utcnow()) == "fp-" + a.cart_id
+        assert await repository.request_fingerprint(tx, b.cart_id, "key-1") == "fp-" + b.cart_id
+        assert await repository.request_fingerprint(tx, b.cart_id, "key-2") is None
+    async with db.transaction() as session:
         await session.execute(update(CartRequest).where(CartRequest.cart_id == a.cart_id)
                               .values(created_at=utcnow() - timedelta(hours=49)))
     runtime = Runtime(CartSettings(database_url=db.url.replace("+aiosqlite", "")))
@@ -113,7 +115,8 @@ async def test_idempotency_keys_are_remembered_per_cart_and_forgotten_later(db):
         assert await runtime.sweep_old_requests() == 1
     finally:
         await runtime.db.dispose()
+    async with db.write() as tx:
+        assert await repository.request_fingerprint(tx, a.cart_id, "key-1") is None
+        await repository.delete_cart(tx, b.cart_id)
     async with db.transaction() as session:
-        assert await repository.request_fingerprint(session, a.cart_id, "key-1") is None
-        await repository.delete_cart(session, b.cart_id)
         assert await session.scalar(select(func.count()).select_from(CartRequest)) == 0
