@@ -60,9 +60,10 @@ def table_row(r: dict[str, Any], columns: list[str]) -> str:
             f"{r['p99_ms']:>7.2f} | {r['errors']:>6} | {ratio:>6} | {'':11} {cpu}")
 
 
-LEGEND = ("CPU ms/req: CPU time per successful request in the measured window; postgres = every postgres process "
-          "on the machine; loadgen = wrk, or the bench process for httpx flows (cart add, checkout: rows per order); "
-          "other = what the machine spent beyond all of these (a busy machine shows here)")
+LEGEND = ("CPU ms/req: CPU time per successful request (per order for checkout) in the measured window; "
+          "postgres = every postgres process on the machine; loadgen = wrk, or the bench process for the httpx flows "
+          "(cart add, checkout); other = the machine's busy time beyond all of these: kernel work done for them "
+          "(loopback networking, writeback of commits: highest for writes) plus anything else running")
 
 
 def rss_line(rss: dict[str, float]) -> str:
