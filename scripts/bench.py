@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run(args, wrk_path, Path(tmp), db_urls)
     finally:
         drop()
-    report.add_ratios(result["rows"])
+    info["baseline_requests_per_s"] = report.add_ratios(result["rows"])
     info["total_seconds"] = round(time.monotonic() - started, 1)
     print()
     print(report.header(info))
