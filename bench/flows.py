@@ -2,9 +2,8 @@
 
 Preparation (never measured): the seeded product ids, stock raised through the admin API so no
 flow runs out, guest carts of three lines (one per wrk connection) and registered buyers with a
-filled cart. Flows: cart add (a closed loop per worker, each on its own guest cart, a fresh cart
-after ADDS_PER_CART adds so no cart reaches a line or quantity limit) and checkout (a fixed set of
-buyers, `connections` at a time). The load generator's CPU here is this process's own.
+filled cart. Flow: checkout (a fixed set of buyers, `connections` at a time; cart add runs on wrk,
+see bench/wrk.py). The load generator's CPU here is this process's own.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ from bench import procfs
 from bench.wrk import Measurement
 
 STOCK_RAISE = 1_000_000
-ADDS_PER_CART = 10
 PASSWORD = "Passw0rd!x"
 ADDRESS = {"firstName": "Bench", "lastName": "User", "line1": "1 Main St", "city": "Springfield",
            "postalCode": "12345", "country": "US"}
@@ -142,25 +140,6 @@ class Recorder:
         return Measurement(ok=len(lat), errors=sum(self.error_kinds.values()), seconds=seconds,
                            p50_ms=percentile(lat, 0.50) * 1000, p95_ms=percentile(lat, 0.95) * 1000,
                            p99_ms=percentile(lat, 0.99) * 1000, loadgen_cpu=cpu, error_kinds=dict(self.error_kinds))
-
-
-async def cart_add(http: httpx.AsyncClient, ids: list[str], seconds: float, workers: int) -> Measurement:
-    """Each worker adds products in turn to its own guest cart, a fresh one every ADDS_PER_CART."""
-    recorder = Recorder()
-    deadline = time.monotonic() + seconds
-
-    async def worker(index: int) -> None:
-        count = 0
-        session = str(uuid.uuid4())
-        while time.monotonic() < deadline:
-            if count and count % ADDS_PER_CART == 0:
-                session = str(uuid.uuid4())
-            product = ids[(index + count) % len(ids)]
-            await recorder.time(add(http, {"X-Session-ID": session}, product), ("200", "201"))
-            count += 1
-
-    await asyncio.gather(*(worker(index) for index in range(workers)))
-    return recorder.measurement()
 
 
 async def checkout(http: httpx.AsyncClient, tokens: list[str], concurrency: int) -> Measurement:

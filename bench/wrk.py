@@ -1,4 +1,9 @@
-"""wrk, the compiled HTTP load generator used for every stateless scenario.
+"""wrk, the compiled HTTP load generator used for every stateless scenario, and for cart add.
+
+Cart add (`write_cart_add_script`) keeps its state in Lua: a pool of guest sessions (UUIDs made in
+Lua) each receives one add per round, products in turn, and after ADDS_PER_CART rounds the pool is
+replaced by fresh carts, so no cart reaches a line or quantity limit and no two requests to one
+cart are in flight together (the pool is much larger than the connections).
 
 `ensure_wrk()` finds wrk or installs the Debian package (apt-get update first) and stops the bench
 with a clear message when it cannot. `run()` writes a Lua script that rotates through a list of
@@ -39,6 +44,41 @@ done = function(summary, latency, requests)
     latency:percentile(50), latency:percentile(95), latency:percentile(99)))
 end
 """
+
+
+CART_ADD_LUA = """
+local ids = %(ids)s
+local pool_size = %(pool_size)d
+local adds_per_cart = %(adds_per_cart)d
+local sessions = {}
+local counter = 0
+
+local function uuid4()
+  return string.format("%%08x-%%04x-4%%03x-%%04x-%%04x%%08x", math.random(0, 0x7fffffff), math.random(0, 0xffff),
+    math.random(0, 0xfff), math.random(0x8000, 0xbfff), math.random(0, 0xffff), math.random(0, 0x7fffffff))
+end
+
+local function refill()
+  for i = 1, pool_size do sessions[i] = uuid4() end
+end
+
+init = function(args)
+  math.randomseed(os.time() + math.floor(os.clock() * 1000000))
+  refill()
+end
+
+request = function()
+  local round = math.floor(counter / pool_size)
+  local slot = counter %% pool_size
+  if slot == 0 and round > 0 and round %% adds_per_cart == 0 then refill() end
+  counter = counter + 1
+  local product = ids[((slot + round) %% #ids) + 1]
+  local body = '{"productId": "' .. product .. '", "quantity": 1}'
+  return wrk.format("POST", "/api/v1/cart/items",
+    {["Content-Type"] = "application/json", ["X-Session-ID"] = sessions[slot + 1]}, body)
+end
+"""
+ADDS_PER_CART = 10
 
 
 @dataclass
@@ -88,6 +128,15 @@ def lua_items(items: list[tuple[str, dict[str, str]]]) -> str:
 def write_script(directory: Path, name: str, items: list[tuple[str, dict[str, str]]]) -> Path:
     path = directory / f"{name}.lua"
     path.write_text(LUA % {"items": lua_items(items), "marker": MARKER})
+    return path
+
+
+def write_cart_add_script(directory: Path, product_ids: list[str], connections: int) -> Path:
+    path = directory / "cart-add.lua"
+    ids = "{" + ", ".join(lua_string(pid) for pid in product_ids) + "}"
+    done = LUA[LUA.index("done = function"):]
+    path.write_text(CART_ADD_LUA % {"ids": ids, "pool_size": max(64, 8 * connections), "adds_per_cart": ADDS_PER_CART}
+                    + done % {"marker": MARKER})
     return path
 
 

@@ -99,8 +99,8 @@ class Bench:
         return r
 
     def wrk_scenario(self, scenario: str, label: str, target: str, items: list[tuple[str, dict[str, str]]],
-                     after_warmup: Callable[[], None] = lambda: None) -> dict:
-        script = wrk.write_script(self.workdir, scenario.replace("#", "-"), items)
+                     after_warmup: Callable[[], None] = lambda: None, script: Path | None = None) -> dict:
+        script = script or wrk.write_script(self.workdir, scenario.replace("#", "-"), items)
 
         def run(seconds: int) -> Measurement:
             return wrk.run(self.wrk_path, self.urls[target], script, seconds, self.args.connections, WRK_THREADS)
@@ -161,9 +161,8 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
         if scenario in chosen:
             bench.wrk_scenario(scenario, label, target, items)
     if "cart-add" in chosen:
-        await bench.flow_scenario(
-            "cart-add", "cart add", lambda: flows.cart_add(http, ids, args.warmup, args.connections),
-            lambda: flows.cart_add(http, ids, args.seconds, args.connections))
+        bench.wrk_scenario("cart-add", "cart add", "shop", [],
+                           script=wrk.write_cart_add_script(bench.workdir, ids, args.connections))
     if "healthz" in chosen:
         bench.wrk_scenario("healthz", "gateway alone (/healthz)", "shop", [("/healthz", {})])
     if "product-cached" in chosen:

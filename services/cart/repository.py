@@ -36,7 +36,13 @@ LINES = Query(
     "SELECT product_id, quantity FROM cart_items WHERE cart_id = :cart_id ORDER BY created_at, product_id",
     [CartItem.product_id, CartItem.quantity],
 )
-LINE_COUNT = Query("SELECT count(*) AS n FROM cart_items WHERE cart_id = :cart_id", [column("n", Integer)])
+# How many lines the cart has, and how many of this product it holds already (one round trip).
+ROOM = Query(
+    "SELECT count(*) AS line_count, "
+    "coalesce(sum(CASE WHEN product_id = :product_id THEN quantity ELSE 0 END), 0) AS existing "
+    "FROM cart_items WHERE cart_id = :cart_id",
+    [column("line_count", Integer), column("existing", Integer)],
+)
 LINE_QUANTITY = Query(
     "SELECT quantity FROM cart_items WHERE cart_id = :cart_id AND product_id = :product_id", [CartItem.quantity]
 )
@@ -104,8 +110,10 @@ async def read_lines(db: Database, cart_id: str) -> list[Line]:
     return _lines(await db.read_all(LINES, cart_id=cart_id))
 
 
-async def line_count(tx: Transaction, cart_id: str) -> int:
-    return int((await tx.one(LINE_COUNT, cart_id=cart_id)).n)
+async def room(tx: Transaction, cart_id: str, product_id: str) -> tuple[int, int]:
+    """(the cart's line count, the quantity of `product_id` it holds already)."""
+    row = await tx.one(ROOM, cart_id=cart_id, product_id=product_id)
+    return int(row.line_count), int(row.existing)
 
 
 async def line_quantity(tx: Transaction, cart_id: str, product_id: str) -> int:

@@ -4,7 +4,7 @@ domain and the repository, price the result with the catalog, map it to protos."
 from __future__ import annotations
 
 from services.cart import domain, repository
-from services.cart.domain import Owner, PricedCart, ProductInfo
+from services.cart.domain import Line, Owner, PricedCart, ProductInfo
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.context import current_caller
@@ -71,9 +71,12 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         )
         return {**known, **{product.id: product_info(product) for product in response.products}}
 
-    async def _priced(self, owner: Owner, known: dict[str, ProductInfo] | None = None) -> cart_pb2.Cart:
-        """The cart priced now. `known` products (fetched earlier in the same RPC) are not asked again."""
-        lines = await repository.read_lines(self.db, owner.cart_id)
+    async def _priced(self, owner: Owner, known: dict[str, ProductInfo] | None = None,
+                      lines: list[Line] | None = None) -> cart_pb2.Cart:
+        """The cart priced now. `known` products (fetched earlier in the same RPC) are not asked
+        again; `lines` read by the write that just ended are not read again."""
+        if lines is None:
+            lines = await repository.read_lines(self.db, owner.cart_id)
         products = await self._products([line.product_id for line in lines], known)
         return cart_proto(domain.price_cart(owner.cart_id, lines, products, self.settings.currency))
 
@@ -101,6 +104,7 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         product = domain.check_can_hold(products.get(product_id), product_id, quantity, self.settings.currency)
         now = utcnow()
         replayed = False
+        lines: list[Line] | None = None
         async with self.db.write() as tx:
             cart_id = await repository.touch_cart(tx, owner, now)  # locks the cart: one writer at a time
             stored = None
@@ -117,7 +121,8 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
                 if added is None:
                     existing = await repository.line_quantity(tx, cart_id, product_id)
                     raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
-        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner, products), replayed=replayed)
+                lines = await repository.lines(tx, cart_id)  # under the cart's lock: exactly this add's result
+        return cart_pb2.AddCartItemResponse(cart=await self._priced(owner, products, lines), replayed=replayed)
 
     async def SetCartItemQuantity(self, request, context):
         owner = self._owner(request.owner)
@@ -143,8 +148,9 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
 
     async def _check_room(self, tx, cart_id: str, product_id: str) -> None:
         """A new line needs room in the cart (the cart row is locked: the count is stable)."""
-        if not await repository.line_quantity(tx, cart_id, product_id):
-            domain.check_room_for_new_line(await repository.line_count(tx, cart_id), self.settings.max_cart_lines)
+        line_count, existing = await repository.room(tx, cart_id, product_id)
+        if not existing:
+            domain.check_room_for_new_line(line_count, self.settings.max_cart_lines)
 
     async def _remove(self, owner: Owner, product_id: str) -> None:
         now = utcnow()
