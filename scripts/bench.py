@@ -4,7 +4,7 @@ The stack starts as `make run` starts it (scripts/run_local.py) on fresh Postgre
 server on 127.0.0.1:5432 when it answers, else SQLite with --sqlite or when none answers), rate
 limits and the gateway's product cache off. Beside it run a second gateway with the product cache
 on and bench/baseline.py (FastAPI + one SQL query on the catalog's database). Stateless scenarios
-are driven by wrk, stateful ones (cart add, checkout) by an asyncio httpx client. Each scenario has
+and cart add are driven by wrk, checkout by an asyncio httpx client. Each scenario has
 a warm-up, then a measured window over which every process's CPU time is read from /proc.
 
     make bench ARGS="--seconds 15 --scenarios baseline,search"
