@@ -267,7 +267,8 @@ async def get_order(
     "/orders/{order_id}/cancel",
     summary="Cancel an order",
     description="Owner or admin; from PENDING, PAID or PROCESSING only (else 409 ORDER_NOT_CANCELLABLE). "
-    "Refunds what was captured and puts the stock back.",
+    "Refunds what was captured and puts the stock back. While the order's payment outcome is not known "
+    "yet (a charge may be under way): 409 PAYMENT_IN_PROGRESS with Retry-After.",
 )
 async def cancel_order(
     order_id: str,

@@ -126,6 +126,30 @@ def check_cancellable(current: str) -> None:
         )
 
 
+# Retry-After of PAYMENT_IN_PROGRESS: about one recovery pass, which learns the charge's outcome.
+PAYMENT_IN_PROGRESS_RETRY_SECONDS = 5
+
+
+def check_pending_cancellable(stage: str, checkout_running: bool) -> None:
+    """A PENDING order may be cancelled only while no charge can be under way. From the `reserved`
+    stage on, a charge may have reached the provider (idempotency key = order id) even when its
+    answer was lost: cancelling then could keep money the order says it never took. So it waits
+    until the saga knows the outcome (PAID: a cancel refunds it; PAYMENT_FAILED: nothing taken)."""
+    if stage == STAGE_RESERVED:
+        raise Conflict(
+            "The payment of this order is still being processed; retry shortly.",
+            code="PAYMENT_IN_PROGRESS",
+            details={"status": PENDING},
+            retry_after=PAYMENT_IN_PROGRESS_RETRY_SECONDS,
+        )
+    if checkout_running:
+        raise Conflict(
+            "The checkout of this order is still running; retry in a moment.",
+            code="ORDER_NOT_CANCELLABLE",
+            details={"status": PENDING},
+        )
+
+
 def check_refundable(current: str, remaining_cents: int, requested_cents: int) -> int:
     """The amount a refund takes (0 requested = what remains); 409 when it exceeds what remains."""
     if requested_cents < 0:

@@ -104,13 +104,9 @@ class Lifecycle:
                 raise not_found()
             domain.check_cancellable(order.status)
             if order.status == domain.PENDING:
-                # A checkout in flight owns its order: cancelling waits until it lapses or ends.
-                if order.lease_until is not None and order.lease_until > utcnow():
-                    raise Conflict(
-                        "The checkout of this order is still running; retry in a moment.",
-                        code="ORDER_NOT_CANCELLABLE",
-                        details={"status": order.status},
-                    )
+                # A checkout in flight owns its order; a charge under way decides it first.
+                running = order.lease_until is not None and order.lease_until > utcnow()
+                domain.check_pending_cancellable(order.stage, running)
                 order.stage = domain.STAGE_DONE
                 order.payment_token = ""
                 order.failure_code = "CANCELLED"

@@ -160,3 +160,15 @@ def test_payment_and_key_validation():
 def test_fingerprint_is_canonical():
     assert domain.fingerprint({"a": 1, "b": [1, 2]}) == domain.fingerprint({"b": [1, 2], "a": 1})
     assert domain.fingerprint({"a": 1}) != domain.fingerprint({"a": 2})
+
+
+def test_a_pending_order_waits_for_its_charge_outcome_before_a_cancel():
+    for running in (False, True):
+        with pytest.raises(Conflict) as caught:
+            domain.check_pending_cancellable(domain.STAGE_RESERVED, running)
+        assert caught.value.code == "PAYMENT_IN_PROGRESS" and caught.value.retry_after >= 1
+    for stage in (domain.STAGE_NEW, domain.STAGE_PRICED):
+        with pytest.raises(Conflict) as caught:
+            domain.check_pending_cancellable(stage, True)
+        assert caught.value.code == "ORDER_NOT_CANCELLABLE"
+        domain.check_pending_cancellable(stage, False)  # no charge attempted, no driver: cancellable
