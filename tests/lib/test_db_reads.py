@@ -3,6 +3,7 @@ same way, on PostgreSQL (psycopg, autocommit, prepared) and SQLite (SQLAlchemy C
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -86,3 +87,57 @@ def test_to_timestamp_matches_protobufs_own_conversion_in_any_zone():
         assert to_timestamp(value) == expected
         assert to_timestamp(value.astimezone(timezone(timedelta(hours=-7, minutes=-30)))) == expected
     assert to_timestamp(None) == Timestamp()
+
+
+async def test_reads_survive_the_server_ending_every_pooled_connection(databases):
+    """A restart (or pg_terminate_backend) kills pooled connections: the next reads still answer."""
+    import psycopg
+
+    url = databases.create("reads_restart")
+    db = Database(url, pool_size=3)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(ReadBase.metadata.create_all)
+    async with db.transaction() as session:
+        session.add(Gadget(id="g", count=1, tags=[], made_at=MADE))
+    try:
+        await asyncio.gather(*(db.read_one(ONE, id="g") for _ in range(6)))  # fill the pool
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(databases.admin_url, autocommit=True) as admin:
+            ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
+        assert ended >= 1
+        for _ in range(5):
+            assert (await db.read_one(ONE, id="g")).count == 1
+    finally:
+        await db.dispose()
+
+
+async def test_writes_survive_the_server_ending_every_pooled_connection(databases):
+    import psycopg
+
+    url = databases.create("writes_restart")
+    db = Database(url, pool_size=3)
+    async with db.engine.begin() as connection:
+        await connection.run_sync(ReadBase.metadata.create_all)
+    insert = Query("INSERT INTO gadgets (id, count, tags, made_at) VALUES (:id, 1, '[]', :made_at)",
+                   types={"made_at": UTCDateTime()})
+    try:
+        async def write(key: str) -> None:
+            async with db.write() as tx:
+                assert await tx.execute(insert, id=key, made_at=MADE) == 1
+
+        await asyncio.gather(*(write(f"before-{i}") for i in range(4)))  # fill the pool
+        name = url.rsplit("/", 1)[1]
+        with psycopg.connect(databases.admin_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+        for i in range(4):
+            await write(f"after-{i}")
+        with pytest.raises(ValueError):  # an exception inside rolls back
+            async with db.write() as tx:
+                await tx.execute(insert, id="rolled-back", made_at=MADE)
+                raise ValueError("boom")
+        assert await db.read_one(ONE, id="rolled-back") is None
+        assert len(await db.read_all(MANY, ids=[f"after-{i}" for i in range(4)])) == 4
+    finally:
+        await db.dispose()

@@ -14,6 +14,7 @@ so rows look alike on both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +22,8 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
@@ -29,6 +32,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.expression import Executable
+
+log = structlog.get_logger("shop.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -233,17 +238,57 @@ class Database:
             async with self.engine.begin() as connection:
                 yield Transaction(core=connection)
             return
-        async with (await self._lean_pool()).connection() as connection, connection.transaction():
+        pool = await self._lean_pool()
+        connection = await self._begin(pool)
+        try:
             yield Transaction(postgres=connection)
+            await connection.execute("COMMIT")
+        except BaseException:
+            if not connection.broken:
+                with contextlib.suppress(psycopg.Error):
+                    await connection.execute("ROLLBACK")
+            raise
+        finally:
+            await pool.putconn(connection)
+
+    async def _begin(self, pool: AsyncConnectionPool) -> Any:
+        """A pooled connection with a transaction begun. A connection found dead at BEGIN (nothing
+        has run on it yet) is dropped by the pool and another one tried, as reads do."""
+        for attempt in range(self._read_pool_size + 1):
+            connection = await pool.getconn()
+            try:
+                await connection.execute("BEGIN")
+                return connection
+            except psycopg.OperationalError:
+                await pool.putconn(connection)
+                if not connection.broken or attempt == self._read_pool_size:
+                    raise
+                log.warning("db.write_retried_on_a_dead_connection")
+        raise AssertionError("unreachable")
 
     async def read_all(self, query: Query, **params) -> list:
         """The rows of a lean read (see the module docstring)."""
         if self.dialect != "postgresql":
             async with self.engine.connect() as connection:
                 return list((await connection.execute(query.core, params)).all())
-        async with (await self._lean_pool()).connection() as connection:
-            cursor = await connection.execute(query.psycopg, params)
-            return await cursor.fetchall()
+        return await self._postgres_read(query.psycopg, params)
+
+    async def _postgres_read(self, sql: str, params: dict[str, Any]) -> list:
+        """A read on the lean pool. A pooled connection found dead (the server restarted, or ended
+        the session) is dropped by the pool and the read, which changes nothing, runs again on
+        another one: no per-checkout ping, and still no error for the caller."""
+        pool = await self._lean_pool()
+        for attempt in range(self._read_pool_size + 1):
+            connection = None
+            try:
+                async with pool.connection() as connection:
+                    cursor = await connection.execute(sql, params)
+                    return await cursor.fetchall()
+            except psycopg.OperationalError:
+                if connection is None or not connection.broken or attempt == self._read_pool_size:
+                    raise
+                log.warning("db.read_retried_on_a_dead_connection")
+        raise AssertionError("unreachable")
 
     async def read_statement(self, statement: Executable, params: dict[str, Any] | None = None) -> list:
         """The rows of a SQLAlchemy Core statement on the lean path. Build the statement once (its
@@ -258,9 +303,7 @@ class Database:
             if len(self._compiled) > 1_000:  # statements are built per shape: a few hundred at most
                 self._compiled.clear()
             self._compiled[statement] = compiled
-        async with (await self._lean_pool()).connection() as connection:
-            cursor = await connection.execute(compiled.string, {**compiled.params, **(params or {})})
-            return await cursor.fetchall()
+        return await self._postgres_read(compiled.string, {**compiled.params, **(params or {})})
 
     async def read_one(self, query: Query, **params):
         """The first row of a lean read, or None."""
