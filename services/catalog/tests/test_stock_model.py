@@ -1,0 +1,243 @@
+"""The stock protocol as a state machine (hypothesis): reserve, release, commit, restock, expire
+and adjust, in any order and with repeats, against the catalog repository on PostgreSQL, checked
+after every step against a pure-Python model of what each product's stock and each reservation's
+status must be. Conservation holds throughout: stock on hand + held by live reservations + sold
+(committed) = initial stock + adjustments, and stock never goes below 0.
+
+Runs `STOCK_MODEL_EXAMPLES` state machines of up to 30 steps (25 in `make test`; a longer run:
+`STOCK_MODEL_EXAMPLES=500 .venv/bin/python -m pytest services/catalog/tests/test_stock_model.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from services.catalog import domain
+from services.catalog.models import Category, Product
+from services.catalog.repository import CatalogRepository
+from services.catalog.server import MIGRATIONS_DIR
+from shop.lib.db import Database, utcnow
+from shop.lib.errors import Conflict
+from shop.lib.migrations import upgrade_async
+
+EXAMPLES = int(os.environ.get("STOCK_MODEL_EXAMPLES", "25"))
+PRODUCTS = 3
+SHORT_TTL = 0.001  # already expired when the next `expire` step looks
+LONG_TTL = 3600.0
+
+
+@dataclass
+class ModelReservation:
+    lines: dict[int, int]  # product index → quantity
+    status: str
+    short_lived: bool
+
+
+@dataclass
+class Model:
+    stock: list[int]
+    initial: list[int]
+    adjusted: list[int] = field(default_factory=lambda: [0] * PRODUCTS)
+    reservations: dict[str, ModelReservation] = field(default_factory=dict)
+
+    def held(self, index: int, *statuses: str) -> int:
+        return sum(r.lines.get(index, 0) for r in self.reservations.values() if r.status in statuses)
+
+
+class World:
+    """One event loop and one migrated database for every state machine of the test."""
+
+    def __init__(self, url: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.db = Database(url)
+        self.repo = CatalogRepository(self.db)
+        self.run(upgrade_async(MIGRATIONS_DIR, url))
+        self.category = f"model-{uuid.uuid4().hex[:8]}"
+        self.run(self._category())
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(coroutine)
+
+    async def _category(self) -> None:
+        async with self.db.transaction() as session:
+            session.add(Category(slug=self.category, name="Stock model", created_at=utcnow()))
+
+    async def new_products(self, stocks: list[int]) -> list[str]:
+        ids = [str(uuid.uuid4()) for _ in stocks]
+        async with self.db.transaction() as session:
+            for product_id, stock in zip(ids, stocks, strict=True):
+                session.add(Product(
+                    id=product_id, sku=f"M-{product_id[:12]}", name="Model product", description="", price_cents=100,
+                    currency="USD", category_slug=self.category, images=[], stock=stock, status=domain.ACTIVE,
+                    created_at=utcnow(), updated_at=utcnow(),
+                ))
+        return ids
+
+    async def stocks(self, ids: list[str]) -> list[int]:
+        rows = await self.repo.batch_get(ids)
+        by_id = {row.id: row.stock for row in rows}
+        return [by_id[product_id] for product_id in ids]
+
+    def close(self) -> None:
+        self.run(self.db.dispose())
+        self.loop.close()
+
+
+WORLD: World | None = None
+
+
+class StockMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = WORLD
+        assert self.world is not None
+        self.ids: list[str] = []
+        self.model = Model(stock=[], initial=[])
+
+    def run(self, coroutine):
+        return self.world.run(coroutine)
+
+    @precondition(lambda self: not self.ids)
+    @rule(stocks=st.lists(st.integers(0, 6), min_size=PRODUCTS, max_size=PRODUCTS))
+    def start(self, stocks):
+        self.ids = self.run(self.world.new_products(stocks))
+        self.model = Model(stock=list(stocks), initial=list(stocks))
+
+    def lines_of(self, reservation: ModelReservation) -> list[tuple[str, int]]:
+        return sorted((self.ids[index], quantity) for index, quantity in reservation.lines.items())
+
+    @precondition(lambda self: self.ids)
+    @rule(lines=st.dictionaries(st.integers(0, PRODUCTS - 1), st.integers(1, 3), min_size=1, max_size=PRODUCTS),
+          short_lived=st.booleans())
+    def reserve(self, lines, short_lived):
+        reservation_id = str(uuid.uuid4())
+        wanted = ModelReservation(lines=lines, status=domain.RESERVED, short_lived=short_lived)
+        enough = all(self.model.stock[index] >= quantity for index, quantity in lines.items())
+        ttl = SHORT_TTL if short_lived else LONG_TTL
+        try:
+            view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(wanted), ttl))
+        except Conflict as exc:
+            assert not enough and exc.code == "INSUFFICIENT_STOCK"
+            return
+        assert enough and view.status == domain.RESERVED
+        for index, quantity in lines.items():
+            self.model.stock[index] -= quantity
+        self.model.reservations[reservation_id] = wanted
+
+    @precondition(lambda self: self.model.reservations)
+    @rule(data=st.data())
+    def repeat_reserve(self, data):
+        """A repeat of ReserveStock with the same id never reserves again: it answers the status."""
+        reservation_id = data.draw(st.sampled_from(sorted(self.model.reservations)))
+        reservation = self.model.reservations[reservation_id]
+        view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(reservation), LONG_TTL))
+        assert view.status == reservation.status
+
+    def _existing(self, data) -> tuple[str, ModelReservation]:
+        reservation_id = data.draw(st.sampled_from(sorted(self.model.reservations)))
+        return reservation_id, self.model.reservations[reservation_id]
+
+    @precondition(lambda self: self.model.reservations)
+    @rule(data=st.data())
+    def release(self, data):
+        reservation_id, reservation = self._existing(data)
+        try:
+            self.run(self.world.repo.release_reservation(reservation_id))
+        except Conflict as exc:
+            assert reservation.status in (domain.COMMITTED, domain.RESTOCKED) and exc.code == "RESERVATION_COMMITTED"
+            return
+        assert reservation.status in (domain.RESERVED, domain.RELEASED)
+        if reservation.status == domain.RESERVED:
+            for index, quantity in reservation.lines.items():
+                self.model.stock[index] += quantity
+            reservation.status = domain.RELEASED
+
+    @precondition(lambda self: self.model.reservations)
+    @rule(data=st.data())
+    def commit(self, data):
+        reservation_id, reservation = self._existing(data)
+        try:
+            self.run(self.world.repo.commit_reservation(reservation_id))
+        except Conflict as exc:
+            assert reservation.status == domain.RELEASED and exc.code == "RESERVATION_RELEASED"
+            return
+        assert reservation.status != domain.RELEASED
+        if reservation.status == domain.RESERVED:
+            reservation.status = domain.COMMITTED
+
+    @precondition(lambda self: self.model.reservations)
+    @rule(data=st.data())
+    def restock(self, data):
+        reservation_id, reservation = self._existing(data)
+        try:
+            self.run(self.world.repo.restock_reservation(reservation_id))
+        except Conflict as exc:
+            expected = {domain.RESERVED: "RESERVATION_NOT_COMMITTED", domain.RELEASED: "RESERVATION_RELEASED"}
+            assert exc.code == expected.get(reservation.status)
+            return
+        assert reservation.status in (domain.COMMITTED, domain.RESTOCKED)
+        if reservation.status == domain.COMMITTED:
+            for index, quantity in reservation.lines.items():
+                self.model.stock[index] += quantity
+            reservation.status = domain.RESTOCKED
+
+    @precondition(lambda self: self.ids)
+    @rule()
+    def expire(self):
+        """The sweep: reservations past their TTL (the short-lived ones) go back to the shelf."""
+        self.run(self.world.repo.release_expired(utcnow() + timedelta(seconds=60)))
+        for reservation in self.model.reservations.values():
+            if reservation.status == domain.RESERVED and reservation.short_lived:
+                for index, quantity in reservation.lines.items():
+                    self.model.stock[index] += quantity
+                reservation.status = domain.RELEASED
+
+    @precondition(lambda self: self.ids)
+    @rule(index=st.integers(0, PRODUCTS - 1), delta=st.integers(-4, 4).filter(bool))
+    def adjust(self, index, delta):
+        try:
+            stock = self.run(self.world.repo.adjust_stock(self.ids[index], delta, "model", None, "ADMIN", None))
+        except Conflict as exc:
+            assert self.model.stock[index] + delta < 0 and exc.code == "INSUFFICIENT_STOCK"
+            return
+        self.model.stock[index] += delta
+        self.model.adjusted[index] += delta
+        assert stock == self.model.stock[index]
+
+    @invariant()
+    def matches_the_model(self):
+        if not self.ids:
+            return
+        stocks = self.run(self.world.stocks(self.ids))
+        assert stocks == self.model.stock
+        for index in range(PRODUCTS):
+            live = self.model.held(index, domain.RESERVED)
+            sold = self.model.held(index, domain.COMMITTED)
+            assert stocks[index] >= 0
+            assert stocks[index] + live + sold == self.model.initial[index] + self.model.adjusted[index]
+
+
+@pytest.fixture
+def world(databases):
+    global WORLD
+    WORLD = World(databases.create("stockmodel"))
+    yield WORLD
+    WORLD.close()
+    WORLD = None
+
+
+def test_the_stock_protocol_matches_its_model(world):
+    run_state_machine_as_test(
+        StockMachine,
+        settings=settings(max_examples=EXAMPLES, stateful_step_count=30, deadline=None, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]),
+    )
