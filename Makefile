@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 PY := .venv/bin/python
 REPLICAS ?= 1
 
-.PHONY: help install protos lint test run bench k8s clean
+.PHONY: help install protos lint test run bench chaos k8s clean
 
 help:
 	@echo "make run        start the five services and the gateway on http://127.0.0.1:8000 (REPLICAS=2 for two of each)"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint       ruff + buf lint"
 	@echo "make protos     regenerate libs/shop/*/v1 from protos/"
 	@echo "make bench      measure the shop against a bare baseline (ARGS='--seconds 15' passes options)"
+	@echo "make chaos      the longer invariant runs: concurrency tests 20x on fresh data, 500 stock-model machines"
 	@echo "make k8s        render the Kustomize overlays into var/k8s/"
 
 .tools/bin/uv:
@@ -43,6 +44,11 @@ run: install
 
 bench: install
 	$(PY) -m scripts.bench $(ARGS)
+
+# Longer than `make test` (which runs each of these once / 25 machines). REPEAT and EXAMPLES override.
+chaos: install
+	CONCURRENCY_REPEAT=$(or $(REPEAT),20) STOCK_MODEL_EXAMPLES=$(or $(EXAMPLES),500) $(PY) -m pytest -q -p no:cacheprovider \
+		tests/invariants/test_checkout_concurrency.py services/catalog/tests/test_stock_model.py
 
 k8s: install
 	$(PY) scripts/render_k8s.py
