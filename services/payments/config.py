@@ -35,6 +35,12 @@ class PaymentsSettings(ServiceSettings):
     # and the order's recovery, behind the provider breaker; SDK retries inside would multiply them.
     stripe_max_network_retries: int = 0
 
+    # The provider circuit breaker (providers/breaker.py): this many consecutive provider failures
+    # (outage, timeout) make calls fail fast with PAYMENT_PROVIDER_UNAVAILABLE for the cool-down,
+    # then one trial call decides. Keeps a dead provider from holding every caller for its timeout.
+    provider_breaker_failures: int = Field(default=5, ge=1)
+    provider_breaker_reset_seconds: float = Field(default=30.0, gt=0)
+
     def weak_secrets(self) -> list[str]:
         weak = super().weak_secrets()
         if self.payment_provider == "sandbox" and (

@@ -91,6 +91,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     def provider(self):
         return self.runtime.provider
 
+    @property
+    def breaker(self):
+        return self.runtime.breaker
+
     # -- CreateCharge ------------------------------------------------------------------------------
 
     async def CheckPaymentMethod(self, request, context):  # noqa: N802 - gRPC method name
@@ -118,7 +122,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             if payment.provider_reference:
                 # The provider had not decided (e.g. Stripe "processing"): ask it again.
                 try:
-                    result = await self.provider.retrieve(payment.provider_reference)
+                    result = await self.breaker.call(self.provider.retrieve, payment.provider_reference)
                 except ShopError as exc:  # still unknown: answer the stored PENDING payment
                     log.warning("payment.retrieve_failed", order_id=charge.order_id, code=exc.code)
                 if result is not None and result.pending:
@@ -155,6 +159,8 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         amount or currency is CHARGE_MISMATCH."""
         async with self.db.transaction() as session:
             inserted = await self.repo.insert_payment_if_absent(session, **self._new_payment(charge))
+            if inserted:
+                self.breaker.check()  # failing fast: roll the new row back, nothing recorded
             payment = await self.repo.payment_by_order(session, charge.order_id)
             assert payment is not None
         if not inserted and not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
@@ -171,7 +177,8 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         timeout) may have charged: the row stays PENDING and a retry asks the provider again with
         the same key."""
         try:
-            return await self.provider.charge(
+            return await self.breaker.call(
+                self.provider.charge,
                 idempotency_key=charge.order_id,
                 amount_cents=charge.amount_cents,
                 currency_code=charge.currency_code,
@@ -251,7 +258,8 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 code="PROVIDER_MISMATCH",
             )
         try:
-            result = await self.provider.refund(
+            result = await self.breaker.call(
+                self.provider.refund,
                 idempotency_key=refund.request_id,
                 charge_reference=payment.provider_reference,
                 amount_cents=refund.amount_cents,
@@ -303,6 +311,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                     f"This payment was made with the {payment.provider} provider, which is not configured.",
                     code="PROVIDER_MISMATCH",
                 )
+            self.breaker.check()  # failing fast: nothing reserved
             if not await self.repo.reserve_refund(session, payment.id, amount):
                 raise Aborted("The payment changed concurrently; retry.", code="CONCURRENT_UPDATE")
             refund = await self.repo.add_refund(

@@ -193,7 +193,7 @@ async def test_sandbox_charges_once_per_key_even_concurrently():
 # -- charges: what a provider error leaves behind -------------------------------------------------
 
 async def test_provider_outage_leaves_the_charge_pending_and_a_retry_completes_it(suite):
-    async with payments_server(suite) as server:
+    async with payments_server(suite, provider_breaker_failures=100) as server:  # (the breaker is tested below)
         wrapped = server.wrap()
         wrapped.charge_error = ProviderUnavailable("The payment provider is unavailable: test.")
         order_id = str(uuid.uuid4())
@@ -237,7 +237,7 @@ async def test_a_webhook_that_got_there_first_is_not_overwritten(suite):
 # -- refunds: reserved before the provider call --------------------------------------------------
 
 async def test_refund_with_unknown_outcome_stays_reserved_and_a_replay_completes_it(suite):
-    async with payments_server(suite) as server:
+    async with payments_server(suite, provider_breaker_failures=100) as server:  # (the breaker is tested below)
         order_id = (await server.stub.CreateCharge(charge_request(str(uuid.uuid4()), amount=1000))).payment.order_id
         wrapped = server.wrap()
         # more failures than the client's retry policy has attempts (CreateRefund is retried on UNAVAILABLE)
@@ -288,3 +288,42 @@ async def test_refund_refused_by_the_provider_releases_the_reservation(suite):
         assert len(wrapped.calls) == calls
         done = await server.stub.CreateRefund(refund_request(order_id, 0))
         assert (done.refund.amount_cents, done.payment.status) == (1000, S.PAYMENT_STATUS_REFUNDED)
+
+
+# -- the provider circuit breaker ----------------------------------------------------------------
+
+async def test_a_failing_provider_is_called_at_most_n_times_within_the_cool_down(suite):
+    async with payments_server(suite, provider_breaker_failures=3, provider_breaker_reset_seconds=60) as server:
+        wrapped = server.wrap()
+        wrapped.charge_error = ProviderUnavailable("The payment provider is unavailable: test.")
+        orders = [str(uuid.uuid4()) for _ in range(8)]
+        for order_id in orders:  # each call is also retried by the client's retry policy
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await server.stub.CreateCharge(charge_request(order_id))
+            remote = decode_rpc_error(info.value)
+            assert (remote.grpc_code, remote.code) == (grpc.StatusCode.UNAVAILABLE, "PAYMENT_PROVIDER_UNAVAILABLE")
+        assert wrapped.calls == ["charge"] * 3
+        assert remote.retry_after is not None and 0 < remote.retry_after <= 60
+        # failing fast records nothing: only orders whose calls reached the provider have a (PENDING) row
+        recorded = server.sql("SELECT order_id, status FROM payments")
+        assert 1 <= len(recorded) <= 3 and {status for _, status in recorded} == {"PENDING"}
+        assert orders[-1] not in {order_id for order_id, _ in recorded}
+        # reads do not need the provider
+        listing = await server.stub.ListPayments(payments_pb2.ListPaymentsRequest(order_id=recorded[0][0]))
+        assert [p.status for p in listing.payments] == [S.PAYMENT_STATUS_PENDING]
+
+        # refunds: the same budget of N calls; once open, a new refund fails fast before reserving
+        wrapped.charge_error = None
+        server.runtime.breaker.reset()
+        paid = (await server.stub.CreateCharge(charge_request(orders[-1]))).payment
+        wrapped.refund_errors = [ProviderUnavailable("The payment provider is unavailable: test.")] * 10
+        for _ in range(5):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await server.stub.CreateRefund(refund_request(paid.order_id, 100))
+            assert decode_rpc_error(info.value).code == "PAYMENT_PROVIDER_UNAVAILABLE"
+        assert wrapped.calls.count("refund") == 3
+        [(reserved,)] = server.sql("SELECT count(*) FROM refunds")
+        assert 1 <= reserved <= 3
+        with pytest.raises(grpc.aio.AioRpcError):
+            await server.stub.CreateRefund(refund_request(paid.order_id, 100))
+        assert server.sql("SELECT count(*) FROM refunds") == [(reserved,)]
