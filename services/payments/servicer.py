@@ -116,7 +116,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             request.order_id, request.user_id, request.amount_cents, request.currency_code, request.method,
             request.token,
         )
-        payment = await self._open_charge(charge)
+        payment, inserted = await self._open_charge(charge)
         if payment.status == domain.PENDING:
             result = None
             if payment.provider_reference:
@@ -128,7 +128,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 if result is not None and result.pending:
                     result = None
             else:
-                result = await self._charge_at_provider(charge, payment)
+                result = await self._charge_at_provider(charge, payment, inserted=inserted)
                 # Crash tests: the provider charged, nothing recorded; a retry must not charge twice.
                 crash_point(self.runtime.settings, "payments_after_provider_charge")
             if result is not None:
@@ -154,9 +154,9 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             "decline_code": "",
         }
 
-    async def _open_charge(self, charge: domain.ChargeRequest) -> Payment:
-        """Transaction 1: the order's payment row, inserted PENDING if absent; a repeat with another
-        amount or currency is CHARGE_MISMATCH."""
+    async def _open_charge(self, charge: domain.ChargeRequest) -> tuple[Payment, bool]:
+        """Transaction 1: the order's payment row, inserted PENDING if absent (and whether this call
+        inserted it); a repeat with another amount or currency is CHARGE_MISMATCH."""
         async with self.db.transaction() as session:
             inserted = await self.repo.insert_payment_if_absent(session, **self._new_payment(charge))
             if inserted:
@@ -169,11 +169,12 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 code="CHARGE_MISMATCH",
                 details={"paymentId": payment.id},
             )
-        return payment
+        return payment, inserted
 
-    async def _charge_at_provider(self, charge: domain.ChargeRequest, payment: Payment):
+    async def _charge_at_provider(self, charge: domain.ChargeRequest, payment: Payment, *, inserted: bool):
         """The provider call, with no transaction open. A refused request (invalid token) charged
-        nothing: the PENDING row goes, so the order can be charged again. Any other failure (outage,
+        nothing: the PENDING row this call inserted goes, so the order can be charged again (a row
+        an earlier call left PENDING stays: that call may have charged). Any other failure (outage,
         timeout) may have charged: the row stays PENDING and a retry asks the provider again with
         the same key."""
         try:
@@ -186,8 +187,9 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 metadata={"order_id": charge.order_id, "user_id": charge.user_id},
             )
         except InvalidArgument:
-            async with self.db.transaction() as session:
-                await self.repo.delete_unsent_payment(session, payment.id)
+            if inserted:
+                async with self.db.transaction() as session:
+                    await self.repo.delete_unsent_payment(session, payment.id)
             raise
 
     async def _record_charge(self, charge: domain.ChargeRequest, result) -> Payment:
