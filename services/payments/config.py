@@ -31,7 +31,15 @@ class PaymentsSettings(ServiceSettings):
     # Base address of Stripe's API (tests point it at a local fake server).
     stripe_api_base: str = "https://api.stripe.com"
     stripe_timeout_seconds: float = 20.0
-    stripe_max_network_retries: int = 2
+    # The SDK's own retries: none. Retries belong to the caller's gRPC retry policy (with its budget)
+    # and the order's recovery, behind the provider breaker; SDK retries inside would multiply them.
+    stripe_max_network_retries: int = 0
+
+    # The provider circuit breaker (providers/breaker.py): this many consecutive provider failures
+    # (outage, timeout) make calls fail fast with PAYMENT_PROVIDER_UNAVAILABLE for the cool-down,
+    # then one trial call decides. Keeps a dead provider from holding every caller for its timeout.
+    provider_breaker_failures: int = Field(default=5, ge=1)
+    provider_breaker_reset_seconds: float = Field(default=30.0, gt=0)
 
     def weak_secrets(self) -> list[str]:
         weak = super().weak_secrets()

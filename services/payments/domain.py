@@ -23,7 +23,11 @@ REFUNDED = "REFUNDED"
 STATUS_RANK = {PENDING: 0, DECLINED: 1, SUCCEEDED: 2, PARTIALLY_REFUNDED: 3, REFUNDED: 4}
 REFUNDABLE = (SUCCEEDED, PARTIALLY_REFUNDED, REFUNDED)
 
+# Refund statuses: PENDING from the reservation until the provider answers, then SUCCEEDED, or
+# FAILED when the provider refused it (the reservation is released).
+REFUND_PENDING = "PENDING"
 REFUND_SUCCEEDED = "SUCCEEDED"
+REFUND_FAILED = "FAILED"
 
 METHOD_CARD = "card"
 MAX_AMOUNT_CENTS = 99_999_999  # Stripe's limit for most currencies ($999,999.99)
@@ -123,6 +127,21 @@ def status_for_amounts(current: str, captured_cents: int, refunded_cents: int) -
     else:
         implied = SUCCEEDED
     return higher(current, implied)
+
+
+def apply_charge(state: PaymentState, *, succeeded: bool, pending: bool, captured_cents: int,
+                 decline_code: str) -> PaymentState:
+    """The payment after the provider's answer to CreateCharge, recorded after the call: like an
+    event, it only moves the status up (a webhook that got there first is kept), a decline only
+    ends a PENDING payment, and the captured amount only grows (capped by the amount)."""
+    status, captured, decline = state.status, state.captured_cents, state.decline_code
+    if succeeded:
+        captured = max(captured, min(captured_cents, state.amount_cents))
+        status = higher(status, SUCCEEDED)
+    elif not pending and status == PENDING:
+        status, decline = DECLINED, decline_code or "card_declined"
+    status = status_for_amounts(status, captured, state.refunded_cents)
+    return PaymentState(status, state.amount_cents, captured, state.refunded_cents, decline)
 
 
 def higher(current: str, candidate: str) -> str:

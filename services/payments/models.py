@@ -60,7 +60,7 @@ class Refund(PaymentsBase):
     order_id: Mapped[str] = mapped_column(String(64), nullable=False)
     request_id: Mapped[str] = mapped_column(String(128), nullable=False)
     amount_cents: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    # SUCCEEDED (provider refunds are recorded once the provider accepted them)
+    # PENDING (reserved, the provider has not answered), SUCCEEDED, FAILED (refused; reservation released)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     reason: Mapped[str] = mapped_column(String(500), nullable=False, default="")
     provider_reference: Mapped[str] = mapped_column(String(255), nullable=False, default="")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,17 +51,34 @@ class PaymentsRepository:
     async def update_payment(self, session: AsyncSession, payment_id: str, **values: Any) -> None:
         await session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow(), **values))
 
-    async def add_refunded(self, session: AsyncSession, payment_id: str, amount_cents: int, status: str) -> bool:
-        """Conditional update: refunded never exceeds captured, even without the row lock."""
+    async def delete_unsent_payment(self, session: AsyncSession, payment_id: str) -> None:
+        """Removes a payment the provider refused to charge (still PENDING, no provider reference)."""
+        await session.execute(
+            delete(Payment).where(
+                Payment.id == payment_id, Payment.status == "PENDING", Payment.provider_reference == ""
+            )
+        )
+
+    async def reserve_refund(self, session: AsyncSession, payment_id: str, amount_cents: int) -> bool:
+        """Conditional update: refunded (which counts pending refunds) never exceeds captured, even
+        without the row lock."""
         result = await session.execute(
             update(Payment)
             .where(
                 Payment.id == payment_id,
                 Payment.captured_cents - Payment.refunded_cents >= amount_cents,
             )
-            .values(refunded_cents=Payment.refunded_cents + amount_cents, status=status, updated_at=utcnow())
+            .values(refunded_cents=Payment.refunded_cents + amount_cents, updated_at=utcnow())
         )
         return result.rowcount == 1
+
+    async def release_refund(self, session: AsyncSession, payment_id: str, amount_cents: int) -> None:
+        """Gives back a reservation the provider refused (never below zero)."""
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id, Payment.refunded_cents >= amount_cents)
+            .values(refunded_cents=Payment.refunded_cents - amount_cents, updated_at=utcnow())
+        )
 
     # -- refunds -------------------------------------------------------------------------------
 
@@ -74,6 +91,19 @@ class PaymentsRepository:
         session.add(refund)
         await session.flush()
         return refund
+
+    async def finish_refund(self, session: AsyncSession, refund_id: str, **values: Any) -> bool:
+        """Moves a PENDING refund to its outcome; False when it is not PENDING any more."""
+        result = await session.execute(
+            update(Refund).where(Refund.id == refund_id, Refund.status == "PENDING").values(**values)
+        )
+        return result.rowcount == 1
+
+    async def pending_refunds_cents(self, session: AsyncSession, payment_id: str) -> int:
+        query = select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+            Refund.payment_id == payment_id, Refund.status == "PENDING"
+        )
+        return int((await session.execute(query)).scalar_one())
 
     async def refunds_of_order(self, session: AsyncSession, order_id: str) -> list[Refund]:
         query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at, Refund.id)

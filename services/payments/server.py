@@ -6,6 +6,7 @@ from pathlib import Path
 
 from services.payments.config import PaymentsSettings
 from services.payments.providers import build_provider
+from services.payments.providers.breaker import CircuitBreaker
 from services.payments.repository import PaymentsRepository
 from services.payments.servicer import PaymentsServicer
 from shop.lib.clients import ServiceClients
@@ -27,6 +28,10 @@ class Runtime:
         self.clients = ServiceClients(settings, "payments")
         self.repository = PaymentsRepository(self.db.is_postgres)
         self.provider = build_provider(settings)
+        # Every provider call goes through it (the servicer), whichever provider is configured.
+        self.breaker = CircuitBreaker(
+            failures=settings.provider_breaker_failures, reset_seconds=settings.provider_breaker_reset_seconds
+        )
 
 
 def build_server(settings: PaymentsSettings | None = None) -> ShopServer:

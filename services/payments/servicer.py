@@ -1,5 +1,6 @@
 """RPC handlers of the payments service: parse the request, check the caller, call the provider and
-the repository inside one unit of work, map the result. Rules live in domain.py."""
+the repository, map the result. No database transaction is open while a provider call is in
+flight (a slow provider must not hold the pool or block webhooks). Rules live in domain.py."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from services.payments.models import Payment, Refund
 from services.payments.providers import PROVIDER_NAMES
 from shop.lib.context import require_service
 from shop.lib.db import to_timestamp
-from shop.lib.errors import Aborted, Conflict, NotFound, PaymentDeclined, ShopError, ValidationError
+from shop.lib.errors import (
+    Aborted,
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    PaymentDeclined,
+    ShopError,
+    Unavailable,
+    ValidationError,
+)
 from shop.lib.server import crash_point
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
@@ -54,6 +64,10 @@ def refund_to_proto(refund: Refund) -> payments_pb2.Refund:
     )
 
 
+def _refund_refused(refund: Refund, message: str) -> Conflict:
+    return Conflict(message, code="REFUND_FAILED", details={"refundId": refund.id})
+
+
 def _declined(payment: Payment) -> PaymentDeclined:
     return PaymentDeclined(
         "The card was declined.",
@@ -77,6 +91,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     def provider(self):
         return self.runtime.provider
 
+    @property
+    def breaker(self):
+        return self.runtime.breaker
+
     # -- CreateCharge ------------------------------------------------------------------------------
 
     async def CheckPaymentMethod(self, request, context):  # noqa: N802 - gRPC method name
@@ -87,82 +105,124 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         return payments_pb2.CheckPaymentMethodResponse()
 
     async def CreateCharge(self, request, context):  # noqa: N802 - gRPC method name
-        """At most one charge per order: the payment row (unique order id) is inserted and locked in
-        one transaction that also calls the provider (idempotency key = order id), so concurrent or
-        repeated calls wait for the first and then return its stored result. A decline is final
-        for the order: a repeat (whatever the token) answers PAYMENT_DECLINED again."""
+        """At most one charge per order, and no database transaction open while the provider works:
+        (1) the payment row (unique order id) is inserted PENDING and the request judged against it,
+        committed; (2) the provider is called with idempotency key = order id, so concurrent or
+        repeated callers get the same charge; (3) its answer is recorded under the domain's rules
+        (statuses only move up, amounts only grow). A decline is final for the order: a repeat
+        (whatever the token) answers PAYMENT_DECLINED again."""
         require_service()
         charge = domain.validate_charge(
             request.order_id, request.user_id, request.amount_cents, request.currency_code, request.method,
             request.token,
         )
-        async with self.db.transaction() as session:
-            inserted = await self.repo.insert_payment_if_absent(
-                session,
-                order_id=charge.order_id,
-                user_id=charge.user_id,
-                status=domain.PENDING,
-                method=charge.method,
-                amount_cents=charge.amount_cents,
-                currency_code=charge.currency_code,
-                provider=self.provider.name,
-                captured_cents=0,
-                refunded_cents=0,
-                brand="",
-                last4="",
-                provider_reference="",
-                decline_code="",
-            )
-            payment = await self.repo.payment_by_order(session, charge.order_id, for_update=True)
-            assert payment is not None
+        payment, inserted = await self._open_charge(charge)
+        if payment.status == domain.PENDING:
             result = None
-            if not inserted:
-                if not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
-                    raise Conflict(
-                        "This order was already charged with a different amount or currency.",
-                        code="CHARGE_MISMATCH",
-                        details={"paymentId": payment.id},
-                    )
-                if payment.status == domain.PENDING and payment.provider_reference:
-                    # The provider had not decided (e.g. Stripe "processing"): ask it again.
-                    try:
-                        result = await self.provider.retrieve(payment.provider_reference)
-                    except ShopError as exc:  # still unknown: answer the stored PENDING payment
-                        log.warning("payment.retrieve_failed", order_id=charge.order_id, code=exc.code)
+            if payment.provider_reference:
+                # The provider had not decided (e.g. Stripe "processing"): ask it again.
+                try:
+                    result = await self.breaker.call(self.provider.retrieve, payment.provider_reference)
+                except ShopError as exc:  # still unknown: answer the stored PENDING payment
+                    log.warning("payment.retrieve_failed", order_id=charge.order_id, code=exc.code)
+                if result is not None and result.pending:
+                    result = None
             else:
-                # Raises (and rolls the row back) on an invalid token or a provider outage.
-                result = await self.provider.charge(
-                    idempotency_key=charge.order_id,
-                    amount_cents=charge.amount_cents,
-                    currency_code=charge.currency_code,
-                    token=charge.token,
-                    metadata={"order_id": charge.order_id, "user_id": charge.user_id},
-                )
-                # Crash tests: the provider charged, nothing is committed; a retry must not charge twice.
+                result = await self._charge_at_provider(charge, payment, inserted=inserted)
+                # Crash tests: the provider charged, nothing recorded; a retry must not charge twice.
                 crash_point(self.runtime.settings, "payments_after_provider_charge")
-            if result is not None and not (result.pending and not inserted):
-                if result.succeeded:
-                    status, captured = domain.SUCCEEDED, min(result.captured_cents, charge.amount_cents)
-                elif result.pending:
-                    status, captured = domain.PENDING, 0
-                else:
-                    status, captured = domain.DECLINED, 0
-                await self.repo.update_payment(
-                    session,
-                    payment.id,
-                    status=status,
-                    captured_cents=captured,
-                    brand=result.brand or payment.brand,
-                    last4=result.last4 or payment.last4,
-                    provider_reference=result.reference or payment.provider_reference,
-                    decline_code=result.decline_code,
-                )
-                payment = await self.repo.payment_by_order(session, charge.order_id)
-                assert payment is not None
-                log.info("payment.charged", order_id=charge.order_id, status=status, provider=self.provider.name)
+            if result is not None:
+                payment = await self._record_charge(charge, result)
         if payment.status == domain.DECLINED:
             raise _declined(payment)
         return payments_pb2.CreateChargeResponse(payment=payment_to_proto(payment))
+
+    def _new_payment(self, charge: domain.ChargeRequest) -> dict:
+        return {
+            "order_id": charge.order_id,
+            "user_id": charge.user_id,
+            "status": domain.PENDING,
+            "method": charge.method,
+            "amount_cents": charge.amount_cents,
+            "currency_code": charge.currency_code,
+            "provider": self.provider.name,
+            "captured_cents": 0,
+            "refunded_cents": 0,
+            "brand": "",
+            "last4": "",
+            "provider_reference": "",
+            "decline_code": "",
+        }
+
+    async def _open_charge(self, charge: domain.ChargeRequest) -> tuple[Payment, bool]:
+        """Transaction 1: the order's payment row, inserted PENDING if absent (and whether this call
+        inserted it); a repeat with another amount or currency is CHARGE_MISMATCH."""
+        async with self.db.transaction() as session:
+            inserted = await self.repo.insert_payment_if_absent(session, **self._new_payment(charge))
+            if inserted:
+                self.breaker.check()  # failing fast: roll the new row back, nothing recorded
+            payment = await self.repo.payment_by_order(session, charge.order_id)
+            assert payment is not None
+        if not inserted and not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
+            raise Conflict(
+                "This order was already charged with a different amount or currency.",
+                code="CHARGE_MISMATCH",
+                details={"paymentId": payment.id},
+            )
+        return payment, inserted
+
+    async def _charge_at_provider(self, charge: domain.ChargeRequest, payment: Payment, *, inserted: bool):
+        """The provider call, with no transaction open. A refused request (invalid token) charged
+        nothing: the PENDING row this call inserted goes, so the order can be charged again (a row
+        an earlier call left PENDING stays: that call may have charged). Any other failure (outage,
+        timeout) may have charged: the row stays PENDING and a retry asks the provider again with
+        the same key."""
+        try:
+            return await self.breaker.call(
+                self.provider.charge,
+                idempotency_key=charge.order_id,
+                amount_cents=charge.amount_cents,
+                currency_code=charge.currency_code,
+                token=charge.token,
+                metadata={"order_id": charge.order_id, "user_id": charge.user_id},
+            )
+        except InvalidArgument:
+            if inserted:
+                async with self.db.transaction() as session:
+                    await self.repo.delete_unsent_payment(session, payment.id)
+            raise
+
+    async def _record_charge(self, charge: domain.ChargeRequest, result) -> Payment:
+        """Transaction 2: the provider's answer applied to the row as it is now (a webhook may have
+        got there first, or an invalid-token caller removed the row meanwhile)."""
+        async with self.db.transaction() as session:
+            await self.repo.insert_payment_if_absent(session, **self._new_payment(charge))
+            payment = await self.repo.payment_by_order(session, charge.order_id, for_update=True)
+            assert payment is not None
+            before = domain.PaymentState(
+                payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
+                payment.decline_code,
+            )
+            after = domain.apply_charge(
+                before, succeeded=result.succeeded, pending=result.pending, captured_cents=result.captured_cents,
+                decline_code=result.decline_code,
+            )
+            wanted = {
+                "status": after.status,
+                "captured_cents": after.captured_cents,
+                "decline_code": after.decline_code,
+                "brand": payment.brand or result.brand,
+                "last4": payment.last4 or result.last4,
+                "provider_reference": payment.provider_reference or result.reference,
+            }
+            # Only what changes: a concurrent caller recording the same answer again changes nothing.
+            changes = {key: value for key, value in wanted.items() if getattr(payment, key) != value}
+            if changes:
+                await self.repo.update_payment(session, payment.id, **changes)
+                payment = await self.repo.payment_by_order(session, charge.order_id)
+                assert payment is not None
+        log.info("payment.charged", order_id=charge.order_id, status=payment.status, provider=self.provider.name)
+        return payment
 
     # -- ListPayments ------------------------------------------------------------------------------
 
@@ -181,11 +241,60 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     # -- CreateRefund ------------------------------------------------------------------------------
 
     async def CreateRefund(self, request, context):  # noqa: N802
-        """Partial or full refunds of what was captured, idempotent by request_id. The payment row
-        is locked for the whole refund and the totals change with a conditional update, so
-        concurrent refunds never take more than was captured."""
+        """Partial or full refunds of what was captured, idempotent by request_id, with no
+        transaction open while the provider works: (1) the amount is reserved (refunded_cents grows
+        by a conditional update, under a short row lock) and the refund recorded PENDING; (2) the
+        provider refunds with idempotency key = request_id; (3) the refund is marked SUCCEEDED. A
+        provider refusal releases the reservation (refund FAILED); an unknown outcome (outage,
+        timeout) leaves it PENDING, and a replay of the request id asks the provider again."""
         require_service()
         domain.validate_refund(request.order_id, request.amount_cents, request.reason, request.request_id)
+        payment, refund = await self._reserve_refund(request)
+        if refund.status == domain.REFUND_SUCCEEDED:
+            return payments_pb2.CreateRefundResponse(refund=refund_to_proto(refund), payment=payment_to_proto(payment))
+        if refund.status == domain.REFUND_FAILED:
+            raise _refund_refused(refund, "The payment provider refused this refund; a new request id starts another.")
+        if payment.provider != self.provider.name:
+            raise Conflict(
+                f"This payment was made with the {payment.provider} provider, which is not configured.",
+                code="PROVIDER_MISMATCH",
+            )
+        try:
+            result = await self.breaker.call(
+                self.provider.refund,
+                idempotency_key=refund.request_id,
+                charge_reference=payment.provider_reference,
+                amount_cents=refund.amount_cents,
+                reason=refund.reason,
+            )
+        except Unavailable:
+            raise  # unknown outcome: the refund stays PENDING (reserved) until a replay finishes it
+        except ShopError as exc:
+            await self._release_refund(refund)
+            raise _refund_refused(refund, exc.message) from None
+        crash_point(self.runtime.settings, "payments_after_provider_refund")
+        async with self.db.transaction() as session:
+            await self.repo.finish_refund(
+                session, refund.id, status=domain.REFUND_SUCCEEDED, provider_reference=result.reference
+            )
+            payment = await self.repo.payment_by_order(session, request.order_id, for_update=True)
+            assert payment is not None
+            # refunded_cents counts the reservations still waiting for the provider: not refunded yet
+            pending = await self.repo.pending_refunds_cents(session, payment.id)
+            status = domain.status_for_amounts(
+                payment.status, payment.captured_cents, payment.refunded_cents - pending
+            )
+            if status != payment.status:
+                await self.repo.update_payment(session, payment.id, status=status)
+            payment = await self.repo.payment_by_order(session, request.order_id)
+            refund = await self.repo.refund_by_request_id(session, request.request_id)
+            assert payment is not None and refund is not None
+        log.info("payment.refunded", order_id=payment.order_id, amount_cents=refund.amount_cents, status=payment.status)
+        return payments_pb2.CreateRefundResponse(refund=refund_to_proto(refund), payment=payment_to_proto(payment))
+
+    async def _reserve_refund(self, request) -> tuple[Payment, Refund]:
+        """Transaction 1 (short, the payment row locked so concurrent refunds see each other's
+        reservations): the refund of this request id, reserved and recorded PENDING if new."""
         async with self.db.transaction() as session:
             payment = await self.repo.payment_by_order(session, request.order_id, for_update=True)
             if payment is None:
@@ -197,26 +306,15 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                         "This request id was already used for another order's refund.",
                         code="IDEMPOTENCY_KEY_REUSED",
                     )
-                return payments_pb2.CreateRefundResponse(
-                    refund=refund_to_proto(existing), payment=payment_to_proto(payment)
-                )
+                return payment, existing
             amount = domain.refund_amount(payment.captured_cents, payment.refunded_cents, request.amount_cents)
             if payment.provider != self.provider.name:
                 raise Conflict(
                     f"This payment was made with the {payment.provider} provider, which is not configured.",
                     code="PROVIDER_MISMATCH",
                 )
-            result = await self.provider.refund(
-                idempotency_key=request.request_id,
-                charge_reference=payment.provider_reference,
-                amount_cents=amount,
-                reason=request.reason,
-            )
-            crash_point(self.runtime.settings, "payments_after_provider_refund")
-            status = domain.status_for_amounts(
-                payment.status, payment.captured_cents, payment.refunded_cents + amount
-            )
-            if not await self.repo.add_refunded(session, payment.id, amount, status):
+            self.breaker.check()  # failing fast: nothing reserved
+            if not await self.repo.reserve_refund(session, payment.id, amount):
                 raise Aborted("The payment changed concurrently; retry.", code="CONCURRENT_UPDATE")
             refund = await self.repo.add_refund(
                 session,
@@ -224,14 +322,20 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 order_id=payment.order_id,
                 request_id=request.request_id,
                 amount_cents=amount,
-                status=domain.REFUND_SUCCEEDED,
+                status=domain.REFUND_PENDING,
                 reason=request.reason,
-                provider_reference=result.reference,
+                provider_reference="",
             )
             payment = await self.repo.payment_by_order(session, request.order_id)
             assert payment is not None
-            log.info("payment.refunded", order_id=payment.order_id, amount_cents=amount, status=status)
-        return payments_pb2.CreateRefundResponse(refund=refund_to_proto(refund), payment=payment_to_proto(payment))
+        return payment, refund
+
+    async def _release_refund(self, refund: Refund) -> None:
+        """The provider refused: the refund is FAILED and its reservation given back, at once."""
+        async with self.db.transaction() as session:
+            if await self.repo.finish_refund(session, refund.id, status=domain.REFUND_FAILED):
+                await self.repo.release_refund(session, refund.payment_id, refund.amount_cents)
+        log.warning("payment.refund_refused", order_id=refund.order_id, amount_cents=refund.amount_cents)
 
     # -- HandleWebhook -----------------------------------------------------------------------------
 

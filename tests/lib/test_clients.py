@@ -43,3 +43,50 @@ def test_production_refuses_default_secrets():
         BaseShopSettings(env="production", internal_secret="short", page_token_secret="x" * 40)
     ok = BaseShopSettings(env="production", internal_secret="i" * 40, page_token_secret="p" * 40)
     assert ok.is_production
+
+
+def test_every_service_config_has_a_retry_budget():
+    for descriptor, _ in SERVICES.values():
+        config = json.loads(service_config(descriptor))
+        throttling = config["retryThrottling"]
+        assert throttling["maxTokens"] > 0 and 0 < throttling["tokenRatio"] < 1, descriptor.full_name
+
+
+async def test_retries_stop_once_the_budget_is_spent():
+    """A backend that always answers UNAVAILABLE: without a budget every call makes maxAttempts
+    attempts; with it, retries stop after a few failures and each call is tried about once."""
+    import grpc
+
+    from shop.payments.v1 import payments_pb2_grpc
+
+    attempts = 0
+
+    class AlwaysUnavailable(payments_pb2_grpc.PaymentsServiceServicer):
+        async def ListPayments(self, request, context):  # noqa: N802 - gRPC method name
+            nonlocal attempts
+            attempts += 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "down")
+
+    from shop.lib.clients import make_channel
+    from shop.payments.v1 import payments_pb2
+
+    server = grpc.aio.server()
+    payments_pb2_grpc.add_PaymentsServiceServicer_to_server(AlwaysUnavailable(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = make_channel(f"127.0.0.1:{port}", "payments", service_tokens=None)
+    try:
+        stub = payments_pb2_grpc.PaymentsServiceStub(channel)
+        calls = 20
+        for _ in range(calls):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o"), timeout=30)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+        max_attempts = json.loads(service_config(SERVICES["payments"][0]))["methodConfig"][0]["retryPolicy"][
+            "maxAttempts"
+        ]
+        # unthrottled: calls × maxAttempts (100); throttled: about one attempt per call
+        assert attempts < calls * max_attempts / 2, attempts
+    finally:
+        await channel.close()
+        await server.stop(0)

@@ -2,7 +2,8 @@
 
 The gRPC service config does the work (no hand-written balancer or retry loop):
 `round_robin` over every address of the target, a `retryPolicy` on UNAVAILABLE for reads and for
-writes made safe by an idempotency key. A client interceptor gives every call a deadline (never
+writes made safe by an idempotency key, and a retry budget (`retryThrottling`) that stops retries
+while a backend keeps failing. A client interceptor gives every call a deadline (never
 more than the incoming RPC has left), the request id, and this process's service identity.
 """
 
@@ -100,6 +101,11 @@ def service_config(service: ServiceDescriptor) -> str:
                     },
                 }
             ],
+            # The retry budget (gRFC A6), per channel target: each failed attempt costs a token, each
+            # success gives back 0.1, and retries happen only while more than half (5) are left. A
+            # backend that keeps failing gets about one attempt per call instead of maxAttempts, so
+            # retries cannot multiply the load on a service that is already down.
+            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
         }
     )
 

@@ -3,11 +3,12 @@
 tok_visa / tok_mastercard succeed (visa 4242 / mastercard 4444); tok_chargeDeclined and
 tok_chargeDeclinedInsufficientFunds are declined (card_declined / insufficient_funds); anything
 else is INVALID_PAYMENT_TOKEN. Charges and refunds are idempotent by key within the process (an
-in-memory ledger, like the provider's own idempotency). Webhooks use Stripe's signature scheme
-with `sandbox_webhook_secret`."""
+in-memory ledger, like the provider's own idempotency; concurrent charges of one key share the
+first one). Webhooks use Stripe's signature scheme with `sandbox_webhook_secret`."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -31,9 +32,12 @@ class SandboxProvider:
         self.tolerance = tolerance
         self._charges: dict[str, ChargeResult] = {}
         self._refunds: dict[str, RefundResult] = {}
+        self._charging: dict[str, asyncio.Future[ChargeResult]] = {}
         # How many distinct charges the "provider" made (tests prove retries never double-charge).
         self.charge_count = 0
         self.refund_count = 0
+        # Test hook: seconds each charge and refund "spends at the provider" (0: none).
+        self.delay_seconds = 0.0
 
     async def charge(
         self,
@@ -44,9 +48,21 @@ class SandboxProvider:
         token: str,
         metadata: dict[str, str],
     ) -> ChargeResult:
+        """One charge per key, also for concurrent callers (as a real provider's idempotency): the
+        first caller's charge is shared by every caller of the same key while it is in flight."""
         self.check_token(token)
         if idempotency_key in self._charges:
             return self._charges[idempotency_key]
+        in_flight = self._charging.get(idempotency_key)
+        if in_flight is None:
+            in_flight = asyncio.ensure_future(self._charge(idempotency_key, amount_cents, token))
+            self._charging[idempotency_key] = in_flight
+            in_flight.add_done_callback(lambda _: self._charging.pop(idempotency_key, None))
+        return await asyncio.shield(in_flight)
+
+    async def _charge(self, idempotency_key: str, amount_cents: int, token: str) -> ChargeResult:
+        if self.delay_seconds:
+            await asyncio.sleep(self.delay_seconds)
         reference = f"sbx_pi_{uuid.uuid4().hex}"
         if token in SUCCEEDING:
             brand, last4 = SUCCEEDING[token]
@@ -73,6 +89,9 @@ class SandboxProvider:
     async def refund(
         self, *, idempotency_key: str, charge_reference: str, amount_cents: int, reason: str
     ) -> RefundResult:
+        if idempotency_key not in self._refunds:
+            if self.delay_seconds:
+                await asyncio.sleep(self.delay_seconds)
         if idempotency_key not in self._refunds:
             self._refunds[idempotency_key] = RefundResult(f"sbx_re_{uuid.uuid4().hex}", amount_cents)
             self.refund_count += 1

@@ -73,7 +73,7 @@ class StripeProvider:
         webhook_secret: str,
         api_base: str = "https://api.stripe.com",
         timeout: float = 20.0,
-        max_network_retries: int = 2,
+        max_network_retries: int = 0,
         tolerance: int = 300,
     ) -> None:
         self.webhook_secret = webhook_secret

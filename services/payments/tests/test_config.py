@@ -54,3 +54,16 @@ def test_production_refuses_the_default_sandbox_webhook_secret():
     with pytest.raises(ValidationError, match="SHOP_SANDBOX_WEBHOOK_SECRET"):
         PaymentsSettings(env="production", **STRONG)
     assert PaymentsSettings(env="production", sandbox_webhook_secret="s" * 40, **STRONG).is_production
+
+
+def test_provider_breaker_settings(monkeypatch):
+    settings = PaymentsSettings()
+    assert (settings.provider_breaker_failures, settings.provider_breaker_reset_seconds) == (5, 30.0)
+    assert settings.stripe_max_network_retries == 0
+    monkeypatch.setenv("SHOP_PROVIDER_BREAKER_FAILURES", "2")
+    monkeypatch.setenv("SHOP_PROVIDER_BREAKER_RESET_SECONDS", "7.5")
+    settings = PaymentsSettings()
+    assert (settings.provider_breaker_failures, settings.provider_breaker_reset_seconds) == (2, 7.5)
+    monkeypatch.setenv("SHOP_PROVIDER_BREAKER_FAILURES", "0")
+    with pytest.raises(ValidationError):
+        PaymentsSettings()

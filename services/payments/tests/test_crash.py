@@ -1,6 +1,6 @@
-"""Crash safety: the payments process dies after Stripe charged but before the payment row is
-committed; the retry after restart gets the same PaymentIntent (idempotency key = order id), so
-the customer is charged once and one payment row exists."""
+"""Crash safety: the payments process dies after Stripe charged but before the charge is recorded
+(the row is still PENDING); the retry after restart gets the same PaymentIntent (idempotency key =
+order id), so the customer is charged once and one payment row exists."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
                     return conn.execute("SELECT status, provider_reference FROM payments WHERE order_id = %s",
                                         (order_id,)).fetchall()
 
-            assert rows() == []
+            # the row was committed PENDING before the provider call (no transaction is held across it)
+            assert rows() == [("PENDING", "")]
 
             restarted = run_process(args, env, tmp_path / "2.log")
             try:

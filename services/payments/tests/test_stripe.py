@@ -103,6 +103,26 @@ async def test_stripe_outage_is_unavailable(fake, provider):
         await charge(provider, str(uuid.uuid4()), "pm_card_visa")
 
 
+async def test_the_sdk_makes_no_retries_of_its_own(fake):
+    """Retries belong to the caller's retry policy and the order's recovery (bounded by the retry
+    budget and the breaker), not to the SDK: with default settings an outage is one request."""
+    from services.payments.config import PaymentsSettings
+    from services.payments.providers import build_provider
+
+    settings = PaymentsSettings(
+        payment_provider="stripe", stripe_api_key=API_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=fake.url,
+    )
+    default_provider = build_provider(settings)
+    try:
+        fake.state.fail_with = 503
+        with pytest.raises(ProviderUnavailable):
+            await charge(default_provider, str(uuid.uuid4()), "pm_card_visa")
+        assert len(fake.state.requests) == 1
+    finally:
+        await default_provider.aclose()
+
+
 async def test_refund_sends_the_request_id_as_idempotency_key(fake, provider):
     paid = await charge(provider, str(uuid.uuid4()), "pm_card_visa", amount=3000)
     request_id = uuid.uuid4().hex
