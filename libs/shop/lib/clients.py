@@ -102,10 +102,12 @@ def service_config(service: ServiceDescriptor) -> str:
                 }
             ],
             # The retry budget (gRFC A6), per channel target: each failed attempt costs a token, each
-            # success gives back 0.1, and retries happen only while more than half (5) are left. A
-            # backend that keeps failing gets about one attempt per call instead of maxAttempts, so
-            # retries cannot multiply the load on a service that is already down.
-            "retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1},
+            # success gives back 0.1, and retries happen only while more than half (50) are left.
+            # A burst (a replica killed under load fails every call in flight on it at once) is
+            # absorbed and retried on the other replicas; a backend that keeps failing soon gets
+            # about one attempt per call instead of maxAttempts, so retries cannot multiply the
+            # load on a service that is already down.
+            "retryThrottling": {"maxTokens": 100, "tokenRatio": 0.1},
         }
     )
 
