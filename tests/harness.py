@@ -221,7 +221,10 @@ class Suite:
         from gateway.app import create_app
 
         app = create_app(self.gateway_settings(http_port=port, **overrides))
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        # The server keeps idle connections longer than httpx's pool (5 s), so the client always
+        # retires one first: never a request sent on a connection the server is closing.
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                                timeout_keep_alive=30)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(200):
