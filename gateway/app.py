@@ -92,7 +92,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # Added innermost first: the request context wraps everything, so even a 429 or 413 gets
     # the request id and security headers; CORS headers go on every allowed response.
     app.add_middleware(BodyLimitMiddleware, settings=settings)
-    app.add_middleware(RateLimitMiddleware, settings=settings)
+    if settings.rate_limit_per_minute or settings.auth_rate_limit_per_minute:  # both 0: no layer to pass
+        app.add_middleware(RateLimitMiddleware, settings=settings)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,

@@ -42,6 +42,18 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+_OF_INTEREST = (b"x-request-id", b"authorization", b"x-forwarded-proto")
+
+
+def _headers_of_interest(scope: Scope) -> dict[bytes, str]:
+    """The request headers the context middleware reads, in one pass (first value of each)."""
+    found: dict[bytes, str] = {}
+    for key, value in scope.get("headers", ()):
+        if key in _OF_INTEREST and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
+
+
 def client_ip(scope: Scope, is_trusted_proxy: Callable[[str], bool]) -> str:
     """The socket peer, or — only when the peer is a trusted proxy — the nearest untrusted
     address in X-Forwarded-For."""
@@ -85,16 +97,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = header(scope, b"x-request-id") or ""
+        wanted = _headers_of_interest(scope)
+        incoming = wanted.get(b"x-request-id", "")
         request_id = incoming if 0 < len(incoming) <= 128 and set(incoming) <= _VALID_REQUEST_ID else new_request_id()
         token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
         scope.setdefault("state", {})["client_ip"] = client_ip(scope, self.settings.is_trusted_proxy)
         https = scope.get("scheme") == "https" or (
             scope["state"]["client_ip"] != (scope.get("client") or ("",))[0]
-            and header(scope, b"x-forwarded-proto") == "https"
+            and wanted.get(b"x-forwarded-proto") == "https"
         )
-        no_store = header(scope, b"authorization") is not None or scope["path"].startswith("/api/v1/auth/")
+        no_store = b"authorization" in wanted or scope["path"].startswith("/api/v1/auth/")
         status_holder = {"status": 500, "started": False}
         started = time.perf_counter()
 
