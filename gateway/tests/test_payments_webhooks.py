@@ -7,9 +7,11 @@ import json
 import time
 import uuid
 
+import grpc
 import pytest
 
 from services.payments.domain import signature_header
+from shop.lib.errors import decode_rpc_error
 from shop.payments.v1 import payments_pb2
 
 URL = "/api/v1/payments/webhooks/sandbox"
@@ -235,3 +237,42 @@ async def test_route_is_documented(suite):
     operation = schema["paths"]["/api/v1/payments/webhooks/{provider}"]["post"]
     assert operation["summary"]
     assert "requestBody" in operation
+
+
+# -- a late capture (issue 9, fault path 3) ---------------------------------------------------------
+
+async def test_a_capture_after_the_charge_was_answered_declined_is_refunded_once(suite):
+    """The provider declined, the order was told so (PAYMENT_FAILED), then the money is captured
+    after all (a late succeeded event): payments refunds it at once, once, whatever redeliveries."""
+    order_id = str(uuid.uuid4())
+    stub = suite.stub("payments")
+    request = payments_pb2.CreateChargeRequest(order_id=order_id, user_id="u", amount_cents=2600,
+                                               currency_code="USD", method="card", token="tok_chargeDeclined")
+    with pytest.raises(grpc.aio.AioRpcError) as declined:
+        await stub.CreateCharge(request)
+    assert decode_rpc_error(declined.value).code == "PAYMENT_DECLINED"
+    payment = (await stub.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))).payments[0]
+    assert state(suite, order_id) == ("DECLINED", 0, 0)
+
+    body = event("payment_intent.succeeded", intent(payment))
+    response = await post(suite, body)
+    assert response.status_code == 200, response.text
+    assert state(suite, order_id) == ("REFUNDED", 2600, 2600)
+    refunds = suite.sql("payments", "SELECT request_id, status, amount_cents FROM refunds WHERE order_id = %s",
+                        (order_id,))
+    assert refunds == [(f"late-capture-{payment.id}", "SUCCEEDED", 2600)]
+    # A redelivery and another late event change nothing and refund nothing again.
+    assert (await post(suite, body)).json()["data"]["duplicate"] is True
+    assert (await post(suite, event("payment_intent.succeeded", intent(payment)))).status_code == 200
+    assert state(suite, order_id) == ("REFUNDED", 2600, 2600)
+    assert len(suite.sql("payments", "SELECT id FROM refunds WHERE order_id = %s", (order_id,))) == 1
+
+
+async def test_a_capture_of_a_charge_never_answered_declined_is_kept(suite):
+    """A payment that went PENDING → SUCCEEDED, or was never answered declined, is the order's to
+    keep (the order learns it on its next CreateCharge): no automatic refund."""
+    payment = await charged(suite)
+    response = await post(suite, event("payment_intent.succeeded", intent(payment)))
+    assert response.status_code == 200
+    assert state(suite, payment.order_id) == ("SUCCEEDED", 4000, 0)
+    assert suite.sql("payments", "SELECT id FROM refunds WHERE order_id = %s", (payment.order_id,)) == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shop.lib.db import UTCDateTime, UUIDString, new_id, new_metadata, utcnow
@@ -43,6 +43,9 @@ class Payment(PaymentsBase):
     provider: Mapped[str] = mapped_column(String(16), nullable=False)
     provider_reference: Mapped[str] = mapped_column(String(255), nullable=False, default="")
     decline_code: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    # CreateCharge answered PAYMENT_DECLINED: the order was told nothing was taken (PAYMENT_FAILED),
+    # so money the provider captures later is refunded automatically (a late capture).
+    declined_answered: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow)
 

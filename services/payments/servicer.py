@@ -134,6 +134,9 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             if result is not None:
                 payment = await self._record_charge(charge, result)
         if payment.status == domain.DECLINED:
+            if not payment.declined_answered:
+                async with self.db.transaction() as session:
+                    await self.repo.update_payment(session, payment.id, declined_answered=True)
             raise _declined(payment)
         return payments_pb2.CreateChargeResponse(payment=payment_to_proto(payment))
 
@@ -249,6 +252,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         timeout) leaves it PENDING, and a replay of the request id asks the provider again."""
         require_service()
         domain.validate_refund(request.order_id, request.amount_cents, request.reason, request.request_id)
+        return await self._refund(request)
+
+    async def _refund(self, request: payments_pb2.CreateRefundRequest) -> payments_pb2.CreateRefundResponse:
+        """The three steps of a refund (see CreateRefund), for a validated request."""
         payment, refund = await self._reserve_refund(request)
         if refund.status == domain.REFUND_SUCCEEDED:
             return payments_pb2.CreateRefundResponse(refund=refund_to_proto(refund), payment=payment_to_proto(payment))
@@ -360,38 +367,71 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 outcome="received",
                 payment_id=None,
             )
-            if not fresh:
-                return payments_pb2.HandleWebhookResponse(event_id=event.id, duplicate=True, event_type=event.type)
-            outcome, payment_id = "ignored", None
-            if event.type in domain.HANDLED_EVENTS:
-                payment = await self.repo.payment_by_reference(
-                    session, provider, event.payment_reference, for_update=True
+            duplicate = not fresh
+            if fresh:
+                await self._apply_event(session, provider, event)
+        # After the transaction: a redelivery also finishes what the first delivery left unfinished.
+        await self._refund_late_capture(event)
+        return payments_pb2.HandleWebhookResponse(event_id=event.id, duplicate=duplicate, event_type=event.type)
+
+    async def _apply_event(self, session, provider: str, event) -> None:
+        """A fresh event applied to its payment (statuses only move up, amounts only grow)."""
+        outcome, payment_id = "ignored", None
+        if event.type in domain.HANDLED_EVENTS:
+            payment = await self.repo.payment_by_reference(
+                session, provider, event.payment_reference, for_update=True
+            )
+            if payment is None and event.order_id:
+                payment = await self.repo.payment_by_order(session, event.order_id, for_update=True)
+            if payment is None and event.order_id:
+                # One of ours, not recorded yet: refuse so that the provider delivers it again.
+                raise Aborted("The payment of this event is not recorded yet.", code="PAYMENT_NOT_READY")
+            if payment is not None:
+                before = domain.PaymentState(
+                    payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
+                    payment.decline_code,
                 )
-                if payment is None and event.order_id:
-                    payment = await self.repo.payment_by_order(session, event.order_id, for_update=True)
-                if payment is None and event.order_id:
-                    # One of ours, not recorded yet: refuse so that the provider delivers it again.
-                    raise Aborted("The payment of this event is not recorded yet.", code="PAYMENT_NOT_READY")
-                if payment is not None:
-                    before = domain.PaymentState(
-                        payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
-                        payment.decline_code,
-                    )
-                    after = domain.apply_event(before, event)
-                    changes = {}
-                    if after != before:
-                        changes = {
-                            "status": after.status,
-                            "captured_cents": after.captured_cents,
-                            "refunded_cents": after.refunded_cents,
-                            "decline_code": after.decline_code,
-                        }
-                    if not payment.provider_reference and event.payment_reference:
-                        changes["provider_reference"] = event.payment_reference
-                    if changes:
-                        await self.repo.update_payment(session, payment.id, **changes)
-                    outcome, payment_id = "applied", payment.id
-                    log.info("webhook.applied", event_type=event.type, order_id=payment.order_id,
-                             status=after.status)
-            await self.repo.set_event_outcome(session, provider, event.id, outcome, payment_id)
-        return payments_pb2.HandleWebhookResponse(event_id=event.id, duplicate=False, event_type=event.type)
+                after = domain.apply_event(before, event)
+                changes = {}
+                if after != before:
+                    changes = {
+                        "status": after.status,
+                        "captured_cents": after.captured_cents,
+                        "refunded_cents": after.refunded_cents,
+                        "decline_code": after.decline_code,
+                    }
+                if not payment.provider_reference and event.payment_reference:
+                    changes["provider_reference"] = event.payment_reference
+                if changes:
+                    await self.repo.update_payment(session, payment.id, **changes)
+                outcome, payment_id = "applied", payment.id
+                log.info("webhook.applied", event_type=event.type, order_id=payment.order_id,
+                         status=after.status)
+        await self.repo.set_event_outcome(session, provider, event.id, outcome, payment_id)
+
+    async def _refund_late_capture(self, event) -> None:
+        """Money captured on a payment whose charge was answered PAYMENT_DECLINED (its order failed)
+        is refunded at once, under one request id per payment, so redeliveries and replays refund it
+        once. Outside the webhook's transaction (no lock across the provider call); an outage
+        propagates, and the provider's redelivery of the event finishes the refund."""
+        if event.type not in domain.HANDLED_EVENTS:
+            return
+        async with self.db.session() as session:
+            payment = await self.repo.payment_by_reference(session, self.provider.name, event.payment_reference)
+            if payment is None and event.order_id:
+                payment = await self.repo.payment_by_order(session, event.order_id)
+        if payment is None or not payment.declined_answered or payment.captured_cents <= 0:
+            return
+        request = payments_pb2.CreateRefundRequest(
+            order_id=payment.order_id, amount_cents=0, request_id=f"late-capture-{payment.id}",
+            reason="Captured after the charge was answered declined",
+        )
+        try:
+            await self._refund(request)
+        except Conflict as exc:
+            if exc.code == "REFUND_FAILED":  # the provider refused it: a person must look (logged, not retried)
+                log.error("payment.late_capture_refund_refused", order_id=payment.order_id)
+                return
+            if exc.code != "REFUND_EXCEEDS_CAPTURED":  # already refunded by other requests: nothing left
+                raise
+        log.info("payment.late_capture_refunded", order_id=payment.order_id, captured_cents=payment.captured_cents)
