@@ -92,12 +92,12 @@ class CatalogRepository:
         return pg_insert(table) if self.db.is_postgres else sqlite_insert(table)
 
     @staticmethod
-    async def _categories(session: AsyncSession) -> dict[str, Category]:
-        rows = (await session.execute(select(Category))).scalars().all()
-        return {row.slug: row for row in rows}
+    async def _categories(session: AsyncSession) -> dict[str, Any]:
+        """Every category (slug, name, parent_slug), inside a write's transaction."""
+        return {row.slug: row for row in (await session.execute(CATEGORIES.core)).all()}
 
     @staticmethod
-    def _category_words(categories: dict[str, Category], slug: str) -> list[str]:
+    def _category_words(categories: dict[str, Any], slug: str) -> list[str]:
         words, seen, current = [], set(), categories.get(slug)
         while current is not None and current.slug not in seen:
             seen.add(current.slug)

@@ -184,9 +184,9 @@ class Database:
         if self.dialect == "sqlite":
             _configure_sqlite(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._read_pool_size = pool_size
-        self._read_pool: AsyncConnectionPool | None = None
-        self._read_pool_lock = asyncio.Lock()
+        self._lean_pool_size = pool_size
+        self._lean_pool_instance: AsyncConnectionPool | None = None
+        self._lean_pool_lock = asyncio.Lock()
         self._compiled: dict[Executable, Any] = {}
 
     @classmethod
@@ -210,16 +210,16 @@ class Database:
             yield session
 
     async def _lean_pool(self) -> AsyncConnectionPool:
-        if self._read_pool is not None:
-            return self._read_pool
-        async with self._read_pool_lock:
-            if self._read_pool is not None:
-                return self._read_pool
+        if self._lean_pool_instance is not None:
+            return self._lean_pool_instance
+        async with self._lean_pool_lock:
+            if self._lean_pool_instance is not None:
+                return self._lean_pool_instance
             conninfo = sync_url(self.url).replace("postgresql+psycopg://", "postgresql://", 1)
             pool = AsyncConnectionPool(
                 conninfo,
                 min_size=1,
-                max_size=self._read_pool_size,
+                max_size=self._lean_pool_size,
                 # autocommit: a read is one statement, with no BEGIN/COMMIT round trips;
                 # prepare_threshold=0: prepared on first use, so each read skips planning.
                 kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": namedtuple_row},
@@ -227,7 +227,7 @@ class Database:
                 name="shop-lean",
             )
             await pool.open()
-            self._read_pool = pool
+            self._lean_pool_instance = pool
             return pool
 
     @asynccontextmanager
@@ -239,7 +239,7 @@ class Database:
                 yield Transaction(core=connection)
             return
         pool = await self._lean_pool()
-        connection = await self._begin(pool)
+        connection, _ = await self._on_live_connection(pool, "BEGIN")
         try:
             yield Transaction(postgres=connection)
             await connection.execute("COMMIT")
@@ -251,19 +251,24 @@ class Database:
         finally:
             await pool.putconn(connection)
 
-    async def _begin(self, pool: AsyncConnectionPool) -> Any:
-        """A pooled connection with a transaction begun. A connection found dead at BEGIN (nothing
-        has run on it yet) is dropped by the pool and another one tried, as reads do."""
-        for attempt in range(self._read_pool_size + 1):
+    async def _on_live_connection(self, pool: AsyncConnectionPool, sql: str, params: dict[str, Any] | None = None
+                                  ) -> tuple[Any, Any]:
+        """A pooled connection that ran `sql` (a read, or a write's BEGIN), and its cursor; the
+        caller puts the connection back. A connection the server ended (a restart, a terminated
+        session) fails before anything ran on it: the pool drops it and another one is tried, so
+        there is no ping per checkout and still no error for the caller."""
+        for attempt in range(self._lean_pool_size + 1):
             connection = await pool.getconn()
             try:
-                await connection.execute("BEGIN")
-                return connection
+                return connection, await connection.execute(sql, params)
             except psycopg.OperationalError:
                 await pool.putconn(connection)
-                if not connection.broken or attempt == self._read_pool_size:
+                if not connection.broken or attempt == self._lean_pool_size:
                     raise
-                log.warning("db.write_retried_on_a_dead_connection")
+                log.warning("db.retried_on_a_dead_connection")
+            except BaseException:
+                await pool.putconn(connection)
+                raise
         raise AssertionError("unreachable")
 
     async def read_all(self, query: Query, **params) -> list:
@@ -274,21 +279,12 @@ class Database:
         return await self._postgres_read(query.psycopg, params)
 
     async def _postgres_read(self, sql: str, params: dict[str, Any]) -> list:
-        """A read on the lean pool. A pooled connection found dead (the server restarted, or ended
-        the session) is dropped by the pool and the read, which changes nothing, runs again on
-        another one: no per-checkout ping, and still no error for the caller."""
         pool = await self._lean_pool()
-        for attempt in range(self._read_pool_size + 1):
-            connection = None
-            try:
-                async with pool.connection() as connection:
-                    cursor = await connection.execute(sql, params)
-                    return await cursor.fetchall()
-            except psycopg.OperationalError:
-                if connection is None or not connection.broken or attempt == self._read_pool_size:
-                    raise
-                log.warning("db.read_retried_on_a_dead_connection")
-        raise AssertionError("unreachable")
+        connection, cursor = await self._on_live_connection(pool, sql, params)
+        try:
+            return await cursor.fetchall()
+        finally:
+            await pool.putconn(connection)
 
     async def read_statement(self, statement: Executable, params: dict[str, Any] | None = None) -> list:
         """The rows of a SQLAlchemy Core statement on the lean path. Build the statement once (its
@@ -311,9 +307,9 @@ class Database:
         return rows[0] if rows else None
 
     async def dispose(self) -> None:
-        if self._read_pool is not None:
-            await self._read_pool.close()
-            self._read_pool = None
+        if self._lean_pool_instance is not None:
+            await self._lean_pool_instance.close()
+            self._lean_pool_instance = None
         await self.engine.dispose()
 
 
