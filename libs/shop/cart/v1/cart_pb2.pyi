@@ -386,3 +386,109 @@ class MergeCartsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MergeCartsResponse: _TypeAlias = MergeCartsResponse  # noqa: Y015
+
+@_typing.final
+class CheckoutCartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    CHECKOUT_ID_FIELD_NUMBER: _builtins.int
+    checkout_id: _builtins.str
+    """The checkout's idempotency key (1..64 printable characters), e.g. the order id."""
+    @_builtins.property
+    def owner(self) -> Global___CartOwner: ...
+    def __init__(
+        self,
+        *,
+        owner: Global___CartOwner | None = ...,
+        checkout_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["owner", b"owner"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_id", b"checkout_id", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutCartRequest: _TypeAlias = CheckoutCartRequest  # noqa: Y015
+
+@_typing.final
+class CheckoutLine(_message.Message):
+    """One line taken from the cart."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    product_id: _builtins.str
+    quantity: _builtins.int
+    def __init__(
+        self,
+        *,
+        product_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["product_id", b"product_id", "quantity", b"quantity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutLine: _TypeAlias = CheckoutLine  # noqa: Y015
+
+@_typing.final
+class CheckoutCartResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CheckoutLine]:
+        """In the order the lines were first added; empty when the cart was empty (or taken by another
+        checkout).
+        """
+
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___CheckoutLine] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckoutCartResponse: _TypeAlias = CheckoutCartResponse  # noqa: Y015
+
+@_typing.final
+class RestoreCartRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKOUT_ID_FIELD_NUMBER: _builtins.int
+    checkout_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        checkout_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkout_id", b"checkout_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreCartRequest: _TypeAlias = RestoreCartRequest  # noqa: Y015
+
+@_typing.final
+class RestoreCartResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestoreCartResponse: _TypeAlias = RestoreCartResponse  # noqa: Y015

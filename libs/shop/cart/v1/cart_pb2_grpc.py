@@ -71,6 +71,16 @@ class CartServiceStub:
                 request_serializer=shop_dot_cart_dot_v1_dot_cart__pb2.MergeCartsRequest.SerializeToString,
                 response_deserializer=shop_dot_cart_dot_v1_dot_cart__pb2.MergeCartsResponse.FromString,
                 _registered_method=True)
+        self.CheckoutCart = channel.unary_unary(
+                '/shop.cart.v1.CartService/CheckoutCart',
+                request_serializer=shop_dot_cart_dot_v1_dot_cart__pb2.CheckoutCartRequest.SerializeToString,
+                response_deserializer=shop_dot_cart_dot_v1_dot_cart__pb2.CheckoutCartResponse.FromString,
+                _registered_method=True)
+        self.RestoreCart = channel.unary_unary(
+                '/shop.cart.v1.CartService/RestoreCart',
+                request_serializer=shop_dot_cart_dot_v1_dot_cart__pb2.RestoreCartRequest.SerializeToString,
+                response_deserializer=shop_dot_cart_dot_v1_dot_cart__pb2.RestoreCartResponse.FromString,
+                _registered_method=True)
 
 
 class CartServiceServicer:
@@ -129,6 +139,30 @@ class CartServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckoutCart(self, request, context):
+        """Internal (service identity of the orders service only; anyone else PERMISSION_DENIED):
+        takes the owner's cart for a checkout in one transaction: returns its lines (product and
+        quantity; no prices) and empties the cart, recording them under `checkout_id`. Idempotent:
+        a repeat with the same checkout_id returns the recorded lines and changes nothing (even when
+        the cart has new lines since, or was restored). An empty cart returns no lines and is recorded
+        too. Two checkouts of one cart with different ids: one gets the lines, the other none.
+        The same checkout_id for another owner is FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreCart(self, request, context):
+        """Internal (the orders service only): puts the lines taken by `checkout_id` back into the
+        owner's cart (added to what is there, capped at 100 per line; lines that do not fit in a full
+        cart are dropped) and marks the checkout restored. Idempotent: a repeat does nothing. An
+        unknown checkout_id restores nothing and answers OK; it is remembered as restored, so a
+        CheckoutCart with that id arriving later takes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CartServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +195,16 @@ def add_CartServiceServicer_to_server(servicer, server):
                     servicer.MergeCarts,
                     request_deserializer=shop_dot_cart_dot_v1_dot_cart__pb2.MergeCartsRequest.FromString,
                     response_serializer=shop_dot_cart_dot_v1_dot_cart__pb2.MergeCartsResponse.SerializeToString,
+            ),
+            'CheckoutCart': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckoutCart,
+                    request_deserializer=shop_dot_cart_dot_v1_dot_cart__pb2.CheckoutCartRequest.FromString,
+                    response_serializer=shop_dot_cart_dot_v1_dot_cart__pb2.CheckoutCartResponse.SerializeToString,
+            ),
+            'RestoreCart': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreCart,
+                    request_deserializer=shop_dot_cart_dot_v1_dot_cart__pb2.RestoreCartRequest.FromString,
+                    response_serializer=shop_dot_cart_dot_v1_dot_cart__pb2.RestoreCartResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -332,6 +376,60 @@ class CartService:
             '/shop.cart.v1.CartService/MergeCarts',
             shop_dot_cart_dot_v1_dot_cart__pb2.MergeCartsRequest.SerializeToString,
             shop_dot_cart_dot_v1_dot_cart__pb2.MergeCartsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckoutCart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.cart.v1.CartService/CheckoutCart',
+            shop_dot_cart_dot_v1_dot_cart__pb2.CheckoutCartRequest.SerializeToString,
+            shop_dot_cart_dot_v1_dot_cart__pb2.CheckoutCartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreCart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.cart.v1.CartService/RestoreCart',
+            shop_dot_cart_dot_v1_dot_cart__pb2.RestoreCartRequest.SerializeToString,
+            shop_dot_cart_dot_v1_dot_cart__pb2.RestoreCartResponse.FromString,
             options,
             channel_credentials,
             insecure,

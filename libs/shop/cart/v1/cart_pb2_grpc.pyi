@@ -58,6 +58,22 @@ class CartServiceStub:
     the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
     lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
     """
+    CheckoutCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.CheckoutCartRequest, _cart_pb2.CheckoutCartResponse]
+    """Internal (service identity of the orders service only; anyone else PERMISSION_DENIED):
+    takes the owner's cart for a checkout in one transaction: returns its lines (product and
+    quantity; no prices) and empties the cart, recording them under `checkout_id`. Idempotent:
+    a repeat with the same checkout_id returns the recorded lines and changes nothing (even when
+    the cart has new lines since, or was restored). An empty cart returns no lines and is recorded
+    too. Two checkouts of one cart with different ids: one gets the lines, the other none.
+    The same checkout_id for another owner is FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED.
+    """
+    RestoreCart: _grpc.UnaryUnaryMultiCallable[_cart_pb2.RestoreCartRequest, _cart_pb2.RestoreCartResponse]
+    """Internal (the orders service only): puts the lines taken by `checkout_id` back into the
+    owner's cart (added to what is there, capped at 100 per line; lines that do not fit in a full
+    cart are dropped) and marks the checkout restored. Idempotent: a repeat does nothing. An
+    unknown checkout_id restores nothing and answers OK; it is remembered as restored, so a
+    CheckoutCart with that id arriving later takes nothing.
+    """
 
 @_typing.type_check_only
 class CartServiceAsyncStub(CartServiceStub):
@@ -88,6 +104,22 @@ class CartServiceAsyncStub(CartServiceStub):
     """Adds the guest cart of `guest_session_id` into the owner's cart (a user's cart), and deletes
     the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
     lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
+    """
+    CheckoutCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.CheckoutCartRequest, _cart_pb2.CheckoutCartResponse]  # type: ignore[assignment]
+    """Internal (service identity of the orders service only; anyone else PERMISSION_DENIED):
+    takes the owner's cart for a checkout in one transaction: returns its lines (product and
+    quantity; no prices) and empties the cart, recording them under `checkout_id`. Idempotent:
+    a repeat with the same checkout_id returns the recorded lines and changes nothing (even when
+    the cart has new lines since, or was restored). An empty cart returns no lines and is recorded
+    too. Two checkouts of one cart with different ids: one gets the lines, the other none.
+    The same checkout_id for another owner is FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED.
+    """
+    RestoreCart: _aio.UnaryUnaryMultiCallable[_cart_pb2.RestoreCartRequest, _cart_pb2.RestoreCartResponse]  # type: ignore[assignment]
+    """Internal (the orders service only): puts the lines taken by `checkout_id` back into the
+    owner's cart (added to what is there, capped at 100 per line; lines that do not fit in a full
+    cart are dropped) and marks the checkout restored. Idempotent: a repeat does nothing. An
+    unknown checkout_id restores nothing and answers OK; it is remembered as restored, so a
+    CheckoutCart with that id arriving later takes nothing.
     """
 
 class CartServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -152,6 +184,34 @@ class CartServiceServicer(metaclass=_abc_1.ABCMeta):
         """Adds the guest cart of `guest_session_id` into the owner's cart (a user's cart), and deletes
         the guest cart: quantities added, capped by stock and 100 (the user's own quantity is never
         lowered); lines the catalog no longer sells are dropped. An unknown session merges nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckoutCart(
+        self,
+        request: _cart_pb2.CheckoutCartRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.CheckoutCartResponse, _abc.Awaitable[_cart_pb2.CheckoutCartResponse]]:
+        """Internal (service identity of the orders service only; anyone else PERMISSION_DENIED):
+        takes the owner's cart for a checkout in one transaction: returns its lines (product and
+        quantity; no prices) and empties the cart, recording them under `checkout_id`. Idempotent:
+        a repeat with the same checkout_id returns the recorded lines and changes nothing (even when
+        the cart has new lines since, or was restored). An empty cart returns no lines and is recorded
+        too. Two checkouts of one cart with different ids: one gets the lines, the other none.
+        The same checkout_id for another owner is FAILED_PRECONDITION IDEMPOTENCY_KEY_REUSED.
+        """
+
+    @_abc_1.abstractmethod
+    def RestoreCart(
+        self,
+        request: _cart_pb2.RestoreCartRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cart_pb2.RestoreCartResponse, _abc.Awaitable[_cart_pb2.RestoreCartResponse]]:
+        """Internal (the orders service only): puts the lines taken by `checkout_id` back into the
+        owner's cart (added to what is there, capped at 100 per line; lines that do not fit in a full
+        cart are dropped) and marks the checkout restored. Idempotent: a repeat does nothing. An
+        unknown checkout_id restores nothing and answers OK; it is remembered as restored, so a
+        CheckoutCart with that id arriving later takes nothing.
         """
 
 def add_CartServiceServicer_to_server(servicer: CartServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
