@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shop.lib.db import UTCDateTime, UUIDString, new_id, new_metadata, utcnow
@@ -64,4 +64,26 @@ class CartRequest(CartBase):
     request_id: Mapped[str] = mapped_column(String(64), nullable=False)
     # sha256 of what was asked (product and quantity): the same key with another body is refused.
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False, index=True)
+
+
+class CartCheckout(CartBase):
+    """The lines a checkout took from a cart (CheckoutCart), keyed by the checkout's id, so a
+    repeat returns the same lines and RestoreCart can put them back. No foreign key to `carts`:
+    the record outlives the cart's lines and is purged after SHOP_CHECKOUT_TTL_DAYS. An unknown id
+    given to RestoreCart is recorded as `restored` with no owner and no lines."""
+
+    __tablename__ = "cart_checkouts"
+    __table_args__ = (
+        CheckConstraint("state IN ('taken', 'restored')", name="state"),
+        CheckConstraint("user_id IS NULL OR session_id IS NULL", name="one_owner"),
+    )
+
+    checkout_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    cart_id: Mapped[str | None] = mapped_column(UUIDString())
+    user_id: Mapped[str | None] = mapped_column(UUIDString())
+    session_id: Mapped[str | None] = mapped_column(UUIDString())
+    # [{"product_id": ..., "quantity": ...}, ...] in the cart's order.
+    lines: Mapped[list] = mapped_column(JSON, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False, index=True)
