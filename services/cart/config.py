@@ -14,6 +14,9 @@ class CartSettings(ServiceSettings):
     guest_cart_ttl_days: int = Field(default=30, ge=1)
     # AddCartItem idempotency keys are kept this many hours (API.md: at least 24 h).
     idempotency_ttl_hours: int = Field(default=48, ge=24)
+    # CheckoutCart records (the lines a checkout took, for repeats and RestoreCart) are kept this
+    # many days; a checkout is finished or compensated by orders long before.
+    checkout_ttl_days: int = Field(default=7, ge=1)
     # How often the background sweep looks for expired guest carts, seconds.
     sweep_interval_seconds: float = Field(default=3600.0, gt=0)
     # The currency every cart is priced in; a product priced in another currency cannot be added.

@@ -121,6 +121,57 @@ def request_cutoff(now: datetime, ttl_hours: int) -> datetime:
     return now - timedelta(hours=ttl_hours)
 
 
+# -- checkouts (CheckoutCart / RestoreCart) -------------------------------------------------------
+
+# Only these service identities may take a cart for a checkout or restore it.
+CHECKOUT_SERVICES = ("orders",)
+MAX_CHECKOUT_ID_LENGTH = 64
+TAKEN = "taken"
+RESTORED = "restored"
+
+
+def validate_checkout_id(value: str) -> str:
+    """A checkout's id (its idempotency key): 1..64 printable characters."""
+    if not value:
+        raise ValidationError.single("checkoutId", "is required")
+    if len(value) > MAX_CHECKOUT_ID_LENGTH or not value.isprintable():
+        raise ValidationError.single("checkoutId", f"must be 1..{MAX_CHECKOUT_ID_LENGTH} printable characters")
+    return value
+
+
+def check_same_checkout_owner(recorded_cart_id: str | None, cart_id: str) -> None:
+    """A repeated checkout id must name the same cart (an id RestoreCart recorded without an owner
+    matches any: it took nothing)."""
+    if recorded_cart_id is not None and recorded_cart_id != cart_id:
+        raise Conflict("This checkout id was used for another cart.", code="IDEMPOTENCY_KEY_REUSED")
+
+
+def restored_lines(existing: Mapping[str, int], taken: Iterable[Line], max_lines: int = MAX_CART_LINES
+                   ) -> list[Line]:
+    """The lines to set when a checkout's `taken` lines go back into a cart that now holds
+    `existing` ({product: quantity}): quantities added and capped at 100 per line; a line for a
+    product the cart lacks needs room under `max_lines`, else it is dropped. No stock check: the
+    lines were in the cart moments ago, and pricing shows any shortage as unavailable."""
+    result: list[Line] = []
+    line_count = len(existing)
+    for line in taken:
+        current = existing.get(line.product_id, 0)
+        target = min(current + line.quantity, MAX_LINE_QUANTITY)
+        if target <= current:
+            continue
+        if not current:
+            if line_count >= max_lines:
+                continue
+            line_count += 1
+        result.append(Line(product_id=line.product_id, quantity=target))
+    return result
+
+
+def checkout_cutoff(now: datetime, ttl_days: int) -> datetime:
+    """Checkout records created before this instant are purged."""
+    return now - timedelta(days=ttl_days)
+
+
 # -- quantities -----------------------------------------------------------------------------------
 
 def validate_add_quantity(quantity: int) -> int:

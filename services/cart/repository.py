@@ -10,12 +10,14 @@ quantity = quantity + n WHERE quantity + n <= cap`: concurrent adds never lose a
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Integer, column
 
 from services.cart.domain import Line, Owner
-from services.cart.models import CartItem, CartRequest
+from services.cart.models import CartCheckout, CartItem, CartRequest
 from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id
 
 _NOW = {"now": UTCDateTime()}
@@ -82,6 +84,31 @@ REMEMBER_REQUEST = Query(
     [CartRequest.id],
     types=_NOW,
 )
+# CheckoutCart / RestoreCart. `lines` is bound as JSON text (PostgreSQL casts it to json from the
+# column; SQLite stores the text) and read back as a list through the column's JSON type.
+_CHECKOUT_COLUMNS = [CartCheckout.cart_id, CartCheckout.user_id, CartCheckout.session_id, CartCheckout.lines,
+                     CartCheckout.state]
+RECORD_CHECKOUT = Query(
+    "INSERT INTO cart_checkouts (checkout_id, cart_id, user_id, session_id, lines, state, created_at) "
+    "VALUES (:checkout_id, :cart_id, :user_id, :session_id, :lines, :state, :now) "
+    "ON CONFLICT (checkout_id) DO NOTHING RETURNING checkout_id",
+    [CartCheckout.checkout_id],
+    types=_NOW,
+)
+CHECKOUT = Query(
+    "SELECT cart_id, user_id, session_id, lines, state FROM cart_checkouts WHERE checkout_id = :checkout_id",
+    _CHECKOUT_COLUMNS,
+)
+LOCK_CHECKOUT = Query(
+    "SELECT cart_id, user_id, session_id, lines, state FROM cart_checkouts WHERE checkout_id = :checkout_id",
+    _CHECKOUT_COLUMNS,
+    postgres_sql="SELECT cart_id, user_id, session_id, lines, state FROM cart_checkouts "
+                 "WHERE checkout_id = :checkout_id FOR UPDATE",
+)
+MARK_CHECKOUT_RESTORED = Query(
+    "UPDATE cart_checkouts SET state = 'restored' WHERE checkout_id = :checkout_id AND state = 'taken'"
+)
+DELETE_OLD_CHECKOUTS = Query("DELETE FROM cart_checkouts WHERE created_at < :cutoff", types={"cutoff": UTCDateTime()})
 DELETE_OLD_REQUESTS = Query("DELETE FROM cart_requests WHERE created_at < :cutoff", types={"cutoff": UTCDateTime()})
 
 
@@ -174,3 +201,60 @@ async def remember_request(tx: Transaction, cart_id: str, request_id: str, finge
 
 async def delete_old_requests(tx: Transaction, cutoff: datetime) -> int:
     return await tx.execute(DELETE_OLD_REQUESTS, cutoff=cutoff)
+
+
+# -- checkouts ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Checkout:
+    """A recorded CheckoutCart: whose cart, the lines it took, `taken` or `restored`."""
+
+    cart_id: str | None
+    owner: Owner | None
+    lines: list[Line]
+    state: str
+
+
+def _checkout(row) -> Checkout | None:
+    if row is None:
+        return None
+    raw = json.loads(row.lines) if isinstance(row.lines, str) else row.lines
+    owner = None
+    if row.user_id is not None or row.session_id is not None:
+        owner = Owner(user_id=row.user_id, session_id=row.session_id)
+    return Checkout(
+        cart_id=row.cart_id,
+        owner=owner,
+        lines=[Line(product_id=item["product_id"], quantity=int(item["quantity"])) for item in raw],
+        state=row.state,
+    )
+
+
+async def record_checkout(tx: Transaction, checkout_id: str, owner: Owner | None, lines: list[Line], state: str,
+                          now: datetime) -> bool:
+    """Records a checkout; False (nothing written) when the id is recorded already. A concurrent
+    insert of the same id waits for that transaction, so the loser then reads the winner's row."""
+    payload = json.dumps([{"product_id": line.product_id, "quantity": line.quantity} for line in lines])
+    row = await tx.one(
+        RECORD_CHECKOUT, checkout_id=checkout_id, cart_id=owner.cart_id if owner else None,
+        user_id=owner.user_id if owner else None, session_id=owner.session_id if owner else None,
+        lines=payload, state=state, now=now,
+    )
+    return row is not None
+
+
+async def checkout(tx: Transaction, checkout_id: str) -> Checkout | None:
+    return _checkout(await tx.one(CHECKOUT, checkout_id=checkout_id))
+
+
+async def lock_checkout(tx: Transaction, checkout_id: str) -> Checkout | None:
+    """The checkout's record, its row locked (PostgreSQL): one restore at a time."""
+    return _checkout(await tx.one(LOCK_CHECKOUT, checkout_id=checkout_id))
+
+
+async def mark_checkout_restored(tx: Transaction, checkout_id: str) -> bool:
+    return await tx.execute(MARK_CHECKOUT_RESTORED, checkout_id=checkout_id) > 0
+
+
+async def delete_old_checkouts(tx: Transaction, cutoff: datetime) -> int:
+    return await tx.execute(DELETE_OLD_CHECKOUTS, cutoff=cutoff)

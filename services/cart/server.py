@@ -45,12 +45,22 @@ class Runtime:
         async with self.db.write() as tx:
             return await repository.delete_old_requests(tx, cutoff)
 
+    async def sweep_old_checkouts(self) -> int:
+        """Purges CheckoutCart records older than SHOP_CHECKOUT_TTL_DAYS."""
+        cutoff = domain.checkout_cutoff(utcnow(), self.settings.checkout_ttl_days)
+        async with self.db.write() as tx:
+            deleted = await repository.delete_old_checkouts(tx, cutoff)
+        if deleted:
+            log.info("cart.checkouts_purged", deleted=deleted)
+        return deleted
+
     async def sweep_forever(self) -> None:
         """Background loop: one sweep at start, then every SHOP_SWEEP_INTERVAL_SECONDS."""
         while True:
             try:
                 await self.sweep_expired_guest_carts()
                 await self.sweep_old_requests()
+                await self.sweep_old_checkouts()
             except Exception as exc:  # a failed sweep must not stop the loop; the next one retries
                 log.warning("cart.sweep_failed", error=type(exc).__name__)
             await asyncio.sleep(self.settings.sweep_interval_seconds)

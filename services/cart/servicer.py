@@ -7,7 +7,7 @@ from services.cart import domain, repository
 from services.cart.domain import Line, Owner, PricedCart, ProductInfo
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.catalog.v1 import catalog_pb2
-from shop.lib.context import current_caller
+from shop.lib.context import current_caller, require_service
 from shop.lib.db import utcnow
 from shop.lib.errors import Aborted, InvalidArgument, NotFound
 
@@ -205,3 +205,51 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
                     await repository.set_quantity(tx, cart_id, line.product_id, merged, now)
                 await repository.delete_cart(tx, guest.cart_id)
         return cart_pb2.MergeCartsResponse(cart=await self._priced(owner))
+
+    # -- checkout (internal: the orders service only) ---------------------------------------------
+
+    async def CheckoutCart(self, request, context):
+        require_service(*domain.CHECKOUT_SERVICES)
+        owner = self._owner(request.owner)
+        checkout_id = domain.validate_checkout_id(request.checkout_id)
+        now = utcnow()
+        async with self.db.write() as tx:
+            # The cart's lock serialises checkouts of one cart: the second one reads no lines.
+            # (A cart that does not exist has no lines; nothing is created for it.)
+            exists = await repository.lock_cart(tx, owner.cart_id)
+            lines = await repository.lines(tx, owner.cart_id) if exists else []
+            if await repository.record_checkout(tx, checkout_id, owner, lines, domain.TAKEN, now):
+                if lines:
+                    await repository.clear(tx, owner.cart_id, now)
+            else:  # a repeat (or a concurrent twin): the recorded lines, nothing taken again
+                recorded = await repository.checkout(tx, checkout_id)
+                assert recorded is not None
+                domain.check_same_checkout_owner(recorded.cart_id, owner.cart_id)
+                lines = recorded.lines
+        return cart_pb2.CheckoutCartResponse(
+            lines=[cart_pb2.CheckoutLine(product_id=line.product_id, quantity=line.quantity) for line in lines]
+        )
+
+    async def RestoreCart(self, request, context):
+        require_service(*domain.CHECKOUT_SERVICES)
+        checkout_id = domain.validate_checkout_id(request.checkout_id)
+        now = utcnow()
+        async with self.db.write() as tx:
+            recorded = await repository.lock_checkout(tx, checkout_id)
+            if recorded is None:
+                # Nothing was taken under this id. Remember it as restored, so a CheckoutCart with
+                # it that arrives later (a retry, or one still running) takes nothing; if such a
+                # checkout is committing right now, this insert waits for it and then restores it.
+                if await repository.record_checkout(tx, checkout_id, None, [], domain.RESTORED, now):
+                    return cart_pb2.RestoreCartResponse()
+                recorded = await repository.lock_checkout(tx, checkout_id)
+                assert recorded is not None
+            if recorded.state != domain.TAKEN or recorded.owner is None:
+                return cart_pb2.RestoreCartResponse()  # restored already
+            if recorded.lines:
+                cart_id = await repository.touch_cart(tx, recorded.owner, now)  # creates and locks the cart
+                existing = {line.product_id: line.quantity for line in await repository.lines(tx, cart_id)}
+                for line in domain.restored_lines(existing, recorded.lines, self.settings.max_cart_lines):
+                    await repository.set_quantity(tx, cart_id, line.product_id, line.quantity, now)
+            await repository.mark_checkout_restored(tx, checkout_id)
+        return cart_pb2.RestoreCartResponse()
