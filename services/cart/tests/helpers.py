@@ -99,4 +99,6 @@ def snapshot(suite) -> list[tuple]:
     """Everything the cart service stores (to prove that a refused request changed nothing)."""
     carts = suite.sql("cart", "SELECT id, user_id, session_id, updated_at FROM carts ORDER BY id")
     items = suite.sql("cart", "SELECT cart_id, product_id, quantity, updated_at FROM cart_items ORDER BY cart_id, product_id")
-    return carts + items
+    checkouts = suite.sql("cart", "SELECT checkout_id, cart_id, lines::text, state FROM cart_checkouts "
+                                  "ORDER BY checkout_id")
+    return carts + items + checkouts

@@ -185,3 +185,32 @@ def test_request_ids_and_fingerprints():
     assert info.value.code == "IDEMPOTENCY_KEY_REUSED"
     now = datetime(2026, 1, 31, tzinfo=UTC)
     assert domain.request_cutoff(now, 48) == now - timedelta(hours=48)
+
+
+# -- checkouts ------------------------------------------------------------------------------------
+
+def test_checkout_ids_are_1_to_64_printable_characters():
+    assert domain.validate_checkout_id("k" * 64) == "k" * 64
+    for bad in ("", "k" * 65, "a\nb", "\x00"):
+        with pytest.raises(ValidationError) as info:
+            domain.validate_checkout_id(bad)
+        assert "checkoutId" in info.value.fields
+
+
+def test_a_checkout_id_belongs_to_one_cart():
+    cart = Owner(user_id=USER).cart_id
+    domain.check_same_checkout_owner(cart, cart)
+    domain.check_same_checkout_owner(None, cart)  # recorded by RestoreCart without an owner
+    with pytest.raises(Conflict) as info:
+        domain.check_same_checkout_owner(Owner(user_id=OTHER).cart_id, cart)
+    assert info.value.code == "IDEMPOTENCY_KEY_REUSED"
+
+
+def test_restored_lines_add_cap_at_100_and_drop_what_does_not_fit():
+    a, b, c, d = (str(uuid.uuid4()) for _ in range(4))
+    taken = [Line(a, 3), Line(b, 60), Line(c, 1), Line(d, 1)]
+    existing = {b: 70, "x": 1}
+    # b: 70 + 60 capped at 100; a is the third line; c would be the fourth: dropped, and so is d
+    assert domain.restored_lines(existing, taken, max_lines=3) == [Line(a, 3), Line(b, 100)]
+    assert domain.restored_lines({}, taken) == taken
+    assert domain.restored_lines({a: 100}, [Line(a, 5)]) == []  # already full: nothing to set

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 
 from services.cart import repository
 from services.cart.config import CartSettings
-from services.cart.domain import Owner
+from services.cart.domain import Line, Owner
 from services.cart.models import Cart, CartItem
 from services.cart.server import MIGRATIONS_DIR, Runtime
 from shop.lib.db import Database, utcnow
@@ -120,3 +120,23 @@ async def test_idempotency_keys_are_remembered_per_cart_and_forgotten_later(db):
         await repository.delete_cart(tx, b.cart_id)
     async with db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(CartRequest)) == 0
+
+
+async def test_checkouts_are_recorded_once_restored_once_and_purged(db):
+    owner = Owner(user_id=str(uuid.uuid4()))
+    lines = [Line(str(uuid.uuid4()), 2), Line(str(uuid.uuid4()), 1)]
+    now = utcnow()
+    async with db.write() as tx:
+        assert await repository.record_checkout(tx, "order-1", owner, lines, "taken", now)
+        assert not await repository.record_checkout(tx, "order-1", owner, [], "taken", now)
+        assert await repository.record_checkout(tx, "order-2", None, [], "restored", now - timedelta(days=8))
+    async with db.write() as tx:
+        recorded = await repository.lock_checkout(tx, "order-1")
+        assert recorded == repository.Checkout(cart_id=owner.cart_id, owner=owner, lines=lines, state="taken")
+        assert await repository.mark_checkout_restored(tx, "order-1")
+        assert not await repository.mark_checkout_restored(tx, "order-1")
+        assert (await repository.checkout(tx, "order-1")).state == "restored"
+        assert await repository.checkout(tx, "order-2") == repository.Checkout(None, None, [], "restored")
+        assert await repository.checkout(tx, "unknown") is None
+        assert await repository.delete_old_checkouts(tx, now - timedelta(days=7)) == 1
+        assert await repository.checkout(tx, "order-2") is None
