@@ -29,6 +29,8 @@ def test_retry_policy_covers_reads_and_idempotent_writes_only():
             if method.name.startswith(("Get", "List", "BatchGet", "Watch")) or keyed:
                 assert method.name in retryable, method.full_name
     assert "GetCart" in retryable_methods(SERVICES["cart"][0])
+    assert {"CheckoutCart", "RestoreCart"} <= set(retryable_methods(SERVICES["cart"][0]))
+    assert "ClearCart" not in retryable_methods(SERVICES["cart"][0])
     assert "Login" not in retryable_methods(SERVICES["auth"][0])
     assert "CreateCharge" in retryable_methods(SERVICES["payments"][0])
     config = json.loads(service_config(SERVICES["catalog"][0]))

@@ -32,6 +32,7 @@ REQUEST_ID_METADATA_KEY = "x-request-id"
 IDEMPOTENT_WRITES = {
     "shop.payments.v1.PaymentsService": {"CreateCharge", "HandleWebhook", "CheckPaymentMethod"},
     "shop.catalog.v1.CatalogService": {"RecordPurchases", "AddWishlistItem", "RemoveWishlistItem"},
+    "shop.cart.v1.CartService": {"CheckoutCart", "RestoreCart"},  # idempotent by checkout_id
 }
 _READ_PREFIXES = ("Get", "List", "BatchGet", "Watch")
 _IDEMPOTENCY_FIELDS = ("request_id", "reservation_id")
