@@ -34,6 +34,7 @@ EXAMPLES = int(os.environ.get("STOCK_MODEL_EXAMPLES", "25"))
 PRODUCTS = 3
 SHORT_TTL = 0.001  # already expired when the next `expire` step looks
 LONG_TTL = 3600.0
+BUYER = str(uuid.uuid4())
 
 
 @dataclass
@@ -192,13 +193,15 @@ class StockMachine(RuleBasedStateMachine):
         assert view.status == reservation.status
 
     @precondition(lambda self: self.model.reservations)
-    @rule(data=st.data())
-    def commit(self, data):
+    @rule(data=st.data(), with_user=st.booleans())
+    def commit(self, data, with_user):
         """RESERVED -> COMMITTED; RELEASED is re-taken all or none and committed, else
-        RESERVATION_RELEASED with nothing changed; COMMITTED/RESTOCKED stay as they are."""
+        RESERVATION_RELEASED with nothing changed; COMMITTED/RESTOCKED stay as they are.
+        (With a user id the purchases are recorded too: that changes no stock.)"""
         reservation_id, reservation = self._existing(data)
+        user_id = BUYER if with_user else None
         try:
-            view = self.run(self.world.repo.commit_reservation(reservation_id))
+            view = self.run(self.world.repo.commit_reservation(reservation_id, user_id))
         except Conflict as exc:
             assert reservation.status == domain.RELEASED and not self._enough(reservation)
             assert exc.code == "RESERVATION_RELEASED"
