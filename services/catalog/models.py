@@ -105,11 +105,18 @@ class Reservation(CatalogBase):
 
 
 class ReservationLine(CatalogBase):
+    """A reserved line with the product as it was when it was reserved (the snapshot columns are
+    NULL for lines reserved before they existed: answers fill them from the product row)."""
+
     __tablename__ = "reservation_lines"
 
     reservation_id: Mapped[str] = mapped_column(String(64), ForeignKey("reservations.id"), primary_key=True)
     product_id: Mapped[str] = mapped_column(UUIDString(), ForeignKey("products.id"), primary_key=True)
     quantity: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200))
+    unit_price_cents: Mapped[int | None] = mapped_column(BigInteger)
+    currency_code: Mapped[str | None] = mapped_column(String(3))
 
 
 class Review(CatalogBase):

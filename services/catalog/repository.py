@@ -4,13 +4,13 @@ path of `shop.lib.db`: no transaction, no ORM, one round trip where one can do."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import structlog
-from sqlalchemy import Integer, and_, column, delete, func, or_, select, update
+from sqlalchemy import BigInteger, Integer, String, and_, column, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +28,7 @@ from services.catalog.models import (
     StockAdjustment,
     WishlistItem,
 )
-from shop.lib.db import Database, Query, new_id, utcnow
+from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id, utcnow
 from shop.lib.errors import AlreadyExists, Conflict, InvalidArgument, NotFound, PermissionDenied, ValidationError
 
 log = structlog.get_logger("catalog.repository")
@@ -65,12 +65,100 @@ CATEGORIES_WITH_COUNTS = Query(
 )
 
 
+# -- reservations: the statements of the stock protocol (same text on both dialects unless noted) --
+
+_NOW = {"now": UTCDateTime()}
+_TIMES = {**_NOW, "expires_at": UTCDateTime()}
+# Claims the reservation id: a concurrent twin waits here on the primary key, then finds it taken.
+CLAIM_RESERVATION = Query(
+    "INSERT INTO reservations (id, status, expires_at, created_at, updated_at) "
+    "VALUES (:id, 'RESERVED', :expires_at, :now, :now) ON CONFLICT (id) DO NOTHING RETURNING id",
+    [Reservation.id], types=_TIMES,
+)
+# Takes one line's stock and reads the product's snapshot in the same statement.
+TAKE_STOCK = Query(
+    "UPDATE products SET stock = stock - :quantity "
+    "WHERE id = :product_id AND stock >= :quantity AND status = 'ACTIVE' "
+    "RETURNING sku, name, price_cents, currency",
+    [Product.sku, Product.name, Product.price_cents, Product.currency],
+)
+RETURN_STOCK = Query("UPDATE products SET stock = stock + :quantity WHERE id = :product_id")
+# Why lines could not be taken (only on that failure path).
+STOCK_OF = Query(
+    "SELECT id, stock, status FROM products WHERE id IN :ids", [Product.id, Product.stock, Product.status],
+    postgres_sql="SELECT id, stock, status FROM products WHERE id = ANY(:ids)", expanding=("ids",),
+)
+INSERT_LINES_POSTGRES = Query(
+    "INSERT INTO reservation_lines (reservation_id, product_id, quantity, sku, name, unit_price_cents, currency_code) "
+    "SELECT CAST(:reservation_id AS VARCHAR(64)), * FROM unnest("
+    ":product_ids::varchar[], :quantities::int[], :skus::varchar[], :names::varchar[], :prices::bigint[], "
+    ":currencies::varchar[])"
+)
+INSERT_LINE = Query(
+    "INSERT INTO reservation_lines (reservation_id, product_id, quantity, sku, name, unit_price_cents, currency_code) "
+    "VALUES (:reservation_id, :product_id, :quantity, :sku, :name, :unit_price_cents, :currency_code)"
+)
+# The reservation and its lines in product-id order, each with its snapshot (lines reserved before
+# the snapshot columns existed take the product's current values).
+_RESERVATION_SQL = (
+    "SELECT r.status, r.expires_at, l.product_id, l.quantity, coalesce(l.sku, p.sku) AS sku, "
+    "coalesce(l.name, p.name) AS name, coalesce(l.unit_price_cents, p.price_cents) AS unit_price_cents, "
+    "coalesce(l.currency_code, p.currency) AS currency_code "
+    "FROM reservations r LEFT JOIN reservation_lines l ON l.reservation_id = r.id "
+    "LEFT JOIN products p ON p.id = l.product_id WHERE r.id = :id ORDER BY l.product_id"
+)
+_RESERVATION_COLUMNS = [
+    Reservation.status, Reservation.expires_at, ReservationLine.product_id, ReservationLine.quantity,
+    column("sku", String()), column("name", String()), column("unit_price_cents", BigInteger()),
+    column("currency_code", String()),
+]
+RESERVATION = Query(_RESERVATION_SQL, _RESERVATION_COLUMNS)
+RESERVATION_FOR_UPDATE = Query(
+    _RESERVATION_SQL, _RESERVATION_COLUMNS, postgres_sql=_RESERVATION_SQL + " FOR UPDATE OF r"
+)
+SET_STATUS = Query("UPDATE reservations SET status = :status, updated_at = :now WHERE id = :id", types=_NOW)
+SET_RESERVED = Query(
+    "UPDATE reservations SET status = 'RESERVED', expires_at = :expires_at, updated_at = :now WHERE id = :id",
+    types=_TIMES,
+)
+# CommitReservation.user_id: what RecordPurchases does, for the reservation's products (order id =
+# reservation id). PostgreSQL marks the reviews verified in the same statement; SQLite runs both.
+_RECORD_PURCHASES_SQL = (
+    "INSERT INTO purchases (user_id, product_id, order_id, created_at) "
+    "SELECT CAST(:user_id AS VARCHAR(36)), product_id, reservation_id, :now "
+    "FROM reservation_lines WHERE reservation_id = :id "
+    "ON CONFLICT (user_id, product_id) DO NOTHING"
+)
+_VERIFY_REVIEWS_SQL = (
+    "UPDATE reviews SET verified_purchase = true WHERE user_id = :user_id AND NOT verified_purchase "
+    "AND product_id IN (SELECT product_id FROM reservation_lines WHERE reservation_id = :id)"
+)
+RECORD_RESERVED_PURCHASES = Query(
+    _RECORD_PURCHASES_SQL, types=_NOW,
+    postgres_sql=f"WITH bought AS ({_RECORD_PURCHASES_SQL}) {_VERIFY_REVIEWS_SQL}",
+)
+VERIFY_RESERVED_REVIEWS = Query(_VERIFY_REVIEWS_SQL)
+
+
+@dataclass
+class ReservedLine:
+    """A reserved line with the product as it was when it was reserved."""
+
+    product_id: str
+    quantity: int
+    sku: str
+    name: str
+    unit_price_cents: int
+    currency_code: str
+
+
 @dataclass
 class ReservationView:
     id: str
     status: str
     lines: list[tuple[str, int]]
     expires_at: datetime
+    priced_lines: list[ReservedLine] = field(default_factory=list)
 
 
 @dataclass
@@ -362,139 +450,157 @@ class CatalogRepository:
                 raise
             return done.stock_after
 
-    # -- reservations --------------------------------------------------------------------------
+    # -- reservations (lean path: `db.write()`, one transaction of prepared statements) ----------
 
     @staticmethod
-    async def _reservation_view(session: AsyncSession, reservation: Reservation) -> ReservationView:
-        lines = (
-            await session.execute(
-                select(ReservationLine.product_id, ReservationLine.quantity)
-                .where(ReservationLine.reservation_id == reservation.id)
-                .order_by(ReservationLine.product_id)
-            )
-        ).all()
-        return ReservationView(reservation.id, reservation.status, [(p, q) for p, q in lines], reservation.expires_at)
+    async def _load_reservation(tx: Transaction, reservation_id: str, *, lock: bool) -> ReservationView | None:
+        """The reservation with its priced lines (one statement; `lock`: its row locked for the
+        rest of the transaction on PostgreSQL — SQLite writers are serialised anyway)."""
+        rows = await tx.all(RESERVATION_FOR_UPDATE if lock else RESERVATION, id=reservation_id)
+        if not rows:
+            return None
+        priced = [
+            ReservedLine(row.product_id, row.quantity, row.sku, row.name, row.unit_price_cents, row.currency_code)
+            for row in rows if row.product_id is not None
+        ]
+        return ReservationView(
+            reservation_id, rows[0].status, [(line.product_id, line.quantity) for line in priced],
+            rows[0].expires_at, priced,
+        )
 
-    async def _existing_reservation(self, reservation_id: str, lines: list[tuple[str, int]]) -> ReservationView | None:
-        async with self.db.transaction() as session:
-            existing = await session.get(Reservation, reservation_id)
-            if existing is None:
-                return None
-            view = await self._reservation_view(session, existing)
-        if view.lines != lines:
-            raise Conflict(
-                "This reservation id was already used with other lines.", code="RESERVATION_MISMATCH"
-            )
-        return view
+    @staticmethod
+    async def _take_stock(tx: Transaction, lines: list[tuple[str, int]]) -> list[ReservedLine]:
+        """Takes every line's quantity (product-id order; one conditional UPDATE per line that also
+        reads the product's snapshot), or raises — the caller's transaction then rolls back, so
+        nothing is taken. Unknown or non-ACTIVE products: PRODUCT_UNAVAILABLE; else the short
+        ones: INSUFFICIENT_STOCK (one classifying query, only on this failure path)."""
+        priced = []
+        for index, (product_id, quantity) in enumerate(lines):
+            row = await tx.one(TAKE_STOCK, product_id=product_id, quantity=quantity)
+            if row is None:
+                rest = lines[index:]
+                found = {r.id: r for r in await tx.all(STOCK_OF, ids=[p for p, _ in rest])}
+                unavailable = [p for p, _ in rest if p not in found or found[p].status != domain.ACTIVE]
+                if unavailable:
+                    raise Conflict("Some products are not available any more.", code="PRODUCT_UNAVAILABLE",
+                                   details={"productIds": unavailable})
+                # The line that failed is short even if stock came back since (a concurrent release).
+                short = [product_id] + [p for p, q in rest[1:] if found[p].stock < q]
+                raise Conflict("Not enough stock for some products.", code="INSUFFICIENT_STOCK",
+                               details={"productIds": short})
+            priced.append(ReservedLine(product_id, quantity, row.sku, row.name, row.price_cents, row.currency))
+        return priced
 
-    async def reserve(self, reservation_id: str, lines: list[tuple[str, int]], ttl_seconds: float) -> ReservationView:
+    async def _insert_lines(self, tx: Transaction, reservation_id: str, priced: list[ReservedLine]) -> None:
+        if self.db.is_postgres:  # every line in one statement
+            await tx.execute(
+                INSERT_LINES_POSTGRES, reservation_id=reservation_id,
+                product_ids=[line.product_id for line in priced], quantities=[line.quantity for line in priced],
+                skus=[line.sku for line in priced], names=[line.name for line in priced],
+                prices=[line.unit_price_cents for line in priced], currencies=[line.currency_code for line in priced],
+            )
+            return
+        for line in priced:  # SQLite: in-process, a statement per line costs no round trip
+            await tx.execute(
+                INSERT_LINE, reservation_id=reservation_id, product_id=line.product_id, quantity=line.quantity,
+                sku=line.sku, name=line.name, unit_price_cents=line.unit_price_cents,
+                currency_code=line.currency_code,
+            )
+
+    async def reserve(self, reservation_id: str, lines: list[tuple[str, int]], ttl_seconds: float,
+                      renew: bool = False) -> ReservationView:
         """All lines or none, one conditional UPDATE per line in product-id order, in one transaction.
-        Idempotent: the reservation's primary key means a repeat can never reserve twice."""
-        for _attempt in range(3):
-            existing = await self._existing_reservation(reservation_id, lines)
-            if existing is not None:
-                return existing
-            try:
-                async with self.db.transaction() as session:
-                    now = utcnow()
-                    reservation = Reservation(
-                        id=reservation_id, status=domain.RESERVED, expires_at=now + timedelta(seconds=ttl_seconds),
-                        created_at=now, updated_at=now,
-                    )
-                    session.add(reservation)
-                    await session.flush()  # a concurrent twin blocks here, then fails on the key
-                    short = []
-                    for product_id, quantity in lines:
-                        result = await session.execute(
-                            update(Product)
-                            .where(
-                                Product.id == product_id,
-                                Product.stock >= quantity,
-                                Product.status == domain.ACTIVE,
-                            )
-                            .values(stock=Product.stock - quantity)
-                        )
-                        if result.rowcount != 1:
-                            short.append(product_id)
-                    if short:
-                        raise Conflict(
-                            "Not enough stock for some products.",
-                            code="INSUFFICIENT_STOCK",
-                            details={"productIds": short},
-                        )
-                    session.add_all(
-                        ReservationLine(reservation_id=reservation_id, product_id=p, quantity=q) for p, q in lines
-                    )
-                return ReservationView(reservation_id, domain.RESERVED, lines, reservation.expires_at)
-            except IntegrityError:
-                continue  # a concurrent call with the same id won: read (and return) its result
-        raise Conflict("The reservation is being changed concurrently; retry.", code="RESERVATION_BUSY")
+        Idempotent: the reservation row is claimed first (`INSERT ... ON CONFLICT DO NOTHING`), so a
+        concurrent twin waits on the primary key and then reads the winner's result; a repeat never
+        reserves twice. `renew` on a repeat: RESERVED gets a new expiry, RELEASED is re-taken."""
+        now = utcnow()
+        expires_at = now + timedelta(seconds=ttl_seconds)
+        async with self.db.write() as tx:
+            if await tx.one(CLAIM_RESERVATION, id=reservation_id, expires_at=expires_at, now=now) is not None:
+                priced = await self._take_stock(tx, lines)
+                await self._insert_lines(tx, reservation_id, priced)
+                return ReservationView(reservation_id, domain.RESERVED, lines, expires_at, priced)
+            view = await self._load_reservation(tx, reservation_id, lock=renew)
+            if view is None:  # cannot happen (reservations are never deleted); safe to retry
+                raise Conflict("The reservation is being changed concurrently; retry.", code="RESERVATION_BUSY")
+            if view.lines != lines:
+                raise Conflict(
+                    "This reservation id was already used with other lines.", code="RESERVATION_MISMATCH"
+                )
+            if renew and view.status in (domain.RESERVED, domain.RELEASED):
+                if view.status == domain.RELEASED:
+                    await self._take_stock(tx, lines)  # all or none; the stored snapshot stays
+                await tx.execute(SET_RESERVED, id=reservation_id, expires_at=expires_at, now=now)
+                view.status, view.expires_at = domain.RESERVED, expires_at
+            return view
 
-    async def _locked_reservation(self, session: AsyncSession, reservation_id: str) -> Reservation:
-        reservation = (
-            await session.execute(select(Reservation).where(Reservation.id == reservation_id).with_for_update())
-        ).scalar_one_or_none()
-        if reservation is None:
-            raise NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
-        return reservation
+    async def commit_reservation(self, reservation_id: str, user_id: str | None = None) -> ReservationView:
+        """RESERVED -> COMMITTED; RELEASED (expired before the paid order got here) is re-taken all
+        or none and committed, else RESERVATION_RELEASED with nothing changed. With `user_id`, the
+        user's purchases of the products are recorded in the same transaction (idempotent)."""
+        now = utcnow()
+        async with self.db.write() as tx:
+            view = await self._load_reservation(tx, reservation_id, lock=True)
+            if view is None:
+                raise NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
+            if view.status in (domain.RESERVED, domain.RELEASED):
+                if view.status == domain.RELEASED:
+                    try:
+                        await self._take_stock(tx, view.lines)
+                    except Conflict as exc:
+                        raise Conflict("The reservation was released (expired or cancelled) and its stock is "
+                                       "gone.", code="RESERVATION_RELEASED", details=exc.details) from None
+                await tx.execute(SET_STATUS, id=reservation_id, status=domain.COMMITTED, now=now)
+                view.status = domain.COMMITTED
+            # COMMITTED (a repeat) or RESTOCKED (committed earlier): nothing to do for the stock
+            if user_id is not None:
+                await tx.execute(RECORD_RESERVED_PURCHASES, id=reservation_id, user_id=user_id, now=now)
+                if not self.db.is_postgres:  # PostgreSQL did this in the statement above
+                    await tx.execute(VERIFY_RESERVED_REVIEWS, id=reservation_id, user_id=user_id)
+            return view
 
-    async def _return_stock(self, session: AsyncSession, reservation_id: str) -> None:
-        lines = (
-            await session.execute(
-                select(ReservationLine.product_id, ReservationLine.quantity)
-                .where(ReservationLine.reservation_id == reservation_id)
-                .order_by(ReservationLine.product_id)
-            )
-        ).all()
-        for product_id, quantity in lines:  # product-id order, like ReserveStock
-            await session.execute(
-                update(Product).where(Product.id == product_id).values(stock=Product.stock + quantity)
-            )
-
-    async def commit_reservation(self, reservation_id: str) -> ReservationView:
-        async with self.db.transaction() as session:
-            reservation = await self._locked_reservation(session, reservation_id)
-            if reservation.status == domain.RELEASED:
-                raise Conflict("The reservation was released (expired or cancelled).", code="RESERVATION_RELEASED")
-            if reservation.status == domain.RESERVED:
-                reservation.status = domain.COMMITTED
-                reservation.updated_at = utcnow()
-            # COMMITTED (a repeat) or RESTOCKED (committed earlier): nothing to do
-            return await self._reservation_view(session, reservation)
+    @staticmethod
+    async def _return_stock(tx: Transaction, view: ReservationView) -> None:
+        for product_id, quantity in view.lines:  # product-id order, like ReserveStock
+            await tx.execute(RETURN_STOCK, product_id=product_id, quantity=quantity)
 
     async def release_reservation(self, reservation_id: str, *, only_expired_before: datetime | None = None
                                   ) -> ReservationView | None:
-        async with self.db.transaction() as session:
-            reservation = await self._locked_reservation(session, reservation_id)
-            if reservation.status in (domain.COMMITTED, domain.RESTOCKED):
+        async with self.db.write() as tx:
+            view = await self._load_reservation(tx, reservation_id, lock=True)
+            if view is None:
+                raise NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
+            if view.status in (domain.COMMITTED, domain.RESTOCKED):
                 if only_expired_before is not None:
                     return None
                 raise Conflict(
                     "The reservation is committed; use RestockReservation to put its stock back.",
                     code="RESERVATION_COMMITTED",
                 )
-            if reservation.status == domain.RESERVED:
-                if only_expired_before is not None and reservation.expires_at >= only_expired_before:
+            if view.status == domain.RESERVED:
+                if only_expired_before is not None and view.expires_at >= only_expired_before:
                     return None
-                await self._return_stock(session, reservation_id)
-                reservation.status = domain.RELEASED
-                reservation.updated_at = utcnow()
-            return await self._reservation_view(session, reservation)
+                await self._return_stock(tx, view)
+                await tx.execute(SET_STATUS, id=reservation_id, status=domain.RELEASED, now=utcnow())
+                view.status = domain.RELEASED
+            return view
 
     async def restock_reservation(self, reservation_id: str) -> ReservationView:
-        async with self.db.transaction() as session:
-            reservation = await self._locked_reservation(session, reservation_id)
-            if reservation.status == domain.RESERVED:
+        async with self.db.write() as tx:
+            view = await self._load_reservation(tx, reservation_id, lock=True)
+            if view is None:
+                raise NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
+            if view.status == domain.RESERVED:
                 raise Conflict("The reservation is not committed; release it instead.",
                                code="RESERVATION_NOT_COMMITTED")
-            if reservation.status == domain.RELEASED:
+            if view.status == domain.RELEASED:
                 raise Conflict("The reservation was released; its stock is already back.",
                                code="RESERVATION_RELEASED")
-            if reservation.status == domain.COMMITTED:
-                await self._return_stock(session, reservation_id)
-                reservation.status = domain.RESTOCKED
-                reservation.updated_at = utcnow()
-            return await self._reservation_view(session, reservation)
+            if view.status == domain.COMMITTED:
+                await self._return_stock(tx, view)
+                await tx.execute(SET_STATUS, id=reservation_id, status=domain.RESTOCKED, now=utcnow())
+                view.status = domain.RESTOCKED
+            return view
 
     async def expired_reservation_ids(self, now: datetime, limit: int = 100) -> list[str]:
         async with self.db.transaction() as session:

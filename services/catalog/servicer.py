@@ -94,6 +94,13 @@ def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
         status=RESERVATION_TO_ENUM[view.status],
         lines=[catalog_pb2.StockLine(product_id=p, quantity=q) for p, q in view.lines],
         expire_time=to_timestamp(view.expires_at),
+        priced_lines=[
+            catalog_pb2.ReservedLine(
+                product_id=line.product_id, quantity=line.quantity, sku=line.sku, name=line.name,
+                unit_price_cents=line.unit_price_cents, currency_code=line.currency_code,
+            )
+            for line in view.priced_lines
+        ],
     )
 
 
@@ -283,12 +290,15 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         require_internal()
         reservation_id = domain.validate_reservation_id(request.reservation_id)
         lines = domain.merge_lines([(line.product_id, line.quantity) for line in request.lines])
-        view = await self.repo.reserve(reservation_id, lines, self.runtime.settings.reservation_ttl_seconds)
+        view = await self.repo.reserve(reservation_id, lines, self.runtime.settings.reservation_ttl_seconds,
+                                       renew=request.renew)
         return catalog_pb2.ReserveStockResponse(reservation=reservation_proto(view))
 
     async def CommitReservation(self, request, context):
         require_internal()
-        view = await self.repo.commit_reservation(domain.validate_reservation_id(request.reservation_id))
+        reservation_id = domain.validate_reservation_id(request.reservation_id)
+        user_id = domain.parse_uuid(request.user_id, "userId") if request.user_id else None
+        view = await self.repo.commit_reservation(reservation_id, user_id)
         return catalog_pb2.CommitReservationResponse(reservation=reservation_proto(view))
 
     async def ReleaseReservation(self, request, context):

@@ -1,6 +1,7 @@
-"""The stock protocol as a state machine (hypothesis): reserve, release, commit, restock, expire
-and adjust, in any order and with repeats, against the catalog repository on PostgreSQL, checked
-after every step against a pure-Python model of what each product's stock and each reservation's
+"""The stock protocol as a state machine (hypothesis): reserve, renew (of live and of released
+reservations), release, commit (also of released ones), restock, expire and adjust, in any order
+and with repeats, against the catalog repository on PostgreSQL (and on SQLite, the embedded
+default, whose statements differ in places), checked after every step against a pure-Python model of what each product's stock and each reservation's
 status must be. Conservation holds throughout: stock on hand + held by live reservations + sold
 (committed) = initial stock + adjustments, and stock never goes below 0.
 
@@ -33,6 +34,7 @@ EXAMPLES = int(os.environ.get("STOCK_MODEL_EXAMPLES", "25"))
 PRODUCTS = 3
 SHORT_TTL = 0.001  # already expired when the next `expire` step looks
 LONG_TTL = 3600.0
+BUYER = str(uuid.uuid4())
 
 
 @dataclass
@@ -161,18 +163,55 @@ class StockMachine(RuleBasedStateMachine):
                 self.model.stock[index] += quantity
             reservation.status = domain.RELEASED
 
+    def _enough(self, reservation: ModelReservation) -> bool:
+        return all(self.model.stock[index] >= quantity for index, quantity in reservation.lines.items())
+
+    def _take(self, reservation: ModelReservation) -> None:
+        for index, quantity in reservation.lines.items():
+            self.model.stock[index] -= quantity
+
     @precondition(lambda self: self.model.reservations)
-    @rule(data=st.data())
-    def commit(self, data):
+    @rule(data=st.data(), short_lived=st.booleans())
+    def renew(self, data, short_lived):
+        """A repeat with renew: RESERVED gets a new expiry; RELEASED is re-taken all or none
+        (INSUFFICIENT_STOCK when the stock is not there, and it stays RELEASED); COMMITTED and
+        RESTOCKED are answered unchanged."""
         reservation_id, reservation = self._existing(data)
+        ttl = SHORT_TTL if short_lived else LONG_TTL
         try:
-            self.run(self.world.repo.commit_reservation(reservation_id))
+            view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(reservation), ttl, renew=True))
         except Conflict as exc:
-            assert reservation.status == domain.RELEASED and exc.code == "RESERVATION_RELEASED"
+            assert reservation.status == domain.RELEASED and not self._enough(reservation)
+            assert exc.code == "INSUFFICIENT_STOCK"
             return
-        assert reservation.status != domain.RELEASED
+        if reservation.status == domain.RELEASED:
+            assert self._enough(reservation)
+            self._take(reservation)
+            reservation.status = domain.RESERVED
         if reservation.status == domain.RESERVED:
+            reservation.short_lived = short_lived  # the new expiry
+        assert view.status == reservation.status
+
+    @precondition(lambda self: self.model.reservations)
+    @rule(data=st.data(), with_user=st.booleans())
+    def commit(self, data, with_user):
+        """RESERVED -> COMMITTED; RELEASED is re-taken all or none and committed, else
+        RESERVATION_RELEASED with nothing changed; COMMITTED/RESTOCKED stay as they are.
+        (With a user id the purchases are recorded too: that changes no stock.)"""
+        reservation_id, reservation = self._existing(data)
+        user_id = BUYER if with_user else None
+        try:
+            view = self.run(self.world.repo.commit_reservation(reservation_id, user_id))
+        except Conflict as exc:
+            assert reservation.status == domain.RELEASED and not self._enough(reservation)
+            assert exc.code == "RESERVATION_RELEASED"
+            return
+        if reservation.status == domain.RELEASED:
+            assert self._enough(reservation)
+            self._take(reservation)
+        if reservation.status in (domain.RESERVED, domain.RELEASED):
             reservation.status = domain.COMMITTED
+        assert view.status == reservation.status
 
     @precondition(lambda self: self.model.reservations)
     @rule(data=st.data())
@@ -226,10 +265,11 @@ class StockMachine(RuleBasedStateMachine):
             assert stocks[index] + live + sold == self.model.initial[index] + self.model.adjusted[index]
 
 
-@pytest.fixture
-def world(databases):
+@pytest.fixture(params=["postgresql", "sqlite"])
+def world(request, databases, tmp_path):
     global WORLD
-    WORLD = World(databases.create("stockmodel"))
+    url = databases.create("stockmodel") if request.param == "postgresql" else f"sqlite:///{tmp_path}/catalog.db"
+    WORLD = World(url)
     yield WORLD
     WORLD.close()
     WORLD = None

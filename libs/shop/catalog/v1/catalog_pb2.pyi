@@ -272,6 +272,42 @@ class StockLine(_message.Message):
 Global___StockLine: _TypeAlias = StockLine  # noqa: Y015
 
 @_typing.final
+class ReservedLine(_message.Message):
+    """A reserved line with the product as it was when it was reserved."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_CENTS_FIELD_NUMBER: _builtins.int
+    CURRENCY_CODE_FIELD_NUMBER: _builtins.int
+    product_id: _builtins.str
+    quantity: _builtins.int
+    sku: _builtins.str
+    name: _builtins.str
+    unit_price_cents: _builtins.int
+    currency_code: _builtins.str
+    def __init__(
+        self,
+        *,
+        product_id: _builtins.str = ...,
+        quantity: _builtins.int = ...,
+        sku: _builtins.str = ...,
+        name: _builtins.str = ...,
+        unit_price_cents: _builtins.int = ...,
+        currency_code: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency_code", b"currency_code", "name", b"name", "product_id", b"product_id", "quantity", b"quantity", "sku", b"sku", "unit_price_cents", b"unit_price_cents"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReservedLine: _TypeAlias = ReservedLine  # noqa: Y015
+
+@_typing.final
 class Reservation(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -279,12 +315,17 @@ class Reservation(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
     EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    PRICED_LINES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     status: Global___ReservationStatus.ValueType
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLine]: ...
     @_builtins.property
     def expire_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def priced_lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReservedLine]:
+        """The same lines, in the same order, with each product's snapshot (always filled)."""
+
     def __init__(
         self,
         *,
@@ -292,10 +333,11 @@ class Reservation(_message.Message):
         status: Global___ReservationStatus.ValueType = ...,
         lines: _abc.Iterable[Global___StockLine] | None = ...,
         expire_time: _timestamp_pb2.Timestamp | None = ...,
+        priced_lines: _abc.Iterable[Global___ReservedLine] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "id", b"id", "lines", b"lines", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "id", b"id", "lines", b"lines", "priced_lines", b"priced_lines", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1008,7 +1050,10 @@ class ReserveStockRequest(_message.Message):
 
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
     LINES_FIELD_NUMBER: _builtins.int
+    RENEW_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
+    renew: _builtins.bool
+    """A repeat renews: RESERVED gets expire_time = now + TTL; RELEASED is re-taken (all or none)."""
     @_builtins.property
     def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___StockLine]: ...
     def __init__(
@@ -1016,10 +1061,11 @@ class ReserveStockRequest(_message.Message):
         *,
         reservation_id: _builtins.str = ...,
         lines: _abc.Iterable[Global___StockLine] | None = ...,
+        renew: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "reservation_id", b"reservation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lines", b"lines", "renew", b"renew", "reservation_id", b"reservation_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1050,15 +1096,21 @@ class CommitReservationRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RESERVATION_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     reservation_id: _builtins.str
+    user_id: _builtins.str
+    """Optional (a UUID): records this user's purchases of the reservation's products (reviews get
+    verifiedPurchase) in the commit's transaction; idempotent.
+    """
     def __init__(
         self,
         *,
         reservation_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_id", b"reservation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reservation_id", b"reservation_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

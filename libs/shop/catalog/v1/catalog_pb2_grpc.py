@@ -233,8 +233,12 @@ class CatalogServiceServicer:
     def ReserveStock(self, request, context):
         """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
         reservation, whatever its status, and never reserves twice; other lines with the same id:
-        FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
-        FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+        FAILED_PRECONDITION RESERVATION_MISMATCH). A product that does not exist or is not ACTIVE:
+        FAILED_PRECONDITION PRODUCT_UNAVAILABLE with details {"productIds": [...]} (those products);
+        else short products: FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]};
+        either way nothing is reserved. The answer's priced_lines carry each product as it was when
+        reserved. A repeat with renew: RESERVED gets a new expiry; RELEASED is re-taken (all or none,
+        else the errors above, and it stays RELEASED); COMMITTED/RESTOCKED are returned unchanged.
         Reservations not committed within the TTL are released by a sweep.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -242,7 +246,10 @@ class CatalogServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CommitReservation(self, request, context):
-        """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+        """Internal: RESERVED -> COMMITTED; idempotent; RELEASED (expired before the paid order committed
+        it) is re-taken all or none and committed, else FAILED_PRECONDITION RESERVATION_RELEASED and
+        nothing changes. With user_id, that user's purchases of the products are recorded in the same
+        transaction (as RecordPurchases, order id = reservation id).
         Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

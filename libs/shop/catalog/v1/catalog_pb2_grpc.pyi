@@ -59,12 +59,19 @@ class CatalogServiceStub:
     ReserveStock: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]
     """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
     reservation, whatever its status, and never reserves twice; other lines with the same id:
-    FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
-    FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+    FAILED_PRECONDITION RESERVATION_MISMATCH). A product that does not exist or is not ACTIVE:
+    FAILED_PRECONDITION PRODUCT_UNAVAILABLE with details {"productIds": [...]} (those products);
+    else short products: FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]};
+    either way nothing is reserved. The answer's priced_lines carry each product as it was when
+    reserved. A repeat with renew: RESERVED gets a new expiry; RELEASED is re-taken (all or none,
+    else the errors above, and it stays RELEASED); COMMITTED/RESTOCKED are returned unchanged.
     Reservations not committed within the TTL are released by a sweep.
     """
     CommitReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.CommitReservationRequest, _catalog_pb2.CommitReservationResponse]
-    """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+    """Internal: RESERVED -> COMMITTED; idempotent; RELEASED (expired before the paid order committed
+    it) is re-taken all or none and committed, else FAILED_PRECONDITION RESERVATION_RELEASED and
+    nothing changes. With user_id, that user's purchases of the products are recorded in the same
+    transaction (as RecordPurchases, order id = reservation id).
     Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
     """
     ReleaseReservation: _grpc.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseReservationRequest, _catalog_pb2.ReleaseReservationResponse]
@@ -109,12 +116,19 @@ class CatalogServiceAsyncStub(CatalogServiceStub):
     ReserveStock: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReserveStockRequest, _catalog_pb2.ReserveStockResponse]  # type: ignore[assignment]
     """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
     reservation, whatever its status, and never reserves twice; other lines with the same id:
-    FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
-    FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+    FAILED_PRECONDITION RESERVATION_MISMATCH). A product that does not exist or is not ACTIVE:
+    FAILED_PRECONDITION PRODUCT_UNAVAILABLE with details {"productIds": [...]} (those products);
+    else short products: FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]};
+    either way nothing is reserved. The answer's priced_lines carry each product as it was when
+    reserved. A repeat with renew: RESERVED gets a new expiry; RELEASED is re-taken (all or none,
+    else the errors above, and it stays RELEASED); COMMITTED/RESTOCKED are returned unchanged.
     Reservations not committed within the TTL are released by a sweep.
     """
     CommitReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.CommitReservationRequest, _catalog_pb2.CommitReservationResponse]  # type: ignore[assignment]
-    """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+    """Internal: RESERVED -> COMMITTED; idempotent; RELEASED (expired before the paid order committed
+    it) is re-taken all or none and committed, else FAILED_PRECONDITION RESERVATION_RELEASED and
+    nothing changes. With user_id, that user's purchases of the products are recorded in the same
+    transaction (as RecordPurchases, order id = reservation id).
     Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
     """
     ReleaseReservation: _aio.UnaryUnaryMultiCallable[_catalog_pb2.ReleaseReservationRequest, _catalog_pb2.ReleaseReservationResponse]  # type: ignore[assignment]
@@ -246,8 +260,12 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_catalog_pb2.ReserveStockResponse, _abc.Awaitable[_catalog_pb2.ReserveStockResponse]]:
         """Internal: all lines or none; idempotent by reservation id (a repeat returns the stored
         reservation, whatever its status, and never reserves twice; other lines with the same id:
-        FAILED_PRECONDITION RESERVATION_MISMATCH). Short, unknown or non-ACTIVE products:
-        FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]}, nothing reserved.
+        FAILED_PRECONDITION RESERVATION_MISMATCH). A product that does not exist or is not ACTIVE:
+        FAILED_PRECONDITION PRODUCT_UNAVAILABLE with details {"productIds": [...]} (those products);
+        else short products: FAILED_PRECONDITION INSUFFICIENT_STOCK with details {"productIds": [...]};
+        either way nothing is reserved. The answer's priced_lines carry each product as it was when
+        reserved. A repeat with renew: RESERVED gets a new expiry; RELEASED is re-taken (all or none,
+        else the errors above, and it stays RELEASED); COMMITTED/RESTOCKED are returned unchanged.
         Reservations not committed within the TTL are released by a sweep.
         """
 
@@ -257,7 +275,10 @@ class CatalogServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _catalog_pb2.CommitReservationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_catalog_pb2.CommitReservationResponse, _abc.Awaitable[_catalog_pb2.CommitReservationResponse]]:
-        """Internal: RESERVED -> COMMITTED; idempotent; RELEASED -> FAILED_PRECONDITION RESERVATION_RELEASED.
+        """Internal: RESERVED -> COMMITTED; idempotent; RELEASED (expired before the paid order committed
+        it) is re-taken all or none and committed, else FAILED_PRECONDITION RESERVATION_RELEASED and
+        nothing changes. With user_id, that user's purchases of the products are recorded in the same
+        transaction (as RecordPurchases, order id = reservation id).
         Unknown ids (here and in Release/Restock): NOT_FOUND RESERVATION_NOT_FOUND.
         """
 
