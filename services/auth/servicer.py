@@ -117,6 +117,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             role=user.role,
             session_id=session_id,
             lifetime=timedelta(seconds=self.settings.access_token_ttl_seconds),
+            email=user.email,
         )
         return auth_pb2.Tokens(
             access_token=access.token,

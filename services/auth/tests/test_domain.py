@@ -201,6 +201,9 @@ async def test_access_token_claims_and_verification():
     assert claims["exp"] - claims["iat"] == 900 and minted.expires_in == 900
     assert (claims["iss"], claims["aud"], claims["sub"], claims["sid"], claims["role"], claims["typ"]) == (
         "shop-auth", "shop", "u1", "s1", "SELLER", "access")
+    with_email = key.mint_access_token(issuer="shop-auth", audience="shop", user_id="u1", role="CUSTOMER",
+                                       session_id="s1", lifetime=timedelta(minutes=15), email="ada@example.com")
+    assert jwt.decode(with_email.token, options={"verify_signature": False})["email"] == "ada@example.com"
     jwk = json.loads(key.jwks_json())["keys"][0]
     assert jwk == {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": key.kid, "alg": "EdDSA", "use": "sig"}
     verifier = AccessTokenVerifier(KeySet.static(key.jwks_json()), issuer="shop-auth", audience="shop")
