@@ -324,9 +324,9 @@ async def test_a_client_leaving_the_stream_ends_the_watch(suite):
         async for line in response.aiter_lines():
             if line.startswith("data:"):
                 break
-        assert order["id"] in runtime._subscribers
+        assert order["id"] in runtime.events._subscribers
     # the connection is closed: the gateway cancels the gRPC stream and the service unsubscribes
-    await eventually(lambda: order["id"] not in runtime._subscribers, timeout=10, interval=0.05)
+    await eventually(lambda: order["id"] not in runtime.events._subscribers, timeout=10, interval=0.05)
 
 
 async def test_a_pending_order_is_not_cancellable_while_its_checkout_runs(suite):

@@ -1,44 +1,59 @@
-"""Checkout: the crash-safe saga of DESIGN.md "Checkout", its idempotency keys and its recovery.
+"""Checkout: the crash-safe saga of DESIGN.md "Checkout", written as data.
 
-Stages (orders.stage) and what moves an order from each (every step is idempotent):
-  new       → read the cart, price it from the catalog, snapshot lines and totals  → priced
-              (empty cart / unavailable product: the order row is deleted, the key stores the 409)
-  priced    → ReserveStock(reservation id = order id), all lines or none           → reserved
-              (short stock: CANCELLED, nothing reserved, the key stores the 409)
-  reserved  → CreateCharge(idempotency key = order id, amount = total)             → done
-              paid: PAID + outbox (commit reservation, clear cart, record purchases, email)
-              declined: PAYMENT_FAILED + outbox (release reservation), cart kept
-Each stage change is one transaction that also writes the outbox rows of the side effects that
-follow and, for a final outcome, the response stored under the idempotency key. The request that
-created the order drives it while holding a lease (orders.lease_until, renewed at every step); when
-the lease lapses (a crash, a lost downstream call) the recovery loop or a replay of the key takes
-over and drives it from its stage. Transient downstream errors leave the stage unchanged.
+An order's `stage` (domain.Stage) says what is done. `Checkout.handlers` maps each unfinished
+stage to the one step that moves it on; every move is `repository.advance(from, to)` (lock, check
+the stage, move, renew the lease) in the same transaction as what the step learned:
+
+  NEW       CheckoutCart(checkout id = order id) takes the cart (it reads empty from now on, and a
+            second checkout of it finds nothing), ReserveStock(reservation id = order id) reserves
+            all lines or none and answers them priced                               → RESERVED
+            empty cart: the order row is deleted, the key stores 409 CART_EMPTY
+            unavailable product: the cart is restored, the row deleted, the key stores the 409
+            short stock: CANCELLED, cart restored, the key stores 409 INSUFFICIENT_STOCK
+  PRICED    (orders recorded by the previous version) ReserveStock of the stored lines → RESERVED
+  RESERVED  a reservation older than RENEW_RESERVATION_AFTER_SECONDS is renewed or re-taken
+            first; CreateCharge(idempotency key = order id, amount = total)         → DONE
+            paid: PAID + outbox (commit the reservation with the purchases, email); the 201
+            goes out at once and the outbox runs after it
+            declined: PAYMENT_FAILED + outbox (release, restore the cart), run before the answer
+            pending: the stage stays; recovery asks again (renewing the reservation first)
+
+A final outcome writes the status, its history entry, the outbox rows it owes and the response
+stored under the idempotency key in one transaction. The request that created the order drives
+it while holding a lease; when the lease lapses (a crash, a lost downstream call) the recovery
+loop or a replay of the key takes over from the stage. Transient downstream errors keep the stage.
+Every step is idempotent downstream, so any step may run twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
+import psycopg
 import structlog
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from services.orders import domain, repository
+from services.orders.domain import OutboxKind, Stage
+from services.orders.events import OrderEvents
 from services.orders.mapping import error_from_stored, error_to_stored, http_status_of, order_proto
-from services.orders.models import IdempotencyKey, Order, OrderHistory, OrderItem, OutboxEntry
+from services.orders.outbox import OutboxRelay
+from services.orders.repository import OrderView
 from shop.auth.v1 import auth_pb2
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
+from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
-from shop.lib.db import new_id, utcnow
+from shop.lib.db import Database, new_id, utcnow
 from shop.lib.errors import (
     Aborted,
     Conflict,
-    InvalidArgument,
     NotFound,
     PaymentDeclined,
     RemoteError,
@@ -50,9 +65,6 @@ from shop.lib.errors import (
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
-
-if TYPE_CHECKING:
-    from services.orders.server import Runtime
 
 log = structlog.get_logger("orders.checkout")
 
@@ -70,27 +82,39 @@ TRANSIENT_CODES = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
 }
-_PAYMENT_DECLINED_STATUS = payments_pb2.PaymentStatus.Name(payments_pb2.PAYMENT_STATUS_DECLINED)
+# A unique key taken by a concurrent request (the lean path raises psycopg's, SQLite SQLAlchemy's).
+DUPLICATE = (IntegrityError, psycopg.errors.UniqueViolation)
+Effects = list[tuple[OutboxKind, dict[str, Any]]]
 
 
 def is_transient(remote: RemoteError) -> bool:
     return remote.grpc_code in TRANSIENT_CODES
 
 
-class Replay:
-    """The stored outcome of an earlier request with the same key."""
-
-    def __init__(self, response: bytes | None, error: ShopError | None) -> None:
-        self.response = response
-        self.error = error
-
-
 class Checkout:
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.settings = runtime.settings
-        self.db = runtime.db
+    def __init__(
+        self,
+        *,
+        settings,
+        db: Database,
+        clients: ServiceClients,
+        events: OrderEvents,
+        outbox: OutboxRelay,
+        hold: Callable[[str, str], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clients = clients
+        self.events = events
+        self.outbox = outbox
+        self.hold = hold
         self._tasks: set[asyncio.Future] = set()
+        # The saga as data: the one step that moves an order on from each unfinished stage.
+        self.handlers: dict[Stage, Callable[[Any], Awaitable[None]]] = {
+            Stage.NEW: self.take_and_reserve,
+            Stage.PRICED: self.reserve_stored_lines,
+            Stage.RESERVED: self.charge,
+        }
 
     # -- the RPC -------------------------------------------------------------------------------
 
@@ -103,40 +127,31 @@ class Checkout:
         key = request.request_id
         domain.validate_idempotency_key(key)
         fingerprint = request.request_fingerprint or request_fingerprint(request)
-
-        async with self.db.transaction() as session:
-            existing = await repository.get_idempotency(session, user_id, key)
+        existing = await repository.key_row(self.db, user_id, key)
         if existing is not None:
             return await self.replay(existing, fingerprint)
 
-        address = await self.destination(user_id, request)
-        domain.validate_payment(request.payment_method, request.payment_token)
-        # A token the provider can never charge is refused before anything is recorded.
-        await self.rt.clients.payments.CheckPaymentMethod(
-            payments_pb2.CheckPaymentMethodRequest(method=request.payment_method, token=request.payment_token)
-        )
-        email = await self.customer_email(caller, bearer)
-
+        address, email = await self.inputs(caller, request, bearer)
         order_id = new_id()
         for _attempt in range(5):
             try:
                 await self.record_pending(order_id, user_id, key, fingerprint, address, request, email)
                 break
-            except IntegrityError:
-                async with self.db.transaction() as session:
-                    existing = await repository.get_idempotency(session, user_id, key)
+            except DUPLICATE:
+                existing = await repository.key_row(self.db, user_id, key)
                 if existing is not None:  # a concurrent request with the same key won
                     return await self.replay(existing, fingerprint)
                 # else: the order number collided; draw another
         else:  # pragma: no cover - 5 collisions in a row among 31^6 numbers a day
             raise Aborted("Could not allocate an order number; retry.", code="ABORTED")
-        self.rt.notify(order_id)
+        self.events.notify(order_id)
         crash_point(self.settings, "after_pending_recorded")
-        await self.rt.hold("after_pending_recorded", user_id)
+        if self.hold is not None:
+            await self.hold("after_pending_recorded", user_id)
         await self.drive_or_let_go(order_id)
         return await self.outcome(user_id, key, replayed=False)
 
-    async def replay(self, row: IdempotencyKey, fingerprint: str) -> tuple[bytes, bool]:
+    async def replay(self, row: Any, fingerprint: str) -> tuple[bytes, bool]:
         if row.operation != OPERATION or row.fingerprint != fingerprint:
             raise key_reused()
         if row.state != "completed":
@@ -149,47 +164,73 @@ class Checkout:
         return await self.outcome(row.user_id, row.key, replayed=True)
 
     async def outcome(self, user_id: str, key: str, *, replayed: bool) -> tuple[bytes, bool]:
-        async with self.db.transaction() as session:
-            row = await repository.get_idempotency(session, user_id, key)
+        """The stored answer. A failure's side effects (the cart restored, the stock released) run
+        before it is answered; a success's after it (the buyer need not wait for them)."""
+        row = await repository.key_row(self.db, user_id, key)
         if row is None or row.state != "completed":
             raise in_progress()
-        if row.order_id:
-            await self.rt.outbox.run_order(row.order_id)
         if row.error is not None:
+            if row.order_id:
+                await self.outbox.run_order(row.order_id)
             error = error_from_stored(row.error)
             error.replayed = replayed  # type: ignore[attr-defined]
             raise error
+        if row.order_id:
+            self.outbox.soon(row.order_id)
         assert row.response_body is not None
-        return row.response_body, replayed
+        return bytes(row.response_body), replayed
 
-    # -- inputs --------------------------------------------------------------------------------
+    # -- inputs, checked before anything is recorded -------------------------------------------
 
-    async def destination(self, user_id: str, request: orders_pb2.CreateOrderRequest) -> dict[str, str]:
+    async def inputs(
+        self, caller: Caller, request: orders_pb2.CreateOrderRequest, bearer: str | None
+    ) -> tuple[dict[str, str], str]:
+        """The shipping address and the customer's email; the payment method checked. A bad token
+        is refused here, with no order, no reservation and the key still unused. The remote
+        checks run together; their errors are raised in a fixed order (address, then payment)."""
         which = request.WhichOneof("destination")
+        inline = None
         if which == "shipping_address":
             raw = {name: getattr(request.shipping_address, name) for name in domain.ADDRESS_FIELDS}
-            return domain.validate_address(raw)
-        if which == "address_id" and request.address_id:
-            try:
-                response = await self.rt.clients.auth.GetAddress(
-                    auth_pb2.GetAddressRequest(user_id=user_id, address_id=request.address_id)
-                )
-            except grpc.aio.AioRpcError as exc:
-                remote = decode_rpc_error(exc)
-                if remote.grpc_code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                    raise NotFound("Address not found.", code="ADDRESS_NOT_FOUND") from None
-                raise
-            address = response.address
-            raw = {name: getattr(address, name) for name in domain.ADDRESS_FIELDS}
-            return domain.validate_address(raw, prefix="address")
-        raise ValidationError({"shippingAddress": ["shippingAddress or addressId is required"]})
+            inline = domain.validate_address(raw)
+        elif not (which == "address_id" and request.address_id):
+            raise ValidationError({"shippingAddress": ["shippingAddress or addressId is required"]})
+        domain.validate_payment(request.payment_method, request.payment_token)
+        address, payment_check, email = await asyncio.gather(
+            self.saved_address(caller.user_id or "", request.address_id) if inline is None else _value(inline),
+            self.clients.payments.CheckPaymentMethod(
+                payments_pb2.CheckPaymentMethodRequest(method=request.payment_method, token=request.payment_token)
+            ),
+            self.customer_email(caller, bearer),
+            return_exceptions=True,
+        )
+        for outcome in (address, payment_check, email):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return address, email  # type: ignore[return-value]
+
+    async def saved_address(self, user_id: str, address_id: str) -> dict[str, str]:
+        try:
+            response = await self.clients.auth.GetAddress(
+                auth_pb2.GetAddressRequest(user_id=user_id, address_id=address_id)
+            )
+        except grpc.aio.AioRpcError as exc:
+            remote = decode_rpc_error(exc)
+            if remote.grpc_code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise NotFound("Address not found.", code="ADDRESS_NOT_FOUND") from None
+            raise
+        raw = {name: getattr(response.address, name) for name in domain.ADDRESS_FIELDS}
+        return domain.validate_address(raw, prefix="address")
 
     async def customer_email(self, caller: Caller, bearer: str | None) -> str:
-        """The customer's email (for the order emails), snapshotted into the order."""
+        """The customer's email (for the order emails), snapshotted into the order: from the access
+        token's claim (auth puts it there), else asked of auth (a token minted before it did)."""
+        if caller.claims.get("email"):
+            return str(caller.claims["email"])
         if not bearer:
             return ""
         try:
-            response = await self.rt.clients.auth.GetCurrentUser(
+            response = await self.clients.auth.GetCurrentUser(
                 auth_pb2.GetCurrentUserRequest(), metadata=(("authorization", f"Bearer {bearer}"),), timeout=5
             )
             return response.user.email
@@ -207,42 +248,17 @@ class Checkout:
         request: orders_pb2.CreateOrderRequest,
         email: str,
     ) -> None:
-        """Step 1: the order PENDING with its idempotency key, in one transaction."""
+        """The order PENDING (stage NEW) with its idempotency key and first history entry: one transaction."""
         now = utcnow()
         lease = now + timedelta(seconds=self.settings.stale_after_seconds)
-        async with self.db.transaction() as session:
-            session.add(
-                IdempotencyKey(
-                    user_id=user_id,
-                    key=key,
-                    operation=OPERATION,
-                    fingerprint=fingerprint,
-                    state="in_progress",
-                    order_id=order_id,
-                    locked_until=lease,
-                    created_at=now,
-                )
-            )
-            number = domain.order_number(now)
-            session.add(
-                Order(
-                    id=order_id,
-                    number=number,
-                    user_id=user_id,
-                    customer_email=email,
-                    idempotency_key=key,
-                    status=domain.PENDING,
-                    stage=domain.STAGE_NEW,
-                    shipping_address=address,
-                    payment_method=request.payment_method,
-                    payment_token=request.payment_token,
-                    lease_until=lease,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            await session.flush()
-            session.add(OrderHistory(order_id=order_id, seq=1, status=domain.PENDING, note="Checkout started.", at=now))
+        async with self.db.write() as tx:
+            await tx.execute(repository.INSERT_KEY, id=new_id(), user_id=user_id, key=key, operation=OPERATION,
+                             fingerprint=fingerprint, order_id=order_id, lease=lease, now=now)
+            await tx.execute(repository.INSERT_ORDER, id=order_id, number=domain.order_number(now), user_id=user_id,
+                             email=email, key=key, status=domain.PENDING, stage=str(Stage.NEW),
+                             address=json.dumps(address), method=request.payment_method,
+                             token=request.payment_token, lease=lease, now=now)
+            await repository.append_history(tx, order_id, domain.PENDING, "Checkout started.", now)
 
     # -- the saga ------------------------------------------------------------------------------
 
@@ -273,156 +289,115 @@ class Checkout:
         """Moves an order through its stages until it is done. The caller holds the lease.
         Transient downstream errors propagate (the stage stays; recovery retries later)."""
         for _ in range(10):
-            async with self.db.transaction() as session:
-                order = await repository.get_order(session, order_id)
-                items = []
-                if order is not None and order.stage in (domain.STAGE_PRICED, domain.STAGE_RESERVED):
-                    items = (await repository.load_view(session, order)).items
-            if order is None or order.stage == domain.STAGE_DONE:
+            order = await repository.order_row(self.db, order_id)
+            if order is None or order.stage == Stage.DONE:
                 return
-            if order.stage == domain.STAGE_NEW:
-                await self.price(order)
-            elif order.stage == domain.STAGE_PRICED:
-                await self.reserve(order, items)
-            elif order.stage == domain.STAGE_RESERVED:
-                await self.charge(order)
-            else:  # pragma: no cover - unknown stage
-                raise RuntimeError(f"unknown stage {order.stage}")
+            if self.hold is not None and await self.hold(f"before_{order.stage}", order.user_id):
+                continue  # a test held the saga here and may have changed the row: read it again
+            await self.handlers[Stage(order.stage)](order)
 
-    async def price(self, order: Order) -> None:
-        """Step 2: read the cart (service identity, owner.user_id) and price it in one BatchGetProducts."""
-        cart = (
-            await self.rt.clients.cart.GetCart(
-                cart_pb2.GetCartRequest(owner=cart_pb2.CartOwner(user_id=order.user_id))
-            )
-        ).cart
-        quantities: dict[str, int] = {}
-        for item in cart.items:
-            if item.quantity > 0:
-                quantities[item.product_id] = quantities.get(item.product_id, 0) + item.quantity
-        if not quantities:
-            await self.abandon(order, Conflict("Your cart is empty.", code="CART_EMPTY"))
-            return
-        ids = list(quantities)
-        products = {
-            product.id: product
-            for product in (
-                await self.rt.clients.catalog.BatchGetProducts(catalog_pb2.BatchGetProductsRequest(product_ids=ids))
-            ).products
-        }
-        active = catalog_pb2.PRODUCT_STATUS_ACTIVE
-        unavailable = [pid for pid in ids if pid not in products or products[pid].status != active]
-        if unavailable:
-            await self.abandon(
-                order,
-                Conflict(
-                    "Some products in your cart are no longer available.",
-                    code="PRODUCT_UNAVAILABLE",
-                    details={"productIds": unavailable},
-                ),
-            )
-            return
-        lines = [(products[pid], quantities[pid]) for pid in ids]
-        totals = domain.compute_totals([(product.price_cents, quantity) for product, quantity in lines])
-        currency = lines[0][0].currency_code or "USD"
-        now = utcnow()
-        async with self.db.transaction() as session:
-            current = await repository.get_order(session, order.id, for_update=True)
-            if current is None or current.stage != domain.STAGE_NEW:
-                return
-            for position, (product, quantity) in enumerate(lines):
-                session.add(
-                    OrderItem(
-                        order_id=order.id,
-                        position=position,
-                        product_id=product.id,
-                        sku=product.sku,
-                        name=product.name,
-                        unit_price_cents=product.price_cents,
-                        quantity=quantity,
-                        line_total_cents=product.price_cents * quantity,
-                    )
-                )
-            current.subtotal_cents = totals.subtotal_cents
-            current.tax_cents = totals.tax_cents
-            current.shipping_cents = totals.shipping_cents
-            current.total_cents = totals.total_cents
-            current.currency = currency
-            current.stage = domain.STAGE_PRICED
-            current.updated_at = now
-            current.lease_until = now + timedelta(seconds=self.settings.stale_after_seconds)
-        crash_point(self.settings, "after_priced")
-
-    async def abandon(self, order: Order, error: ShopError) -> None:
-        """Nothing to buy: the order row goes away; the key keeps the 409 for replays."""
-        async with self.db.transaction() as session:
-            current = await repository.get_order(session, order.id, for_update=True)
-            if current is None or current.stage != domain.STAGE_NEW:
-                return
-            await self.complete_key(session, order.id, error=error)
-            for table in (OrderItem, OrderHistory, OutboxEntry):
-                await session.execute(delete(table).where(table.order_id == order.id))
-            await session.execute(delete(Order).where(Order.id == order.id))
-
-    async def reserve(self, order: Order, items: list[OrderItem]) -> None:
-        """Step 3: one all-or-nothing ReserveStock, reservation id = order id."""
-        request = catalog_pb2.ReserveStockRequest(
-            reservation_id=order.id,
-            lines=[catalog_pb2.StockLine(product_id=item.product_id, quantity=item.quantity) for item in items],
+    async def take_and_reserve(self, order: Any) -> None:
+        """NEW → RESERVED: take the cart, reserve its lines (priced by the catalog), record both."""
+        taken = await self.clients.cart.CheckoutCart(
+            cart_pb2.CheckoutCartRequest(owner=cart_pb2.CartOwner(user_id=order.user_id), checkout_id=order.id)
         )
+        quantities: dict[str, int] = {}
+        for line in taken.lines:
+            if line.quantity > 0:
+                quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
+        crash_point(self.settings, "after_cart_taken")
+        if not quantities:
+            await self.abandon(order, Stage.NEW, Conflict("Your cart is empty.", code="CART_EMPTY"))
+            return
+        await self.reserve(order, Stage.NEW, list(quantities.items()))
+
+    async def reserve_stored_lines(self, order: Any) -> None:
+        """PRICED → RESERVED (an order priced by the previous version: its lines are stored)."""
+        items = await repository.items_of(self.db, order.id)
+        await self.reserve(order, Stage.PRICED, [(item.product_id, item.quantity) for item in items])
+
+    async def reserve(self, order: Any, stage: Stage, lines: list[tuple[str, int]]) -> None:
+        """One all-or-nothing ReserveStock, reservation id = order id; it answers the lines priced."""
         try:
-            reservation = (await self.rt.clients.catalog.ReserveStock(request)).reservation
+            reservation = (await self.clients.catalog.ReserveStock(reserve_request(order.id, lines))).reservation
         except grpc.aio.AioRpcError as exc:
-            remote = decode_rpc_error(exc)
-            if is_transient(remote) or remote.code == "RESERVATION_BUSY":
-                raise
-            error = remote.to_shop_error()
-            if remote.code == "INSUFFICIENT_STOCK" and not error.details.get("productIds"):
-                error.details["productIds"] = await self.short_products(items)
-            short = remote.code == "INSUFFICIENT_STOCK"
-            note = "Insufficient stock." if short else f"Stock not reserved: {remote.code}."
-            await self.finish(
-                order.id,
-                domain.STAGE_PRICED,
-                domain.CANCELLED,
-                note,
-                error=error,
-                outbox=[("release_reservation", {})],
-            )
+            await self.not_reserved(order, stage, decode_rpc_error(exc))
             return
         if reservation.status in (catalog_pb2.RESERVATION_STATUS_RELEASED, catalog_pb2.RESERVATION_STATUS_RESTOCKED):
             # Released meanwhile (expired, or compensated by someone): never charge without stock.
-            await self.finish(
-                order.id,
-                domain.STAGE_PRICED,
-                domain.CANCELLED,
-                "The stock reservation lapsed.",
-                error=Conflict("The stock reservation lapsed; please check out again.", code="RESERVATION_LAPSED"),
-            )
+            await self.finish(order, stage, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
+                              effects=[(OutboxKind.RESTORE_CART, {})])
             return
+        priced = list(reservation.priced_lines) or await self.price_from_catalog(lines)
+        totals = domain.compute_totals([(line.unit_price_cents, line.quantity) for line in priced])
         now = utcnow()
-        async with self.db.transaction() as session:
-            current = await repository.get_order(session, order.id, for_update=True)
-            if current is None or current.stage != domain.STAGE_PRICED:
+        async with self.db.write() as tx:
+            if not await repository.advance(tx, order.id, stage, Stage.RESERVED,
+                                            lease_seconds=self.settings.stale_after_seconds, now=now):
                 return
-            current.stage = domain.STAGE_RESERVED
-            current.reservation_state = "reserved"
-            current.updated_at = now
-            current.lease_until = now + timedelta(seconds=self.settings.stale_after_seconds)
+            if stage == Stage.NEW:
+                for position, line in enumerate(priced):
+                    await tx.execute(
+                        repository.INSERT_ITEM, id=new_id(), order_id=order.id, position=position,
+                        product_id=line.product_id, sku=line.sku, name=line.name,
+                        unit_price_cents=line.unit_price_cents, quantity=line.quantity,
+                        line_total_cents=line.unit_price_cents * line.quantity,
+                    )
+            await tx.execute(repository.SET_TOTALS, order_id=order.id, subtotal=totals.subtotal_cents,
+                             tax=totals.tax_cents, shipping=totals.shipping_cents, total=totals.total_cents,
+                             currency=(priced[0].currency_code or "USD"))
         crash_point(self.settings, "after_stock_reserved")
 
-    async def short_products(self, items: list[OrderItem]) -> list[str]:
-        try:
-            response = await self.rt.clients.catalog.BatchGetProducts(
-                catalog_pb2.BatchGetProductsRequest(product_ids=[item.product_id for item in items])
-            )
-        except grpc.aio.AioRpcError:
-            return [item.product_id for item in items]
-        stock = {product.id: product.stock for product in response.products}
-        return [item.product_id for item in items if stock.get(item.product_id, 0) < item.quantity]
+    async def not_reserved(self, order: Any, stage: Stage, remote: RemoteError) -> None:
+        if is_transient(remote) or remote.code == "RESERVATION_BUSY":
+            raise _Transient(remote)
+        error = remote.to_shop_error()
+        if remote.code == "PRODUCT_UNAVAILABLE":
+            unavailable = Conflict("Some products in your cart are no longer available.",
+                                   code="PRODUCT_UNAVAILABLE", details=dict(error.details))
+            await self.restore_cart(order.id)
+            await self.abandon(order, stage, unavailable)
+            return
+        short = remote.code == "INSUFFICIENT_STOCK"
+        note = "Insufficient stock." if short else f"Stock not reserved: {remote.code}."
+        await self.finish(order, stage, domain.CANCELLED, note, error=error,
+                          effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
 
-    async def charge(self, order: Order) -> None:
-        """Step 4: CreateCharge, idempotent by order id (a repeat never charges twice)."""
+    async def price_from_catalog(self, lines: list[tuple[str, int]]) -> list[catalog_pb2.ReservedLine]:
+        """Prices from the products themselves (a catalog of the previous version answers no
+        priced lines: a rolling update must keep checkout working)."""
+        response = await self.clients.catalog.BatchGetProducts(
+            catalog_pb2.BatchGetProductsRequest(product_ids=[product_id for product_id, _ in lines])
+        )
+        products = {product.id: product for product in response.products}
+        return [
+            catalog_pb2.ReservedLine(
+                product_id=product_id, quantity=quantity, sku=products[product_id].sku,
+                name=products[product_id].name, unit_price_cents=products[product_id].price_cents,
+                currency_code=products[product_id].currency_code,
+            )
+            for product_id, quantity in lines
+        ]
+
+    async def restore_cart(self, order_id: str) -> None:
+        await self.clients.cart.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=order_id))
+
+    async def abandon(self, order: Any, stage: Stage, error: ShopError) -> None:
+        """Nothing to buy: the order row goes away; the key keeps the 409 for replays."""
+        now = utcnow()
+        async with self.db.write() as tx:
+            if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
+                return
+            await complete_key(tx, order.id, now, error=error)
+            for statement in repository.DELETE_ORDER:
+                await tx.execute(statement, order_id=order.id)
+
+    async def charge(self, order: Any) -> None:
+        """RESERVED → DONE: CreateCharge, idempotent by order id (a repeat never charges twice),
+        only while the stock is held."""
+        if utcnow() - order.updated_at > timedelta(seconds=domain.RENEW_RESERVATION_AFTER_SECONDS):
+            if not await self.renew_reservation(order):
+                return
         request = payments_pb2.CreateChargeRequest(
             order_id=order.id,
             user_id=order.user_id,
@@ -434,7 +409,7 @@ class Checkout:
         payment: payments_pb2.Payment | None = None
         error: ShopError | None = None
         try:
-            payment = (await self.rt.clients.payments.CreateCharge(request)).payment
+            payment = (await self.clients.payments.CreateCharge(request)).payment
         except grpc.aio.AioRpcError as exc:
             remote = decode_rpc_error(exc)
             if is_transient(remote):
@@ -445,54 +420,52 @@ class Checkout:
         if payment is not None and payment.status == payments_pb2.PAYMENT_STATUS_PENDING:
             # The provider has not decided yet (a webhook will): keep the stage, ask again later.
             raise Unavailable("The payment is still pending.", code="PAYMENT_PENDING")
-        if payment is not None and payments_pb2.PaymentStatus.Name(payment.status) == _PAYMENT_DECLINED_STATUS:
+        if payment is not None and payment.status == payments_pb2.PAYMENT_STATUS_DECLINED:
             details = {"declineCode": payment.decline_code} if payment.decline_code else None
             error = PaymentDeclined("The payment was declined.", details=details)
         crash_point(self.settings, "after_charge")
         if error is None and payment is not None:
-            await self.finish(
-                order.id,
-                domain.STAGE_RESERVED,
-                domain.PAID,
-                "Payment received.",
-                payment=payment,
-                outbox=[
-                    ("commit_reservation", {}),
-                    ("clear_cart", {}),
-                    ("record_purchases", {}),
-                    ("email", {"template": "paid"}),
-                ],
-            )
+            await self.finish(order, Stage.RESERVED, domain.PAID, "Payment received.", payment=payment,
+                              effects=[(OutboxKind.COMMIT_RESERVATION, {}), (OutboxKind.EMAIL, {"template": "paid"})])
             crash_point(self.settings, "after_paid_recorded")
             return
         assert error is not None
         if payment is None and error.code == "PAYMENT_DECLINED":
             payment = await self.stored_payment(order.id)
         note = "Payment declined." if error.code == "PAYMENT_DECLINED" else f"Payment failed: {error.code}."
-        await self.finish(
-            order.id,
-            domain.STAGE_RESERVED,
-            domain.PAYMENT_FAILED,
-            note,
-            error=error,
-            payment=payment,
-            outbox=[("release_reservation", {})],
-        )
+        await self.finish(order, Stage.RESERVED, domain.PAYMENT_FAILED, note, error=error, payment=payment,
+                          effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
         crash_point(self.settings, "after_payment_failed_recorded")
 
-    async def stored_payment(self, order_id: str) -> payments_pb2.Payment | None:
-        """The payment payments recorded for the order (for the order's payment summary), if any."""
+    async def renew_reservation(self, order: Any) -> bool:
+        """The reservation is extended, or re-taken if it lapsed, before a (late) charge. When the
+        stock is gone and no charge was ever attempted, the order is cancelled uncharged; when a
+        charge may exist, it goes on (money captured without stock is refunded by the outbox)."""
+        items = await repository.items_of(self.db, order.id)
+        lines = [(item.product_id, item.quantity) for item in items]
         try:
-            listing = await self.rt.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
-        except grpc.aio.AioRpcError:
-            return None
+            await self.clients.catalog.ReserveStock(reserve_request(order.id, lines, renew=True))
+            return True
+        except grpc.aio.AioRpcError as exc:
+            remote = decode_rpc_error(exc)
+            if is_transient(remote) or remote.code == "RESERVATION_BUSY":
+                raise _Transient(remote) from None
+        if await self.stored_payment(order.id) is not None:
+            return True
+        await self.finish(order, Stage.RESERVED, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
+                          effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
+        return False
+
+    async def stored_payment(self, order_id: str) -> payments_pb2.Payment | None:
+        """The payment payments recorded for the order, if any (unknown on a transient error)."""
+        listing = await self.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
         return listing.payments[0] if listing.payments else None
 
     async def reread_payment(self, order_id: str, payment: payments_pb2.Payment) -> payments_pb2.Payment:
         """A PENDING answer may be stale or the provider still deciding: read the stored payment again."""
         for delay in (0.0, 0.2, 0.5):
             await asyncio.sleep(delay)
-            listing = await self.rt.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
+            listing = await self.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
             for candidate in listing.payments:
                 if candidate.status != payments_pb2.PAYMENT_STATUS_PENDING:
                     return candidate
@@ -500,61 +473,48 @@ class Checkout:
 
     async def finish(
         self,
-        order_id: str,
-        expected_stage: str,
+        order: Any,
+        stage: Stage,
         status: str,
         note: str,
         *,
         error: ShopError | None = None,
         payment: payments_pb2.Payment | None = None,
-        outbox: list[tuple[str, dict[str, Any]]] = (),  # type: ignore[assignment]
+        effects: Effects = (),  # type: ignore[assignment]
     ) -> None:
         """A final outcome: status + history + outbox rows + the key's stored response, one transaction."""
-        async with self.db.transaction() as session:
-            order = await repository.get_order(session, order_id, for_update=True)
-            if order is None or order.stage != expected_stage:
+        now = utcnow()
+        payment_status = order.payment_status
+        if payment is not None:
+            payment_status = payments_pb2.PaymentStatus.Name(payment.status).removeprefix("PAYMENT_STATUS_")
+        elif error is not None and error.code == "PAYMENT_DECLINED":
+            payment_status = "DECLINED"
+        captured = order.captured_cents
+        if payment is not None and error is None:
+            captured = payment.captured_cents or payment.amount_cents
+        async with self.db.write() as tx:
+            if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
                 return
-            order.stage = domain.STAGE_DONE
-            order.lease_until = None
-            order.payment_token = ""
-            if error is not None:
-                order.failure_code = error.code
-            if payment is not None:
-                order.payment_id = payment.id
-                order.payment_status = payments_pb2.PaymentStatus.Name(payment.status).removeprefix("PAYMENT_STATUS_")
-                order.payment_brand = payment.brand
-                order.payment_last4 = payment.last4
-                if error is None:
-                    order.captured_cents = payment.captured_cents or payment.amount_cents
-            elif error is not None and error.code == "PAYMENT_DECLINED":
-                order.payment_status = "DECLINED"
-            await repository.set_status(session, order, status, note)
-            for kind, payload in outbox:
-                await repository.add_outbox(session, order.id, kind, payload)
-            await session.flush()
+            await tx.execute(
+                repository.SET_OUTCOME, order_id=order.id, status=status,
+                failure_code=error.code if error is not None else order.failure_code,
+                payment_id=payment.id if payment is not None else order.payment_id,
+                payment_status=payment_status,
+                brand=payment.brand if payment is not None else order.payment_brand,
+                last4=payment.last4 if payment is not None else order.payment_last4,
+                captured=captured,
+            )
+            await repository.append_history(tx, order.id, status, note, now)
+            for kind, payload in effects:
+                await repository.append_outbox(tx, order.id, kind, payload, now)
             if error is None:
-                view = await repository.load_view(session, order)
+                view = OrderView(await repository.order_row(tx, order.id), await repository.items_of(tx, order.id),
+                                 await tx.all(repository.HISTORY, order_id=order.id))
                 body = orders_pb2.CreateOrderResponse(order=order_proto(view)).SerializeToString()
-                await self.complete_key(session, order.id, body=body)
+                await complete_key(tx, order.id, now, body=body)
             else:
-                await self.complete_key(session, order.id, error=error)
-        self.rt.notify(order_id)
-
-    async def complete_key(
-        self, session, order_id: str, *, body: bytes | None = None, error: ShopError | None = None
-    ) -> None:
-        row = await repository.idempotency_for_order(session, order_id)
-        if row is None or row.state == "completed":
-            return
-        row.state = "completed"
-        row.completed_at = utcnow()
-        row.locked_until = None
-        if error is not None:
-            row.response_status = http_status_of(error)
-            row.error = error_to_stored(error)
-        else:
-            row.response_status = 201
-            row.response_body = body
+                await complete_key(tx, order.id, now, error=error)
+        self.events.notify(order.id)
 
     # -- recovery ------------------------------------------------------------------------------
 
@@ -572,11 +532,11 @@ class Checkout:
             try:
                 await self.drive(order_id)
                 log.info("recovery.driven", order_id=order_id)
-            except (grpc.aio.AioRpcError, Unavailable) as exc:
+            except (grpc.aio.AioRpcError, Unavailable, _Transient) as exc:
                 log.warning("recovery.retry_later", order_id=order_id, error=str(exc))
             except Exception:
                 log.exception("recovery.drive_failed", order_id=order_id)
-            await self.rt.outbox.run_order(order_id)
+            await self.outbox.run_order(order_id)
         return taken
 
     async def recovery_loop(self) -> None:
@@ -609,6 +569,39 @@ class Checkout:
             await asyncio.sleep(self.settings.purge_interval_seconds)
 
 
+class _Transient(Unavailable):
+    """A transient downstream failure met while reserving: the stage stays, a retry continues."""
+
+    def __init__(self, remote: RemoteError) -> None:
+        super().__init__(remote.message or "A service is unavailable; retry.", code=remote.code or "UNAVAILABLE")
+
+
+async def complete_key(tx, order_id: str, now, *, body: bytes | None = None, error: ShopError | None = None) -> None:
+    """The checkout's idempotency key gets its final answer (a 201 body, or the stored error)."""
+    await tx.execute(
+        repository.COMPLETE_KEY, order_id=order_id, now=now,
+        status=http_status_of(error) if error is not None else 201,
+        body=body, error=json.dumps(error_to_stored(error)) if error is not None else None,
+    )
+
+
+def reserve_request(order_id: str, lines: list[tuple[str, int]], *, renew: bool = False
+                    ) -> catalog_pb2.ReserveStockRequest:
+    return catalog_pb2.ReserveStockRequest(
+        reservation_id=order_id,
+        lines=[catalog_pb2.StockLine(product_id=product_id, quantity=quantity) for product_id, quantity in lines],
+        renew=renew,
+    )
+
+
+def lapsed() -> ShopError:
+    return Conflict("The stock reservation lapsed; please check out again.", code="RESERVATION_LAPSED")
+
+
+async def _value(value: Any) -> Any:
+    return value
+
+
 def request_fingerprint(request: orders_pb2.CreateOrderRequest) -> str:
     body = MessageToDict(request, preserving_proto_field_name=True)
     body.pop("request_id", None)
@@ -624,6 +617,3 @@ def key_reused() -> ShopError:
 
 def in_progress() -> ShopError:
     return Aborted("A request with this Idempotency-Key is still running; retry shortly.", code="REQUEST_IN_PROGRESS")
-
-
-__all__ = ["Checkout", "InvalidArgument", "key_reused", "in_progress"]

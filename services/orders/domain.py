@@ -9,6 +9,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from shop.lib.errors import Conflict, ValidationError
@@ -36,16 +37,37 @@ NOT_SHIPPED = frozenset({PENDING, PAID, PROCESSING})
 # The fulfilment ladder an admin walks an order along.
 NEXT_STATUS = {PAID: PROCESSING, PROCESSING: SHIPPED, SHIPPED: DELIVERED}
 
-# -- saga stages (internal; `orders.stage`) ---------------------------------------------------
-# new       recorded PENDING with its idempotency key; cart not read yet
-# priced    lines and totals snapshotted; stock not reserved yet (or unknown)
-# reserved  stock reserved (reservation id = order id); charge not made yet (or unknown)
-# done      a final outcome was recorded (PAID, PAYMENT_FAILED, CANCELLED); the outbox does the rest
-STAGE_NEW = "new"
-STAGE_PRICED = "priced"
-STAGE_RESERVED = "reserved"
-STAGE_DONE = "done"
-UNFINISHED_STAGES = (STAGE_NEW, STAGE_PRICED, STAGE_RESERVED)
+# -- the saga as data (internal; `orders.stage`, `outbox.kind`) ------------------------------
+
+
+class Stage(StrEnum):
+    """Where a checkout is. Each unfinished stage has one handler in `checkout.STAGE_HANDLERS`."""
+
+    NEW = "new"  # recorded PENDING with its idempotency key; cart not taken yet (or unknown)
+    PRICED = "priced"  # (orders recorded before the cart was taken in one call) lines snapshotted
+    RESERVED = "reserved"  # cart taken, stock reserved (reservation id = order id); charge not known
+    DONE = "done"  # a final outcome is recorded (PAID, PAYMENT_FAILED, CANCELLED); the outbox does the rest
+
+
+UNFINISHED_STAGES = (Stage.NEW, Stage.PRICED, Stage.RESERVED)
+
+
+class OutboxKind(StrEnum):
+    """Side effects owed after a state change. Each has one handler in `outbox.HANDLERS`."""
+
+    COMMIT_RESERVATION = "commit_reservation"  # the stock is sold (and the purchases recorded)
+    RELEASE_RESERVATION = "release_reservation"  # the stock goes back (nothing was sold)
+    RETURN_STOCK = "return_stock"  # cancel: restock a committed reservation, release a held one
+    RESTORE_CART = "restore_cart"  # the checkout failed: the taken lines go back into the cart
+    CLEAR_CART = "clear_cart"  # (rows written before the cart was taken at checkout)
+    RECORD_PURCHASES = "record_purchases"  # (rows written before commit recorded them)
+    REFUND = "refund"  # what remains captured
+    EMAIL = "email"  # paid, shipped, cancelled (at-least-once)
+
+
+# A reservation older than this is renewed (or re-taken) before the charge: a charge is only
+# attempted while the stock is held. Well under the catalog's reservation TTL (900 s).
+RENEW_RESERVATION_AFTER_SECONDS = 60
 
 # -- money -------------------------------------------------------------------------------------
 
@@ -135,7 +157,7 @@ def check_pending_cancellable(stage: str, checkout_running: bool) -> None:
     stage on, a charge may have reached the provider (idempotency key = order id) even when its
     answer was lost: cancelling then could keep money the order says it never took. So it waits
     until the saga knows the outcome (PAID: a cancel refunds it; PAYMENT_FAILED: nothing taken)."""
-    if stage == STAGE_RESERVED:
+    if stage == Stage.RESERVED:
         raise Conflict(
             "The payment of this order is still being processed; retry shortly.",
             code="PAYMENT_IN_PROGRESS",

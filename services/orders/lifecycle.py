@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from services.orders import domain, repository
 from services.orders.checkout import in_progress, key_reused
+from services.orders.domain import OutboxKind
 from services.orders.mapping import (
     error_from_stored,
     error_to_stored,
@@ -30,7 +31,12 @@ from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
 if TYPE_CHECKING:
-    from services.orders.server import Runtime
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from services.orders.events import OrderEvents
+    from services.orders.outbox import OutboxRelay
+    from shop.lib.clients import ServiceClients
+    from shop.lib.db import Database
 
 REFUND_OPERATION = "refund"
 
@@ -48,11 +54,14 @@ def payment_status_name(value: int) -> str:
 
 
 class Lifecycle:
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.settings = runtime.settings
-        self.db = runtime.db
-        self.tokens = PageTokens(runtime.settings.page_token_secret)
+    def __init__(self, *, settings, db: Database, clients: ServiceClients, events: OrderEvents,
+                 outbox: OutboxRelay) -> None:
+        self.settings = settings
+        self.db = db
+        self.clients = clients
+        self.events = events
+        self.outbox = outbox
+        self.tokens = PageTokens(settings.page_token_secret)
 
     async def get(self, caller: Caller, order_id: str) -> OrderView:
         async with self.db.transaction() as session:
@@ -107,23 +116,26 @@ class Lifecycle:
                 # A checkout in flight owns its order; a charge under way decides it first.
                 running = order.lease_until is not None and order.lease_until > utcnow()
                 domain.check_pending_cancellable(order.stage, running)
-                order.stage = domain.STAGE_DONE
+                order.stage = str(domain.Stage.DONE)
                 order.payment_token = ""
                 order.failure_code = "CANCELLED"
             who = "admin" if caller.is_admin and caller.user_id != order.user_id else "customer"
             note = f"Cancelled by the {who}." + (f" Reason: {reason}" if reason else "")
             await repository.set_status(session, order, domain.CANCELLED, note)
             refund = {"reason": reason or "Order cancelled", "request_id": f"cancel-{order.id}"}
-            await repository.add_outbox(session, order.id, "refund", refund)
-            await repository.add_outbox(session, order.id, "return_stock", {})
-            await repository.add_outbox(session, order.id, "email", {"template": "cancelled", "reason": reason})
-            if order.stage == domain.STAGE_DONE and order.failure_code == "CANCELLED":
+            await repository.add_outbox(session, order.id, OutboxKind.REFUND, refund)
+            await repository.add_outbox(session, order.id, OutboxKind.RETURN_STOCK, {})
+            if order.failure_code == "CANCELLED":  # a stalled checkout may have taken the cart
+                await repository.add_outbox(session, order.id, OutboxKind.RESTORE_CART, {})
+            email = {"template": "cancelled", "reason": reason}
+            await repository.add_outbox(session, order.id, OutboxKind.EMAIL, email)
+            if order.stage == domain.Stage.DONE and order.failure_code == "CANCELLED":
                 # A stalled checkout: whatever the old key waits for ends here.
-                await self.rt.checkout.complete_key(
+                await complete_order_key(
                     session, order.id, error=Conflict("The order was cancelled.", code="ORDER_CANCELLED")
                 )
-        self.rt.notify(order_id)
-        await self.rt.outbox.run_order(order_id)
+        self.events.notify(order_id)
+        await self.outbox.run_order(order_id)
         return await self.get(caller, order_id)
 
     # -- fulfilment ----------------------------------------------------------------------------
@@ -144,16 +156,16 @@ class Lifecycle:
                 note = f"Shipped with {carrier}, tracking number {tracking_number}."
             await repository.set_status(session, order, target, note)
             if target == domain.SHIPPED:
-                await repository.add_outbox(session, order.id, "email", {"template": "shipped"})
-        self.rt.notify(order_id)
-        await self.rt.outbox.run_order(order_id)
+                await repository.add_outbox(session, order.id, OutboxKind.EMAIL, {"template": "shipped"})
+        self.events.notify(order_id)
+        await self.outbox.run_order(order_id)
         return await self.get(caller, order_id)
 
     # -- payments and refunds ------------------------------------------------------------------
 
     async def payments(self, caller: Caller, order_id: str) -> payments_pb2.ListPaymentsResponse:
         await self.get(caller, order_id)
-        return await self.rt.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
+        return await self.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
 
     async def refund(
         self, caller: Caller, request: orders_pb2.CreateRefundRequest
@@ -249,7 +261,7 @@ class Lifecycle:
     async def _refund(
         self, order_id: str, amount_cents: int, reason: str, request_id: str
     ) -> orders_pb2.CreateRefundResponse:
-        listing = await self.rt.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
+        listing = await self.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
         async with self.db.transaction() as session:
             order = await repository.get_order(session, order_id)
             assert order is not None
@@ -262,7 +274,7 @@ class Lifecycle:
         if not already:
             domain.check_refundable(status, captured - refunded, amount_cents)
         try:
-            result = await self.rt.clients.payments.CreateRefund(
+            result = await self.clients.payments.CreateRefund(
                 payments_pb2.CreateRefundRequest(
                     order_id=order_id, amount_cents=amount_cents, reason=reason or "Refund", request_id=request_id
                 )
@@ -283,10 +295,10 @@ class Lifecycle:
                     session, order, domain.REFUNDED, "Refunded in full." + ("" if shipped else " Restocked.")
                 )
                 if not shipped:
-                    await repository.add_outbox(session, order.id, "return_stock", {})
+                    await repository.add_outbox(session, order.id, OutboxKind.RETURN_STOCK, {})
             view = await repository.load_view(session, order)
-        self.rt.notify(order_id)
-        await self.rt.outbox.run_order(order_id)
+        self.events.notify(order_id)
+        await self.outbox.run_order(order_id)
         refund = result.refund
         return orders_pb2.CreateRefundResponse(
             refund=orders_pb2.RefundRecord(
@@ -315,7 +327,7 @@ class Lifecycle:
         )
         if view.order.status in domain.FINAL_STATUSES:
             return
-        with self.rt.subscribe(order_id) as changed:
+        with self.events.subscribe(order_id) as changed:
             while True:
                 try:
                     await asyncio.wait_for(changed.wait(), self.settings.watch_poll_seconds)
@@ -334,6 +346,25 @@ class Lifecycle:
                     yield orders_pb2.WatchOrderResponse(event=history_proto(entry), order=order_proto(view))
                 if order.status in domain.FINAL_STATUSES:
                     return
+
+
+async def complete_order_key(
+    session: AsyncSession, order_id: str, *, body: bytes | None = None, error: Any = None
+) -> None:
+    """The checkout key of an order gets its final answer (the checkout's own, on its lean path, is
+    `checkout.complete_key`)."""
+    row = await repository.idempotency_for_order(session, order_id)
+    if row is None or row.state == "completed":
+        return
+    row.state = "completed"
+    row.completed_at = utcnow()
+    row.locked_until = None
+    if error is not None:
+        row.response_status = http_status_of(error)
+        row.error = error_to_stored(error)
+    else:
+        row.response_status = 201
+        row.response_body = body
 
 
 def _seconds(value: float):

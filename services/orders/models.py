@@ -48,7 +48,7 @@ class Order(OrdersBase):
     customer_email: Mapped[str] = mapped_column(String(320), nullable=False, default="")
     idempotency_key: Mapped[str] = mapped_column(String(128), nullable=False)
     status: Mapped[str] = mapped_column(String(32), nullable=False)
-    # new | priced | reserved | done (see domain.STAGE_*)
+    # new | priced | reserved | done (see domain.Stage)
     stage: Mapped[str] = mapped_column(String(16), nullable=False)
     # Why an order ended without being paid (INSUFFICIENT_STOCK, PAYMENT_DECLINED, ...).
     failure_code: Mapped[str] = mapped_column(String(64), nullable=False, default="")

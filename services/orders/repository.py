@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import domain
 from services.orders.models import IdempotencyKey, Order, OrderHistory, OrderItem, OutboxEntry
-from shop.lib.db import utcnow
+from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id, utcnow
 
 
 @dataclass
@@ -69,7 +70,7 @@ async def add_outbox(session: AsyncSession, order_id: str, kind: str, payload: d
     last = (
         await session.execute(select(func.max(OutboxEntry.seq)).where(OutboxEntry.order_id == order_id))
     ).scalar_one_or_none() or 0
-    session.add(OutboxEntry(order_id=order_id, seq=last + 1, kind=kind, payload=payload or {}, state="pending"))
+    session.add(OutboxEntry(order_id=order_id, seq=last + 1, kind=str(kind), payload=payload or {}, state="pending"))
 
 
 async def set_status(
@@ -230,3 +231,155 @@ async def load_views(session: AsyncSession, orders: list[Order]) -> list[OrderVi
     ).scalars():
         history[entry.order_id].append(entry)
     return [OrderView(order, items[order.id], history[order.id]) for order in orders]
+
+
+# -- the checkout's lean path (shop.lib.db.Query in db.write(): no ORM on the hot path) ---------
+
+_TS = UTCDateTime()
+_ORDER_COLUMNS = list(Order.__table__.c)
+_ITEM_COLUMNS = [OrderItem.position, OrderItem.product_id, OrderItem.sku, OrderItem.name,
+                 OrderItem.unit_price_cents, OrderItem.quantity, OrderItem.line_total_cents]
+_HISTORY_COLUMNS = [OrderHistory.seq, OrderHistory.status, OrderHistory.note, OrderHistory.at]
+_KEY_COLUMNS = list(IdempotencyKey.__table__.c)
+
+
+def _select(columns: list, table: str, where: str, order_by: str = "") -> str:
+    """SQL built once at import from the models' own column names (no input reaches it)."""
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    ordered = f" ORDER BY {order_by}" if order_by else ""
+    return f"SELECT {names} FROM {table} WHERE {where}{ordered}"  # noqa: S608
+
+
+ORDER_ROW = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS)
+ITEMS = Query(_select(_ITEM_COLUMNS, "order_items", "order_id = :order_id", "position"), _ITEM_COLUMNS)
+HISTORY = Query(_select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id", "seq"), _HISTORY_COLUMNS)
+KEY_ROW = Query(_select(_KEY_COLUMNS, "idempotency_keys", 'user_id = :user_id AND "key" = :key'), _KEY_COLUMNS)
+INSERT_KEY = Query(
+    'INSERT INTO idempotency_keys (id, user_id, "key", operation, fingerprint, state, order_id, locked_until, '
+    "response_status, created_at) VALUES (:id, :user_id, :key, :operation, :fingerprint, 'in_progress', "
+    ":order_id, :lease, 0, :now)",
+    types={"lease": _TS, "now": _TS},
+)
+INSERT_ORDER = Query(
+    "INSERT INTO orders (id, number, user_id, customer_email, idempotency_key, status, stage, failure_code, "
+    "subtotal_cents, tax_cents, shipping_cents, total_cents, currency, shipping_address, payment_method, "
+    "payment_token, payment_id, payment_status, payment_brand, payment_last4, captured_cents, refunded_cents, "
+    "reservation_state, carrier, tracking_number, lease_until, version, created_at, updated_at) VALUES "
+    "(:id, :number, :user_id, :email, :key, :status, :stage, '', 0, 0, 0, 0, 'USD', :address, :method, :token, "
+    "'', '', '', '', 0, 0, 'none', '', '', :lease, 1, :now, :now)",
+    types={"lease": _TS, "now": _TS},
+)
+INSERT_HISTORY = Query(
+    "INSERT INTO order_history (id, order_id, seq, status, note, at) VALUES (:id, :order_id, "
+    "(SELECT coalesce(max(seq), 0) + 1 FROM order_history WHERE order_id = :same_order_id), :status, :note, :now)",
+    types={"now": _TS},
+)
+INSERT_OUTBOX = Query(
+    "INSERT INTO outbox (id, seq, order_id, kind, payload, state, attempts, last_error, next_attempt_at, "
+    "created_at) VALUES (:id, (SELECT coalesce(max(seq), 0) + 1 FROM outbox WHERE order_id = :same_order_id), "
+    ":order_id, :kind, :payload, 'pending', 0, '', :now, :now)",
+    types={"now": _TS},
+)
+INSERT_ITEM = Query(
+    "INSERT INTO order_items (id, order_id, position, product_id, sku, name, unit_price_cents, quantity, "
+    "line_total_cents) VALUES (:id, :order_id, :position, :product_id, :sku, :name, :unit_price_cents, "
+    ":quantity, :line_total_cents)"
+)
+# The saga's one move: only from the stage the caller saw, renewing the lease (and locking the row).
+ADVANCE = Query(
+    "UPDATE orders SET stage = :to_stage, lease_until = :lease, updated_at = :now "
+    "WHERE id = :order_id AND stage = :from_stage",
+    types={"lease": _TS, "now": _TS},
+)
+SET_TOTALS = Query(
+    "UPDATE orders SET subtotal_cents = :subtotal, tax_cents = :tax, shipping_cents = :shipping, "
+    "total_cents = :total, currency = :currency, reservation_state = 'reserved' WHERE id = :order_id"
+)
+SET_OUTCOME = Query(
+    "UPDATE orders SET status = :status, lease_until = NULL, payment_token = '', failure_code = :failure_code, "
+    "payment_id = :payment_id, payment_status = :payment_status, payment_brand = :brand, payment_last4 = :last4, "
+    "captured_cents = :captured, version = version + 1 WHERE id = :order_id"
+)
+COMPLETE_KEY = Query(
+    "UPDATE idempotency_keys SET state = 'completed', completed_at = :now, locked_until = NULL, "
+    "response_status = :status, response_body = :body, error = :error "
+    "WHERE order_id = :order_id AND operation = 'create_order' AND state <> 'completed'",
+    types={"now": _TS},
+)
+DELETE_ORDER = [
+    Query("DELETE FROM order_items WHERE order_id = :order_id"),
+    Query("DELETE FROM order_history WHERE order_id = :order_id"),
+    Query("DELETE FROM outbox WHERE order_id = :order_id"),
+    Query("DELETE FROM orders WHERE id = :order_id"),
+]
+# The outbox relay: one relay per order at a time (orders.outbox_lock_until).
+CLAIM_OUTBOX = Query(
+    "UPDATE orders SET outbox_lock_until = :until WHERE id = :order_id "
+    "AND (outbox_lock_until IS NULL OR outbox_lock_until < :now)",
+    types={"until": _TS, "now": _TS},
+)
+RELEASE_OUTBOX = Query(
+    "UPDATE orders SET outbox_lock_until = NULL WHERE id = :order_id AND outbox_lock_until = :until",
+    types={"until": _TS},
+)
+_OUTBOX_COLUMNS = [OutboxEntry.id, OutboxEntry.order_id, OutboxEntry.seq, OutboxEntry.kind, OutboxEntry.payload,
+                   OutboxEntry.attempts, OutboxEntry.next_attempt_at]
+PENDING_OUTBOX = Query(
+    _select(_OUTBOX_COLUMNS, "outbox", "order_id = :order_id AND state = 'pending'", "seq"), _OUTBOX_COLUMNS
+)
+OUTBOX_DONE = Query(
+    "UPDATE outbox SET state = 'done', done_at = :now, attempts = attempts + 1 WHERE id = :id", types={"now": _TS}
+)
+OUTBOX_FAILED = Query(
+    "UPDATE outbox SET state = :state, attempts = :attempts, last_error = :reason, next_attempt_at = :retry_at "
+    "WHERE id = :id",
+    types={"retry_at": _TS},
+)
+# What a side effect learned about the order (NULL: unchanged).
+NOTE_EFFECT = Query(
+    "UPDATE orders SET reservation_state = coalesce(:reservation_state, reservation_state), "
+    "refunded_cents = coalesce(:refunded_cents, refunded_cents), "
+    "payment_status = coalesce(:payment_status, payment_status) WHERE id = :order_id"
+)
+
+
+async def order_row(db_or_tx: Database | Transaction, order_id: str) -> Any:
+    if isinstance(db_or_tx, Database):
+        return await db_or_tx.read_one(ORDER_ROW, order_id=order_id)
+    return await db_or_tx.one(ORDER_ROW, order_id=order_id)
+
+
+async def key_row(db: Database, user_id: str, key: str) -> Any:
+    return await db.read_one(KEY_ROW, user_id=user_id, key=key)
+
+
+async def items_of(db_or_tx: Database | Transaction, order_id: str) -> list:
+    if isinstance(db_or_tx, Database):
+        return await db_or_tx.read_all(ITEMS, order_id=order_id)
+    return await db_or_tx.all(ITEMS, order_id=order_id)
+
+
+async def advance(tx: Transaction, order_id: str, from_stage: str, to_stage: str, *, lease_seconds: float,
+                  now: datetime) -> bool:
+    """Moves an order from the stage its driver saw to the next one, renewing the lease, and locks
+    the row for the rest of the transaction. False when someone else moved it first."""
+    lease = None if to_stage == domain.Stage.DONE else now + timedelta(seconds=lease_seconds)
+    changed = await tx.execute(ADVANCE, order_id=order_id, from_stage=str(from_stage), to_stage=str(to_stage),
+                               lease=lease, now=now)
+    return changed == 1
+
+
+async def append_history(tx: Transaction, order_id: str, status: str, note: str, now: datetime) -> None:
+    await tx.execute(INSERT_HISTORY, id=new_id(), order_id=order_id, same_order_id=order_id, status=status, note=note[:500], now=now)
+
+
+async def append_outbox(tx: Transaction, order_id: str, kind: str, payload: dict[str, Any], now: datetime) -> None:
+    await tx.execute(INSERT_OUTBOX, id=new_id(), order_id=order_id, same_order_id=order_id, kind=str(kind), payload=json.dumps(payload),
+                     now=now)
+ORDER_FOR_UPDATE = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS,
+                         postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE")
+SET_STATUS = Query(
+    "UPDATE orders SET status = :status, failure_code = :failure_code, version = version + 1, updated_at = :now "
+    "WHERE id = :order_id",
+    types={"now": _TS},
+)

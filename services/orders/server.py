@@ -4,14 +4,13 @@ background loops (checkout recovery, outbox relay, idempotency-key purge)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
 
 from services.orders.checkout import Checkout
 from services.orders.config import OrdersSettings
+from services.orders.events import OrderEvents
 from services.orders.lifecycle import Lifecycle
 from services.orders.outbox import OutboxRelay
 from services.orders.servicer import OrdersServicer
@@ -28,45 +27,33 @@ log = structlog.get_logger("orders.server")
 
 
 class Runtime:
-    """Everything a handler needs, built once per process."""
+    """The service's one bootstrap: every collaborator built once per process and handed to the
+    use cases that need it (checkout, lifecycle, outbox), none of which imports this module."""
 
     def __init__(self, settings: OrdersSettings) -> None:
         self.settings = settings
         self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "orders")
-        self.mailer = build_mailer(settings)
-        # In-process pub/sub of order changes (WatchOrder); other replicas are seen by polling.
-        self._subscribers: dict[str, set[asyncio.Event]] = {}
+        self.events = OrderEvents()
         # Tests only: (step, user id) → an event the checkout waits for at that step.
         self.holds: dict[tuple[str, str], asyncio.Event] = {}
-        self.checkout = Checkout(self)
-        self.outbox = OutboxRelay(self)
-        self.lifecycle = Lifecycle(self)
+        self.outbox = OutboxRelay(settings=settings, db=self.db, clients=self.clients,
+                                  mailer=build_mailer(settings), events=self.events)
+        self.checkout = Checkout(settings=settings, db=self.db, clients=self.clients, events=self.events,
+                                 outbox=self.outbox, hold=self.hold)
+        self.lifecycle = Lifecycle(settings=settings, db=self.db, clients=self.clients, events=self.events,
+                                   outbox=self.outbox)
 
-    def notify(self, order_id: str) -> None:
-        for event in self._subscribers.get(order_id, ()):
-            event.set()
-
-    @contextlib.contextmanager
-    def subscribe(self, order_id: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._subscribers.setdefault(order_id, set()).add(event)
-        try:
-            yield event
-        finally:
-            listeners = self._subscribers.get(order_id)
-            if listeners is not None:
-                listeners.discard(event)
-                if not listeners:
-                    self._subscribers.pop(order_id, None)
-
-    async def hold(self, step: str, user_id: str) -> None:
-        """Tests only: wait at a named checkout step for this user until the test releases it."""
+    async def hold(self, step: str, user_id: str) -> bool:
+        """Tests only: wait once at a named checkout step for this user until the test releases
+        it; True when it waited."""
         if self.settings.is_production or not self.holds:
-            return
-        event = self.holds.get((step, user_id))
-        if event is not None:
-            await asyncio.wait_for(event.wait(), 60)
+            return False
+        event = self.holds.pop((step, user_id), None)
+        if event is None:
+            return False
+        await asyncio.wait_for(event.wait(), 60)
+        return True
 
 
 def build_server(settings: OrdersSettings | None = None) -> ShopServer:

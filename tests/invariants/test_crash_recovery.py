@@ -123,7 +123,7 @@ def create_request(key: str, token: str) -> orders_pb2.CreateOrderRequest:
     ("crash_at", "token", "final"),
     [
         ("after_pending_recorded", "tok_visa", "PAID"),
-        ("after_priced", "tok_visa", "PAID"),
+        ("after_cart_taken", "tok_visa", "PAID"),
         ("after_stock_reserved", "tok_visa", "PAID"),
         ("after_charge", "tok_visa", "PAID"),
         ("after_paid_recorded", "tok_visa", "PAID"),

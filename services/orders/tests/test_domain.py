@@ -165,9 +165,9 @@ def test_fingerprint_is_canonical():
 def test_a_pending_order_waits_for_its_charge_outcome_before_a_cancel():
     for running in (False, True):
         with pytest.raises(Conflict) as caught:
-            domain.check_pending_cancellable(domain.STAGE_RESERVED, running)
+            domain.check_pending_cancellable(domain.Stage.RESERVED, running)
         assert caught.value.code == "PAYMENT_IN_PROGRESS" and caught.value.retry_after >= 1
-    for stage in (domain.STAGE_NEW, domain.STAGE_PRICED):
+    for stage in (domain.Stage.NEW, domain.Stage.PRICED):
         with pytest.raises(Conflict) as caught:
             domain.check_pending_cancellable(stage, True)
         assert caught.value.code == "ORDER_NOT_CANCELLABLE"
