@@ -370,11 +370,13 @@ async def advance(tx: Transaction, order_id: str, from_stage: str, to_stage: str
 
 
 async def append_history(tx: Transaction, order_id: str, status: str, note: str, now: datetime) -> None:
-    await tx.execute(INSERT_HISTORY, id=new_id(), order_id=order_id, same_order_id=order_id, status=status, note=note[:500], now=now)
+    await tx.execute(INSERT_HISTORY, id=new_id(), order_id=order_id, same_order_id=order_id, status=status,
+                     note=note[:500], now=now)
 
 
 async def append_outbox(tx: Transaction, order_id: str, kind: str, payload: dict[str, Any], now: datetime) -> None:
-    await tx.execute(INSERT_OUTBOX, id=new_id(), order_id=order_id, same_order_id=order_id, kind=str(kind), payload=json.dumps(payload),
+    await tx.execute(INSERT_OUTBOX, id=new_id(), order_id=order_id, same_order_id=order_id, kind=str(kind),
+                     payload=json.dumps(payload),
                      now=now)
 ORDER_FOR_UPDATE = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS,
                          postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE")
