@@ -51,6 +51,27 @@ def stop(process, log):
     return code
 
 
+def checkout_on_sqlite(base_url, access_token, product_id):
+    """The checkout's lean SQL runs on SQLite too: a paid order, the cart empty with the 201, and
+    the stock committed right after it."""
+    headers = {"Authorization": f"Bearer {access_token}"}
+    added = httpx.post(f"{base_url}/api/v1/cart/items", json={"productId": product_id, "quantity": 1},
+                       headers=headers, timeout=10)
+    assert added.status_code == 200, added.text
+    body = {"shippingAddress": {"firstName": "Per", "lastName": "Sist", "line1": "1 Main Street", "city": "London",
+                                "postalCode": "N1 1AA", "country": "GB"},
+            "payment": {"method": "card", "token": "tok_visa"}}
+    order = httpx.post(f"{base_url}/api/v1/orders", json=body, timeout=30,
+                       headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+    assert order.status_code == 201, order.text
+    assert order.json()["data"]["status"] == "PAID"
+    assert httpx.get(f"{base_url}/api/v1/cart", headers=headers, timeout=10).json()["data"]["items"] == []
+    declined = httpx.post(f"{base_url}/api/v1/orders", timeout=30,
+                          json={**body, "payment": {"method": "card", "token": "tok_chargeDeclined"}},
+                          headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+    assert declined.status_code == 409 and declined.json()["error"]["code"] == "CART_EMPTY", declined.text
+
+
 def test_make_run_with_two_replicas_starts_serves_stops_and_persists(tmp_path):
     var_dir = tmp_path / "var"
     http_port = free_port()
@@ -74,6 +95,7 @@ def test_make_run_with_two_replicas_starts_serves_stops_and_persists(tmp_path):
         register = httpx.post(f"{base_url}/api/v1/auth/register", timeout=30,
                               json={"email": email, "password": "Passw0rd!x", "firstName": "Per", "lastName": "Sist"})
         assert register.status_code == 201, register.text
+        checkout_on_sqlite(base_url, register.json()["data"]["tokens"]["accessToken"], products["data"][0]["id"])
     finally:
         exit_code = stop(process, log)
     assert exit_code == 0
