@@ -151,6 +151,7 @@ class Campaign:
         self._delivered: set[str] = set()
         self._seen_events: set[str] = set()
         self._first_delivery: dict[str, float] = {}
+        self._event_order: dict[str, list[str]] = collections.defaultdict(list)  # order id → event ids as made
         self._webhook_tasks: set[asyncio.Task] = set()
         self._stop_webhooks = asyncio.Event()
         self._t0 = 0.0
@@ -382,6 +383,7 @@ class Campaign:
                     if event_id in self._seen_events or user_id not in self.by_user:
                         continue
                     self._seen_events.add(event_id)
+                    self._event_order[order_id].append(event_id)
                     buyer = self.by_user[user_id]
                     refunded = json.loads(body)["data"]["object"].get("amount_refunded", 0)
                     rng = random.Random(f"{self.seed}:{buyer.index}:{kind}:{refunded}")
@@ -411,6 +413,9 @@ class Campaign:
             if status == 200:
                 if event_id not in self._first_delivery:
                     self._first_delivery[event_id] = time.time()
+                    made = self._event_order[order_id]
+                    if any(later in self._first_delivery for later in made[made.index(event_id) + 1:]):
+                        self.report.faults["webhook_out_of_order"] += 1
                 self._delivered.add(event_id)
                 return
             if 400 <= status < 500 and status != 409:

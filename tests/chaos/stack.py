@@ -95,8 +95,10 @@ class Stack:
             "SHOP_DATABASE_URL": self.urls[name],
             "SHOP_GRPC_ADDRESS": f"127.0.0.1:{self.ports[name]}",
             "SHOP_GRACE_SECONDS": "1",
-            "SHOP_DB_POOL_SIZE": "3",
-            "SHOP_DB_MAX_OVERFLOW": "7",
+            # At most 6 connections per service: the suite's own services and other test runs
+            # share the PostgreSQL server (max_connections 100).
+            "SHOP_DB_POOL_SIZE": "2",
+            "SHOP_DB_MAX_OVERFLOW": "4",
             "SHOP_MAIL_BACKEND": "file",
             "SHOP_MAIL_DIR": str(self.tmp / "mail"),
             "SHOP_FRONTEND_URL": "https://shop.example",
