@@ -148,6 +148,7 @@ class Campaign:
         self.schedule: list[Fault] = []
         self.by_user: dict[str, Buyer] = {}
         self._plan_version = 0
+        self._restarting: dict[str, asyncio.Lock] = {}
         self._delivered: set[str] = set()
         self._seen_events: set[str] = set()
         self._first_delivery: dict[str, float] = {}
@@ -317,9 +318,17 @@ class Campaign:
         note = f"{self._elapsed():6.2f}s {kind} {params}"
         if kind.startswith("kill_"):
             service = kind.removeprefix("kill_")
-            await self.stack.kill(service)
-            await asyncio.sleep(params["down_seconds"])
-            await self.stack.restart(service)
+            lock = self._restarting.setdefault(service, asyncio.Lock())
+            if lock.locked():  # still down or starting from the previous kill
+                self.report.faults[f"{kind}_while_down"] += 1
+                self.report.fault_log.append(note + " → already down")
+                return
+            async with lock:
+                await self.stack.kill(service)
+                self.report.fault_log.append(note)
+                await asyncio.sleep(params["down_seconds"])
+                await self.stack.restart(service)
+            return
         elif kind.startswith("provider_"):
             plan = {
                 "provider_slow": {"delay_seconds": params.get("delay_seconds", 0)},
@@ -362,13 +371,17 @@ class Campaign:
         self.report.fault_log.append(note)
 
     async def injector(self) -> None:
-        for fault in self.schedule:
+        """Each fault at its time, in its own task (a restart takes seconds on a busy machine and
+        must not push the later faults out of the window); then waits for every restart."""
+        async def one(fault: Fault) -> None:
             await self._sleep_until(fault.at)
             try:
                 await self.inject(fault)
             except Exception as exc:  # noqa: BLE001 - a failed injection is reported, the run goes on
                 self.report.fault_log.append(f"{fault.kind} failed: {exc!r}")
                 self.report.faults[f"{fault.kind}_failed"] += 1
+
+        await asyncio.gather(*(one(fault) for fault in self.schedule))
 
     # -- the provider's webhook sender -----------------------------------------------------------
 
@@ -545,6 +558,10 @@ class Campaign:
                 "SELECT order_id, reference, amount_cents, outcome, decide_at FROM charges"):
                 if order_id in orders:
                     charges[order_id].append((reference, int(amount), outcome, decide_at))
+            for order_id, decide_at, created_at in ledger.execute(
+                "SELECT order_id, decide_at, created_at FROM charges"):
+                if order_id in orders and decide_at > created_at + 0.5:
+                    self.report.faults["provider_charges_answered_late"] += 1
             refunds = collections.Counter()
             for reference, amount in ledger.execute("SELECT charge_reference, amount_cents FROM refunds"):
                 refunds[reference] += int(amount)
