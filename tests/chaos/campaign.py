@@ -541,8 +541,10 @@ class Campaign:
             if stock < 0:
                 v.append(Violation("stock >= 0", product_id, f"on hand {stock}"))
             if sold_units[product_id] != held.get("COMMITTED", 0):
+                oversold = sold_units[product_id] - expected
                 v.append(Violation("sold = committed", product_id,
-                                   f"{sold_units[product_id]} units in paid orders, {held.get('COMMITTED', 0)} committed"))
+                                   f"{sold_units[product_id]} units in paid orders, {held.get('COMMITTED', 0)} committed"
+                                   + (f", {expected} ever in stock: OVERSOLD by {oversold}" if oversold > 0 else "")))
 
         # 2. Money: captured − refunded in payments' books and in the provider's (the sandbox
         #    ledger) is what the order kept; one charge per order.
