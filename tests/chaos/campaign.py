@@ -108,6 +108,7 @@ class SeedReport:
     faults: collections.Counter = field(default_factory=collections.Counter)
     fault_log: list[str] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # the campaign itself failed (not an invariant)
     orders_by_status: collections.Counter = field(default_factory=collections.Counter)
     settled_after: float | None = None
     seconds: float = 0.0
@@ -124,6 +125,7 @@ class SeedReport:
             f"  violations:    {len(self.violations)}",
         ]
         lines += [f"    - {violation}" for violation in self.violations]
+        lines += [f"  CAMPAIGN ERROR: {error}" for error in self.errors]
         return "\n".join(lines)
 
 
@@ -197,17 +199,44 @@ class Campaign:
 
     # -- set-up through the gateway --------------------------------------------------------------
 
+    async def _post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """A set-up request, repeated while the shop answers 5xx (a channel still reconnecting to
+        a service restarted by the previous seed)."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = await self.http.post(url, **kwargs)
+                if response.status_code not in RETRYABLE_STATUSES:
+                    return response
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+            if time.monotonic() > deadline:
+                return response
+            await asyncio.sleep(0.5)
+
+    async def wait_ready(self) -> None:
+        """Until the gateway sees every service SERVING (its /readyz)."""
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await self.http.get("/readyz", timeout=5)).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not see every service SERVING within 60 s")
+            await asyncio.sleep(0.5)
+
     async def setup(self) -> None:
-        http = self.http
-        response = await http.post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
+        await self.wait_ready()
+        response = await self._post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert response.status_code == 200, response.text
         self.admin_headers = {"Authorization": f"Bearer {response.json()['data']['tokens']['accessToken']}"}
-        response = await http.post("/api/v1/categories", json={"slug": "chaos", "name": "Chaos"},
+        response = await self._post("/api/v1/categories", json={"slug": "chaos", "name": "Chaos"},
                                    headers=self.admin_headers)
         assert response.status_code in (201, 409), response.text
         for index, product in enumerate(self.products):
             sku = f"CHAOS-{self.seed}-{index}-{uuid.uuid4().hex[:6].upper()}"
-            response = await http.post("/api/v1/products", headers=self.admin_headers, json={
+            response = await self._post("/api/v1/products", headers=self.admin_headers, json={
                 "sku": sku, "name": f"Chaos product {sku}", "description": "Made by the fault campaign.",
                 "priceCents": product["price"], "currency": "USD", "categorySlug": "chaos",
                 "stock": product["stock"],
@@ -219,13 +248,13 @@ class Campaign:
         async def prepare(buyer: Buyer) -> None:
             async with semaphore:
                 email = f"chaos-{self.seed}-{buyer.index}-{uuid.uuid4().hex[:8]}@example.com"
-                response = await http.post("/api/v1/auth/register", json={
+                response = await self._post("/api/v1/auth/register", json={
                     "email": email, "password": "Passw0rd!x", "firstName": "Chaos", "lastName": f"Buyer{buyer.index}"})
                 assert response.status_code == 201, response.text
                 data = response.json()["data"]
                 buyer.user = {**data, "headers": {"Authorization": f"Bearer {data['tokens']['accessToken']}"}}
                 for product, quantity in buyer.lines:
-                    response = await http.post("/api/v1/cart/items", headers=buyer.user["headers"], json={
+                    response = await self._post("/api/v1/cart/items", headers=buyer.user["headers"], json={
                         "productId": self.products[product]["id"], "quantity": quantity})
                     assert response.status_code == 200, response.text
 
@@ -669,7 +698,10 @@ async def run_campaign(stack: Stack, seeds: list[int], config: Config | None = N
             report = await asyncio.wait_for(campaign.run(), per_seed_timeout)
         except TimeoutError:
             report = campaign.report
-            report.violations.append(Violation("campaign", f"seed {seed}", f"did not finish in {per_seed_timeout} s"))
+            report.errors.append(f"did not finish in {per_seed_timeout} s")
+        except Exception as exc:  # noqa: BLE001 - reported; the next seeds still run
+            report = campaign.report
+            report.errors.append(f"{type(exc).__name__}: {exc}"[:2000])
         print(report.render(), flush=True)
         print("  fault log:\n    " + "\n    ".join(report.fault_log), flush=True)
         reports.append(report)
@@ -685,5 +717,5 @@ def dumps(reports: list[SeedReport]) -> str:
     return json.dumps([{
         "seed": r.seed, "buyers": r.buyers, "checkouts": r.checkouts, "outcomes": dict(r.outcomes),
         "faults": dict(r.faults), "orders": dict(r.orders_by_status), "settled_after": r.settled_after,
-        "violations": [str(x) for x in r.violations],
+        "violations": [str(x) for x in r.violations], "errors": r.errors,
     } for r in reports], indent=1)

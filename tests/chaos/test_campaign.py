@@ -45,10 +45,10 @@ async def test_fault_campaign(databases):
     finally:
         await stack.stop()
     (tmp / "reports.json").write_text(dumps(reports))
-    total = sum(len(report.violations) for report in reports)
-    summary = "\n".join(report.render() for report in reports if report.violations)
+    total = sum(len(report.violations) + len(report.errors) for report in reports)
+    summary = "\n".join(report.render() for report in reports if report.violations or report.errors)
     assert total == 0, (
-        f"{total} invariant violation(s) over seeds {SEEDS} (reproduce one with CHAOS_SEEDS=<seed>; "
+        f"{total} invariant violation(s) or campaign error(s) over seeds {SEEDS} (reproduce one with CHAOS_SEEDS=<seed>; "
         f"process logs and reports.json in {tmp}):\n{summary}"
     )
 
