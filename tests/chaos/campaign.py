@@ -652,7 +652,26 @@ class Campaign:
         return any(order_id in line and "cancel_inflight" in line for line in self.report.fault_log)
 
     async def check_replays(self) -> None:
-        """A replay of an Idempotency-Key (same body) returns the first final answer."""
+        """A replay of an Idempotency-Key (same body) returns the first final answer; a buyer that
+        had none when recovery ended gets one now."""
+        for buyer in self.buyers:
+            if buyer.final is not None:
+                continue
+            self.report.outcomes["no final answer by the end of recovery"] += 1
+            headers = {**buyer.user["headers"], "Idempotency-Key": buyer.key}
+            try:
+                response = await self.http.post("/api/v1/orders", json=buyer.body(), headers=headers, timeout=40)
+                code = _error_code(response)
+                label = f"{response.status_code} {code}".strip()
+            except httpx.HTTPError as exc:
+                response, label = None, type(exc).__name__
+            order_id = self._order_id_of(buyer, 0, {})
+            if response is None or response.status_code in RETRYABLE_STATUSES or code == "REQUEST_IN_PROGRESS":
+                self.report.violations.append(Violation(
+                    "a final answer after recovery", str(order_id),
+                    f"buyer {buyer.index} key {buyer.key}: still {label}; its last answers {buyer.answers[-4:]}"))
+            else:
+                self.report.outcomes[f"{label} (after recovery)"] += 1
         answered = [buyer for buyer in self.buyers if buyer.final is not None]
         sample = random.Random(f"{self.seed}:replays").sample(answered, min(self.config.replay_sample, len(answered)))
         for buyer in sorted(sample, key=lambda b: b.index):
