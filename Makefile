@@ -16,7 +16,7 @@ help:
 	@echo "make lint       ruff + buf lint"
 	@echo "make protos     regenerate libs/shop/*/v1 from protos/"
 	@echo "make bench      measure the shop against a bare baseline (ARGS='--seconds 15' passes options)"
-	@echo "make chaos      the longer invariant runs: concurrency tests 20x on fresh data, 500 stock-model machines"
+	@echo "make chaos      the longer invariant runs: concurrency tests 20x, 500 stock-model machines, the fault campaign over SEEDS seeds (20)"
 	@echo "make k8s        render the Kustomize overlays into var/k8s/"
 
 .tools/bin/uv:
@@ -45,10 +45,15 @@ run: install
 bench: install
 	$(PY) -m scripts.bench $(ARGS)
 
-# Longer than `make test` (which runs each of these once / 25 machines). REPEAT and EXAMPLES override.
+# Longer than `make test` (which runs each of these once / 25 machines / 2 seeds). REPEAT, EXAMPLES
+# and SEEDS (a count, or a comma-separated list of seeds to reproduce) override. Both parts run;
+# the target fails when either does.
 chaos: install
+	@status=0; \
 	CONCURRENCY_REPEAT=$(or $(REPEAT),20) STOCK_MODEL_EXAMPLES=$(or $(EXAMPLES),500) $(PY) -m pytest -q -p no:cacheprovider \
-		tests/invariants/test_checkout_concurrency.py services/catalog/tests/test_stock_model.py
+		tests/invariants/test_checkout_concurrency.py services/catalog/tests/test_stock_model.py || status=1; \
+	CHAOS_SEEDS=$(or $(SEEDS),20) $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos || status=1; \
+	exit $$status
 
 k8s: install
 	$(PY) scripts/render_k8s.py

@@ -41,6 +41,11 @@ class PaymentsSettings(ServiceSettings):
     provider_breaker_failures: int = Field(default=5, ge=1)
     provider_breaker_reset_seconds: float = Field(default=30.0, gt=0)
 
+    # Tests only (the fault campaign, tests/chaos): a directory holding the sandbox's fault plan
+    # (`plan.json`, rewritten by the injector) and its persistent ledger (`ledger.sqlite3`). Empty:
+    # the sandbox is the plain in-memory one. Production refuses it (like SHOP_CRASH_AT).
+    sandbox_faults_dir: str = Field(default="", description="testing only")
+
     def weak_secrets(self) -> list[str]:
         weak = super().weak_secrets()
         if self.payment_provider == "sandbox" and (
@@ -49,6 +54,14 @@ class PaymentsSettings(ServiceSettings):
         ):
             weak.append("SHOP_SANDBOX_WEBHOOK_SECRET")
         return weak
+
+    @model_validator(mode="after")
+    def check_sandbox_faults(self) -> PaymentsSettings:
+        if self.sandbox_faults_dir and self.is_production:
+            raise ValueError("SHOP_SANDBOX_FAULTS_DIR is for tests only")
+        if self.sandbox_faults_dir and self.payment_provider != "sandbox":
+            raise ValueError("SHOP_SANDBOX_FAULTS_DIR needs SHOP_PAYMENT_PROVIDER=sandbox")
+        return self
 
     @model_validator(mode="after")
     def check_stripe(self) -> PaymentsSettings:

@@ -27,6 +27,12 @@ def build_provider(settings: PaymentsSettings) -> PaymentProvider:
         )
     from services.payments.providers.sandbox import SandboxProvider
 
+    if settings.sandbox_faults_dir:
+        from services.payments.providers.sandbox_faults import FaultControl
+
+        return SandboxProvider(webhook_secret=settings.sandbox_webhook_secret,
+                               tolerance=settings.webhook_tolerance_seconds,
+                               faults=FaultControl(settings.sandbox_faults_dir))
     return SandboxProvider(webhook_secret=settings.sandbox_webhook_secret, tolerance=settings.webhook_tolerance_seconds)
 
 
