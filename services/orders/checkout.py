@@ -270,7 +270,15 @@ class Checkout:
         task = asyncio.ensure_future(self._drive_releasing(order_id))
         self._tasks.add(task)
         task.add_done_callback(self._forget)
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except grpc.aio.AioRpcError as exc:
+            if not is_transient(decode_rpc_error(exc)):
+                raise
+            # A service the saga needs did not answer (a timeout, a restart): the order keeps its
+            # stage and the client's retry with the same key continues it. A 503, never a 500.
+            raise Unavailable("The checkout could not finish yet; retry with the same Idempotency-Key.",
+                              code="SERVICE_UNAVAILABLE", retry_after=1) from None
 
     def _forget(self, task: asyncio.Future) -> None:
         self._tasks.discard(task)
