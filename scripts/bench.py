@@ -37,7 +37,7 @@ from bench.wrk import Measurement
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ("baseline", "product", "list", "search", "categories", "cart-read", "cart-add", "healthz",
-             "product-cached", "checkout-spread", "checkout-same")
+             "product-cached", "checkout-spread", "checkout-same", "checkout-idle")
 SEARCH_WORDS = ("coffee", "wireless", "lamp", "headphones", "lantern")
 WRK_THREADS = 1  # one wrk thread drives tens of thousands of requests/s: cores stay with the stack
 
@@ -119,6 +119,10 @@ class Bench:
         return self.record(scenario, label, "httpx", before, await measured())
 
 
+# Orders of the idle checkout: one at a time, the latency of a checkout on a machine doing nothing else.
+IDLE_CHECKOUTS = 30
+
+
 def warmup_checkouts(args: argparse.Namespace) -> int:
     """Checkouts before each checkout window: enough to touch every code path, few since each is slow."""
     return max(1, args.connections // 4) if args.warmup > 0 else 0
@@ -137,6 +141,8 @@ async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
         data["spread"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(args.checkouts + warm)])
     if "checkout-same" in args.scenarios:
         data["same"] = await flows.buyers(http, [ids[0]] * (args.checkouts + warm))
+    if "checkout-idle" in args.scenarios:
+        data["idle"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(IDLE_CHECKOUTS + warm)])
     return data
 
 
@@ -167,13 +173,16 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
         bench.wrk_scenario("healthz", "gateway alone (/healthz)", "shop", [("/healthz", {})])
     if "product-cached" in chosen:
         product_cached(bench, products)
-    for variant, label in (("spread", "checkout, different products"), ("same", "checkout, same product")):
+    checkouts = (("spread", "checkout, different products", args.connections),
+                 ("same", "checkout, same product", args.connections),
+                 ("idle", "checkout, one at a time (idle)", 1))
+    for variant, label, concurrency in checkouts:
         if f"checkout-{variant}" in chosen:
             tokens = data[variant]
             warm_tokens, measured_tokens = tokens[:warmup_checkouts(args)], tokens[warmup_checkouts(args):]
             await bench.flow_scenario(
-                f"checkout-{variant}", label, lambda t=warm_tokens: flows.checkout(http, t, args.connections),
-                lambda t=measured_tokens: flows.checkout(http, t, args.connections))
+                f"checkout-{variant}", label, lambda t=warm_tokens, c=concurrency: flows.checkout(http, t, c),
+                lambda t=measured_tokens, c=concurrency: flows.checkout(http, t, c))
 
 
 def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> None:

@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ON_CI = os.environ.get("CI") == "true"
 SCENARIOS = {"baseline#1", "product#1", "baseline#2", "product#2", "list", "search", "categories", "cart-read",
-             "cart-add", "healthz", "product-cached", "checkout-spread", "checkout-same"}
+             "cart-add", "healthz", "product-cached", "checkout-spread", "checkout-same", "checkout-idle"}
 PROCESSES = {"gateway", "auth", "catalog", "cart", "orders", "payments", "gw-cached", "baseline", "postgres",
              "loadgen", "other"}
 # Which process must have spent CPU in which scenario (proves the pids were found and read).
@@ -73,6 +73,7 @@ def test_bench_runs_every_scenario_and_reports_every_process(tmp_path):
     for scenario, process in BUSY:
         assert rows[scenario]["cpu_seconds"][process] > 0, (scenario, process)
     assert rows["checkout-spread"]["requests"] == 20
+    assert rows["checkout-idle"]["requests"] == 30  # one at a time: the idle machine's latency
     assert set(result["rss_mb"]) >= PROCESSES - {"loadgen", "other"}
     assert all(mb > 0 for mb in result["rss_mb"].values()), result["rss_mb"]
     assert str(out) in completed.stdout
