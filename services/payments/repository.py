@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,18 +18,6 @@ class PaymentsRepository:
         self._insert = postgresql.insert if is_postgres else sqlite.insert
 
     # -- payments ------------------------------------------------------------------------------
-
-    async def insert_payment_if_absent(self, session: AsyncSession, **values: Any) -> bool:
-        """Inserts the order's payment row unless one exists (unique order_id). On PostgreSQL a
-        concurrent insert for the same order waits for the first transaction, then does nothing."""
-        now = utcnow()
-        statement = (
-            self._insert(Payment.__table__)
-            .values(id=new_id(), created_at=now, updated_at=now, **values)
-            .on_conflict_do_nothing(index_elements=["order_id"])
-            .returning(Payment.__table__.c.id)
-        )
-        return (await session.execute(statement)).first() is not None
 
     async def payment_by_order(
         self, session: AsyncSession, order_id: str, *, for_update: bool = False
@@ -51,14 +39,6 @@ class PaymentsRepository:
 
     async def update_payment(self, session: AsyncSession, payment_id: str, **values: Any) -> None:
         await session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow(), **values))
-
-    async def delete_unsent_payment(self, session: AsyncSession, payment_id: str) -> None:
-        """Removes a payment the provider refused to charge (still PENDING, no provider reference)."""
-        await session.execute(
-            delete(Payment).where(
-                Payment.id == payment_id, Payment.status == "PENDING", Payment.provider_reference == ""
-            )
-        )
 
     async def reserve_refund(self, session: AsyncSession, payment_id: str, amount_cents: int) -> bool:
         """Conditional update: refunded (which counts pending refunds) never exceeds captured, even
@@ -106,10 +86,6 @@ class PaymentsRepository:
         )
         return int((await session.execute(query)).scalar_one())
 
-    async def refunds_of_order(self, session: AsyncSession, order_id: str) -> list[Refund]:
-        query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at, Refund.id)
-        return list((await session.execute(query)).scalars())
-
     # -- webhook events ------------------------------------------------------------------------
 
     async def insert_event_if_new(self, session: AsyncSession, **values: Any) -> bool:
@@ -141,7 +117,8 @@ _PAYMENT_NAMES = ", ".join(f'"{c.name}"' for c in _PAYMENT_COLUMNS)
 _REFUND_NAMES = ", ".join(f'"{c.name}"' for c in _REFUND_COLUMNS)
 
 # The order's payment row, inserted PENDING unless one exists (unique order_id): the new row, or
-# nothing when it conflicted. (declined_answered takes its server default, false.)
+# nothing when it conflicted. On PostgreSQL a concurrent insert for the same order waits for the
+# first transaction, then does nothing. (declined_answered takes its server default, false.)
 INSERT_PAYMENT = Query(
     "INSERT INTO payments (id, order_id, user_id, status, method, brand, last4, amount_cents, captured_cents, "  # noqa: S608
     "refunded_cents, currency_code, provider, provider_reference, decline_code, created_at, updated_at) "
