@@ -1,15 +1,16 @@
-"""Queries of the payments service (SQLAlchemy Core/ORM with bound parameters only)."""
+"""Queries of the payments service (SQLAlchemy Core/ORM with bound parameters only). The checkout's
+hot path (CreateCharge, ListPayments) uses the lean `Query` statements at the end of this module."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments.models import Payment, Refund, WebhookEvent
-from shop.lib.db import new_id, utcnow
+from shop.lib.db import Query, UTCDateTime, new_id, utcnow
 
 
 class PaymentsRepository:
@@ -17,18 +18,6 @@ class PaymentsRepository:
         self._insert = postgresql.insert if is_postgres else sqlite.insert
 
     # -- payments ------------------------------------------------------------------------------
-
-    async def insert_payment_if_absent(self, session: AsyncSession, **values: Any) -> bool:
-        """Inserts the order's payment row unless one exists (unique order_id). On PostgreSQL a
-        concurrent insert for the same order waits for the first transaction, then does nothing."""
-        now = utcnow()
-        statement = (
-            self._insert(Payment.__table__)
-            .values(id=new_id(), created_at=now, updated_at=now, **values)
-            .on_conflict_do_nothing(index_elements=["order_id"])
-            .returning(Payment.__table__.c.id)
-        )
-        return (await session.execute(statement)).first() is not None
 
     async def payment_by_order(
         self, session: AsyncSession, order_id: str, *, for_update: bool = False
@@ -50,14 +39,6 @@ class PaymentsRepository:
 
     async def update_payment(self, session: AsyncSession, payment_id: str, **values: Any) -> None:
         await session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow(), **values))
-
-    async def delete_unsent_payment(self, session: AsyncSession, payment_id: str) -> None:
-        """Removes a payment the provider refused to charge (still PENDING, no provider reference)."""
-        await session.execute(
-            delete(Payment).where(
-                Payment.id == payment_id, Payment.status == "PENDING", Payment.provider_reference == ""
-            )
-        )
 
     async def reserve_refund(self, session: AsyncSession, payment_id: str, amount_cents: int) -> bool:
         """Conditional update: refunded (which counts pending refunds) never exceeds captured, even
@@ -105,10 +86,6 @@ class PaymentsRepository:
         )
         return int((await session.execute(query)).scalar_one())
 
-    async def refunds_of_order(self, session: AsyncSession, order_id: str) -> list[Refund]:
-        query = select(Refund).where(Refund.order_id == order_id).order_by(Refund.created_at, Refund.id)
-        return list((await session.execute(query)).scalars())
-
     # -- webhook events ------------------------------------------------------------------------
 
     async def insert_event_if_new(self, session: AsyncSession, **values: Any) -> bool:
@@ -129,3 +106,59 @@ class PaymentsRepository:
             .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
             .values(outcome=outcome, payment_id=payment_id)
         )
+
+
+# -- CreateCharge / ListPayments on the lean path (shop.lib.db.Query: no ORM on the hot path) -----
+
+_TS = UTCDateTime()
+_PAYMENT_COLUMNS = list(Payment.__table__.c)
+_REFUND_COLUMNS = list(Refund.__table__.c)
+_PAYMENT_NAMES = ", ".join(f'"{c.name}"' for c in _PAYMENT_COLUMNS)
+_REFUND_NAMES = ", ".join(f'"{c.name}"' for c in _REFUND_COLUMNS)
+
+# The order's payment row, inserted PENDING unless one exists (unique order_id): the new row, or
+# nothing when it conflicted. On PostgreSQL a concurrent insert for the same order waits for the
+# first transaction, then does nothing. (declined_answered takes its server default, false.)
+INSERT_PAYMENT = Query(
+    "INSERT INTO payments (id, order_id, user_id, status, method, brand, last4, amount_cents, captured_cents, "  # noqa: S608
+    "refunded_cents, currency_code, provider, provider_reference, decline_code, created_at, updated_at) "
+    "VALUES (:id, :order_id, :user_id, 'PENDING', :method, '', '', :amount_cents, 0, 0, :currency_code, "
+    ":provider, '', '', :now, :now) "
+    f"ON CONFLICT (order_id) DO NOTHING RETURNING {_PAYMENT_NAMES}",
+    _PAYMENT_COLUMNS,
+    types={"now": _TS},
+)
+PAYMENT_OF_ORDER = Query(f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608
+                         _PAYMENT_COLUMNS)
+# SQLite writers are serialised (BEGIN IMMEDIATE): no row lock there.
+PAYMENT_OF_ORDER_FOR_UPDATE = Query(
+    f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608
+    _PAYMENT_COLUMNS,
+    postgres_sql=f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id FOR UPDATE",  # noqa: S608
+)
+# The provider's answer as the domain applied it (the caller holds the row lock).
+RECORD_CHARGE = Query(
+    "UPDATE payments SET status = :status, captured_cents = :captured_cents, decline_code = :decline_code, "  # noqa: S608
+    "brand = :brand, last4 = :last4, provider_reference = :provider_reference, updated_at = :now "
+    f"WHERE id = :payment_id RETURNING {_PAYMENT_NAMES}",
+    _PAYMENT_COLUMNS,
+    types={"now": _TS},
+)
+MARK_DECLINED_ANSWERED = Query(
+    "UPDATE payments SET declined_answered = :answered, updated_at = :now WHERE id = :payment_id", types={"now": _TS}
+)
+# A payment the provider refused to charge (still PENDING, no provider reference).
+DELETE_UNSENT_PAYMENT = Query(
+    "DELETE FROM payments WHERE id = :payment_id AND status = 'PENDING' AND provider_reference = ''"
+)
+REFUNDS_OF_ORDER = Query(
+    f"SELECT {_REFUND_NAMES} FROM refunds WHERE order_id = :order_id ORDER BY created_at, id",  # noqa: S608
+    _REFUND_COLUMNS,
+)
+
+
+def new_payment_values(*, order_id: str, user_id: str, method: str, amount_cents: int, currency_code: str,
+                       provider: str) -> dict[str, Any]:
+    """The parameters of INSERT_PAYMENT for a new PENDING charge."""
+    return {"id": new_id(), "order_id": order_id, "user_id": user_id, "method": method,
+            "amount_cents": amount_cents, "currency_code": currency_code, "provider": provider, "now": utcnow()}

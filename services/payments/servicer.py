@@ -5,14 +5,15 @@ flight (a slow provider must not hold the pool or block webhooks). Rules live in
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
-from services.payments import domain
+from services.payments import domain, repository
 from services.payments.models import Payment, Refund
 from services.payments.providers import PROVIDER_NAMES
 from shop.lib.context import require_service
-from shop.lib.db import to_timestamp
+from shop.lib.db import to_timestamp, utcnow
 from shop.lib.errors import (
     Aborted,
     Conflict,
@@ -135,36 +136,30 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 payment = await self._record_charge(charge, result)
         if payment.status == domain.DECLINED:
             if not payment.declined_answered:
-                async with self.db.transaction() as session:
-                    await self.repo.update_payment(session, payment.id, declined_answered=True)
+                async with self.db.write() as tx:
+                    await tx.execute(repository.MARK_DECLINED_ANSWERED, payment_id=payment.id, answered=True,
+                                     now=utcnow())
             raise _declined(payment)
         return payments_pb2.CreateChargeResponse(payment=payment_to_proto(payment))
 
     def _new_payment(self, charge: domain.ChargeRequest) -> dict:
-        return {
-            "order_id": charge.order_id,
-            "user_id": charge.user_id,
-            "status": domain.PENDING,
-            "method": charge.method,
-            "amount_cents": charge.amount_cents,
-            "currency_code": charge.currency_code,
-            "provider": self.provider.name,
-            "captured_cents": 0,
-            "refunded_cents": 0,
-            "brand": "",
-            "last4": "",
-            "provider_reference": "",
-            "decline_code": "",
-        }
+        return repository.new_payment_values(
+            order_id=charge.order_id, user_id=charge.user_id, method=charge.method,
+            amount_cents=charge.amount_cents, currency_code=charge.currency_code, provider=self.provider.name,
+        )
 
-    async def _open_charge(self, charge: domain.ChargeRequest) -> tuple[Payment, bool]:
-        """Transaction 1: the order's payment row, inserted PENDING if absent (and whether this call
-        inserted it); a repeat with another amount or currency is CHARGE_MISMATCH."""
-        async with self.db.transaction() as session:
-            inserted = await self.repo.insert_payment_if_absent(session, **self._new_payment(charge))
+    async def _open_charge(self, charge: domain.ChargeRequest) -> tuple[Any, bool]:
+        """Transaction 1: the order's payment row (a row with the payments table's columns),
+        inserted PENDING if absent (and whether this call inserted it); a repeat with another amount
+        or currency is CHARGE_MISMATCH. One INSERT ... ON CONFLICT DO NOTHING RETURNING, and a SELECT
+        only when the order had a row already."""
+        async with self.db.write() as tx:
+            payment = await tx.one(repository.INSERT_PAYMENT, **self._new_payment(charge))
+            inserted = payment is not None
             if inserted:
                 self.breaker.check()  # failing fast: roll the new row back, nothing recorded
-            payment = await self.repo.payment_by_order(session, charge.order_id)
+            else:
+                payment = await tx.one(repository.PAYMENT_OF_ORDER, order_id=charge.order_id)
             assert payment is not None
         if not inserted and not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
             raise Conflict(
@@ -174,7 +169,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             )
         return payment, inserted
 
-    async def _charge_at_provider(self, charge: domain.ChargeRequest, payment: Payment, *, inserted: bool):
+    async def _charge_at_provider(self, charge: domain.ChargeRequest, payment: Any, *, inserted: bool):
         """The provider call, with no transaction open. A refused request (invalid token) charged
         nothing: the PENDING row this call inserted goes, so the order can be charged again (a row
         an earlier call left PENDING stays: that call may have charged). Any other failure (outage,
@@ -191,16 +186,19 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
             )
         except InvalidArgument:
             if inserted:
-                async with self.db.transaction() as session:
-                    await self.repo.delete_unsent_payment(session, payment.id)
+                async with self.db.write() as tx:
+                    await tx.execute(repository.DELETE_UNSENT_PAYMENT, payment_id=payment.id)
             raise
 
-    async def _record_charge(self, charge: domain.ChargeRequest, result) -> Payment:
-        """Transaction 2: the provider's answer applied to the row as it is now (a webhook may have
-        got there first, or an invalid-token caller removed the row meanwhile)."""
-        async with self.db.transaction() as session:
-            await self.repo.insert_payment_if_absent(session, **self._new_payment(charge))
-            payment = await self.repo.payment_by_order(session, charge.order_id, for_update=True)
+    async def _record_charge(self, charge: domain.ChargeRequest, result) -> Any:
+        """Transaction 2: the provider's answer applied to the row as it is now, under its lock (a
+        webhook may have got there first, or an invalid-token caller removed the row meanwhile: it
+        is inserted again), in one UPDATE ... RETURNING when something changes."""
+        async with self.db.write() as tx:
+            payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
+            if payment is None:
+                await tx.execute(repository.INSERT_PAYMENT, **self._new_payment(charge))
+                payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
             assert payment is not None
             before = domain.PaymentState(
                 payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
@@ -218,11 +216,10 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
                 "last4": payment.last4 or result.last4,
                 "provider_reference": payment.provider_reference or result.reference,
             }
-            # Only what changes: a concurrent caller recording the same answer again changes nothing.
-            changes = {key: value for key, value in wanted.items() if getattr(payment, key) != value}
-            if changes:
-                await self.repo.update_payment(session, payment.id, **changes)
-                payment = await self.repo.payment_by_order(session, charge.order_id)
+            # Only when something changes: a concurrent caller recording the same answer again
+            # changes nothing (not even updated_at).
+            if any(getattr(payment, key) != value for key, value in wanted.items()):
+                payment = await tx.one(repository.RECORD_CHARGE, payment_id=payment.id, now=utcnow(), **wanted)
                 assert payment is not None
         log.info("payment.charged", order_id=charge.order_id, status=payment.status, provider=self.provider.name)
         return payment
@@ -233,9 +230,8 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         require_service()
         if not request.order_id:
             raise ValidationError.single("orderId", "is required")
-        async with self.db.session() as session:
-            payment = await self.repo.payment_by_order(session, request.order_id)
-            refunds = await self.repo.refunds_of_order(session, request.order_id)
+        payment = await self.db.read_one(repository.PAYMENT_OF_ORDER, order_id=request.order_id)
+        refunds = await self.db.read_all(repository.REFUNDS_OF_ORDER, order_id=request.order_id)
         return payments_pb2.ListPaymentsResponse(
             payments=[payment_to_proto(payment)] if payment is not None else [],
             refunds=[refund_to_proto(refund) for refund in refunds],

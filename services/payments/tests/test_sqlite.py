@@ -68,3 +68,37 @@ async def test_refund_of_a_payment_made_with_another_provider_is_refused(service
     assert info.value.code == "PROVIDER_MISMATCH"
     listed = await servicer.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o-9"), None)
     assert listed.payments[0].refunded_cents == 0 and list(listed.refunds) == []
+
+
+async def test_lean_charge_path_on_sqlite(servicer):
+    """CreateCharge's lean SQL on SQLite: a charge, a repeat answering the same payment, a repeat
+    with another amount (CHARGE_MISMATCH), an invalid token that leaves no row, a decline recorded."""
+    from shop.lib.errors import InvalidArgument
+
+    request = payments_pb2.CreateChargeRequest(order_id="o-lean", user_id="u-1", amount_cents=2500,
+                                               currency_code="usd", token="tok_visa")
+    first = (await servicer.CreateCharge(request, None)).payment
+    assert first.status == payments_pb2.PAYMENT_STATUS_SUCCEEDED
+    assert (first.amount_cents, first.captured_cents, first.currency_code) == (2500, 2500, "USD")
+    assert first.brand and first.last4 and first.provider_reference and first.create_time.seconds > 0
+    again = (await servicer.CreateCharge(request, None)).payment
+    assert again == first
+    with pytest.raises(Conflict) as info:
+        await servicer.CreateCharge(payments_pb2.CreateChargeRequest(
+            order_id="o-lean", amount_cents=2600, currency_code="USD", token="tok_visa"), None)
+    assert info.value.code == "CHARGE_MISMATCH" and info.value.details == {"paymentId": first.id}
+
+    with pytest.raises(InvalidArgument):
+        await servicer.CreateCharge(payments_pb2.CreateChargeRequest(
+            order_id="o-bad", amount_cents=100, currency_code="USD", token="tok_unknown"), None)
+    listed = await servicer.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o-bad"), None)
+    assert list(listed.payments) == []
+
+    declined = payments_pb2.CreateChargeRequest(order_id="o-no", amount_cents=100, currency_code="USD",
+                                                token="tok_chargeDeclined")
+    for _ in range(2):  # a decline is final for the order
+        with pytest.raises(PaymentDeclined):
+            await servicer.CreateCharge(declined, None)
+    listed = await servicer.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o-no"), None)
+    assert listed.payments[0].status == payments_pb2.PAYMENT_STATUS_DECLINED
+    assert listed.payments[0].decline_code == "card_declined"
