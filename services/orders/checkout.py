@@ -110,7 +110,8 @@ class Checkout:
         self.hold = hold
         self._tasks: set[asyncio.Future] = set()
         # The saga as data: the one step that moves an order on from each unfinished stage.
-        self.handlers: dict[Stage, Callable[[Any], Awaitable[None]]] = {
+        # Each answers True when the order reached DONE (else the driver reads it again).
+        self.handlers: dict[Stage, Callable[[Any], Awaitable[bool]]] = {
             Stage.NEW: self.take_and_reserve,
             Stage.PRICED: self.reserve_stored_lines,
             Stage.RESERVED: self.charge,
@@ -302,9 +303,10 @@ class Checkout:
                 return
             if self.hold is not None and await self.hold(f"before_{order.stage}", order.user_id):
                 continue  # a test held the saga here and may have changed the row: read it again
-            await self.handlers[Stage(order.stage)](order)
+            if await self.handlers[Stage(order.stage)](order):
+                return  # it reached DONE: nothing to read again
 
-    async def take_and_reserve(self, order: Any) -> None:
+    async def take_and_reserve(self, order: Any) -> bool:
         """NEW → RESERVED: take the cart, reserve its lines (priced by the catalog), record both."""
         taken = await self.clients.cart.CheckoutCart(
             cart_pb2.CheckoutCartRequest(owner=cart_pb2.CartOwner(user_id=order.user_id), checkout_id=order.id)
@@ -315,34 +317,31 @@ class Checkout:
                 quantities[line.product_id] = quantities.get(line.product_id, 0) + line.quantity
         crash_point(self.settings, "after_cart_taken")
         if not quantities:
-            await self.abandon(order, Stage.NEW, Conflict("Your cart is empty.", code="CART_EMPTY"))
-            return
-        await self.reserve(order, Stage.NEW, list(quantities.items()))
+            return await self.abandon(order, Stage.NEW, Conflict("Your cart is empty.", code="CART_EMPTY"))
+        return await self.reserve(order, Stage.NEW, list(quantities.items()))
 
-    async def reserve_stored_lines(self, order: Any) -> None:
+    async def reserve_stored_lines(self, order: Any) -> bool:
         """PRICED → RESERVED (an order priced by the previous version: its lines are stored)."""
         items = await repository.items_of(self.db, order.id)
-        await self.reserve(order, Stage.PRICED, [(item.product_id, item.quantity) for item in items])
+        return await self.reserve(order, Stage.PRICED, [(item.product_id, item.quantity) for item in items])
 
-    async def reserve(self, order: Any, stage: Stage, lines: list[tuple[str, int]]) -> None:
+    async def reserve(self, order: Any, stage: Stage, lines: list[tuple[str, int]]) -> bool:
         """One all-or-nothing ReserveStock, reservation id = order id; it answers the lines priced."""
         try:
             reservation = (await self.clients.catalog.ReserveStock(reserve_request(order.id, lines))).reservation
         except grpc.aio.AioRpcError as exc:
-            await self.not_reserved(order, stage, decode_rpc_error(exc))
-            return
+            return await self.not_reserved(order, stage, decode_rpc_error(exc))
         if reservation.status in (catalog_pb2.RESERVATION_STATUS_RELEASED, catalog_pb2.RESERVATION_STATUS_RESTOCKED):
             # Released meanwhile (expired, or compensated by someone): never charge without stock.
-            await self.finish(order, stage, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
-                              effects=[(OutboxKind.RESTORE_CART, {})])
-            return
+            return await self.finish(order, stage, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
+                                     effects=[(OutboxKind.RESTORE_CART, {})])
         priced = list(reservation.priced_lines) or await self.price_from_catalog(lines)
         totals = domain.compute_totals([(line.unit_price_cents, line.quantity) for line in priced])
         now = utcnow()
         async with self.db.write() as tx:
             if not await repository.advance(tx, order.id, stage, Stage.RESERVED,
                                             lease_seconds=self.settings.stale_after_seconds, now=now):
-                return
+                return False  # someone else moved it: read it again
             if stage == Stage.NEW:
                 for position, line in enumerate(priced):
                     await tx.execute(
@@ -355,8 +354,9 @@ class Checkout:
                              tax=totals.tax_cents, shipping=totals.shipping_cents, total=totals.total_cents,
                              currency=(priced[0].currency_code or "USD"))
         crash_point(self.settings, "after_stock_reserved")
+        return False  # RESERVED: the charge reads the order with its totals
 
-    async def not_reserved(self, order: Any, stage: Stage, remote: RemoteError) -> None:
+    async def not_reserved(self, order: Any, stage: Stage, remote: RemoteError) -> bool:
         if is_transient(remote) or remote.code == "RESERVATION_BUSY":
             raise _Transient(remote)
         error = remote.to_shop_error()
@@ -364,11 +364,10 @@ class Checkout:
             unavailable = Conflict("Some products in your cart are no longer available.",
                                    code="PRODUCT_UNAVAILABLE", details=dict(error.details))
             await self.restore_cart(order.id)
-            await self.abandon(order, stage, unavailable)
-            return
+            return await self.abandon(order, stage, unavailable)
         short = remote.code == "INSUFFICIENT_STOCK"
         note = "Insufficient stock." if short else f"Stock not reserved: {remote.code}."
-        await self.finish(order, stage, domain.CANCELLED, note, error=error,
+        return await self.finish(order, stage, domain.CANCELLED, note, error=error,
                           effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
 
     async def price_from_catalog(self, lines: list[tuple[str, int]]) -> list[catalog_pb2.ReservedLine]:
@@ -390,22 +389,23 @@ class Checkout:
     async def restore_cart(self, order_id: str) -> None:
         await self.clients.cart.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=order_id))
 
-    async def abandon(self, order: Any, stage: Stage, error: ShopError) -> None:
+    async def abandon(self, order: Any, stage: Stage, error: ShopError) -> bool:
         """Nothing to buy: the order row goes away; the key keeps the 409 for replays."""
         now = utcnow()
         async with self.db.write() as tx:
             if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
-                return
+                return False
             await complete_key(tx, order.id, now, error=error)
             for statement in repository.DELETE_ORDER:
                 await tx.execute(statement, order_id=order.id)
+        return True
 
-    async def charge(self, order: Any) -> None:
+    async def charge(self, order: Any) -> bool:
         """RESERVED → DONE: CreateCharge, idempotent by order id (a repeat never charges twice),
         only while the stock is held."""
         if utcnow() - order.updated_at > timedelta(seconds=domain.RENEW_RESERVATION_AFTER_SECONDS):
             if not await self.renew_reservation(order):
-                return
+                return True  # cancelled uncharged
         request = payments_pb2.CreateChargeRequest(
             order_id=order.id,
             user_id=order.user_id,
@@ -433,17 +433,18 @@ class Checkout:
             error = PaymentDeclined("The payment was declined.", details=details)
         crash_point(self.settings, "after_charge")
         if error is None and payment is not None:
-            await self.finish(order, Stage.RESERVED, domain.PAID, "Payment received.", payment=payment,
+            done = await self.finish(order, Stage.RESERVED, domain.PAID, "Payment received.", payment=payment,
                               effects=[(OutboxKind.COMMIT_RESERVATION, {}), (OutboxKind.EMAIL, {"template": "paid"})])
             crash_point(self.settings, "after_paid_recorded")
-            return
+            return done
         assert error is not None
         if payment is None and error.code == "PAYMENT_DECLINED":
             payment = await self.stored_payment(order.id)
         note = "Payment declined." if error.code == "PAYMENT_DECLINED" else f"Payment failed: {error.code}."
-        await self.finish(order, Stage.RESERVED, domain.PAYMENT_FAILED, note, error=error, payment=payment,
+        done = await self.finish(order, Stage.RESERVED, domain.PAYMENT_FAILED, note, error=error, payment=payment,
                           effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
         crash_point(self.settings, "after_payment_failed_recorded")
+        return done
 
     async def renew_reservation(self, order: Any) -> bool:
         """The reservation is extended, or re-taken if it lapsed, before a (late) charge. When the
@@ -489,8 +490,9 @@ class Checkout:
         error: ShopError | None = None,
         payment: payments_pb2.Payment | None = None,
         effects: Effects = (),  # type: ignore[assignment]
-    ) -> None:
-        """A final outcome: status + history + outbox rows + the key's stored response, one transaction."""
+    ) -> bool:
+        """A final outcome: status + history + outbox rows + the key's stored response, one
+        transaction. False when the order was no longer at `stage` (someone else moved it)."""
         now = utcnow()
         payment_status = order.payment_status
         if payment is not None:
@@ -502,7 +504,7 @@ class Checkout:
             captured = payment.captured_cents or payment.amount_cents
         async with self.db.write() as tx:
             if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
-                return
+                return False
             await tx.execute(
                 repository.SET_OUTCOME, order_id=order.id, status=status,
                 failure_code=error.code if error is not None else order.failure_code,
@@ -523,6 +525,7 @@ class Checkout:
             else:
                 await complete_key(tx, order.id, now, error=error)
         self.events.notify(order.id)
+        return True
 
     # -- recovery ------------------------------------------------------------------------------
 

@@ -91,36 +91,38 @@ class OutboxRelay:
             rows = await tx.all(repository.PENDING_OUTBOX, order_id=order_id) if claimed else []
         if not claimed:
             return "locked" if order is not None else "done"
+        done: list[str] = []
+        learned: dict[str, Any] = {}
         try:
             for row in rows:
                 if due_only and row.next_attempt_at > utcnow():
                     return "failed"
-                learned = await self._run_row(row, order)
-                if learned is None:
+                try:
+                    change = await self._handler(row.kind)(row, order)
+                except (TimeoutError, grpc.aio.AioRpcError, OSError, PermanentFailure) as exc:
+                    if await self._failed(row, exc):
+                        continue  # dead: it no longer blocks the rows after it
                     return "failed"
-                if learned:  # the next rows see what this one changed (e.g. the reservation state)
-                    order = await repository.order_row(self.db, order_id)
+                done.append(row.id)
+                if change:  # the next rows see what this one changed (e.g. the reservation state)
+                    learned.update(change)
+                    order = order._replace(**change)
             return "done"
         finally:
+            # What ran, what it taught us about the order, and the lock back: one transaction. A
+            # crash before it runs the rows again (each is idempotent; an email is at-least-once).
             async with self.db.write() as tx:
+                now = utcnow()
+                for row_id in done:
+                    await tx.execute(repository.OUTBOX_DONE, id=row_id, now=now)
+                if learned:
+                    await tx.execute(
+                        repository.NOTE_EFFECT, order_id=order_id,
+                        reservation_state=learned.get("reservation_state"),
+                        refunded_cents=learned.get("refunded_cents"),
+                        payment_status=learned.get("payment_status"),
+                    )
                 await tx.execute(repository.RELEASE_OUTBOX, order_id=order_id, until=until)
-
-    async def _run_row(self, row: Any, order: Any) -> dict[str, Any] | None:
-        """What the row's handler learned ({} when nothing); None when the row must wait for a retry."""
-        try:
-            learned = await self._handler(row.kind)(row, order)
-        except (TimeoutError, grpc.aio.AioRpcError, OSError, PermanentFailure) as exc:
-            return {} if await self._failed(row, exc) else None
-        async with self.db.write() as tx:
-            await tx.execute(repository.OUTBOX_DONE, id=row.id, now=utcnow())
-            if learned:
-                await tx.execute(
-                    repository.NOTE_EFFECT, order_id=order.id,
-                    reservation_state=learned.get("reservation_state"),
-                    refunded_cents=learned.get("refunded_cents"),
-                    payment_status=learned.get("payment_status"),
-                )
-        return learned
 
     def _handler(self, kind: str) -> Handler:
         try:
