@@ -34,10 +34,8 @@ from datetime import timedelta
 from typing import Any
 
 import grpc
-import psycopg
 import structlog
 from google.protobuf.json_format import MessageToDict
-from sqlalchemy.exc import IntegrityError
 
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind, Stage
@@ -50,7 +48,7 @@ from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
-from shop.lib.db import Database, new_id, utcnow
+from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
 from shop.lib.errors import (
     Aborted,
     Conflict,
@@ -82,13 +80,16 @@ TRANSIENT_CODES = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
 }
-# A unique key taken by a concurrent request (the lean path raises psycopg's, SQLite SQLAlchemy's).
-DUPLICATE = (IntegrityError, psycopg.errors.UniqueViolation)
 Effects = list[tuple[OutboxKind, dict[str, Any]]]
 
 
 def is_transient(remote: RemoteError) -> bool:
     return remote.grpc_code in TRANSIENT_CODES
+
+
+def retry_later(remote: RemoteError) -> bool:
+    """A downstream answer that says nothing final: the stage stays, a retry continues."""
+    return is_transient(remote) or remote.code == "RESERVATION_BUSY"
 
 
 class Checkout:
@@ -138,7 +139,7 @@ class Checkout:
             try:
                 await self.record_pending(order_id, user_id, key, fingerprint, address, request, email)
                 break
-            except DUPLICATE:
+            except DUPLICATE_KEY:
                 existing = await repository.key_row(self.db, user_id, key)
                 if existing is not None:  # a concurrent request with the same key won
                     return await self.replay(existing, fingerprint)
@@ -274,7 +275,7 @@ class Checkout:
         try:
             await asyncio.shield(task)
         except grpc.aio.AioRpcError as exc:
-            if not is_transient(decode_rpc_error(exc)):
+            if not retry_later(decode_rpc_error(exc)):
                 raise
             # A service the saga needs did not answer (a timeout, a restart): the order keeps its
             # stage and the client's retry with the same key continues it. A 503, never a 500.
@@ -330,7 +331,10 @@ class Checkout:
         try:
             reservation = (await self.clients.catalog.ReserveStock(reserve_request(order.id, lines))).reservation
         except grpc.aio.AioRpcError as exc:
-            return await self.not_reserved(order, stage, decode_rpc_error(exc))
+            remote = decode_rpc_error(exc)
+            if retry_later(remote):
+                raise
+            return await self.not_reserved(order, stage, remote)
         if reservation.status in (catalog_pb2.RESERVATION_STATUS_RELEASED, catalog_pb2.RESERVATION_STATUS_RESTOCKED):
             # Released meanwhile (expired, or compensated by someone): never charge without stock.
             return await self.finish(order, stage, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
@@ -357,8 +361,7 @@ class Checkout:
         return False  # RESERVED: the charge reads the order with its totals
 
     async def not_reserved(self, order: Any, stage: Stage, remote: RemoteError) -> bool:
-        if is_transient(remote) or remote.code == "RESERVATION_BUSY":
-            raise _Transient(remote)
+        """The catalog refused the reservation (not a transient failure): the order ends here."""
         error = remote.to_shop_error()
         if remote.code == "PRODUCT_UNAVAILABLE":
             unavailable = Conflict("Some products in your cart are no longer available.",
@@ -456,9 +459,8 @@ class Checkout:
             await self.clients.catalog.ReserveStock(reserve_request(order.id, lines, renew=True))
             return True
         except grpc.aio.AioRpcError as exc:
-            remote = decode_rpc_error(exc)
-            if is_transient(remote) or remote.code == "RESERVATION_BUSY":
-                raise _Transient(remote) from None
+            if retry_later(decode_rpc_error(exc)):
+                raise
         if await self.stored_payment(order.id) is not None:
             return True
         await self.finish(order, Stage.RESERVED, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
@@ -543,7 +545,7 @@ class Checkout:
             try:
                 await self.drive(order_id)
                 log.info("recovery.driven", order_id=order_id)
-            except (grpc.aio.AioRpcError, Unavailable, _Transient) as exc:
+            except (grpc.aio.AioRpcError, Unavailable) as exc:
                 log.warning("recovery.retry_later", order_id=order_id, error=str(exc))
             except Exception:
                 log.exception("recovery.drive_failed", order_id=order_id)
@@ -578,13 +580,6 @@ class Checkout:
             except Exception:
                 log.exception("idempotency.purge_failed")
             await asyncio.sleep(self.settings.purge_interval_seconds)
-
-
-class _Transient(Unavailable):
-    """A transient downstream failure met while reserving: the stage stays, a retry continues."""
-
-    def __init__(self, remote: RemoteError) -> None:
-        super().__init__(remote.message or "A service is unavailable; retry.", code=remote.code or "UNAVAILABLE")
 
 
 async def complete_key(tx, order_id: str, now, *, body: bytes | None = None, error: ShopError | None = None) -> None:

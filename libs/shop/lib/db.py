@@ -29,6 +29,7 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import ColumnElement, DateTime, MetaData, String, TypeDecorator, bindparam, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.expression import Executable
@@ -144,6 +145,11 @@ class Query:
         if "%" in postgres:
             raise ValueError("Query SQL may not contain '%'")
         self.psycopg = _NAMED_PARAMETER.sub(r"%(\1)s", postgres)
+
+
+# A unique key already taken: the lean path raises psycopg's error on PostgreSQL and SQLAlchemy's
+# on SQLite; the ORM path raises SQLAlchemy's on both. Catch this, not either one.
+DUPLICATE_KEY = (IntegrityError, psycopg.errors.UniqueViolation)
 
 
 class Transaction:
