@@ -121,6 +121,7 @@ def build_server(settings: AuthSettings | None = None) -> ShopServer:
     definition = ServiceDefinition(
         migrations_dir=MIGRATIONS_DIR,
         runtime=runtime,
+        database=runtime.db,
         name="auth",
         servicers=[(auth_pb2_grpc.add_AuthServiceServicer_to_server, AuthServicer(runtime), SERVICE_NAME)],
         verifier=runtime.verifier,

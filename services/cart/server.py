@@ -74,6 +74,7 @@ def build_server(settings: CartSettings | None = None) -> ShopServer:
     definition = ServiceDefinition(
         migrations_dir=MIGRATIONS_DIR,
         runtime=runtime,
+        database=runtime.db,
         name="cart",
         servicers=[(cart_pb2_grpc.add_CartServiceServicer_to_server, CartServicer(runtime), SERVICE_NAME)],
         verifier=verifier,

@@ -72,6 +72,7 @@ def build_server(settings: CatalogSettings | None = None) -> ShopServer:
     definition = ServiceDefinition(
         migrations_dir=MIGRATIONS_DIR,
         runtime=runtime,
+        database=runtime.db,
         name="catalog",
         servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)],
         verifier=verifier,

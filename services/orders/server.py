@@ -64,6 +64,7 @@ def build_server(settings: OrdersSettings | None = None) -> ShopServer:
     definition = ServiceDefinition(
         migrations_dir=MIGRATIONS_DIR,
         runtime=runtime,
+        database=runtime.db,
         name="orders",
         servicers=[(orders_pb2_grpc.add_OrdersServiceServicer_to_server, OrdersServicer(runtime), SERVICE_NAME)],
         verifier=verifier,

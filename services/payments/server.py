@@ -42,6 +42,7 @@ def build_server(settings: PaymentsSettings | None = None) -> ShopServer:
     definition = ServiceDefinition(
         migrations_dir=MIGRATIONS_DIR,
         runtime=runtime,
+        database=runtime.db,
         name="payments",
         servicers=[(payments_pb2_grpc.add_PaymentsServiceServicer_to_server, PaymentsServicer(runtime), SERVICE_NAME)],
         verifier=verifier,

@@ -29,7 +29,7 @@ from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import ColumnElement, DateTime, MetaData, String, TypeDecorator, bindparam, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.expression import Executable
@@ -183,7 +183,9 @@ class Database:
             raise ValueError("SHOP_DATABASE_URL is not set")
         self.url = async_url(url)
         self.dialect = make_url(self.url).get_backend_name()
-        kwargs: dict = {"echo": echo, "pool_pre_ping": True}
+        # hide_parameters: a failed statement's error (and so every log line) never carries the
+        # bound values (emails, tokens, password hashes), only the SQL.
+        kwargs: dict = {"echo": echo, "pool_pre_ping": True, "hide_parameters": True}
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
@@ -311,6 +313,15 @@ class Database:
         """The first row of a lean read, or None."""
         rows = await self.read_all(query, **params)
         return rows[0] if rows else None
+
+    async def ping(self, timeout: float) -> bool:
+        """Whether the database answers `SELECT 1` within `timeout` seconds (readiness)."""
+        try:
+            async with asyncio.timeout(timeout), self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (TimeoutError, OSError, SQLAlchemyError):
+            return False
+        return True
 
     async def dispose(self) -> None:
         if self._lean_pool_instance is not None:

@@ -2,7 +2,10 @@
 
 Lifecycle: listen with health NOT_SERVING → run start hooks (migrations, connections) → freeze the
 start-up heap out of the garbage collector's scans → SERVING.
+While running: the database is probed every few seconds; NOT_SERVING while it does not answer
+(load balancers and the gateway route around this replica), SERVING again when it does.
 On SIGTERM/SIGINT: NOT_SERVING at once → `stop(grace)` lets in-flight RPCs finish → stop hooks.
+gRPC reflection is served outside production only (it lists every RPC to whoever asks).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from prometheus_client import Counter, Histogram
 
 from shop.lib import tracing
 from shop.lib.context import Caller, caller_var, deadline_var, new_request_id, request_id_var
+from shop.lib.db import Database
 from shop.lib.errors import ShopError, decode_rpc_error, to_grpc_status
 from shop.lib.migrations import upgrade_async
 from shop.lib.settings import ServiceSettings
@@ -206,6 +210,8 @@ class ServiceDefinition:
     migrations_dir: Path | None = None
     # The service's runtime object (database, clients, …), reachable by tests as server.runtime.
     runtime: Any = None
+    # The database readiness follows (None: the process is ready once started).
+    database: Database | None = None
 
 
 class ShopServer:
@@ -217,6 +223,7 @@ class ShopServer:
         self._server: grpc.aio.Server | None = None
         self._tasks: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+        self._database_up = True
 
     @property
     def runtime(self) -> Any:
@@ -257,7 +264,8 @@ class ShopServer:
         for add, servicer, full_name in self.definition.servicers:
             add(servicer, server)
             names.append(full_name)
-        reflection.enable_server_reflection(names, server)
+        if not settings.is_production:
+            reflection.enable_server_reflection(names, server)
         self.port = server.add_insecure_port(settings.grpc_address)
         if not self.port:
             raise RuntimeError(f"could not bind {settings.grpc_address}")
@@ -270,9 +278,28 @@ class ShopServer:
             await hook()
         for loop_factory in self.definition.background:
             self._tasks.append(asyncio.create_task(loop_factory()))
+        if self.definition.database is not None:
+            self._tasks.append(asyncio.create_task(self._follow_database(self.definition.database)))
         freeze_startup_heap()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("server.started", address=self.address, pid=os.getpid())
+
+    async def _follow_database(self, database: Database) -> None:
+        """Readiness follows the database: NOT_SERVING while it does not answer, SERVING again
+        once it does (unless the server is stopping, which keeps NOT_SERVING)."""
+        interval = self.settings.readiness_probe_seconds
+        while not self._stopped.is_set():
+            await asyncio.sleep(interval)
+            up = await database.ping(timeout=interval)
+            if up == self._database_up or self._stopped.is_set():
+                continue
+            self._database_up = up
+            if up:
+                log.info("readiness.database_back")
+                await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+            else:
+                log.warning("readiness.database_unreachable")
+                await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
         if self._server is None or self._stopped.is_set():

@@ -67,6 +67,10 @@ class BaseShopSettings(BaseSettings):
                     "production refuses default or weak secrets (at least "
                     f"{MIN_SECRET_LENGTH} characters, not the development default): {', '.join(weak)}"
                 )
+            # Processes that send mail mix in MailSettings: the console backend would print
+            # password-reset and verification links (account takeover material) into the logs.
+            if getattr(self, "mail_backend", None) == "console":
+                raise ValueError("production refuses SHOP_MAIL_BACKEND=console (it logs reset links): use smtp")
         return self
 
 
@@ -85,6 +89,8 @@ class ServiceSettings(BaseShopSettings):
     max_connection_age_ms: int = 30_000
     max_connection_age_grace_ms: int = 60_000
     metrics_port: int = 0
+    # How often readiness probes the database (and how long one probe may take), seconds.
+    readiness_probe_seconds: float = Field(default=2.0, gt=0, le=30)
     run_migrations: bool = True
     # Testing only: exit the process abruptly at a named step (crash-safety tests).
     crash_at: str = Field(default="", description="testing only")
