@@ -1,7 +1,8 @@
 """Rules of the auth service: pure functions, no I/O, no gRPC, no FastAPI.
 
-Input validation (emails, passwords, names, addresses), password hashing, opaque tokens, TOTP,
-recovery codes, and the login lockout window.
+Input validation (emails, passwords, names, addresses), password hashing, opaque tokens, the
+refresh-token rotation rule, TOTP, recovery codes, the login lockout window, the address-default
+rule and what an admin's change to a user means.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 
 import bcrypt
 import pyotp
@@ -222,6 +224,42 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+# -- refresh-token rotation -----------------------------------------------------------------------
+
+class Refresh(Enum):
+    """How a refresh ends: rotated, or refused for one of three reasons."""
+
+    ROTATED = "rotated"
+    INVALID = "invalid"  # unknown, expired, or its session or user may no longer sign in
+    RACED = "raced"  # a concurrent refresh with the same token won
+    REUSED = "reused"  # a used token came back: stolen or replayed, the session must end
+
+
+def unclaimed_refresh(*, known: bool, used_at: datetime | None, started: datetime) -> Refresh:
+    """Why a refresh token could not be claimed. A token whose rotation finished at or after this
+    refresh started was being rotated concurrently (several tabs refreshing at once): that one won,
+    this one gets nothing. Any other used token is a replay and ends the session."""
+    if not known:
+        return Refresh.INVALID
+    if used_at is not None and used_at >= started:
+        return Refresh.RACED
+    return Refresh.REUSED
+
+
+def may_rotate(*, session_revoked_at: datetime | None, session_expires_at: datetime, token_expires_at: datetime,
+               user_status: str, now: datetime) -> bool:
+    """A claimed token rotates only while its session is live, the token unexpired and the user ACTIVE."""
+    return (
+        session_revoked_at is None and session_expires_at > now and token_expires_at > now
+        and user_status == STATUS_ACTIVE
+    )
+
+
+def session_expiry(now: datetime, lifetime: timedelta) -> datetime:
+    """Sessions slide: every login or refresh pushes the end a full lifetime ahead."""
+    return now + lifetime
+
+
 # -- login lockout --------------------------------------------------------------------------------
 
 def lockout_retry_after(
@@ -295,12 +333,37 @@ def recovery_code_digest(code: str) -> str:
     return token_digest(normalize_recovery_code(code))
 
 
+# -- addresses -----------------------------------------------------------------------------------
+
+def new_address_is_default(existing: int, requested: bool) -> bool:
+    """The first address is the default; a later one only when asked (exactly one default)."""
+    return existing == 0 or requested
+
+
 # -- users ---------------------------------------------------------------------------------------
+
+def may_sign_in(status: str | None) -> bool:
+    """Unknown and deactivated accounts look alike at login: the same INVALID_CREDENTIALS."""
+    return status is not None and status != STATUS_DEACTIVATED
+
 
 @dataclass(frozen=True)
 class UserChange:
+    """What an admin's update really changes (a role or status equal to the current one is no change)."""
+
     role: str | None
     status: str | None
+
+    @classmethod
+    def between(cls, *, role: str, status: str, wanted_role: str | None, wanted_status: str | None) -> UserChange:
+        return cls(
+            role=wanted_role if wanted_role and wanted_role != role else None,
+            status=wanted_status if wanted_status and wanted_status != status else None,
+        )
+
+    @property
+    def changes_anything(self) -> bool:
+        return self.role is not None or self.status is not None
 
     @property
     def ends_sessions(self) -> bool:

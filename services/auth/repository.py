@@ -1,6 +1,8 @@
 """Queries of the auth service (SQLAlchemy Core/ORM with bound parameters; no SQL from strings).
 
-Every function takes the caller's session: the caller owns the transaction (`db.transaction()`).
+Module-level functions, each taking the caller's session: the use case (accounts.py, sessions.py,
+mfa.py, addresses.py, admin.py) owns the transaction (`db.transaction()`) and commits; nothing
+here begins, commits, checks permissions or raises a shop error.
 Single-use things (refresh tokens, reset/verification tokens, recovery codes, TOTP steps) are
 claimed with one conditional UPDATE, so of concurrent claims exactly one wins on PostgreSQL and
 SQLite alike.
@@ -35,6 +37,13 @@ async def get_user(session: AsyncSession, user_id: str, *, for_update: bool = Fa
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+
+async def add_user(session: AsyncSession, **values) -> User:
+    user = User(**values)
+    session.add(user)
+    await session.flush()
+    return user
 
 
 async def email_exists(session: AsyncSession, email: str) -> bool:
@@ -94,6 +103,15 @@ async def list_users(
 
 async def get_session(session: AsyncSession, session_id: str) -> AuthSession | None:
     return (await session.execute(select(AuthSession).where(AuthSession.id == session_id))).scalar_one_or_none()
+
+
+async def add_session(session: AsyncSession, user_id: str, now: datetime, expires_at: datetime,
+                      user_agent: str, ip: str) -> AuthSession:
+    row = AuthSession(user_id=user_id, created_at=now, last_used_at=now, expires_at=expires_at,
+                      user_agent=user_agent, ip=ip)
+    session.add(row)
+    await session.flush()
+    return row
 
 
 async def session_is_active(session: AsyncSession, session_id: str, user_id: str, now: datetime) -> bool:
@@ -332,6 +350,18 @@ async def count_addresses(session: AsyncSession, user_id: str) -> int:
     return int((await session.execute(
         select(func.count()).select_from(Address).where(Address.user_id == user_id)
     )).scalar_one())
+
+
+async def add_address(session: AsyncSession, user_id: str, is_default: bool, now: datetime, **values) -> Address:
+    row = Address(user_id=user_id, is_default=is_default, created_at=now, **values)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def delete_address(session: AsyncSession, row: Address) -> None:
+    await session.delete(row)
+    await session.flush()
 
 
 async def clear_default_address(session: AsyncSession, user_id: str) -> None:

@@ -1,4 +1,5 @@
-"""Wiring of the auth service: database, signing key, mailer, token verifier, servicer, lifecycle."""
+"""Wiring of the auth service: database, signing key, mailer, token verifier, the use cases
+(accounts, sessions, mfa, addresses, admin), servicer, lifecycle and the background sweep."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import structlog
-from sqlalchemy.exc import IntegrityError
 
-from services.auth import domain, repository
+from services.auth import admin, repository
+from services.auth.accounts import Accounts
+from services.auth.addresses import Addresses
 from services.auth.config import AuthSettings
+from services.auth.credentials import Credentials
 from services.auth.keys import SigningKey
-from services.auth.models import User
+from services.auth.mfa import Mfa
 from services.auth.servicer import AuthServicer
+from services.auth.sessions import Sessions
 from shop.auth.v1 import auth_pb2, auth_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
@@ -36,10 +40,14 @@ class Runtime:
         self.clients = ServiceClients(settings, "auth")
         self.signing_key = SigningKey.from_settings(settings)
         self.mailer = build_mailer(settings)
-        # A real bcrypt hash of the configured cost: unknown emails are "verified" against it so
-        # that a login takes as long whether or not the account exists.
-        self.dummy_password_hash = domain.hash_password(domain.new_opaque_token()[:32], settings.bcrypt_rounds)
         self._mail_tasks: set[asyncio.Task] = set()
+        # The use cases, one per concern; each owns the transactions of its writes.
+        self.sessions = Sessions(settings, self.db, self.signing_key)
+        self.accounts = Accounts(settings, self.db, credentials=Credentials(settings, self.db), sessions=self.sessions,
+                                 send_mail=self.send_mail_later)
+        self.mfa = Mfa(settings, self.db)
+        self.addresses = Addresses(self.db)
+        self.admin = admin.Admin(settings, self.db)
         # The auth service verifies access tokens with its own key and asks its own database whether
         # the session is still live, so logout and suspension take effect at once for its RPCs.
         self.verifier = AccessTokenVerifier(
@@ -91,27 +99,7 @@ class Runtime:
             await asyncio.sleep(interval)
 
     async def bootstrap_admin(self) -> None:
-        """Creates the configured admin when a password is set and no user has that email.
-        An existing user (whatever its password) is never changed."""
-        settings = self.settings
-        if not settings.admin_password:
-            return
-        email = domain.normalize_email(settings.admin_email)
-        async with self.db.session() as session:
-            if await repository.email_exists(session, email):
-                return
-        problems = domain.password_problems(settings.admin_password)
-        if problems:
-            raise RuntimeError(f"SHOP_ADMIN_PASSWORD does not meet the password policy: {'; '.join(problems)}")
-        password_hash = await asyncio.to_thread(domain.hash_password, settings.admin_password, settings.bcrypt_rounds)
-        now = utcnow()
-        try:
-            async with self.db.transaction() as session:
-                session.add(User(email=email, password_hash=password_hash, first_name="Admin", last_name="User",
-                                 role="ADMIN", status="ACTIVE", email_verified=True, created_at=now, updated_at=now))
-        except IntegrityError:  # another replica created it first
-            return
-        log.info("admin.created", email=email)
+        await admin.bootstrap_admin(self.settings, self.db)
 
 
 def build_server(settings: AuthSettings | None = None) -> ShopServer:

@@ -188,6 +188,54 @@ def test_opaque_tokens_are_hashed_for_storage():
     assert domain.token_digest(token) != token and len(domain.token_digest(token)) == 64
 
 
+# -- refresh rotation, addresses, admin changes ------------------------------------------------------
+
+def test_an_unclaimable_refresh_token_is_invalid_raced_or_reused():
+    started = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    assert domain.unclaimed_refresh(known=False, used_at=None, started=started) is domain.Refresh.INVALID
+    # its rotation finished after this refresh started: a concurrent refresh won
+    assert domain.unclaimed_refresh(known=True, used_at=started, started=started) is domain.Refresh.RACED
+    assert domain.unclaimed_refresh(known=True, used_at=started + timedelta(seconds=1),
+                                    started=started) is domain.Refresh.RACED
+    # finished before: the token came back later, a replay
+    assert domain.unclaimed_refresh(known=True, used_at=started - timedelta(seconds=1),
+                                    started=started) is domain.Refresh.REUSED
+
+
+def test_a_claimed_token_rotates_only_for_a_live_session_and_an_active_user():
+    now = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    later, earlier = now + timedelta(days=1), now - timedelta(seconds=1)
+    live = dict(session_revoked_at=None, session_expires_at=later, token_expires_at=later,
+                user_status=domain.STATUS_ACTIVE, now=now)
+    assert domain.may_rotate(**live)
+    assert not domain.may_rotate(**{**live, "session_revoked_at": earlier})
+    assert not domain.may_rotate(**{**live, "session_expires_at": now})
+    assert not domain.may_rotate(**{**live, "token_expires_at": earlier})
+    assert not domain.may_rotate(**{**live, "user_status": domain.STATUS_SUSPENDED})
+    assert domain.session_expiry(now, timedelta(days=30)) == now + timedelta(days=30)
+
+
+def test_the_first_address_is_the_default():
+    assert domain.new_address_is_default(0, False)
+    assert not domain.new_address_is_default(1, False)
+    assert domain.new_address_is_default(3, True)
+
+
+def test_unknown_and_deactivated_accounts_may_not_sign_in():
+    assert domain.may_sign_in(domain.STATUS_ACTIVE) and domain.may_sign_in(domain.STATUS_SUSPENDED)
+    assert not domain.may_sign_in(domain.STATUS_DEACTIVATED) and not domain.may_sign_in(None)
+
+
+def test_an_admin_change_keeps_only_what_differs_and_knows_when_sessions_end():
+    same = domain.UserChange.between(role="SELLER", status="ACTIVE", wanted_role="SELLER", wanted_status=None)
+    assert not same.changes_anything and not same.ends_sessions
+    role = domain.UserChange.between(role="CUSTOMER", status="ACTIVE", wanted_role="SELLER", wanted_status="ACTIVE")
+    assert role == domain.UserChange(role="SELLER", status=None) and role.ends_sessions
+    reactivated = domain.UserChange.between(role="CUSTOMER", status="SUSPENDED", wanted_role=None,
+                                            wanted_status="ACTIVE")
+    assert reactivated.changes_anything and not reactivated.ends_sessions
+
+
 # -- access tokens ----------------------------------------------------------------------------------
 
 async def test_access_token_claims_and_verification():
