@@ -104,6 +104,7 @@ class Accounts:
             raise Unauthenticated(INVALID_CREDENTIALS, code="INVALID_CREDENTIALS")
         if not await self.credentials.verify(password, user.password_hash):
             raise Unauthenticated(INVALID_CREDENTIALS, code="INVALID_CREDENTIALS")
+        rehashed = await self.credentials.rehash_if_stale(password, user.password_hash)
         # The password is right: what follows may reveal the account's state.
         if user.status == domain.STATUS_SUSPENDED:
             await self.credentials.forget_attempt(attempt_id)
@@ -117,6 +118,8 @@ class Accounts:
             if user.mfa_enabled and not await claim_second_factor(session, user, otp, now):
                 raise Unauthenticated("The one-time code is not valid.", code="INVALID_OTP")
             await repository.clear_attempts(session, email)
+            if rehashed is not None:
+                await repository.set_password_hash(session, user.id, user.password_hash, rehashed)
             tokens = await self.sessions.start(session, user, client, now)
         return user, tokens
 
@@ -184,6 +187,7 @@ class Accounts:
             await repository.clear_attempts(session, user.email)
             await repository.revoke_user_sessions(session, user.id, "password_changed", now, keep=caller.session_id)
             await repository.void_tokens(session, user.id, domain.PURPOSE_PASSWORD_RESET, now)
+        self._mail(user.email, emails.password_changed(self.settings))
 
     async def request_password_reset(self, email: str) -> None:
         """Mails a reset link to an active account; the same (silent) outcome whatever was sent."""
@@ -232,6 +236,8 @@ class Accounts:
             await repository.void_tokens(session, user.id, domain.PURPOSE_PASSWORD_RESET, now)
             await repository.revoke_user_sessions(session, user.id, "password_reset", now)
             await repository.clear_attempts(session, user.email)
+            email = user.email
+        self._mail(email, emails.password_changed(self.settings))
 
     async def verify_email(self, token: str) -> None:
         token = token.strip()

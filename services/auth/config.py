@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from shop.lib.mail import MailSettings
-from shop.lib.settings import ServiceSettings
+from shop.lib.settings import MAX_ACCESS_TOKEN_TTL_SECONDS, ServiceSettings
 
 MIN_PRODUCTION_BCRYPT_ROUNDS = 12
 DEV_JWT_KEY_PATH = "var/jwt-private-key.pem"
@@ -29,8 +29,11 @@ class AuthSettings(ServiceSettings, MailSettings):
     admin_email: str = "admin@example.com"
     admin_password: str = ""
 
-    access_token_ttl_seconds: int = 15 * 60
-    refresh_token_ttl_days: int = 30
+    # Bounded: verifiers keep revocations for an access token's lifetime (shop.lib.tokens).
+    access_token_ttl_seconds: int = Field(default=15 * 60, ge=60, le=MAX_ACCESS_TOKEN_TTL_SECONDS)
+    refresh_token_ttl_days: int = Field(default=30, ge=1, le=365)
+    # Absolute end of a session, whatever its refreshes (sessions slide by refresh_token_ttl_days).
+    session_max_lifetime_days: int = Field(default=90, ge=1, le=365)
     password_reset_ttl_minutes: int = 30
     email_verification_ttl_hours: int = 48
     # Login lockout: this many failures for one email within the window → 429 until it passes.

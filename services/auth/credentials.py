@@ -34,6 +34,12 @@ class Credentials:
     async def verify(self, password: str, password_hash: str) -> bool:
         return await asyncio.to_thread(domain.verify_password, password, password_hash)
 
+    async def rehash_if_stale(self, password: str, password_hash: str) -> str | None:
+        """A new hash at the configured cost when `password_hash` was made with another one."""
+        if not domain.needs_rehash(password_hash, self.settings.bcrypt_rounds):
+            return None
+        return await self.hash(password)
+
     async def spend_a_verify(self, password: str) -> None:
         """Takes as long as a real check (for an account that does not exist)."""
         await self.verify(password, self.dummy_password_hash)

@@ -200,6 +200,13 @@ def hash_password(password: str, rounds: int) -> str:
     return bcrypt.hashpw(encoded, bcrypt.gensalt(rounds)).decode()
 
 
+def needs_rehash(password_hash: str, rounds: int) -> bool:
+    """A hash made with another bcrypt cost than the configured one (e.g. the cost was raised):
+    re-hashed at the next successful login, the only moment the password is known."""
+    parts = password_hash.split("$")  # "", "2b", "12", salt+digest
+    return len(parts) < 4 or not parts[2].isdigit() or int(parts[2]) != rounds
+
+
 def verify_password(password: str, password_hash: str) -> bool:
     encoded = password.encode("utf-8")
     if len(encoded) > PASSWORD_MAX_BYTES:
@@ -247,17 +254,20 @@ def unclaimed_refresh(*, known: bool, used_at: datetime | None, started: datetim
 
 
 def may_rotate(*, session_revoked_at: datetime | None, session_expires_at: datetime, token_expires_at: datetime,
-               user_status: str, now: datetime) -> bool:
-    """A claimed token rotates only while its session is live, the token unexpired and the user ACTIVE."""
+               session_ends_at: datetime | None = None, user_status: str, now: datetime) -> bool:
+    """A claimed token rotates only while its session is live (not revoked, not expired, not past
+    its absolute end), the token unexpired and the user ACTIVE."""
     return (
         session_revoked_at is None and session_expires_at > now and token_expires_at > now
+        and (session_ends_at is None or session_ends_at > now)
         and user_status == STATUS_ACTIVE
     )
 
 
-def session_expiry(now: datetime, lifetime: timedelta) -> datetime:
-    """Sessions slide: every login or refresh pushes the end a full lifetime ahead."""
-    return now + lifetime
+def session_expiry(now: datetime, lifetime: timedelta, *, started_at: datetime, max_lifetime: timedelta) -> datetime:
+    """Sessions slide: every login or refresh pushes the end a full lifetime ahead, but never past
+    `max_lifetime` after the session started (a stolen refresh token kept fresh still dies)."""
+    return min(now + lifetime, started_at + max_lifetime)
 
 
 # -- login lockout --------------------------------------------------------------------------------

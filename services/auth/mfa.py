@@ -3,16 +3,19 @@ factor of a login (a TOTP code or a recovery code, claimed inside Login's transa
 
 Each write opens its one transaction here; TOTP and recovery-code rules are in domain.py. A TOTP
 time-step is claimed with a conditional UPDATE (repository.claim_totp_step), so no code is
-accepted twice, even concurrently."""
+accepted twice, even concurrently. Enable and disable are throttled like logins (the same lockout
+rule, counted per account under its own key), and each change is mailed to the account."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.auth import domain, repository
+from services.auth import domain, emails, repository
 from services.auth.config import AuthSettings
+from services.auth.credentials import Credentials
 from services.auth.models import User
 from services.auth.sessions import signed_in_user
 from shop.lib.context import Caller
@@ -38,10 +41,22 @@ async def claim_second_factor(session: AsyncSession, user: User, code: str, now:
     return await repository.consume_recovery_code(session, user.id, domain.recovery_code_digest(code), now)
 
 
+def attempts_key(user: User) -> str:
+    """The lockout counter of a user's MFA changes (separate from their logins' counter)."""
+    return f"mfa:{user.id}"
+
+
 class Mfa:
-    def __init__(self, settings: AuthSettings, db: Database) -> None:
+    def __init__(self, settings: AuthSettings, db: Database, *, credentials: Credentials,
+                 send_mail: Callable[[str, str, str], None]) -> None:
         self.settings = settings
         self.db = db
+        self.credentials = credentials
+        self.send_mail = send_mail
+
+    def _notify(self, user: User, *, enabled: bool) -> None:
+        mail = emails.mfa_changed(self.settings, enabled=enabled)
+        self.send_mail(user.email, mail.subject, mail.body)
 
     async def setup(self, caller: Caller) -> tuple[str, str]:
         """A new pending secret; returns it and its otpauth:// URI (for a QR code)."""
@@ -64,6 +79,7 @@ class Mfa:
             raise already_enabled()
         if not user.mfa_pending_secret:
             raise Conflict("Call MFA setup first.", code="MFA_NOT_SET_UP")
+        await self.credentials.begin_attempt(attempts_key(user))
         now = utcnow()
         codes = domain.new_recovery_codes()
         async with self.db.transaction() as session:
@@ -78,6 +94,8 @@ class Mfa:
             row.mfa_enabled = True
             row.updated_at = now
             await repository.replace_recovery_codes(session, user.id, [domain.recovery_code_digest(c) for c in codes])
+            await repository.clear_attempts(session, attempts_key(user))
+        self._notify(user, enabled=True)
         return codes
 
     async def disable(self, caller: Caller, otp: str, recovery_code: str) -> None:
@@ -87,6 +105,7 @@ class Mfa:
             raise ValidationError({"otp": ["an otp or a recoveryCode is required"]})
         if not user.mfa_enabled:
             raise Conflict("Two-factor authentication is not enabled.", code="MFA_NOT_ENABLED")
+        await self.credentials.begin_attempt(attempts_key(user))
         now = utcnow()
         async with self.db.transaction() as session:
             if otp:
@@ -103,3 +122,5 @@ class Mfa:
             row.mfa_pending_secret = None
             row.updated_at = now
             await repository.delete_recovery_codes(session, user.id)
+            await repository.clear_attempts(session, attempts_key(user))
+        self._notify(user, enabled=False)

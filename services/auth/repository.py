@@ -260,6 +260,13 @@ async def clear_attempts(session: AsyncSession, email: str) -> None:
     await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email))
 
 
+async def set_password_hash(session: AsyncSession, user_id: str, old_hash: str, new_hash: str) -> None:
+    """Only over the hash that was checked: a concurrent password change wins."""
+    await session.execute(
+        update(User).where(User.id == user_id, User.password_hash == old_hash).values(password_hash=new_hash)
+    )
+
+
 # -- one-time tokens (password reset, email verification) -----------------------------------------
 
 async def void_tokens(session: AsyncSession, user_id: str, purpose: str, now: datetime) -> None:

@@ -43,9 +43,10 @@ class Runtime:
         self._mail_tasks: set[asyncio.Task] = set()
         # The use cases, one per concern; each owns the transactions of its writes.
         self.sessions = Sessions(settings, self.db, self.signing_key)
-        self.accounts = Accounts(settings, self.db, credentials=Credentials(settings, self.db), sessions=self.sessions,
+        credentials = Credentials(settings, self.db)
+        self.accounts = Accounts(settings, self.db, credentials=credentials, sessions=self.sessions,
                                  send_mail=self.send_mail_later)
-        self.mfa = Mfa(settings, self.db)
+        self.mfa = Mfa(settings, self.db, credentials=credentials, send_mail=self.send_mail_later)
         self.addresses = Addresses(self.db)
         self.admin = admin.Admin(settings, self.db)
         # The auth service verifies access tokens with its own key and asks its own database whether

@@ -24,8 +24,8 @@ from shop.lib.errors import NotFound, Unauthenticated
 
 # How far back ListRevocations' `as_of` reaches: revocations committed late are seen on the next poll.
 REVOCATION_POLL_OVERLAP = timedelta(seconds=5)
-# Without `since`, the feed covers an access token's lifetime and a minute more.
-REVOCATION_DEFAULT_REACH = timedelta(minutes=16)
+# Without `since`, the feed covers an access token's lifetime and this much more.
+REVOCATION_DEFAULT_MARGIN = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,12 @@ class Sessions:
     def lifetime(self) -> timedelta:
         return timedelta(days=self.settings.refresh_token_ttl_days)
 
-    def issue(self, user: User, session_id: str, refresh_token: str) -> IssuedTokens:
+    @property
+    def max_lifetime(self) -> timedelta:
+        return timedelta(days=self.settings.session_max_lifetime_days)
+
+    def issue(self, user: User, session_id: str, refresh_token: str, expires_at: datetime,
+              now: datetime) -> IssuedTokens:
         access = self.signing_key.mint_access_token(
             issuer=self.settings.jwt_issuer,
             audience=self.settings.jwt_audience,
@@ -81,15 +86,15 @@ class Sessions:
             lifetime=timedelta(seconds=self.settings.access_token_ttl_seconds),
             email=user.email,
         )
-        return IssuedTokens(access.token, refresh_token, access.expires_in, int(self.lifetime.total_seconds()))
+        return IssuedTokens(access.token, refresh_token, access.expires_in, int((expires_at - now).total_seconds()))
 
     async def start(self, session: AsyncSession, user: User, client: Client, now: datetime) -> IssuedTokens:
         """A new session and its first refresh token, inside the caller's transaction."""
-        row = await repository.add_session(session, user.id, now, domain.session_expiry(now, self.lifetime),
-                                           client.user_agent[:512], client.ip[:64])
+        expires_at = domain.session_expiry(now, self.lifetime, started_at=now, max_lifetime=self.max_lifetime)
+        row = await repository.add_session(session, user.id, now, expires_at, client.user_agent[:512], client.ip[:64])
         refresh_token = domain.new_opaque_token()
         await repository.add_refresh_token(session, row.id, domain.token_digest(refresh_token), now, row.expires_at)
-        return self.issue(user, row.id, refresh_token)
+        return self.issue(user, row.id, refresh_token, expires_at, now)
 
     async def refresh(self, token: str, client: Client) -> IssuedTokens:
         """Rotation: the token is claimed once (a conditional UPDATE), a new one is issued and the
@@ -132,14 +137,15 @@ class Sessions:
         user = await repository.get_user(session, row.user_id) if row is not None else None
         if row is None or user is None or not domain.may_rotate(
             session_revoked_at=row.revoked_at, session_expires_at=row.expires_at, token_expires_at=token_expires_at,
-            user_status=user.status, now=now,
+            session_ends_at=row.created_at + self.max_lifetime, user_status=user.status, now=now,
         ):
             return None
-        expires_at = domain.session_expiry(now, self.lifetime)
+        expires_at = domain.session_expiry(now, self.lifetime, started_at=row.created_at,
+                                           max_lifetime=self.max_lifetime)
         new_token = domain.new_opaque_token()
         await repository.add_refresh_token(session, row.id, domain.token_digest(new_token), now, expires_at)
         await repository.touch_session(session, row.id, now, expires_at, client.user_agent[:512], client.ip[:64])
-        return self.issue(user, row.id, new_token)
+        return self.issue(user, row.id, new_token, expires_at, now)
 
     async def logout(self, caller: Caller, refresh_token: str) -> str:
         """Ends the caller's session, or the one `refresh_token` belongs to; returns its id."""
@@ -180,5 +186,6 @@ class Sessions:
         """Sessions revoked at or after `since`, and the `as_of` the next poll should ask from."""
         now = utcnow()
         async with self.db.session() as session:
-            rows = await repository.revoked_since(session, since or now - REVOCATION_DEFAULT_REACH)
+            reach = timedelta(seconds=self.settings.access_token_ttl_seconds) + REVOCATION_DEFAULT_MARGIN
+            rows = await repository.revoked_since(session, since or now - reach)
         return rows, now - REVOCATION_POLL_OVERLAP

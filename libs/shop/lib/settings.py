@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_INTERNAL_SECRET = "dev-internal-secret-change-me-0123456789"
 DEV_PAGE_TOKEN_SECRET = "dev-page-token-secret-change-me-0123456789"
 MIN_SECRET_LENGTH = 32
+# The longest access-token lifetime auth may be configured with; verifiers keep a revoked session
+# in their cache at least this long (plus clock skew), so a revoked token can never outlive it.
+MAX_ACCESS_TOKEN_TTL_SECONDS = 60 * 60
 
 
 class BaseShopSettings(BaseSettings):

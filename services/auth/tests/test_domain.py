@@ -212,7 +212,19 @@ def test_a_claimed_token_rotates_only_for_a_live_session_and_an_active_user():
     assert not domain.may_rotate(**{**live, "session_expires_at": now})
     assert not domain.may_rotate(**{**live, "token_expires_at": earlier})
     assert not domain.may_rotate(**{**live, "user_status": domain.STATUS_SUSPENDED})
-    assert domain.session_expiry(now, timedelta(days=30)) == now + timedelta(days=30)
+    assert not domain.may_rotate(**{**live, "session_ends_at": now})
+    assert domain.may_rotate(**{**live, "session_ends_at": later})
+    ninety = timedelta(days=90)
+    assert domain.session_expiry(now, timedelta(days=30), started_at=now, max_lifetime=ninety) == now + timedelta(days=30)
+    started = now - timedelta(days=89)
+    assert domain.session_expiry(now, timedelta(days=30), started_at=started, max_lifetime=ninety) == started + ninety
+
+
+def test_a_hash_of_another_cost_needs_a_rehash():
+    hashed = domain.hash_password("Passw0rdx", 4)
+    assert not domain.needs_rehash(hashed, 4)
+    assert domain.needs_rehash(hashed, 12)
+    assert domain.needs_rehash("not-a-bcrypt-hash", 12)
 
 
 def test_the_first_address_is_the_default():
