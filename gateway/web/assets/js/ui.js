@@ -98,11 +98,18 @@ const WORDS = {
   SERVICE_UNAVAILABLE: 'This part of the shop is unavailable right now. Please try again shortly.',
   VALIDATION_ERROR: 'Some fields need attention.',
 };
+// Codes whose message is kept, with what the person can do next.
+const NEXT_STEP = {
+  PAYMENT_DECLINED: 'Nothing was charged and your cart is kept: try another card.',
+  INSUFFICIENT_STOCK: 'Lower the quantity or remove the item.',
+  CART_EMPTY: 'Add something to your cart first.',
+};
 
 /** A person-readable sentence for an ApiError (never raw JSON). */
 export function describe(error) {
   if (!error) return '';
-  const base = WORDS[error.code] || error.message || 'Something went wrong.';
+  const next = NEXT_STEP[error.code] ? ` ${NEXT_STEP[error.code]}` : '';
+  const base = (WORDS[error.code] || error.message || 'Something went wrong.') + next;
   const wait = error.retryAfter ? ` (try again in ${error.retryAfter} s)` : '';
   return base + wait;
 }

@@ -90,4 +90,8 @@ function App() {
 }
 
 interceptLinks(document.body);
-restoreSession().finally(() => render(html`<${App} />`, document.getElementById('app')));
+restoreSession().finally(() => {
+  const root = document.getElementById('app');
+  root.textContent = ''; // the static "Loading…" line
+  render(html`<${App} />`, root);
+});

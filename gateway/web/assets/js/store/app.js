@@ -105,4 +105,7 @@ function App() {
 
 const root = document.getElementById('app');
 interceptLinks(document.body);
-restoreSession().finally(() => render(html`<${App} />`, root));
+restoreSession().finally(() => {
+  root.textContent = ''; // the static "Loading…" line
+  render(html`<${App} />`, root);
+});

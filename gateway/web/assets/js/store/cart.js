@@ -105,6 +105,9 @@ export function CheckoutPage() {
       const fields = addressBody(address);
       if (address.save) {
         const created = await users.createAddress(fields);
+        // Saved now: a second try (e.g. after a declined card) uses it instead of saving it again.
+        addresses.set([...saved, created]);
+        setChoice(created.id);
         target = { addressId: created.id };
       } else {
         const { label, ...shippingAddress } = fields;
