@@ -14,6 +14,7 @@ from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from gateway.responses import JSONResponse
 from gateway.routes import all_routers
+from gateway.web import install_web
 from shop.lib.server import freeze_startup_heap
 from shop.lib.tracing import flush, provider_for
 
@@ -89,6 +90,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in all_routers():
         app.include_router(router)
+    install_web(app)  # the storefront and admin console (gateway/web/), after every API route
     # Added innermost first: the request context wraps everything, so even a 429 or 413 gets
     # the request id and security headers; CORS headers go on every allowed response.
     app.add_middleware(BodyLimitMiddleware, settings=settings)

@@ -64,6 +64,8 @@ def base_env(replicas: int) -> dict[str, str]:
     env.setdefault("SHOP_ENV", "development")
     env.setdefault("SHOP_MAIL_BACKEND", "file")
     env.setdefault("SHOP_MAIL_DIR", str(VAR / "mail"))
+    # Email links land on the web UI, which the gateway serves.
+    env.setdefault("SHOP_FRONTEND_URL", f"http://127.0.0.1:{GATEWAY_PORT}")
     env["PYTHONUNBUFFERED"] = "1"
     key_path = VAR / "jwt-private-key.pem"
     private_file(key_path, dev_private_key)
@@ -180,6 +182,7 @@ def print_summary(replicas: int, admin_password: str) -> None:
     lines = [
         "",
         "The shop is running.",
+        f"  storefront      {base}/   admin console {base}/admin",
         f"  REST API        {base}/api/v1   (docs {base}/docs, OpenAPI {base}/openapi.json)",
         f"  health          {base}/healthz  {base}/readyz  metrics {base}/metrics",
     ]

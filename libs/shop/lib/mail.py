@@ -29,7 +29,8 @@ class MailSettings(BaseSettings):
     smtp_password: str = ""
     smtp_starttls: bool = False
     smtp_use_tls: bool = False
-    frontend_url: str = "http://localhost:5173"
+    # The web UI is served by the gateway itself (gateway/web/): its local address by default.
+    frontend_url: str = "http://127.0.0.1:8000"
 
 
 class Mailer(Protocol):
