@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
@@ -40,15 +40,20 @@ from google.protobuf.json_format import MessageToDict
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind, Stage
 from services.orders.events import OrderEvents
-from services.orders.mapping import error_from_stored, error_to_stored, http_status_of, order_proto
+from services.orders.mapping import (
+    error_from_stored,
+    error_to_stored,
+    http_status_of,
+    order_proto,
+    payment_status_name,
+)
 from services.orders.outbox import OutboxRelay
-from services.orders.repository import OrderView
 from shop.auth.v1 import auth_pb2
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
-from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
+from shop.lib.db import DUPLICATE_KEY, Database, Transaction, new_id, utcnow
 from shop.lib.errors import (
     Aborted,
     Conflict,
@@ -498,7 +503,7 @@ class Checkout:
         now = utcnow()
         payment_status = order.payment_status
         if payment is not None:
-            payment_status = payments_pb2.PaymentStatus.Name(payment.status).removeprefix("PAYMENT_STATUS_")
+            payment_status = payment_status_name(payment.status)
         elif error is not None and error.code == "PAYMENT_DECLINED":
             payment_status = "DECLINED"
         captured = order.captured_cents
@@ -520,8 +525,8 @@ class Checkout:
             for kind, payload in effects:
                 await repository.append_outbox(tx, order.id, kind, payload, now)
             if error is None:
-                view = OrderView(await repository.order_row(tx, order.id), await repository.items_of(tx, order.id),
-                                 await tx.all(repository.HISTORY, order_id=order.id))
+                view = await repository.view(tx, order.id)
+                assert view is not None
                 body = orders_pb2.CreateOrderResponse(order=order_proto(view)).SerializeToString()
                 await complete_key(tx, order.id, now, body=body)
             else:
@@ -582,8 +587,11 @@ class Checkout:
             await asyncio.sleep(self.settings.purge_interval_seconds)
 
 
-async def complete_key(tx, order_id: str, now, *, body: bytes | None = None, error: ShopError | None = None) -> None:
-    """The checkout's idempotency key gets its final answer (a 201 body, or the stored error)."""
+async def complete_key(tx: Transaction, order_id: str, now: datetime, *, body: bytes | None = None,
+                       error: ShopError | None = None) -> None:
+    """The checkout's idempotency key gets its final answer (a 201 body, or the stored error): the
+    saga's outcome, or a cancel of a stalled checkout (`lifecycle.cancel`), in the caller's
+    transaction."""
     await tx.execute(
         repository.COMPLETE_KEY, order_id=order_id, now=now,
         status=http_status_of(error) if error is not None else 201,
