@@ -5,7 +5,7 @@ Reads take the lean path (`db.read_*`, no transaction), except the keyset listin
 write is one transaction that locks the order's row and writes the status, its history entry and
 the outbox rows it owes; the outbox then runs (`outbox.py`). Cancel is a lean `db.write()`
 transaction: a stalled checkout's key gets its final answer there through the same query as the
-saga's (`checkout.complete_key`). The rules are `domain.py`'s.
+saga's (`saga.complete_key`). The rules are `domain.py`'s.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from services.orders import domain, repository
-from services.orders.checkout import complete_key
 from services.orders.domain import OutboxKind
 from services.orders.repository import OrderView
+from services.orders.saga import complete_key
 from shop.lib.context import Caller
 from shop.lib.db import utcnow
 from shop.lib.errors import Conflict, InvalidArgument, NotFound

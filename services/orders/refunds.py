@@ -87,7 +87,7 @@ class Refunds:
                     await repository.delete_key(session, key_id)
             raise
         async with self.db.transaction() as session:
-            await repository.complete_key(session, key_id, response.SerializeToString())
+            await repository.store_key_answer(session, key_id, response.SerializeToString())
         return response, False
 
     async def _new_key(self, user_id: str, request: orders_pb2.CreateRefundRequest, fp: str) -> str:

@@ -154,7 +154,7 @@ async def claim_key(session: AsyncSession, row_id: str, seconds: float) -> bool:
     return result.rowcount == 1
 
 
-async def complete_key(session: AsyncSession, row_id: str, body: bytes) -> None:
+async def store_key_answer(session: AsyncSession, row_id: str, body: bytes) -> None:
     """A key's final answer: a 201 with this serialized response."""
     await session.execute(
         update(IdempotencyKey)
