@@ -190,6 +190,12 @@ async def request_fingerprint(tx: Transaction, cart_id: str, request_id: str) ->
     return None if row is None else row.fingerprint
 
 
+async def read_request_fingerprint(db: Database, cart_id: str, request_id: str) -> str | None:
+    """The same, on the lean read path (no transaction)."""
+    row = await db.read_one(REQUEST_FINGERPRINT, cart_id=cart_id, request_id=request_id)
+    return None if row is None else row.fingerprint
+
+
 async def remember_request(tx: Transaction, cart_id: str, request_id: str, fingerprint: str, now: datetime
                            ) -> str | None:
     """Records an idempotency key; None when it is new, else the fingerprint already stored."""

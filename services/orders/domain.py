@@ -116,6 +116,15 @@ def order_number(now: datetime) -> str:
 
 # -- transitions -------------------------------------------------------------------------------
 
+FULFILMENT_TARGETS = (PROCESSING, SHIPPED, DELIVERED)
+
+
+def check_fulfilment_target(target: str) -> None:
+    """UpdateOrderStatus asks for a fulfilment status only (checked before the order is read)."""
+    if target not in FULFILMENT_TARGETS:
+        raise ValidationError.single("status", "must be one of PROCESSING, SHIPPED, DELIVERED")
+
+
 def check_transition(current: str, target: str, carrier: str, tracking_number: str) -> None:
     """Admin fulfilment: PAID→PROCESSING→SHIPPED→DELIVERED only; SHIPPED needs carrier and tracking."""
     if target not in STATUSES:
@@ -190,6 +199,19 @@ def check_refundable(current: str, remaining_cents: int, requested_cents: int) -
             details={"remainingCents": remaining_cents, "requestedCents": requested_cents},
         )
     return amount
+
+
+MAX_REFUND_REASON = 500
+
+
+def validate_refund(amount_cents: int, reason: str) -> str:
+    """An admin's refund request: the amount (0 = what remains) and the reason, trimmed."""
+    if amount_cents < 0:
+        raise ValidationError.single("amountCents", "must be positive (omit it to refund what remains)")
+    reason = (reason or "").strip()
+    if len(reason) > MAX_REFUND_REASON:
+        raise ValidationError.single("reason", f"must be at most {MAX_REFUND_REASON} characters")
+    return reason
 
 
 # -- addresses and payment ---------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""Rows → protobuf messages, and stored errors ↔ ShopError (no rules here)."""
+"""Every conversion of the orders service, in one place (no rules here): orders (ORM objects or lean
+rows alike) → protos, the payments service's messages → the orders API's, enum names, and the
+errors stored under an idempotency key ↔ ShopError."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ from typing import Any
 
 import grpc
 
-from services.orders.models import Order, OrderHistory
 from services.orders.repository import OrderView
 from shop.lib.db import to_timestamp
 from shop.lib.errors import (
@@ -14,10 +15,10 @@ from shop.lib.errors import (
     HTTP_STATUS_BY_GRPC_CODE,
     HTTP_STATUS_BY_REASON,
     PaymentDeclined,
-    RemoteError,
     ShopError,
 )
 from shop.orders.v1 import orders_pb2
+from shop.payments.v1 import payments_pb2
 
 
 def status_enum(status: str) -> int:
@@ -29,12 +30,20 @@ def status_name(value: int) -> str:
     return name.removeprefix("ORDER_STATUS_")
 
 
-def history_proto(entry: OrderHistory) -> orders_pb2.HistoryEntry:
+def payment_status_name(value: int) -> str:
+    return payments_pb2.PaymentStatus.Name(value).removeprefix("PAYMENT_STATUS_")
+
+
+def refund_status_name(value: int) -> str:
+    return payments_pb2.RefundStatus.Name(value).removeprefix("REFUND_STATUS_")
+
+
+def history_proto(entry: Any) -> orders_pb2.HistoryEntry:
     return orders_pb2.HistoryEntry(status=status_enum(entry.status), time=to_timestamp(entry.at), note=entry.note)
 
 
 def order_proto(view: OrderView) -> orders_pb2.Order:
-    order: Order = view.order
+    order = view.order
     address = order.shipping_address or {}
     message = orders_pb2.Order(
         id=order.id,
@@ -80,6 +89,51 @@ def order_proto(view: OrderView) -> orders_pb2.Order:
 _ADDRESS_KEYS = ("first_name", "last_name", "line1", "line2", "city", "state", "postal_code", "country", "phone")
 
 
+def watch_message(view: OrderView, entry: Any = None) -> orders_pb2.WatchOrderResponse:
+    """A WatchOrder message: a history entry (the order's current state when there is none yet)."""
+    if entry is None:
+        event = orders_pb2.HistoryEntry(status=status_enum(view.order.status), time=to_timestamp(view.order.updated_at))
+    else:
+        event = history_proto(entry)
+    return orders_pb2.WatchOrderResponse(event=event, order=order_proto(view))
+
+
+# -- the payments service's records ------------------------------------------------------------
+
+def refund_record(refund: payments_pb2.Refund) -> orders_pb2.RefundRecord:
+    return orders_pb2.RefundRecord(
+        id=refund.id,
+        payment_id=refund.payment_id,
+        amount_cents=refund.amount_cents,
+        status=refund_status_name(refund.status),
+        reason=refund.reason,
+        create_time=refund.create_time,
+    )
+
+
+def payment_record(payment: payments_pb2.Payment) -> orders_pb2.PaymentRecord:
+    return orders_pb2.PaymentRecord(
+        id=payment.id,
+        status=payment_status_name(payment.status),
+        method=payment.method,
+        brand=payment.brand,
+        last4=payment.last4,
+        amount_cents=payment.amount_cents,
+        captured_cents=payment.captured_cents,
+        refunded_cents=payment.refunded_cents,
+        currency_code=payment.currency_code,
+        provider=payment.provider,
+        create_time=payment.create_time,
+    )
+
+
+def order_payments_proto(listing: payments_pb2.ListPaymentsResponse) -> orders_pb2.ListOrderPaymentsResponse:
+    return orders_pb2.ListOrderPaymentsResponse(
+        payments=[payment_record(payment) for payment in listing.payments],
+        refunds=[refund_record(refund) for refund in listing.refunds],
+    )
+
+
 # -- stored errors -----------------------------------------------------------------------------
 
 def http_status_of(error: ShopError) -> int:
@@ -109,7 +163,3 @@ def error_from_stored(stored: dict[str, Any]) -> ShopError:
     )
     error.grpc_code = grpc_code
     return error
-
-
-def remote_to_shop_error(remote: RemoteError) -> ShopError:
-    return remote.to_shop_error()

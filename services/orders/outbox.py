@@ -26,6 +26,7 @@ import structlog
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind
 from services.orders.events import OrderEvents
+from services.orders.mapping import payment_status_name
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
@@ -245,7 +246,7 @@ class OutboxRelay:
         payment = response.payment
         return {
             "refunded_cents": payment.refunded_cents,
-            "payment_status": payments_pb2.PaymentStatus.Name(payment.status).removeprefix("PAYMENT_STATUS_"),
+            "payment_status": payment_status_name(payment.status),
         }
 
     async def email(self, row: Any, order: Any) -> dict[str, Any]:

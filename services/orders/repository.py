@@ -1,4 +1,7 @@
-"""Queries of the orders service (SQLAlchemy Core/ORM with bound parameters only)."""
+"""Queries of the orders service, nothing else (no commits, no rules): ORM functions taking the
+use case's session (lifecycle, refunds, leases, listing), then the lean `shop.lib.db.Query`
+statements of the hot paths (the checkout saga, the outbox relay, cancel, order reads), run in
+`db.write()` or by `db.read_*` with no transaction."""
 
 from __future__ import annotations
 
@@ -17,11 +20,11 @@ from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id, utcno
 
 @dataclass
 class OrderView:
-    """An order with its lines and history (what the API shows)."""
+    """An order with its lines and history (what the API shows; `mapping.order_proto`)."""
 
-    order: Order
-    items: list[OrderItem]
-    history: list[OrderHistory]
+    order: Any  # an `Order`, or a lean row with the same columns
+    items: list
+    history: list
 
 
 async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = False) -> Order | None:
@@ -41,20 +44,6 @@ async def load_view(session: AsyncSession, order: Order) -> OrderView:
         )
     ).scalars().all()
     return OrderView(order, list(items), list(history))
-
-
-async def get_view(session: AsyncSession, order_id: str) -> OrderView | None:
-    order = await get_order(session, order_id)
-    return None if order is None else await load_view(session, order)
-
-
-async def history_since(session: AsyncSession, order_id: str, after_seq: int) -> list[OrderHistory]:
-    rows = await session.execute(
-        select(OrderHistory)
-        .where(OrderHistory.order_id == order_id, OrderHistory.seq > after_seq)
-        .order_by(OrderHistory.seq)
-    )
-    return list(rows.scalars().all())
 
 
 async def add_history(
@@ -84,20 +73,16 @@ async def set_status(
     await add_history(session, order.id, status, note, now)
 
 
-async def number_taken(session: AsyncSession, number: str) -> bool:
-    return (await session.execute(select(Order.id).where(Order.number == number))).first() is not None
-
-
 # -- leases ------------------------------------------------------------------------------------
 
-async def claim_lease(session: AsyncSession, order_id: str, seconds: float, *, force: bool = False) -> bool:
+async def claim_lease(session: AsyncSession, order_id: str, seconds: float) -> bool:
     """Takes the saga lease of an unfinished order unless someone else holds it."""
     now = utcnow()
-    condition = [Order.id == order_id, Order.stage.in_(domain.UNFINISHED_STAGES)]
-    if not force:
-        condition.append(or_(Order.lease_until.is_(None), Order.lease_until < now))
     result = await session.execute(
-        update(Order).where(*condition).values(lease_until=now + timedelta(seconds=seconds))
+        update(Order)
+        .where(Order.id == order_id, Order.stage.in_(domain.UNFINISHED_STAGES),
+               or_(Order.lease_until.is_(None), Order.lease_until < now))
+        .values(lease_until=now + timedelta(seconds=seconds))
     )
     return result.rowcount == 1
 
@@ -136,33 +121,6 @@ async def orders_with_due_outbox(session: AsyncSession, limit: int = 50) -> list
     return [row[0] for row in rows]
 
 
-async def claim_outbox(session: AsyncSession, order_id: str, seconds: float) -> datetime | None:
-    """Locks an order's outbox rows for one relay; returns the lock's expiry, or None if taken."""
-    now = utcnow()
-    until = now + timedelta(seconds=seconds)
-    result = await session.execute(
-        update(Order)
-        .where(Order.id == order_id, or_(Order.outbox_lock_until.is_(None), Order.outbox_lock_until < now))
-        .values(outbox_lock_until=until)
-    )
-    return until if result.rowcount == 1 else None
-
-
-async def release_outbox(session: AsyncSession, order_id: str, until: datetime) -> None:
-    await session.execute(
-        update(Order).where(Order.id == order_id, Order.outbox_lock_until == until).values(outbox_lock_until=None)
-    )
-
-
-async def pending_outbox(session: AsyncSession, order_id: str) -> list[OutboxEntry]:
-    rows = await session.execute(
-        select(OutboxEntry)
-        .where(OutboxEntry.order_id == order_id, OutboxEntry.state == "pending")
-        .order_by(OutboxEntry.seq)
-    )
-    return list(rows.scalars().all())
-
-
 # -- idempotency keys --------------------------------------------------------------------------
 
 async def get_idempotency(
@@ -174,11 +132,39 @@ async def get_idempotency(
     return (await session.execute(statement)).scalar_one_or_none()
 
 
-async def idempotency_for_order(session: AsyncSession, order_id: str) -> IdempotencyKey | None:
-    statement = select(IdempotencyKey).where(
-        IdempotencyKey.order_id == order_id, IdempotencyKey.operation == "create_order"
+def insert_key(session: AsyncSession, **values: Any) -> IdempotencyKey:
+    """A new key row (a concurrent one with the same (user, key) fails the transaction's commit)."""
+    row = IdempotencyKey(**values)
+    session.add(row)
+    return row
+
+
+async def claim_key(session: AsyncSession, row_id: str, seconds: float) -> bool:
+    """Takes an unfinished key whose holder's lock lapsed; False when it is held or finished."""
+    now = utcnow()
+    result = await session.execute(
+        update(IdempotencyKey)
+        .where(
+            IdempotencyKey.id == row_id,
+            IdempotencyKey.state == "in_progress",
+            or_(IdempotencyKey.locked_until.is_(None), IdempotencyKey.locked_until < now),
+        )
+        .values(locked_until=now + timedelta(seconds=seconds))
     )
-    return (await session.execute(statement)).scalar_one_or_none()
+    return result.rowcount == 1
+
+
+async def store_key_answer(session: AsyncSession, row_id: str, body: bytes) -> None:
+    """A key's final answer: a 201 with this serialized response."""
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.id == row_id)
+        .values(state="completed", completed_at=utcnow(), response_status=201, response_body=body)
+    )
+
+
+async def delete_key(session: AsyncSession, row_id: str) -> None:
+    await session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == row_id))
 
 
 async def purge_idempotency(session: AsyncSession, older_than: datetime) -> int:
@@ -233,7 +219,7 @@ async def load_views(session: AsyncSession, orders: list[Order]) -> list[OrderVi
     return [OrderView(order, items[order.id], history[order.id]) for order in orders]
 
 
-# -- the checkout's lean path (shop.lib.db.Query in db.write(): no ORM on the hot path) ---------
+# -- the lean path (shop.lib.db.Query: the saga, the outbox relay, cancel, order reads; no ORM) -----
 
 _TS = UTCDateTime()
 _ORDER_COLUMNS = list(Order.__table__.c)
@@ -253,6 +239,11 @@ def _select(columns: list, table: str, where: str, order_by: str = "") -> str:
 ORDER_ROW = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS)
 ITEMS = Query(_select(_ITEM_COLUMNS, "order_items", "order_id = :order_id", "position"), _ITEM_COLUMNS)
 HISTORY = Query(_select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id", "seq"), _HISTORY_COLUMNS)
+HISTORY_SINCE = Query(
+    _select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id AND seq > :after_seq", "seq"), _HISTORY_COLUMNS
+)
+ORDER_FOR_UPDATE = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS,
+                         postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE")
 KEY_ROW = Query(_select(_KEY_COLUMNS, "idempotency_keys", 'user_id = :user_id AND "key" = :key'), _KEY_COLUMNS)
 INSERT_KEY = Query(
     'INSERT INTO idempotency_keys (id, user_id, "key", operation, fingerprint, state, order_id, locked_until, '
@@ -300,6 +291,18 @@ SET_OUTCOME = Query(
     "payment_id = :payment_id, payment_status = :payment_status, payment_brand = :brand, payment_last4 = :last4, "
     "captured_cents = :captured, version = version + 1 WHERE id = :order_id"
 )
+SET_STATUS = Query(
+    "UPDATE orders SET status = :status, failure_code = :failure_code, version = version + 1, updated_at = :now "
+    "WHERE id = :order_id",
+    types={"now": _TS},
+)
+# CancelOrder (the caller holds the row lock): a PENDING order's checkout also ends here.
+CANCEL = Query(
+    "UPDATE orders SET status = 'CANCELLED', stage = :stage, payment_token = :payment_token, "
+    "failure_code = :failure_code, version = version + 1, updated_at = :now WHERE id = :order_id",
+    types={"now": _TS},
+)
+# The final answer of an order's checkout key (its saga's outcome, or a cancel of a stalled one).
 COMPLETE_KEY = Query(
     "UPDATE idempotency_keys SET state = 'completed', completed_at = :now, locked_until = NULL, "
     "response_status = :status, response_body = :body, error = :error "
@@ -343,10 +346,16 @@ NOTE_EFFECT = Query(
 )
 
 
-async def order_row(db_or_tx: Database | Transaction, order_id: str) -> Any:
+async def _all(db_or_tx: Database | Transaction, query: Query, **params: Any) -> list:
+    """A lean query's rows: a read with no transaction (`Database`), or inside a write's."""
     if isinstance(db_or_tx, Database):
-        return await db_or_tx.read_one(ORDER_ROW, order_id=order_id)
-    return await db_or_tx.one(ORDER_ROW, order_id=order_id)
+        return await db_or_tx.read_all(query, **params)
+    return await db_or_tx.all(query, **params)
+
+
+async def order_row(db_or_tx: Database | Transaction, order_id: str) -> Any:
+    rows = await _all(db_or_tx, ORDER_ROW, order_id=order_id)
+    return rows[0] if rows else None
 
 
 async def key_row(db: Database, user_id: str, key: str) -> Any:
@@ -354,9 +363,20 @@ async def key_row(db: Database, user_id: str, key: str) -> Any:
 
 
 async def items_of(db_or_tx: Database | Transaction, order_id: str) -> list:
-    if isinstance(db_or_tx, Database):
-        return await db_or_tx.read_all(ITEMS, order_id=order_id)
-    return await db_or_tx.all(ITEMS, order_id=order_id)
+    return await _all(db_or_tx, ITEMS, order_id=order_id)
+
+
+async def view(db_or_tx: Database | Transaction, order_id: str, order: Any = None) -> OrderView | None:
+    """The order (`order` when the caller has just read it), its lines and its history."""
+    if order is None:
+        order = await order_row(db_or_tx, order_id)
+    if order is None:
+        return None
+    return OrderView(order, await items_of(db_or_tx, order_id), await _all(db_or_tx, HISTORY, order_id=order_id))
+
+
+async def history_since(db: Database, order_id: str, after_seq: int) -> list:
+    return await db.read_all(HISTORY_SINCE, order_id=order_id, after_seq=after_seq)
 
 
 async def advance(tx: Transaction, order_id: str, from_stage: str, to_stage: str, *, lease_seconds: float,
@@ -376,12 +396,4 @@ async def append_history(tx: Transaction, order_id: str, status: str, note: str,
 
 async def append_outbox(tx: Transaction, order_id: str, kind: str, payload: dict[str, Any], now: datetime) -> None:
     await tx.execute(INSERT_OUTBOX, id=new_id(), order_id=order_id, same_order_id=order_id, kind=str(kind),
-                     payload=json.dumps(payload),
-                     now=now)
-ORDER_FOR_UPDATE = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS,
-                         postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE")
-SET_STATUS = Query(
-    "UPDATE orders SET status = :status, failure_code = :failure_code, version = version + 1, updated_at = :now "
-    "WHERE id = :order_id",
-    types={"now": _TS},
-)
+                     payload=json.dumps(payload), now=now)

@@ -13,6 +13,7 @@ from services.orders.config import OrdersSettings
 from services.orders.events import OrderEvents
 from services.orders.lifecycle import Lifecycle
 from services.orders.outbox import OutboxRelay
+from services.orders.refunds import Refunds
 from services.orders.servicer import OrdersServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
@@ -28,7 +29,7 @@ log = structlog.get_logger("orders.server")
 
 class Runtime:
     """The service's one bootstrap: every collaborator built once per process and handed to the
-    use cases that need it (checkout, lifecycle, outbox), none of which imports this module."""
+    use cases that need it (checkout, lifecycle, refunds, outbox), none of which imports this module."""
 
     def __init__(self, settings: OrdersSettings) -> None:
         self.settings = settings
@@ -41,8 +42,9 @@ class Runtime:
                                   mailer=build_mailer(settings), events=self.events)
         self.checkout = Checkout(settings=settings, db=self.db, clients=self.clients, events=self.events,
                                  outbox=self.outbox, hold=self.hold)
-        self.lifecycle = Lifecycle(settings=settings, db=self.db, clients=self.clients, events=self.events,
-                                   outbox=self.outbox)
+        self.lifecycle = Lifecycle(settings=settings, db=self.db, events=self.events, outbox=self.outbox)
+        self.refunds = Refunds(settings=settings, db=self.db, clients=self.clients, events=self.events,
+                               outbox=self.outbox, lifecycle=self.lifecycle)
 
     async def hold(self, step: str, user_id: str) -> bool:
         """Tests only: wait once at a named checkout step for this user until the test releases

@@ -1,5 +1,6 @@
-"""Queries of the payments service (SQLAlchemy Core/ORM with bound parameters only). The checkout's
-hot path (CreateCharge, ListPayments) uses the lean `Query` statements at the end of this module."""
+"""Queries of the payments service, nothing else (no commits, no rules): functions taking the
+use case's ORM session (refunds, webhooks), and the lean `Query` statements of the checkout's hot
+path (CreateCharge, ListPayments) at the end of this module, run in `db.write()` or `db.read_*`."""
 
 from __future__ import annotations
 
@@ -12,100 +13,105 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.payments.models import Payment, Refund, WebhookEvent
 from shop.lib.db import Query, UTCDateTime, new_id, utcnow
 
+# -- payments --------------------------------------------------------------------------------------
 
-class PaymentsRepository:
-    def __init__(self, is_postgres: bool) -> None:
-        self._insert = postgresql.insert if is_postgres else sqlite.insert
 
-    # -- payments ------------------------------------------------------------------------------
+async def payment_by_order(session: AsyncSession, order_id: str, *, for_update: bool = False) -> Payment | None:
+    query = select(Payment).where(Payment.order_id == order_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()
 
-    async def payment_by_order(
-        self, session: AsyncSession, order_id: str, *, for_update: bool = False
-    ) -> Payment | None:
-        query = select(Payment).where(Payment.order_id == order_id)
-        if for_update:
-            query = query.with_for_update()
-        return (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()
 
-    async def payment_by_reference(
-        self, session: AsyncSession, provider: str, reference: str, *, for_update: bool = False
-    ) -> Payment | None:
-        if not reference:
-            return None
-        query = select(Payment).where(Payment.provider == provider, Payment.provider_reference == reference)
-        if for_update:
-            query = query.with_for_update()
-        return (await session.execute(query.execution_options(populate_existing=True))).scalars().first()
+async def payment_by_reference(session: AsyncSession, provider: str, reference: str, *, for_update: bool = False
+                               ) -> Payment | None:
+    if not reference:
+        return None
+    query = select(Payment).where(Payment.provider == provider, Payment.provider_reference == reference)
+    if for_update:
+        query = query.with_for_update()
+    return (await session.execute(query.execution_options(populate_existing=True))).scalars().first()
 
-    async def update_payment(self, session: AsyncSession, payment_id: str, **values: Any) -> None:
-        await session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow(), **values))
 
-    async def reserve_refund(self, session: AsyncSession, payment_id: str, amount_cents: int) -> bool:
-        """Conditional update: refunded (which counts pending refunds) never exceeds captured, even
-        without the row lock."""
-        result = await session.execute(
-            update(Payment)
-            .where(
-                Payment.id == payment_id,
-                Payment.captured_cents - Payment.refunded_cents >= amount_cents,
-            )
-            .values(refunded_cents=Payment.refunded_cents + amount_cents, updated_at=utcnow())
+async def update_payment(session: AsyncSession, payment_id: str, **values: Any) -> None:
+    await session.execute(update(Payment).where(Payment.id == payment_id).values(updated_at=utcnow(), **values))
+
+
+async def reserve_refund(session: AsyncSession, payment_id: str, amount_cents: int) -> bool:
+    """Conditional update: refunded (which counts pending refunds) never exceeds captured, even
+    without the row lock."""
+    result = await session.execute(
+        update(Payment)
+        .where(
+            Payment.id == payment_id,
+            Payment.captured_cents - Payment.refunded_cents >= amount_cents,
         )
-        return result.rowcount == 1
+        .values(refunded_cents=Payment.refunded_cents + amount_cents, updated_at=utcnow())
+    )
+    return result.rowcount == 1
 
-    async def release_refund(self, session: AsyncSession, payment_id: str, amount_cents: int) -> None:
-        """Gives back a reservation the provider refused (never below zero)."""
-        await session.execute(
-            update(Payment)
-            .where(Payment.id == payment_id, Payment.refunded_cents >= amount_cents)
-            .values(refunded_cents=Payment.refunded_cents - amount_cents, updated_at=utcnow())
-        )
 
-    # -- refunds -------------------------------------------------------------------------------
+async def release_refund(session: AsyncSession, payment_id: str, amount_cents: int) -> None:
+    """Gives back a reservation the provider refused (never below zero)."""
+    await session.execute(
+        update(Payment)
+        .where(Payment.id == payment_id, Payment.refunded_cents >= amount_cents)
+        .values(refunded_cents=Payment.refunded_cents - amount_cents, updated_at=utcnow())
+    )
 
-    async def refund_by_request_id(self, session: AsyncSession, request_id: str) -> Refund | None:
-        query = select(Refund).where(Refund.request_id == request_id)
-        return (await session.execute(query)).scalar_one_or_none()
 
-    async def add_refund(self, session: AsyncSession, **values: Any) -> Refund:
-        refund = Refund(id=new_id(), created_at=utcnow(), **values)
-        session.add(refund)
-        await session.flush()
-        return refund
+# -- refunds ---------------------------------------------------------------------------------------
 
-    async def finish_refund(self, session: AsyncSession, refund_id: str, **values: Any) -> bool:
-        """Moves a PENDING refund to its outcome; False when it is not PENDING any more."""
-        result = await session.execute(
-            update(Refund).where(Refund.id == refund_id, Refund.status == "PENDING").values(**values)
-        )
-        return result.rowcount == 1
 
-    async def pending_refunds_cents(self, session: AsyncSession, payment_id: str) -> int:
-        query = select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
-            Refund.payment_id == payment_id, Refund.status == "PENDING"
-        )
-        return int((await session.execute(query)).scalar_one())
+async def refund_by_request_id(session: AsyncSession, request_id: str) -> Refund | None:
+    query = select(Refund).where(Refund.request_id == request_id)
+    return (await session.execute(query)).scalar_one_or_none()
 
-    # -- webhook events ------------------------------------------------------------------------
 
-    async def insert_event_if_new(self, session: AsyncSession, **values: Any) -> bool:
-        """Records a provider event once (unique provider + event_id); False when already seen."""
-        statement = (
-            self._insert(WebhookEvent.__table__)
-            .values(id=new_id(), received_at=utcnow(), **values)
-            .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-            .returning(WebhookEvent.__table__.c.id)
-        )
-        return (await session.execute(statement)).first() is not None
+async def add_refund(session: AsyncSession, **values: Any) -> Refund:
+    refund = Refund(id=new_id(), created_at=utcnow(), **values)
+    session.add(refund)
+    await session.flush()
+    return refund
 
-    async def set_event_outcome(
-        self, session: AsyncSession, provider: str, event_id: str, outcome: str, payment_id: str | None
-    ) -> None:
-        await session.execute(
-            update(WebhookEvent)
-            .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
-            .values(outcome=outcome, payment_id=payment_id)
-        )
+
+async def finish_refund(session: AsyncSession, refund_id: str, **values: Any) -> bool:
+    """Moves a PENDING refund to its outcome; False when it is not PENDING any more."""
+    result = await session.execute(
+        update(Refund).where(Refund.id == refund_id, Refund.status == "PENDING").values(**values)
+    )
+    return result.rowcount == 1
+
+
+async def pending_refunds_cents(session: AsyncSession, payment_id: str) -> int:
+    query = select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+        Refund.payment_id == payment_id, Refund.status == "PENDING"
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+# -- webhook events --------------------------------------------------------------------------------
+
+
+async def insert_event_if_new(session: AsyncSession, **values: Any) -> bool:
+    """Records a provider event once (unique provider + event_id); False when already seen."""
+    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    statement = (
+        insert(WebhookEvent.__table__)
+        .values(id=new_id(), received_at=utcnow(), **values)
+        .on_conflict_do_nothing(index_elements=["provider", "event_id"])
+        .returning(WebhookEvent.__table__.c.id)
+    )
+    return (await session.execute(statement)).first() is not None
+
+
+async def set_event_outcome(session: AsyncSession, provider: str, event_id: str, outcome: str,
+                            payment_id: str | None) -> None:
+    await session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
+        .values(outcome=outcome, payment_id=payment_id)
+    )
 
 
 # -- CreateCharge / ListPayments on the lean path (shop.lib.db.Query: no ORM on the hot path) -----

@@ -7,7 +7,6 @@ from pathlib import Path
 from services.payments.config import PaymentsSettings
 from services.payments.providers import build_provider
 from services.payments.providers.breaker import CircuitBreaker
-from services.payments.repository import PaymentsRepository
 from services.payments.servicer import PaymentsServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
@@ -20,15 +19,15 @@ SERVICE_NAME = payments_pb2.DESCRIPTOR.services_by_name["PaymentsService"].full_
 
 
 class Runtime:
-    """Everything a handler needs, built once per process."""
+    """Everything a use case needs, built once per process. Tests may swap `provider`: the use
+    cases read it (and `breaker`) at each call."""
 
     def __init__(self, settings: PaymentsSettings) -> None:
         self.settings = settings
         self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "payments")
-        self.repository = PaymentsRepository(self.db.is_postgres)
         self.provider = build_provider(settings)
-        # Every provider call goes through it (the servicer), whichever provider is configured.
+        # Every provider call goes through it (the use cases), whichever provider is configured.
         self.breaker = CircuitBreaker(
             failures=settings.provider_breaker_failures, reset_seconds=settings.provider_breaker_reset_seconds
         )

@@ -4,11 +4,7 @@ the `payment_provider` setting."""
 from __future__ import annotations
 
 from services.payments.config import PaymentsSettings
-from services.payments.providers.base import (
-    ChargeResult,
-    PaymentProvider,
-    RefundResult,
-)
+from services.payments.providers.base import PaymentProvider
 
 PROVIDER_NAMES = ("sandbox", "stripe")
 
@@ -34,6 +30,3 @@ def build_provider(settings: PaymentsSettings) -> PaymentProvider:
                                tolerance=settings.webhook_tolerance_seconds,
                                faults=FaultControl(settings.sandbox_faults_dir))
     return SandboxProvider(webhook_secret=settings.sandbox_webhook_secret, tolerance=settings.webhook_tolerance_seconds)
-
-
-__all__ = ["PROVIDER_NAMES", "ChargeResult", "PaymentProvider", "RefundResult", "build_provider"]
