@@ -643,10 +643,18 @@ class Campaign:
             if status == 201 and order is None:
                 v.append(Violation("answer ⇒ order", str(order_id), f"buyer {buyer.index} was answered 201, no order"))
             elif status == 201 and order[2] not in KEPT_STATUSES and not (
-                order[2] == "CANCELLED" and (buyer.cancel_after_paid or self._cancelled_by_injector(order_id))):
+                order[2] == "CANCELLED" and (buyer.cancel_after_paid or self._cancelled_by_injector(order_id)
+                                             or self._stock_lost_after_payment(order_id))):
                 v.append(Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 201, order {order[2]}"))
             elif status == 402 and order is not None and order[2] in KEPT_STATUSES:
                 v.append(Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 402, order {order[2]}"))
+
+    def _stock_lost_after_payment(self, order_id: str) -> bool:
+        """The documented rule for a paid order whose reservation lapsed (here: expired early by
+        the injector while catalog was down) and whose units were sold meanwhile: CANCELLED
+        STOCK_UNAVAILABLE and refunded in full (the money checks above prove the refund)."""
+        rows = self.stack.sql("orders", "SELECT failure_code FROM orders WHERE id = %s", (order_id,))
+        return bool(rows) and rows[0][0] == "STOCK_UNAVAILABLE"
 
     def _cancelled_by_injector(self, order_id: str) -> bool:
         return any(order_id in line and "cancel_inflight" in line for line in self.report.fault_log)
