@@ -100,14 +100,15 @@ def test_one_key_rule_128_printable_ascii_characters():
     assert idempotency.clean_key("  order-1  ") == "order-1"
     assert idempotency.clean_key("k" * 128) == "k" * 128
     assert idempotency.clean_key("with space/and:punctuation~") == "with space/and:punctuation~"
-    assert idempotency.clean_key(None) is None and idempotency.clean_key("   ") is None
-    for bad in ("k" * 129, "line\nbreak", "ключ", "tab\tinside"):
+    assert idempotency.clean_key(None) is None
+    for bad in ("k" * 129, "line\nbreak", "ключ", "tab\tinside", "", "   "):
         with pytest.raises(ValidationError) as caught:
             idempotency.clean_key(bad, field_name="requestId")
         assert caught.value.fields == {"requestId": [idempotency.KEY_MESSAGE]}
-    with pytest.raises(InvalidArgument) as caught:
-        idempotency.clean_key("", required=True)
-    assert caught.value.code == "IDEMPOTENCY_KEY_REQUIRED"
+    for missing in (None, "", "  "):
+        with pytest.raises(InvalidArgument) as caught:
+            idempotency.clean_key(missing, required=True)
+        assert caught.value.code == "IDEMPOTENCY_KEY_REQUIRED"
     assert idempotency.is_valid_key("abc") and not idempotency.is_valid_key("")
 
 

@@ -45,12 +45,12 @@ def is_valid_key(key: str) -> bool:
 
 
 def clean_key(value: str | None, *, field_name: str = HEADER, required: bool = False) -> str | None:
-    """The trimmed key; None when absent and optional. Missing but required: 400
-    IDEMPOTENCY_KEY_REQUIRED; malformed: 400 VALIDATION_ERROR on `field_name`."""
+    """The trimmed key; None when absent (None) and optional. Missing or blank but required: 400
+    IDEMPOTENCY_KEY_REQUIRED; otherwise blank or malformed: 400 VALIDATION_ERROR on `field_name`."""
     key = (value or "").strip()
-    if not key:
-        if required:
-            raise key_required()
+    if not key and required:
+        raise key_required()
+    if value is None:
         return None
     if not _KEY.match(key):
         raise ValidationError.single(field_name, KEY_MESSAGE)
