@@ -148,8 +148,3 @@ def rfc3339(stamp: Timestamp) -> str | None:
     if nanos % 1_000 == 0:
         return f"{text}.{nanos // 1_000:06d}Z"
     return f"{text}.{nanos:09d}Z"
-
-
-def enum_name(value_name: str, prefix: str) -> str:
-    """`ROLE_CUSTOMER` → `CUSTOMER` (enum values carry their type's prefix in protos)."""
-    return value_name[len(prefix):] if value_name.startswith(prefix) else value_name

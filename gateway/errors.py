@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.responses import JSONResponse
 from shop.lib.context import current_request_id
-from shop.lib.errors import RemoteError, decode_rpc_error
+from shop.lib.errors import RemoteError, ShopError, decode_rpc_error
+from shop.lib.validation import FieldErrors
 
 _CODE_BY_HTTP_STATUS = {
     400: "VALIDATION_ERROR",
@@ -61,6 +62,14 @@ class ApiError(Exception):
         return cls(status, code, message, details=details, headers=headers)
 
     @classmethod
+    def from_shop_error(cls, error: ShopError) -> ApiError:
+        """A shop.lib error raised in the gateway itself (a shared kit's ValidationError, say),
+        answered exactly as the same error coming back from a service."""
+        remote = RemoteError(error.grpc_code, error.code, error.message, details=dict(error.details),
+                             fields=dict(error.fields), retry_after=error.retry_after)
+        return cls.from_remote(remote)
+
+    @classmethod
     def validation(cls, fields: dict[str, list[str]], message: str = "The request is not valid.") -> ApiError:
         return cls(400, "VALIDATION_ERROR", message, details={"fields": fields})
 
@@ -88,17 +97,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(ShopError)
+    async def _shop_error(_request: Request, exc: ShopError) -> JSONResponse:
+        return error_response(ApiError.from_shop_error(exc))
+
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc_error(_request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
         return error_response(ApiError.from_remote(decode_rpc_error(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields: dict[str, list[str]] = {}
+        errors = FieldErrors()
         for err in exc.errors():
             name = "body" if err.get("type") == "json_invalid" else _field_name(tuple(err.get("loc", ())))
-            fields.setdefault(name, []).append(str(err.get("msg", "is not valid")))
-        return error_response(ApiError.validation(fields))
+            errors.add(name, str(err.get("msg", "is not valid")))
+        return error_response(ApiError.validation(errors.fields))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:

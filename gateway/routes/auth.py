@@ -15,7 +15,6 @@ from gateway.deps import (
     Principal,
     client_ip,
     current_user,
-    enum_name,
     get_state,
     ok,
     optional_user,
@@ -25,9 +24,12 @@ from gateway.deps import (
 from gateway.errors import ApiError
 from gateway.responses import JSONResponse
 from shop.auth.v1 import auth_pb2
+from shop.lib.enums import EnumNames
 
 router = APIRouter(prefix="/api/v1", tags=["auth"])
 
+ROLES = EnumNames(auth_pb2.Role)
+USER_STATUSES = EnumNames(auth_pb2.UserStatus)
 REFRESH_COOKIE = "refreshToken"
 REFRESH_COOKIE_PATH = "/api/v1/auth"
 
@@ -41,8 +43,8 @@ def user_json(user: auth_pb2.User) -> dict[str, Any]:
         "firstName": user.first_name,
         "lastName": user.last_name,
         "phone": user.phone or None,
-        "role": enum_name(auth_pb2.Role.Name(user.role), "ROLE_"),
-        "status": enum_name(auth_pb2.UserStatus.Name(user.status), "USER_STATUS_"),
+        "role": ROLES.name(user.role),
+        "status": USER_STATUSES.name(user.status),
         "emailVerified": user.email_verified,
         "mfaEnabled": user.mfa_enabled,
         "createdAt": rfc3339(user.create_time),

@@ -19,13 +19,13 @@ from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_st
 from gateway.errors import ApiError
 from gateway.responses import JSONResponse
 from shop.cart.v1 import cart_pb2
+from shop.lib import idempotency
 from shop.lib.errors import decode_rpc_error
 
 router = APIRouter(prefix="/api/v1", tags=["cart"])
 
 SESSION_HEADER = "X-Session-ID"
 MAX_LINE_QUANTITY = 100
-MAX_IDEMPOTENCY_KEY_LENGTH = 64
 
 
 # -- request bodies and documented responses ------------------------------------------------------
@@ -189,16 +189,13 @@ async def add_cart_item(
     idempotency_key: str | None = Header(
         default=None,
         alias="Idempotency-Key",
-        description="Optional (1..64 characters), scoped to the cart: a repeat with the same body adds nothing "
-        "again and answers the cart with `Idempotent-Replayed: true`; with another body it is "
+        description="Optional (1..128 printable ASCII characters), scoped to the cart: a repeat with the same "
+        "body adds nothing again and answers the cart with `Idempotent-Replayed: true`; with another body it is "
         "422 IDEMPOTENCY_KEY_REUSED. Only successful adds are remembered (at least 24 h).",
     ),
     state: GatewayState = Depends(get_state),
 ) -> JSONResponse:
-    if idempotency_key is not None and not (
-        1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_LENGTH and idempotency_key.isprintable()
-    ):
-        raise ApiError.validation({"Idempotency-Key": [f"must be 1..{MAX_IDEMPOTENCY_KEY_LENGTH} characters"]})
+    idempotency_key = idempotency.clean_key(idempotency_key)
     request = cart_pb2.AddCartItemRequest(
         owner=caller.owner,
         product_id=parse_product_id(body.product_id),
@@ -210,7 +207,7 @@ async def add_cart_item(
     response = await call(caller, state.clients.cart.AddCartItem, request)
     result = cart_response(caller, response.cart)
     if response.replayed:
-        result.headers["Idempotent-Replayed"] = "true"
+        result.headers[idempotency.REPLAYED_HEADER] = "true"
     return result
 
 

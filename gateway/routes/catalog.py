@@ -28,7 +28,6 @@ from gateway.deps import (
     GatewayState,
     Principal,
     current_user,
-    enum_name,
     get_state,
     ok,
     optional_user,
@@ -41,6 +40,8 @@ from gateway.deps import (
 from gateway.errors import ApiError
 from gateway.responses import dumps
 from shop.catalog.v1 import catalog_pb2
+from shop.lib import idempotency
+from shop.lib.enums import EnumNames
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -56,11 +57,7 @@ SORTS = {
     "rating": catalog_pb2.PRODUCT_SORT_RATING,
     "name": catalog_pb2.PRODUCT_SORT_NAME,
 }
-STATUSES = {
-    "ACTIVE": catalog_pb2.PRODUCT_STATUS_ACTIVE,
-    "DRAFT": catalog_pb2.PRODUCT_STATUS_DRAFT,
-    "ARCHIVED": catalog_pb2.PRODUCT_STATUS_ARCHIVED,
-}
+PRODUCT_STATUSES = EnumNames(catalog_pb2.ProductStatus)
 PRODUCT_ID_DOC = "The product's id (a UUID; anything else is 400)."
 
 
@@ -258,7 +255,7 @@ def product_json(product: catalog_pb2.Product) -> dict[str, Any]:
         "brand": product.brand or None,
         "images": list(product.images),
         "stock": product.stock,
-        "status": enum_name(catalog_pb2.ProductStatus.Name(product.status), "PRODUCT_STATUS_"),
+        "status": PRODUCT_STATUSES.name(product.status),
         "sellerId": product.seller_id or None,
         "rating": {"average": round(product.rating_average, 2), "count": product.rating_count},
         "createdAt": rfc3339(product.create_time),
@@ -289,11 +286,7 @@ def review_json(review: catalog_pb2.Review) -> dict[str, Any]:
 
 
 def idempotency_key(value: str | None) -> str:
-    if value is None:
-        return ""
-    if not 1 <= len(value) <= 64:
-        raise ApiError.validation({"Idempotency-Key": ["must be 1..64 characters"]})
-    return value
+    return idempotency.clean_key(value) or ""
 
 
 ProductId = Path(alias="productId", description=PRODUCT_ID_DOC)
@@ -385,7 +378,7 @@ async def create_product(
         brand=body.brand or "",
         images=body.images,
         stock=body.stock,
-        status=STATUSES[body.status],
+        status=PRODUCT_STATUSES.value(body.status),
     )
     response = await state.clients.catalog.CreateProduct(request, metadata=principal.metadata)
     return ok(product_json(response.product), 201)
@@ -428,7 +421,7 @@ async def update_product(
         request.update_images = True
         request.images.extend(body.images or [])
     if "status" in sent:
-        request.status = STATUSES[body.status]
+        request.status = PRODUCT_STATUSES.value(body.status)
     response = await state.clients.catalog.UpdateProduct(request, metadata=principal.metadata)
     state.product_cache.drop(response.product.id)
     return ok(product_json(response.product))

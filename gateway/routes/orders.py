@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 from typing import Any, Literal
 
@@ -16,13 +15,16 @@ from pydantic import Field
 
 from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, page, require_admin, rfc3339
 from gateway.errors import ApiError
+from shop.lib import idempotency
+from shop.lib.enums import EnumNames
 from shop.lib.errors import decode_rpc_error
 from shop.orders.v1 import orders_pb2
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
-REPLAYED_HEADER = "Idempotent-Replayed"
-STATUSES = ("PENDING", "PAID", "PAYMENT_FAILED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED")
+REPLAYED_HEADER = idempotency.REPLAYED_HEADER
+ORDER_STATUSES = EnumNames(orders_pb2.OrderStatus)
+STATUSES = ORDER_STATUSES.names
 WATCH_TIMEOUT_SECONDS = 3600.0
 # An SSE comment line this often while nothing happens keeps proxies from closing the stream.
 KEEPALIVE_SECONDS = 15.0
@@ -71,7 +73,7 @@ class RefundBody(ApiModel):
 # -- shaping -----------------------------------------------------------------------------------
 
 def status_name(value: int) -> str:
-    return orders_pb2.OrderStatus.Name(value).removeprefix("ORDER_STATUS_")
+    return ORDER_STATUSES.name(value)
 
 
 def history_json(entry: orders_pb2.HistoryEntry) -> dict[str, Any]:
@@ -157,19 +159,10 @@ def payment_json(payment: orders_pb2.PaymentRecord) -> dict[str, Any]:
     }
 
 
-def body_fingerprint(body: ApiModel, scope: str) -> str:
-    canonical = json.dumps(
-        {"scope": scope, "body": body.model_dump(by_alias=True, exclude_none=True)},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def require_key(key: str | None) -> str:
-    if key is None or not key.strip():
-        raise ApiError(400, "IDEMPOTENCY_KEY_REQUIRED", "The Idempotency-Key header is required.")
-    return key.strip()
+    """The Idempotency-Key (one rule: shop.lib.idempotency). The request's fingerprint is the
+    orders service's to compute, from the request message, so a key gets one whoever calls."""
+    return idempotency.clean_key(key, required=True) or ""
 
 
 async def idempotent_call(call) -> tuple[Any, dict[str, str]]:
@@ -178,7 +171,7 @@ async def idempotent_call(call) -> tuple[Any, dict[str, str]]:
         return await call, {}
     except grpc.aio.AioRpcError as exc:
         metadata = exc.initial_metadata() or ()
-        replayed = any(key == "idempotent-replayed" and value == "true" for key, value in metadata)
+        replayed = idempotency.is_replayed(metadata)
         error = ApiError.from_remote(decode_rpc_error(exc))
         if replayed:
             error.headers[REPLAYED_HEADER] = "true"
@@ -211,7 +204,6 @@ async def create_order(
         raise ApiError.validation({"shippingAddress": ["give either shippingAddress or addressId"]})
     request = orders_pb2.CreateOrderRequest(
         request_id=key,
-        request_fingerprint=body_fingerprint(body, "create_order"),
         payment_method=body.payment.method,
         payment_token=body.payment.token,
     )
@@ -248,7 +240,7 @@ async def list_orders(
 ) -> JSONResponse:
     request = orders_pb2.ListOrdersRequest(page_size=page_size, page_token=page_token, user_id=user_id or "")
     if status:
-        request.status = orders_pb2.OrderStatus.Value(f"ORDER_STATUS_{status}")
+        request.status = ORDER_STATUSES.value(status)
     response = await state.clients.orders.ListOrders(request, metadata=principal.metadata)
     return page([order_json(order) for order in response.orders], response.next_page_token, response.total_size)
 
@@ -299,7 +291,7 @@ async def update_order_status(
     response = await state.clients.orders.UpdateOrderStatus(
         orders_pb2.UpdateOrderStatusRequest(
             order_id=order_id,
-            status=orders_pb2.OrderStatus.Value(f"ORDER_STATUS_{body.status}"),
+            status=ORDER_STATUSES.value(body.status),
             carrier=body.carrier or "",
             tracking_number=body.tracking_number or "",
         ),
@@ -421,7 +413,6 @@ async def create_refund(
         amount_cents=body.amount_cents or 0,
         reason=body.reason,
         request_id=key,
-        request_fingerprint=body_fingerprint(body, f"refund:{order_id}"),
     )
     response, headers = await idempotent_call(
         state.clients.orders.CreateRefund(request, metadata=principal.metadata, timeout=30)

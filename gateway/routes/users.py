@@ -10,8 +10,19 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, page, require_admin
 from gateway.errors import ApiError
 from gateway.responses import JSONResponse
-from gateway.routes.auth import Data, OutModel, Page, UserOut, documented, user_json, without_refresh_cookie
+from gateway.routes.auth import (
+    ROLES,
+    USER_STATUSES,
+    Data,
+    OutModel,
+    Page,
+    UserOut,
+    documented,
+    user_json,
+    without_refresh_cookie,
+)
 from shop.auth.v1 import auth_pb2
+from shop.lib.validation import FieldErrors
 
 router = APIRouter(prefix="/api/v1", tags=["users"])
 
@@ -103,18 +114,17 @@ _CAMEL = {"first_name": "firstName", "last_name": "lastName", "postal_code": "po
 
 def _patch_values(body: ApiModel, clearable: set[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    problems: dict[str, list[str]] = {}
+    errors = FieldErrors()
     for name in body.model_fields_set:
         value = getattr(body, name)
         if value is None:
             if name in clearable:
                 value = ""
             else:
-                problems.setdefault(_CAMEL.get(name, name), []).append("must not be null")
+                errors.add(_CAMEL.get(name, name), "must not be null")
                 continue
         values[name] = value
-    if problems:
-        raise ApiError.validation(problems)
+    errors.raise_if_any()
     return values
 
 
@@ -209,8 +219,8 @@ async def list_users(
     request = auth_pb2.ListUsersRequest(
         page_size=page_size,
         page_token=page_token,
-        role=auth_pb2.Role.Value(f"ROLE_{role}") if role else auth_pb2.ROLE_UNSPECIFIED,
-        status=auth_pb2.UserStatus.Value(f"USER_STATUS_{status}") if status else auth_pb2.USER_STATUS_UNSPECIFIED,
+        role=ROLES.value_or_unspecified(role),
+        status=USER_STATUSES.value_or_unspecified(status),
         query=q,
     )
     response = await state.clients.auth.ListUsers(request, metadata=principal.metadata)
@@ -233,9 +243,8 @@ async def update_user(user_id: str, body: UserPatch, principal: Principal = Depe
         raise ApiError.validation({"role": ["give a role or a status"], "status": ["give a role or a status"]})
     request = auth_pb2.UpdateUserRequest(
         user_id=user_id,
-        role=auth_pb2.Role.Value(f"ROLE_{body.role}") if body.role else auth_pb2.ROLE_UNSPECIFIED,
-        status=auth_pb2.UserStatus.Value(f"USER_STATUS_{body.status}") if body.status
-        else auth_pb2.USER_STATUS_UNSPECIFIED,
+        role=ROLES.value_or_unspecified(body.role),
+        status=USER_STATUSES.value_or_unspecified(body.status),
     )
     response = await state.clients.auth.UpdateUser(request, metadata=principal.metadata)
     return ok(user_json(response.user))

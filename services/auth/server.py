@@ -22,6 +22,7 @@ from shop.auth.v1 import auth_pb2, auth_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
 from shop.lib.mail import build_mailer
+from shop.lib.periodic import Periodic
 from shop.lib.server import ServiceDefinition, ShopServer
 from shop.lib.tokens import AccessTokenVerifier, KeySet
 
@@ -90,14 +91,7 @@ class Runtime:
 
     async def sweep_forever(self, interval: float = 300.0) -> None:
         """Deletes login attempts outside the lockout window and one-time tokens expired over a day."""
-        while True:
-            try:
-                await self.sweep_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the next round retries
-                log.warning("sweep.failed", error=type(exc).__name__)
-            await asyncio.sleep(interval)
+        await Periodic("sweep", self.sweep_once, interval)()
 
     async def bootstrap_admin(self) -> None:
         await admin.bootstrap_admin(self.settings, self.db)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import structlog
@@ -13,6 +12,7 @@ from services.cart.servicer import CartServicer
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
+from shop.lib.periodic import Periodic
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 
@@ -56,14 +56,12 @@ class Runtime:
 
     async def sweep_forever(self) -> None:
         """Background loop: one sweep at start, then every SHOP_SWEEP_INTERVAL_SECONDS."""
-        while True:
-            try:
-                await self.sweep_expired_guest_carts()
-                await self.sweep_old_requests()
-                await self.sweep_old_checkouts()
-            except Exception as exc:  # a failed sweep must not stop the loop; the next one retries
-                log.warning("cart.sweep_failed", error=type(exc).__name__)
-            await asyncio.sleep(self.settings.sweep_interval_seconds)
+        await Periodic("cart.sweep", self.sweep_once, lambda: self.settings.sweep_interval_seconds)()
+
+    async def sweep_once(self) -> None:
+        await self.sweep_expired_guest_carts()
+        await self.sweep_old_requests()
+        await self.sweep_old_checkouts()
 
 
 def build_server(settings: CartSettings | None = None) -> ShopServer:

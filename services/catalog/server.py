@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import structlog
@@ -14,6 +13,7 @@ from services.catalog.servicer import CatalogServicer
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
+from shop.lib.periodic import Periodic
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
 
@@ -45,14 +45,7 @@ async def sweep_once(runtime: Runtime) -> int:
 
 
 async def sweep_forever(runtime: Runtime) -> None:
-    while True:
-        try:
-            await sweep_once(runtime)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a failed pass (database blip) must not end the loop
-            log.exception("reservations.sweep_failed")
-        await asyncio.sleep(runtime.settings.sweep_interval_seconds)
+    await Periodic("reservations.sweep", lambda: sweep_once(runtime), lambda: runtime.settings.sweep_interval_seconds)()
 
 
 def build_server(settings: CatalogSettings | None = None) -> ShopServer:

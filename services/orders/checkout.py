@@ -33,6 +33,7 @@ from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
 from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
 from shop.lib.errors import Aborted, Conflict, NotFound, ShopError, Unavailable, ValidationError, decode_rpc_error
+from shop.lib.periodic import Periodic
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
@@ -265,14 +266,7 @@ class Checkout:
         return taken
 
     async def recovery_loop(self) -> None:
-        while True:
-            try:
-                await self.recover_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("recovery.failed")
-            await asyncio.sleep(self.settings.recovery_interval_seconds)
+        await Periodic("recovery", self.recover_once, lambda: self.settings.recovery_interval_seconds)()
 
     async def purge_once(self) -> int:
         """Deletes idempotency keys older than `idempotency_ttl_seconds`."""
@@ -284,14 +278,7 @@ class Checkout:
         return purged
 
     async def purge_loop(self) -> None:
-        while True:
-            try:
-                await self.purge_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("idempotency.purge_failed")
-            await asyncio.sleep(self.settings.purge_interval_seconds)
+        await Periodic("idempotency.purge", self.purge_once, lambda: self.settings.purge_interval_seconds)()
 
 
 async def _value(value: Any) -> Any:

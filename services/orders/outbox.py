@@ -32,6 +32,7 @@ from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import decode_rpc_error
+from shop.lib.periodic import Periodic
 from shop.payments.v1 import payments_pb2
 
 log = structlog.get_logger("orders.outbox")
@@ -289,11 +290,4 @@ class OutboxRelay:
         return len(order_ids)
 
     async def loop(self) -> None:
-        while True:
-            try:
-                await self.run_due_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox.loop_failed")
-            await asyncio.sleep(self.settings.outbox_interval_seconds)
+        await Periodic("outbox.loop", self.run_due_once, lambda: self.settings.outbox_interval_seconds)()

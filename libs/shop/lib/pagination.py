@@ -1,7 +1,17 @@
-"""Opaque, tamper-evident page tokens (AIP-158) for keyset pagination.
+"""Keyset pagination (AIP-158): page sizes, and opaque, tamper-evident page tokens.
 
 A token carries the last row's sort key and id, bound to a fingerprint of the query's filters
-and signed with SHOP_PAGE_TOKEN_SECRET: a forged token, or one from another query, is refused.
+(`fingerprint(**filters)`) and signed with SHOP_PAGE_TOKEN_SECRET: a forged token, one from another
+query, or one whose key does not parse is the one error, 400 INVALID_PAGE_TOKEN
+(`invalid_page_token()`). A list handler is:
+
+    query = fingerprint(kind="orders", status=status)
+    after = tokens.decode_after(request.page_token, query, parse_key=aware_datetime)  # None: first page
+    rows = ...keyset query after (key, id), size + 1 rows...
+    next_token = tokens.encode_after(last.created_at, last.id, query) if more else ""
+
+`encode_after`/`decode_after` take the position's field names (`key_field="k", id_field="id"` by
+default) so a list keeps the token format it has already given out.
 """
 
 from __future__ import annotations
@@ -10,6 +20,8 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from shop.lib.errors import InvalidArgument
@@ -27,6 +39,25 @@ def page_size(requested: int) -> int:
             fields={"pageSize": [f"must be between 1 and {MAX_PAGE_SIZE}"]},
         )
     return requested
+
+
+def invalid_page_token() -> InvalidArgument:
+    """The one error for a page token that is not valid for this query."""
+    return InvalidArgument(
+        "The page token is not valid for this query.",
+        code="INVALID_PAGE_TOKEN",
+        fields={"pageToken": ["is not valid for this query"]},
+    )
+
+
+def aware_datetime(raw: Any) -> datetime:
+    """A timestamp sort key back from its ISO text (ValueError unless timezone-aware)."""
+    if not isinstance(raw, str):
+        raise ValueError("not a timestamp")
+    value = datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        raise ValueError("naive timestamp")
+    return value
 
 
 def fingerprint(**filters: Any) -> str:
@@ -60,8 +91,25 @@ class PageTokens:
                 raise ValueError("token of another query")
             return data["p"]
         except (ValueError, TypeError, UnicodeDecodeError):
-            raise InvalidArgument(
-                "The page token is not valid for this query.",
-                code="INVALID_PAGE_TOKEN",
-                fields={"pageToken": ["is not valid for this query"]},
-            ) from None
+            raise invalid_page_token() from None
+
+    def encode_after(self, sort_key: Any, row_id: str, query: str, *,
+                     key_field: str = "k", id_field: str = "id") -> str:
+        """The token of the page after the row (`sort_key`, `row_id`); a datetime is kept as ISO text."""
+        value = sort_key.isoformat() if isinstance(sort_key, datetime) else sort_key
+        return self.encode({key_field: value, id_field: row_id}, query)
+
+    def decode_after(self, token: str, query: str, *, parse_key: Callable[[Any], Any] = lambda raw: raw,
+                     key_field: str = "k", id_field: str = "id") -> tuple[Any, str] | None:
+        """(sort key, row id) after which the page starts; None for the first page. A key that
+        `parse_key` refuses (ValueError, TypeError) is INVALID_PAGE_TOKEN too."""
+        position = self.decode(token, query)
+        if position is None:
+            return None
+        try:
+            row_id = position[id_field]
+            if not isinstance(row_id, str):
+                raise TypeError("id is not a string")
+            return parse_key(position[key_field]), row_id
+        except (KeyError, TypeError, ValueError):
+            raise invalid_page_token() from None

@@ -32,6 +32,7 @@ from shop.lib.context import Caller, caller_var, deadline_var, new_request_id, r
 from shop.lib.db import Database
 from shop.lib.errors import ShopError, decode_rpc_error, to_grpc_status
 from shop.lib.migrations import upgrade_async
+from shop.lib.periodic import Periodic
 from shop.lib.settings import ServiceSettings
 from shop.lib.tokens import SERVICE_METADATA_KEY, AccessTokenVerifier, ServiceTokens
 
@@ -288,11 +289,11 @@ class ShopServer:
         """Readiness follows the database: NOT_SERVING while it does not answer, SERVING again
         once it does (unless the server is stopping, which keeps NOT_SERVING)."""
         interval = self.settings.readiness_probe_seconds
-        while not self._stopped.is_set():
-            await asyncio.sleep(interval)
+
+        async def probe() -> None:
             up = await database.ping(timeout=interval)
             if up == self._database_up or self._stopped.is_set():
-                continue
+                return
             self._database_up = up
             if up:
                 log.info("readiness.database_back")
@@ -300,6 +301,8 @@ class ShopServer:
             else:
                 log.warning("readiness.database_unreachable")
                 await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+        await Periodic("readiness.database", probe, interval, jitter=0)()
 
     async def stop(self, grace: float | None = None) -> None:
         if self._server is None or self._stopped.is_set():

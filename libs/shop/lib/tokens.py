@@ -19,6 +19,7 @@ import jwt
 
 from shop.lib.context import Caller
 from shop.lib.errors import Unauthenticated
+from shop.lib.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +109,7 @@ class RevokedSessions:
 
     async def poll_forever(self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]],
                            interval: float) -> None:
-        while True:
-            try:
-                await self.poll_once(fetch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("revocation poll failed: %s", type(exc).__name__)
-            await asyncio.sleep(interval)
+        await Periodic("revocations.poll", lambda: self.poll_once(fetch), interval)()
 
 
 class AccessTokenVerifier:
