@@ -41,7 +41,7 @@ class AddressBody(ApiModel):
     state: str | None = Field(None, max_length=200)
     postal_code: str = Field(max_length=200)
     country: str = Field(description="ISO 3166-1 alpha-2", max_length=200)
-    phone: str | None = Field(None, max_length=200)
+    phone: str | None = Field(None, max_length=32)
 
 
 class PaymentBody(ApiModel):

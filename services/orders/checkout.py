@@ -20,7 +20,6 @@ from typing import Any
 
 import grpc
 import structlog
-from google.protobuf.json_format import MessageToDict
 
 from services.orders import domain, repository
 from services.orders.domain import Stage
@@ -32,7 +31,8 @@ from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
 from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
-from shop.lib.errors import Aborted, Conflict, NotFound, ShopError, Unavailable, ValidationError, decode_rpc_error
+from shop.lib.errors import Aborted, NotFound, Unavailable, ValidationError, decode_rpc_error
+from shop.lib.idempotency import check_replay, clean_key, in_progress, message_fingerprint
 from shop.lib.periodic import Periodic
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
@@ -73,9 +73,10 @@ class Checkout:
         """Returns the serialized CreateOrderResponse and whether it is a replay; raises the
         outcome's error (stored too) otherwise."""
         user_id = caller.user_id or ""
-        key = request.request_id
-        domain.validate_idempotency_key(key)
-        fingerprint = request.request_fingerprint or request_fingerprint(request)
+        key = clean_key(request.request_id, required=True)
+        # The service's own fingerprint of what is asked (the deprecated request_fingerprint field
+        # is ignored): one key gets one fingerprint whoever calls.
+        fingerprint = message_fingerprint(request)
         existing = await repository.key_row(self.db, user_id, key)
         if existing is not None:
             return await self.replay(existing, fingerprint)
@@ -101,8 +102,7 @@ class Checkout:
         return await self.outcome(user_id, key, replayed=False)
 
     async def replay(self, row: Any, fingerprint: str) -> tuple[bytes, bool]:
-        if row.operation != OPERATION or row.fingerprint != fingerprint:
-            raise key_reused()
+        check_replay(row.fingerprint, fingerprint, stored_operation=row.operation, operation=OPERATION)
         if row.state != "completed":
             # The first request is still running, or died: take over only when its lease lapsed.
             async with self.db.transaction() as session:
@@ -169,7 +169,7 @@ class Checkout:
                 raise NotFound("Address not found.", code="ADDRESS_NOT_FOUND") from None
             raise
         raw = {name: getattr(response.address, name) for name in domain.ADDRESS_FIELDS}
-        return domain.validate_address(raw, prefix="address")
+        return domain.validate_address(raw, prefix="address", saved=True)
 
     async def customer_email(self, caller: Caller, bearer: str | None) -> str:
         """The customer's email (for the order emails), snapshotted into the order: from the access
@@ -283,20 +283,3 @@ class Checkout:
 
 async def _value(value: Any) -> Any:
     return value
-
-
-def request_fingerprint(request: orders_pb2.CreateOrderRequest) -> str:
-    body = MessageToDict(request, preserving_proto_field_name=True)
-    body.pop("request_id", None)
-    body.pop("request_fingerprint", None)
-    return domain.fingerprint(body)
-
-
-def key_reused() -> ShopError:
-    return Conflict(
-        "This Idempotency-Key was used with a different request.", code="IDEMPOTENCY_KEY_REUSED"
-    )
-
-
-def in_progress() -> ShopError:
-    return Aborted("A request with this Idempotency-Key is still running; retry shortly.", code="REQUEST_IN_PROGRESS")

@@ -1,18 +1,18 @@
 """Rules of the orders service: totals, order numbers, statuses and transitions, address and
-payment validation, request fingerprints. Pure: no grpc, no database, no network."""
+payment validation. Pure: no grpc, no database, no network. (The Idempotency-Key rule and the
+request fingerprint are shop.lib.idempotency's.)"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
+from shop.lib.addresses import clean_country, clean_phone
 from shop.lib.errors import Conflict, ValidationError
+from shop.lib.validation import FieldErrors
 
 # -- statuses ----------------------------------------------------------------------------------
 
@@ -129,17 +129,17 @@ def check_transition(current: str, target: str, carrier: str, tracking_number: s
     """Admin fulfilment: PAID→PROCESSING→SHIPPED→DELIVERED only; SHIPPED needs carrier and tracking."""
     if target not in STATUSES:
         raise ValidationError.single("status", "must be one of PROCESSING, SHIPPED, DELIVERED")
+    errors = FieldErrors()
     if target == SHIPPED:
-        fields = {}
         if not carrier.strip():
-            fields["carrier"] = ["is required when the status is SHIPPED"]
+            errors.add("carrier", "is required when the status is SHIPPED")
         if not tracking_number.strip():
-            fields["trackingNumber"] = ["is required when the status is SHIPPED"]
-        if fields:
-            raise ValidationError(fields)
-    if len(carrier) > 100 or len(tracking_number) > 100:
-        name = "carrier" if len(carrier) > 100 else "trackingNumber"
-        raise ValidationError({name: ["must be at most 100 characters"]})
+            errors.add("trackingNumber", "is required when the status is SHIPPED")
+        errors.raise_if_any()
+    for name, value in (("carrier", carrier), ("trackingNumber", tracking_number)):
+        if len(value) > 100:
+            errors.add(name, "must be at most 100 characters")
+    errors.raise_if_any()
     if NEXT_STATUS.get(current) != target:
         raise Conflict(
             f"An order cannot go from {current} to {target}.",
@@ -225,34 +225,26 @@ _CAMEL = {
 }
 MAX_ADDRESS_FIELD = 200
 
-# ISO 3166-1 alpha-2 (officially assigned codes).
-ISO_COUNTRIES = frozenset(
-    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
-    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG
-    EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR
-    HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR
-    LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG
-    NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE
-    SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA
-    UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW""".split()
-)
 
-
-def validate_address(address: dict[str, str], prefix: str = "shippingAddress") -> dict[str, str]:
-    """A normalised copy (trimmed, country upper-cased) or 400 with every bad field."""
+def validate_address(address: dict[str, str], prefix: str = "shippingAddress", *, saved: bool = False
+                     ) -> dict[str, str]:
+    """A normalised copy (trimmed, country upper-cased) or 400 with every bad field. The country
+    and phone rules are shop.lib.addresses' (the phone a possible number for the country). A
+    `saved` address (auth's address book) keeps its phone as auth accepted it when it was saved:
+    a buyer is not refused at checkout for a number an older rule let in."""
+    errors = FieldErrors(prefix=prefix)
     clean = {name: (address.get(name) or "").strip() for name in ADDRESS_FIELDS}
-    clean["country"] = clean["country"].upper()
-    fields: dict[str, list[str]] = {}
     for name in REQUIRED_ADDRESS_FIELDS:
         if not clean[name]:
-            fields[f"{prefix}.{_CAMEL.get(name, name)}"] = ["is required"]
+            errors.add(_CAMEL.get(name, name), "is required")
     for name in ADDRESS_FIELDS:
-        if len(clean[name]) > MAX_ADDRESS_FIELD:
-            fields[f"{prefix}.{_CAMEL.get(name, name)}"] = [f"must be at most {MAX_ADDRESS_FIELD} characters"]
-    if clean["country"] and clean["country"] not in ISO_COUNTRIES:
-        fields[f"{prefix}.country"] = ["must be an ISO 3166-1 alpha-2 country code"]
-    if fields:
-        raise ValidationError(fields)
+        if name not in ("country", "phone") and len(clean[name]) > MAX_ADDRESS_FIELD:
+            errors.set(_CAMEL.get(name, name), f"must be at most {MAX_ADDRESS_FIELD} characters")
+    if clean["country"]:
+        clean["country"] = clean_country(errors, "country", clean["country"])
+    if not saved:
+        clean["phone"] = clean_phone(errors, "phone", clean["phone"], clean["country"])
+    errors.raise_if_any()
     return clean
 
 
@@ -260,35 +252,14 @@ PAYMENT_METHOD_CARD = "card"
 
 
 def validate_payment(method: str, token: str) -> None:
-    fields: dict[str, list[str]] = {}
+    errors = FieldErrors(prefix="payment")
     if (method or "") != PAYMENT_METHOD_CARD:
-        fields["payment.method"] = ["must be 'card'"]
+        errors.add("method", "must be 'card'")
     if not (token or "").strip():
-        fields["payment.token"] = ["is required"]
+        errors.add("token", "is required")
     elif len(token) > 255:
-        fields["payment.token"] = ["must be at most 255 characters"]
-    if fields:
-        raise ValidationError(fields)
-
-
-_KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,128}$")
-
-
-def validate_idempotency_key(key: str) -> None:
-    if not key:
-        from shop.lib.errors import InvalidArgument
-
-        raise InvalidArgument(
-            "The Idempotency-Key header is required.", code="IDEMPOTENCY_KEY_REQUIRED"
-        )
-    if not _KEY_PATTERN.match(key):
-        raise ValidationError.single("Idempotency-Key", "must be 1..128 printable ASCII characters")
-
-
-def fingerprint(value: Any) -> str:
-    """sha256 of the canonical JSON of a request body."""
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+        errors.add("token", "must be at most 255 characters")
+    errors.raise_if_any()
 
 
 # -- emails ------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from services.orders import domain, repository
@@ -21,8 +20,8 @@ from services.orders.repository import OrderView
 from services.orders.saga import complete_key
 from shop.lib.context import Caller
 from shop.lib.db import utcnow
-from shop.lib.errors import Conflict, InvalidArgument, NotFound
-from shop.lib.pagination import PageTokens, fingerprint, page_size
+from shop.lib.errors import Conflict, NotFound
+from shop.lib.pagination import PageTokens, aware_datetime, fingerprint, page_size
 
 if TYPE_CHECKING:
     from services.orders.events import OrderEvents
@@ -63,13 +62,7 @@ class Lifecycle:
         owner = (user_id or None) if caller.is_admin else caller.user_id
         viewer = "*" if caller.is_admin else caller.user_id
         query = fingerprint(user_id=owner or "", status=status or "", viewer=viewer)
-        position = self.tokens.decode(page_token, query)
-        after = None
-        if position is not None:
-            try:
-                after = (datetime.fromisoformat(position["t"]), str(position["id"]))
-            except (KeyError, ValueError, TypeError):
-                raise InvalidArgument("The page token is not valid.", code="INVALID_PAGE_TOKEN") from None
+        after = self.tokens.decode_after(page_token, query, parse_key=aware_datetime, key_field="t")
         async with self.db.transaction() as session:
             rows, total = await repository.list_orders(session, user_id=owner, status=status, after=after, limit=size)
             more = len(rows) > size
@@ -78,7 +71,7 @@ class Lifecycle:
         next_token = ""
         if more and rows:
             last = rows[-1]
-            next_token = self.tokens.encode({"t": last.created_at.isoformat(), "id": last.id}, query)
+            next_token = self.tokens.encode_after(last.created_at, last.id, query, key_field="t")
         return views, next_token, total
 
     # -- cancel --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import grpc
 
 from services.orders.repository import OrderView
 from shop.lib.db import to_timestamp
+from shop.lib.enums import EnumNames
 from shop.lib.errors import (
     _ERROR_CLASS_BY_GRPC_CODE,
     HTTP_STATUS_BY_GRPC_CODE,
@@ -20,26 +21,16 @@ from shop.lib.errors import (
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
-
-def status_enum(status: str) -> int:
-    return orders_pb2.OrderStatus.Value(f"ORDER_STATUS_{status}")
-
-
-def status_name(value: int) -> str:
-    name = orders_pb2.OrderStatus.Name(value)
-    return name.removeprefix("ORDER_STATUS_")
-
-
-def payment_status_name(value: int) -> str:
-    return payments_pb2.PaymentStatus.Name(value).removeprefix("PAYMENT_STATUS_")
-
-
-def refund_status_name(value: int) -> str:
-    return payments_pb2.RefundStatus.Name(value).removeprefix("REFUND_STATUS_")
+# Proto enum value <-> the name the API and the tables use (ORDER_STATUS_PAID <-> "PAID").
+ORDER_STATUSES = EnumNames(orders_pb2.OrderStatus)
+PAYMENT_STATUSES = EnumNames(payments_pb2.PaymentStatus)
+REFUND_STATUSES = EnumNames(payments_pb2.RefundStatus)
 
 
 def history_proto(entry: Any) -> orders_pb2.HistoryEntry:
-    return orders_pb2.HistoryEntry(status=status_enum(entry.status), time=to_timestamp(entry.at), note=entry.note)
+    return orders_pb2.HistoryEntry(
+        status=ORDER_STATUSES.value(entry.status), time=to_timestamp(entry.at), note=entry.note
+    )
 
 
 def order_proto(view: OrderView) -> orders_pb2.Order:
@@ -49,7 +40,7 @@ def order_proto(view: OrderView) -> orders_pb2.Order:
         id=order.id,
         number=order.number,
         user_id=order.user_id,
-        status=status_enum(order.status),
+        status=ORDER_STATUSES.value(order.status),
         items=[
             orders_pb2.OrderItem(
                 product_id=item.product_id,
@@ -92,7 +83,9 @@ _ADDRESS_KEYS = ("first_name", "last_name", "line1", "line2", "city", "state", "
 def watch_message(view: OrderView, entry: Any = None) -> orders_pb2.WatchOrderResponse:
     """A WatchOrder message: a history entry (the order's current state when there is none yet)."""
     if entry is None:
-        event = orders_pb2.HistoryEntry(status=status_enum(view.order.status), time=to_timestamp(view.order.updated_at))
+        event = orders_pb2.HistoryEntry(
+            status=ORDER_STATUSES.value(view.order.status), time=to_timestamp(view.order.updated_at)
+        )
     else:
         event = history_proto(entry)
     return orders_pb2.WatchOrderResponse(event=event, order=order_proto(view))
@@ -105,7 +98,7 @@ def refund_record(refund: payments_pb2.Refund) -> orders_pb2.RefundRecord:
         id=refund.id,
         payment_id=refund.payment_id,
         amount_cents=refund.amount_cents,
-        status=refund_status_name(refund.status),
+        status=REFUND_STATUSES.name(refund.status),
         reason=refund.reason,
         create_time=refund.create_time,
     )
@@ -114,7 +107,7 @@ def refund_record(refund: payments_pb2.Refund) -> orders_pb2.RefundRecord:
 def payment_record(payment: payments_pb2.Payment) -> orders_pb2.PaymentRecord:
     return orders_pb2.PaymentRecord(
         id=payment.id,
-        status=payment_status_name(payment.status),
+        status=PAYMENT_STATUSES.name(payment.status),
         method=payment.method,
         brand=payment.brand,
         last4=payment.last4,

@@ -26,7 +26,7 @@ import structlog
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind
 from services.orders.events import OrderEvents
-from services.orders.mapping import payment_status_name
+from services.orders.mapping import PAYMENT_STATUSES
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
@@ -247,7 +247,7 @@ class OutboxRelay:
         payment = response.payment
         return {
             "refunded_cents": payment.refunded_cents,
-            "payment_status": payment_status_name(payment.status),
+            "payment_status": PAYMENT_STATUSES.name(payment.status),
         }
 
     async def email(self, row: Any, order: Any) -> dict[str, Any]:

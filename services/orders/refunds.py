@@ -1,8 +1,9 @@
 """Use cases of an order's money after checkout: ListOrderPayments and CreateRefund (an admin).
 
-CreateRefund is idempotent by (admin, request id) with a fingerprint, across a remote call, so it
-is three short steps rather than one transaction: claim the key (its own transaction: a new row,
-or a lapsed claim taken over), ask payments to refund (request id derived from the key's row, so
+CreateRefund is idempotent by (admin, request id) with the request message's fingerprint
+(shop.lib.idempotency's key rule, fingerprint and replay check), across a remote call, so it is
+three short steps rather than one transaction: claim the key (its own transaction: a new row, or
+a lapsed claim taken over), ask payments to refund (request id derived from the key's row, so
 a retry never refunds twice), then record what payments answered on the order (one ORM
 transaction: refunded cents, payment status, REFUNDED with the stock returned when it is full)
 and store the answer under the key. A refusal frees the key, so a corrected retry may reuse it.
@@ -10,7 +11,6 @@ and store the answer under the key. A refusal frees the key, so a corrected retr
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +18,14 @@ import grpc
 from sqlalchemy.exc import IntegrityError
 
 from services.orders import domain, repository
-from services.orders.checkout import in_progress, key_reused
 from services.orders.domain import OutboxKind
 from services.orders.lifecycle import Lifecycle, not_found
-from services.orders.mapping import error_from_stored, order_proto, payment_status_name, refund_record
+from services.orders.mapping import PAYMENT_STATUSES, error_from_stored, order_proto, refund_record
 from services.orders.repository import OrderView
 from shop.lib.context import Caller
 from shop.lib.db import utcnow
 from shop.lib.errors import ShopError, decode_rpc_error
+from shop.lib.idempotency import check_replay, clean_key, in_progress, key_reused, message_fingerprint
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
@@ -59,17 +59,16 @@ class Refunds:
     async def refund(self, caller: Caller, request: orders_pb2.CreateRefundRequest
                      ) -> tuple[orders_pb2.CreateRefundResponse, bool]:
         """The refund's answer and whether it is a replay of the key's stored one."""
-        domain.validate_idempotency_key(request.request_id)
+        key = clean_key(request.request_id, required=True)
         reason = domain.validate_refund(request.amount_cents, request.reason)
-        fp = request.request_fingerprint or hashlib.sha256(
-            f"{request.order_id}|{request.amount_cents}|{reason}".encode()
-        ).hexdigest()
+        fp = message_fingerprint(request)
         user_id = caller.user_id or ""
         if await repository.order_row(self.db, request.order_id) is None:
             raise not_found()
-        row = await repository.key_row(self.db, user_id, request.request_id)
+        row = await repository.key_row(self.db, user_id, key)
         if row is not None:
-            if row.operation != REFUND_OPERATION or row.fingerprint != fp or row.order_id != request.order_id:
+            check_replay(row.fingerprint, fp, stored_operation=row.operation, operation=REFUND_OPERATION)
+            if row.order_id != request.order_id:
                 raise key_reused()
             if row.state == "completed":
                 return _stored(row), True
@@ -78,7 +77,7 @@ class Refunds:
                     raise in_progress()
             key_id = row.id
         else:
-            key_id = await self._new_key(user_id, request, fp)
+            key_id = await self._new_key(user_id, key, request.order_id, fp)
         try:
             response = await self._refund(request.order_id, request.amount_cents, reason, f"refund-{key_id}")
         except ShopError as error:
@@ -90,14 +89,14 @@ class Refunds:
             await repository.store_key_answer(session, key_id, response.SerializeToString())
         return response, False
 
-    async def _new_key(self, user_id: str, request: orders_pb2.CreateRefundRequest, fp: str) -> str:
+    async def _new_key(self, user_id: str, key: str, order_id: str, fp: str) -> str:
         """The key's row, in progress and held by this request; REQUEST_IN_PROGRESS when a
         concurrent request with the same key recorded it first."""
         try:
             async with self.db.transaction() as session:
                 row = repository.insert_key(
-                    session, user_id=user_id, key=request.request_id, operation=REFUND_OPERATION, fingerprint=fp,
-                    state="in_progress", order_id=request.order_id,
+                    session, user_id=user_id, key=key, operation=REFUND_OPERATION, fingerprint=fp,
+                    state="in_progress", order_id=order_id,
                     locked_until=utcnow() + timedelta(seconds=self.settings.stale_after_seconds),
                 )
         except IntegrityError:
@@ -138,7 +137,7 @@ class Refunds:
             order = await repository.get_order(session, order_id, for_update=True)
             assert order is not None
             order.refunded_cents = max(order.refunded_cents, payment.refunded_cents)
-            order.payment_status = payment_status_name(payment.status)
+            order.payment_status = PAYMENT_STATUSES.name(payment.status)
             order.updated_at = utcnow()
             full = payment.captured_cents > 0 and payment.refunded_cents >= payment.captured_cents
             if full and order.status in domain.REFUNDABLE:

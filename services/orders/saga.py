@@ -39,7 +39,7 @@ import grpc
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind, Stage
 from services.orders.events import OrderEvents
-from services.orders.mapping import error_to_stored, http_status_of, order_proto, payment_status_name
+from services.orders.mapping import PAYMENT_STATUSES, error_to_stored, http_status_of, order_proto
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
@@ -300,7 +300,7 @@ class Saga:
         now = utcnow()
         payment_status = order.payment_status
         if payment is not None:
-            payment_status = payment_status_name(payment.status)
+            payment_status = PAYMENT_STATUSES.name(payment.status)
         elif error is not None and error.code == "PAYMENT_DECLINED":
             payment_status = "DECLINED"
         captured = order.captured_cents

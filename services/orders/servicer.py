@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from services.orders.mapping import order_payments_proto, order_proto, status_name, watch_message
+from services.orders.mapping import ORDER_STATUSES, order_payments_proto, order_proto, watch_message
 from shop.lib.context import require_admin, require_user
+from shop.lib.idempotency import REPLAYED_METADATA
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
-
-# Initial metadata of a replayed CreateOrder whose stored answer is an error.
-REPLAYED_METADATA = (("idempotent-replayed", "true"),)
 
 
 def bearer_of(context) -> str | None:
@@ -44,7 +42,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
 
     async def ListOrders(self, request, context):
         caller = require_user()
-        status = status_name(request.status) if request.status else None
+        status = ORDER_STATUSES.optional(request.status)
         views, next_token, total = await self.runtime.lifecycle.list(
             caller, status=status, user_id=request.user_id, size=request.page_size, page_token=request.page_token
         )
@@ -59,7 +57,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
 
     async def UpdateOrderStatus(self, request, context):
         caller = require_admin()
-        target = status_name(request.status) if request.status else ""
+        target = ORDER_STATUSES.optional(request.status) or ""
         view = await self.runtime.lifecycle.update_status(
             caller, request.order_id, target, request.carrier, request.tracking_number
         )

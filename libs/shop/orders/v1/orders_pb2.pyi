@@ -18,6 +18,11 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
+
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class _OrderStatus:
@@ -271,10 +276,22 @@ class CreateOrderRequest(_message.Message):
     address_id: _builtins.str
     payment_method: _builtins.str
     payment_token: _builtins.str
-    request_fingerprint: _builtins.str
-    """Hash of the canonical request body (the gateway's); a repeat of request_id with another
-    fingerprint is refused with IDEMPOTENCY_KEY_REUSED. Computed from this request when empty.
-    """
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def request_fingerprint(self) -> _builtins.str:
+        """Deprecated and ignored: the service computes every request's fingerprint from the message
+        itself (shop.lib.idempotency.message_fingerprint), so one key gets one fingerprint whoever
+        calls; a repeat of request_id with another request is refused with IDEMPOTENCY_KEY_REUSED.
+        """
+
+    @request_fingerprint.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def request_fingerprint(self, value: _builtins.str) -> None:
+        """Deprecated and ignored: the service computes every request's fingerprint from the message
+        itself (shop.lib.idempotency.message_fingerprint), so one key gets one fingerprint whoever
+        calls; a repeat of request_id with another request is refused with IDEMPOTENCY_KEY_REUSED.
+        """
+
     @_builtins.property
     def shipping_address(self) -> Global___ShippingAddress: ...
     def __init__(
@@ -694,8 +711,16 @@ class CreateRefundRequest(_message.Message):
     reason: _builtins.str
     request_id: _builtins.str
     """Idempotency key (AIP-155), scoped to the calling admin."""
-    request_fingerprint: _builtins.str
-    """As in CreateOrderRequest."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def request_fingerprint(self) -> _builtins.str:
+        """Deprecated and ignored, as in CreateOrderRequest."""
+
+    @request_fingerprint.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def request_fingerprint(self, value: _builtins.str) -> None:
+        """Deprecated and ignored, as in CreateOrderRequest."""
+
     def __init__(
         self,
         *,
