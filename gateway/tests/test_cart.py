@@ -469,6 +469,12 @@ async def test_idempotency_key_replays_without_adding_again(suite, http):
     response = await http.post("/api/v1/cart/items", json=body, headers=elsewhere)
     assert response.status_code == 200 and "idempotent-replayed" not in response.headers
     assert response.json()["data"]["items"][0]["quantity"] == 2
+    # the longest key (128 characters) is stored and replayed like any other
+    longest = {**guest(), "Idempotency-Key": "k" * 128}
+    first = await http.post("/api/v1/cart/items", json=body, headers=longest)
+    assert first.status_code == 200 and "idempotent-replayed" not in first.headers, first.text
+    again = await http.post("/api/v1/cart/items", json=body, headers=longest)
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
 
 
 async def test_a_refused_add_does_not_burn_its_key(suite, http):

@@ -18,6 +18,7 @@ from services.cart.mapping import product_info
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.db import Transaction, utcnow
 from shop.lib.errors import Aborted, NotFound
+from shop.lib.idempotency import check_replay
 
 # -- pricing ----------------------------------------------------------------------------------------
 
@@ -60,7 +61,7 @@ async def add_item(runtime, owner: Owner, product_id: str, quantity: int, reques
     if request_id is not None:
         stored = await repository.read_request_fingerprint(runtime.db, owner.cart_id, request_id)
         if stored is not None:  # a repeat: nothing is added again
-            domain.check_replay(stored, fingerprint)
+            check_replay(stored, fingerprint)
             return await priced(runtime, owner), True
     # One catalog call prices the whole answer: the product added and the lines already there.
     lines_before = await repository.read_lines(runtime.db, owner.cart_id)
@@ -74,7 +75,7 @@ async def add_item(runtime, owner: Owner, product_id: str, quantity: int, reques
         if request_id is not None:
             stored = await repository.remember_request(tx, cart_id, request_id, fingerprint, now)
         if stored is not None:  # the same key won a race with this request
-            domain.check_replay(stored, fingerprint)
+            check_replay(stored, fingerprint)
         else:
             await _check_room(runtime, tx, cart_id, product_id)
             added = await repository.add_quantity(tx, cart_id, product_id, quantity, domain.line_cap(product), now)

@@ -92,28 +92,12 @@ def resolve_owner(caller: Caller, user_id: str, session_id: str, user_owner_serv
     raise ValidationError({"owner": ["is required: a userId or a sessionId"]})
 
 
-# -- idempotency keys -----------------------------------------------------------------------------
-
-MAX_REQUEST_ID_LENGTH = 64
-
-
-def validate_request_id(value: str) -> str | None:
-    """An AddCartItem idempotency key (1..64 characters), or None when there is none."""
-    if not value:
-        return None
-    if len(value) > MAX_REQUEST_ID_LENGTH or not value.isprintable():
-        raise ValidationError.single("requestId", f"must be 1..{MAX_REQUEST_ID_LENGTH} printable characters")
-    return value
-
+# -- idempotency keys (the key rule and the replay check are shop.lib.idempotency's) ----------------
 
 def add_fingerprint(product_id: str, quantity: int) -> str:
-    """What an AddCartItem asked for: a repeated key must ask for the same."""
+    """What an AddCartItem asked for: a repeated key must ask for the same. (The formula predates
+    the kit's message fingerprint; fingerprints already stored keep matching.)"""
     return hashlib.sha256(f"add|{product_id}|{quantity}".encode()).hexdigest()
-
-
-def check_replay(stored_fingerprint: str, fingerprint: str) -> None:
-    if stored_fingerprint != fingerprint:
-        raise Conflict("This idempotency key was used for another request.", code="IDEMPOTENCY_KEY_REUSED")
 
 
 def request_cutoff(now: datetime, ttl_hours: int) -> datetime:

@@ -61,7 +61,8 @@ class CartRequest(CartBase):
     cart_id: Mapped[str] = mapped_column(
         UUIDString(), ForeignKey("carts.id", ondelete="CASCADE"), nullable=False
     )
-    request_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The Idempotency-Key (shop.lib.idempotency: 1..128 printable ASCII).
+    request_id: Mapped[str] = mapped_column(String(128), nullable=False)
     # sha256 of what was asked (product and quantity): the same key with another body is refused.
     fingerprint: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False, index=True)

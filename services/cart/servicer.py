@@ -10,6 +10,7 @@ from services.cart.mapping import cart_proto, checkout_lines_proto
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.context import current_caller, require_service
 from shop.lib.errors import InvalidArgument
+from shop.lib.idempotency import clean_key
 
 
 class CartServicer(cart_pb2_grpc.CartServiceServicer):
@@ -29,7 +30,7 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
         owner = self._owner(request.owner)
         product_id = domain.parse_uuid(request.product_id, "productId")
         quantity = domain.validate_add_quantity(request.quantity)
-        request_id = domain.validate_request_id(request.request_id)
+        request_id = clean_key(request.request_id or None, field_name="requestId")
         cart, replayed = await carts.add_item(self.runtime, owner, product_id, quantity, request_id)
         return cart_pb2.AddCartItemResponse(cart=cart_proto(cart), replayed=replayed)
 

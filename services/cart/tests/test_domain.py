@@ -11,6 +11,7 @@ from services.cart import domain
 from services.cart.domain import Line, Owner, ProductInfo
 from shop.lib.context import Caller
 from shop.lib.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unauthenticated, ValidationError
+from shop.lib.idempotency import check_replay, clean_key
 
 USER = str(uuid.uuid4())
 OTHER = str(uuid.uuid4())
@@ -172,16 +173,19 @@ def test_room_for_new_line():
 
 
 def test_request_ids_and_fingerprints():
-    assert domain.validate_request_id("") is None
-    assert domain.validate_request_id("k" * 64) == "k" * 64
-    for bad in ("k" * 65, "line\nbreak"):
-        with pytest.raises(ValidationError):
-            domain.validate_request_id(bad)
+    # AddCartItem's key follows the one Idempotency-Key rule (shop.lib.idempotency): 1..128
+    # printable ASCII characters; an empty request_id means no key.
+    assert clean_key("" or None, field_name="requestId") is None
+    assert clean_key("k" * 128, field_name="requestId") == "k" * 128
+    for bad in ("k" * 129, "line\nbreak"):
+        with pytest.raises(ValidationError) as caught:
+            clean_key(bad, field_name="requestId")
+        assert list(caught.value.fields) == ["requestId"]
     a = domain.add_fingerprint(USER, 2)
     assert a == domain.add_fingerprint(USER, 2) != domain.add_fingerprint(USER, 3) != domain.add_fingerprint(OTHER, 2)
-    domain.check_replay(a, a)
+    check_replay(a, a)
     with pytest.raises(Conflict) as info:
-        domain.check_replay(a, domain.add_fingerprint(USER, 3))
+        check_replay(a, domain.add_fingerprint(USER, 3))
     assert info.value.code == "IDEMPOTENCY_KEY_REUSED"
     now = datetime(2026, 1, 31, tzinfo=UTC)
     assert domain.request_cutoff(now, 48) == now - timedelta(hours=48)
