@@ -9,7 +9,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from shop.lib.errors import Conflict, InvalidArgument, ValidationError
+from shop.lib.errors import Conflict, InvalidArgument
+from shop.lib.idempotency import KEY_MESSAGE, is_valid_key
+from shop.lib.validation import FieldErrors
 
 # Payment statuses (stored as text; the proto enum is PAYMENT_STATUS_<name>).
 PENDING = "PENDING"
@@ -33,7 +35,6 @@ METHOD_CARD = "card"
 MAX_AMOUNT_CENTS = 99_999_999  # Stripe's limit for most currencies ($999,999.99)
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 MAX_REASON_LENGTH = 500
 
 SIGNATURE_SCHEME = "v1"
@@ -52,50 +53,46 @@ class ChargeRequest:
 def validate_charge(
     order_id: str, user_id: str, amount_cents: int, currency_code: str, method: str, token: str
 ) -> ChargeRequest:
-    fields: dict[str, list[str]] = {}
+    errors = FieldErrors()
     if not _ID.match(order_id or ""):
-        fields["orderId"] = ["is required (an id of at most 64 characters)"]
+        errors.add("orderId", "is required (an id of at most 64 characters)")
     if amount_cents <= 0 or amount_cents > MAX_AMOUNT_CENTS:
-        fields["amountCents"] = [f"must be between 1 and {MAX_AMOUNT_CENTS}"]
+        errors.add("amountCents", f"must be between 1 and {MAX_AMOUNT_CENTS}")
     currency = (currency_code or "").upper()
     if not _CURRENCY.match(currency):
-        fields["currencyCode"] = ["must be a 3-letter ISO 4217 code"]
-    method, method_fields = _check_method(method, token)
-    fields.update(method_fields)
-    if fields:
-        raise ValidationError(fields)
+        errors.add("currencyCode", "must be a 3-letter ISO 4217 code")
+    method = _check_method(errors, method, token)
+    errors.raise_if_any()
     return ChargeRequest(order_id, user_id or "", amount_cents, currency, method, token)
 
 
-def _check_method(method: str, token: str) -> tuple[str, dict[str, list[str]]]:
-    fields: dict[str, list[str]] = {}
+def _check_method(errors: FieldErrors, method: str, token: str) -> str:
     method = (method or METHOD_CARD).lower()
     if method != METHOD_CARD:
-        fields["payment.method"] = ["must be 'card'"]
+        errors.add("payment.method", "must be 'card'")
     if not token or len(token) > 255:
-        fields["payment.token"] = ["is required"]
-    return method, fields
+        errors.add("payment.token", "is required")
+    return method
 
 
 def validate_payment_method(method: str, token: str) -> None:
     """The method and token fields of a charge, checked on their own (CheckPaymentMethod)."""
-    _, fields = _check_method(method, token)
-    if fields:
-        raise ValidationError(fields)
+    errors = FieldErrors()
+    _check_method(errors, method, token)
+    errors.raise_if_any()
 
 
 def validate_refund(order_id: str, amount_cents: int, reason: str, request_id: str) -> None:
-    fields: dict[str, list[str]] = {}
+    errors = FieldErrors()
     if not _ID.match(order_id or ""):
-        fields["orderId"] = ["is required"]
+        errors.add("orderId", "is required")
     if amount_cents < 0:
-        fields["amountCents"] = ["must not be negative (0 refunds what remains)"]
+        errors.add("amountCents", "must not be negative (0 refunds what remains)")
     if len(reason or "") > MAX_REASON_LENGTH:
-        fields["reason"] = [f"must be at most {MAX_REASON_LENGTH} characters"]
-    if not _REQUEST_ID.match(request_id or ""):
-        fields["requestId"] = ["is required (the idempotency key, at most 128 characters)"]
-    if fields:
-        raise ValidationError(fields)
+        errors.add("reason", f"must be at most {MAX_REASON_LENGTH} characters")
+    if not is_valid_key(request_id or ""):
+        errors.add("requestId", KEY_MESSAGE)
+    errors.raise_if_any()
 
 
 def charge_matches(stored_amount: int, stored_currency: str, request: ChargeRequest) -> bool:

@@ -6,14 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from shop.lib.db import to_timestamp
+from shop.lib.enums import EnumNames
 from shop.payments.v1 import payments_pb2
+
+# Proto enum value <-> the status text stored in the tables (PAYMENT_STATUS_SUCCEEDED <-> "SUCCEEDED").
+PAYMENT_STATUSES = EnumNames(payments_pb2.PaymentStatus)
+REFUND_STATUSES = EnumNames(payments_pb2.RefundStatus)
 
 
 def payment_to_proto(payment: Any) -> payments_pb2.Payment:
     return payments_pb2.Payment(
         id=payment.id,
         order_id=payment.order_id,
-        status=payments_pb2.PaymentStatus.Value(f"PAYMENT_STATUS_{payment.status}"),
+        status=PAYMENT_STATUSES.value(payment.status),
         method=payment.method,
         brand=payment.brand,
         last4=payment.last4,
@@ -35,7 +40,7 @@ def refund_to_proto(refund: Any) -> payments_pb2.Refund:
         payment_id=refund.payment_id,
         order_id=refund.order_id,
         amount_cents=refund.amount_cents,
-        status=payments_pb2.RefundStatus.Value(f"REFUND_STATUS_{refund.status}"),
+        status=REFUND_STATUSES.value(refund.status),
         reason=refund.reason,
         create_time=to_timestamp(refund.created_at),
         provider_reference=refund.provider_reference,

@@ -17,6 +17,7 @@ import structlog
 from services.payments import domain, repository
 from services.payments.models import Payment, Refund
 from shop.lib.errors import Aborted, Conflict, NotFound, ShopError, Unavailable
+from shop.lib.idempotency import key_reused
 from shop.lib.server import crash_point
 
 log = structlog.get_logger("payments")
@@ -62,10 +63,7 @@ async def _reserve(runtime, order_id: str, amount_cents: int, reason: str, reque
         existing = await repository.refund_by_request_id(session, request_id)
         if existing is not None:
             if existing.order_id != order_id:
-                raise Conflict(
-                    "This request id was already used for another order's refund.",
-                    code="IDEMPOTENCY_KEY_REUSED",
-                )
+                raise key_reused("This request id was already used for another order's refund.")
             return payment, existing
         amount = domain.refund_amount(payment.captured_cents, payment.refunded_cents, amount_cents)
         _check_provider(runtime, payment)

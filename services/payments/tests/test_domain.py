@@ -35,6 +35,16 @@ def test_validate_charge_reports_every_bad_field():
     assert (ok.currency_code, ok.method) == ("USD", "card")
 
 
+def test_validate_refund_takes_any_idempotency_key_of_the_one_rule():
+    # shop.lib.idempotency: 1..128 printable ASCII (was [A-Za-z0-9._:-]{1,128})
+    for key in ("refund-1", "k" * 128, "order 42 / refund #1"):
+        domain.validate_refund("o-1", 0, "", key)
+    for key in ("", "k" * 129, "line\nbreak", "clé"):
+        with pytest.raises(ValidationError) as info:
+            domain.validate_refund("o-1", 0, "", key)
+        assert set(info.value.fields) == {"requestId"}
+
+
 def test_signature_round_trip_and_failures():
     body, secret = b'{"id":"evt_1"}', "whsec_x"
     header = domain.signature_header(body, secret, 1_000)
