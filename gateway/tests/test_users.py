@@ -53,6 +53,7 @@ async def test_get_and_patch_profile(suite):
     ({"lastName": "x" * 51}, "lastName"),
     ({"firstName": None}, "firstName"),
     ({"phone": "call me maybe"}, "phone"),
+    ({"phone": "030 1234567"}, "phone"),  # a profile phone has no country: international form only
     ({"email": "new@example.com"}, "email"),
     ({"role": "ADMIN"}, "role"),
     ({"firstName": 5}, "firstName"),
@@ -130,6 +131,19 @@ async def test_address_crud_keeps_exactly_one_default(suite):
     other = next(r for r in rows if not r[1])
     assert (await suite.http.delete(f"{ADDRESSES}/{other[0]}", headers=user["headers"])).status_code == 204
     assert [r[1] for r in address_rows(suite, uid)] == [True]
+
+
+async def test_an_address_phone_is_checked_against_its_country(suite):
+    user = await suite.register()
+    home = await suite.http.post(ADDRESSES, json=address(phone="030 12345"), headers=user["headers"])
+    assert home.status_code == 201, home.text
+    url = f"{ADDRESSES}/{home.json()['data']['id']}"
+    # a phone alone is checked against the stored country (DE); with a country, against that one
+    assert (await suite.http.patch(url, json={"phone": "030 54321"}, headers=user["headers"])).status_code == 200
+    refused = await suite.http.patch(url, json={"country": "US", "phone": "030 54321"}, headers=user["headers"])
+    assert refused.status_code == 400 and set(refused.json()["error"]["details"]["fields"]) == {"phone"}
+    refused = await suite.http.post(ADDRESSES, json=address(country="US", phone="030 12345"), headers=user["headers"])
+    assert refused.status_code == 400 and set(refused.json()["error"]["details"]["fields"]) == {"phone"}
 
 
 async def test_unsetting_the_default_directly_is_refused(suite):

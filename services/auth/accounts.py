@@ -16,13 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from services.auth import domain, emails, repository
 from services.auth.config import AuthSettings
 from services.auth.credentials import Credentials
-from services.auth.domain import Problems
 from services.auth.mfa import claim_second_factor
 from services.auth.models import User
 from services.auth.sessions import Client, IssuedTokens, Sessions, signed_in_user
+from shop.lib.addresses import clean_phone
 from shop.lib.context import Caller
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import AlreadyExists, InvalidArgument, PermissionDenied, Unauthenticated, ValidationError
+from shop.lib.validation import FieldErrors
 
 INVALID_CREDENTIALS = "Invalid email or password."
 
@@ -53,7 +54,7 @@ class Accounts:
 
     async def register(self, email: str, password: str, first_name: str, last_name: str,
                        client: Client) -> tuple[User, IssuedTokens]:
-        problems = Problems()
+        problems = FieldErrors()
         try:
             email = domain.normalize_email(email)
         except ValueError as exc:
@@ -61,8 +62,7 @@ class Accounts:
         domain.check_password(problems, "password", password)
         first_name = domain.clean_name(problems, "firstName", first_name)
         last_name = domain.clean_name(problems, "lastName", last_name)
-        if problems:
-            raise ValidationError(problems.fields)
+        problems.raise_if_any()
         password_hash = await self.credentials.hash(password)
         now = utcnow()
         verification_token = domain.new_opaque_token()
@@ -86,7 +86,7 @@ class Accounts:
         return user, tokens
 
     async def login(self, email: str, password: str, otp: str, client: Client) -> tuple[User, IssuedTokens]:
-        problems = Problems()
+        problems = FieldErrors()
         email = email.strip().lower()
         if not email:
             problems.add("email", "is required")
@@ -94,8 +94,7 @@ class Accounts:
             problems.add("email", "is not a valid email address")
         if not password:
             problems.add("password", "is required")
-        if problems:
-            raise ValidationError(problems.fields)
+        problems.raise_if_any()
         attempt_id = await self.credentials.begin_attempt(email)
         async with self.db.session() as session:
             user = await repository.get_user_by_email(session, email)
@@ -131,16 +130,16 @@ class Accounts:
     async def update_profile(self, caller: Caller, given: dict[str, str]) -> User:
         """`given` holds only the fields the request set (first_name, last_name, phone)."""
         user = await signed_in_user(self.db, caller)
-        problems = Problems()
+        problems = FieldErrors()
         changes = {}
         if "first_name" in given:
             changes["first_name"] = domain.clean_name(problems, "firstName", given["first_name"])
         if "last_name" in given:
             changes["last_name"] = domain.clean_name(problems, "lastName", given["last_name"])
         if "phone" in given:
-            changes["phone"] = domain.clean_phone(problems, "phone", given["phone"])
-        if problems:
-            raise ValidationError(problems.fields)
+            # A profile phone has no country: it is written in international form (+49 30 ...).
+            changes["phone"] = clean_phone(problems, "phone", given["phone"])
+        problems.raise_if_any()
         async with self.db.transaction() as session:
             row = await repository.get_user(session, user.id, for_update=True)
             for name, value in changes.items():
@@ -170,12 +169,11 @@ class Accounts:
     async def change_password(self, caller: Caller, current_password: str, new_password: str) -> None:
         """Other sessions end; the caller's own stays."""
         user = await signed_in_user(self.db, caller)
-        problems = Problems()
+        problems = FieldErrors()
         if not current_password:
             problems.add("currentPassword", "is required")
         domain.check_password(problems, "newPassword", new_password)
-        if problems:
-            raise ValidationError(problems.fields)
+        problems.raise_if_any()
         await self.credentials.check_own_password(user, current_password,
                                                   message="The current password is not correct.")
         password_hash = await self.credentials.hash(new_password)
@@ -214,10 +212,9 @@ class Accounts:
         token = token.strip()
         if not token:
             raise InvalidArgument("The token is not valid.", code="INVALID_TOKEN")
-        problems = Problems()
+        problems = FieldErrors()
         domain.check_password(problems, "newPassword", new_password)
-        if problems:
-            raise ValidationError(problems.fields)
+        problems.raise_if_any()
         digest = domain.token_digest(token)
         now = utcnow()
         async with self.db.session() as session:

@@ -20,10 +20,9 @@ def address_not_found() -> NotFound:
     return NotFound("Address not found.", code="ADDRESS_NOT_FOUND")
 
 
-def cleaned(values: dict[str, str]) -> dict[str, str]:
-    fields, problems = domain.clean_address_fields(values)
-    if problems:
-        raise ValidationError(problems.fields)
+def cleaned(values: dict[str, str], country: str | None = None) -> dict[str, str]:
+    fields, problems = domain.clean_address_fields(values, country)
+    problems.raise_if_any()
     return fields
 
 
@@ -51,8 +50,10 @@ class Addresses:
 
     async def update(self, caller: Caller, address_id: str, given: dict[str, str],
                      is_default: bool | None) -> Address:
-        """`given` holds only the attributes the request set; `is_default` None leaves it as it is."""
-        fields = cleaned(given)
+        """`given` holds only the attributes the request set; `is_default` None leaves it as it is.
+        A phone given without a country is checked against the stored country, once the row is read."""
+        phone_alone = "phone" in given and "country" not in given
+        fields = cleaned({name: value for name, value in given.items() if not (phone_alone and name == "phone")})
         if not domain.is_uuid(address_id):
             raise address_not_found()
         user_id = caller.user_id or ""
@@ -61,6 +62,8 @@ class Addresses:
             row = await repository.get_address(session, user_id, address_id)
             if row is None:
                 raise address_not_found()
+            if phone_alone:
+                fields.update(cleaned({"phone": given["phone"]}, row.country))
             if is_default and not row.is_default:
                 await repository.clear_default_address(session, user_id)
                 row.is_default = True

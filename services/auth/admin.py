@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import datetime
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -18,8 +17,8 @@ from services.auth.config import AuthSettings
 from services.auth.models import User
 from shop.lib.context import Caller
 from shop.lib.db import Database, utcnow
-from shop.lib.errors import Conflict, InvalidArgument, NotFound, ValidationError
-from shop.lib.pagination import PageTokens, fingerprint, page_size
+from shop.lib.errors import Conflict, NotFound, ValidationError
+from shop.lib.pagination import PageTokens, aware_datetime, fingerprint, page_size
 
 log = structlog.get_logger("auth")
 
@@ -44,14 +43,8 @@ class Admin:
         if domain.has_control_chars(query):
             raise ValidationError.single("q", "must not contain control characters")
         query_fp = fingerprint(role=role, status=status, q=query.lower())
-        position = self.page_tokens.decode(page_token, query_fp)
-        after = None
-        if position is not None:
-            try:
-                after = (datetime.fromisoformat(position["c"]), str(position["i"]))
-            except (KeyError, TypeError, ValueError):
-                raise InvalidArgument("The page token is not valid for this query.", code="INVALID_PAGE_TOKEN",
-                                      fields={"pageToken": ["is not valid for this query"]}) from None
+        after = self.page_tokens.decode_after(page_token, query_fp, parse_key=aware_datetime,
+                                              key_field="c", id_field="i")
         async with self.db.session() as session:
             rows, total = await repository.list_users(
                 session, role=role, status=status, query=query, after=after, limit=size + 1
@@ -60,7 +53,7 @@ class Admin:
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            next_token = self.page_tokens.encode({"c": last.created_at.isoformat(), "i": last.id}, query_fp)
+            next_token = self.page_tokens.encode_after(last.created_at, last.id, query_fp, key_field="c", id_field="i")
         return rows, next_token, total
 
     async def get_user(self, user_id: str) -> User:

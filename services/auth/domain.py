@@ -1,6 +1,7 @@
 """Rules of the auth service: pure functions, no I/O, no gRPC, no FastAPI.
 
-Input validation (emails, passwords, names, addresses), password hashing, opaque tokens, the
+Input validation (emails, passwords, names, addresses; problems collected in shop.lib.validation's
+FieldErrors, countries and phones by shop.lib.addresses), password hashing, opaque tokens, the
 refresh-token rotation rule, TOTP, recovery codes, the login lockout window, the address-default
 rule and what an admin's change to a user means.
 """
@@ -21,6 +22,9 @@ from enum import Enum
 import bcrypt
 import pyotp
 from email_validator import EmailNotValidError, validate_email
+
+from shop.lib.addresses import clean_country, clean_phone
+from shop.lib.validation import FieldErrors
 
 ROLES = ("CUSTOMER", "SELLER", "ADMIN")
 STATUS_ACTIVE = "ACTIVE"
@@ -43,40 +47,12 @@ TOTP_PERIOD_SECONDS = 30
 # Codes of the previous and the next time-step are accepted too (clock drift).
 TOTP_VALID_WINDOW = 1
 
-# ISO 3166-1 alpha-2 (officially assigned codes).
-COUNTRY_CODES = frozenset(
-    """
-    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
-    BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
-    EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
-    HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
-    LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
-    NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
-    SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
-    TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW
-    """.split()
-)
-
-_PHONE = re.compile(r"^\+?[0-9][0-9 ().-]{3,30}$")
 _POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 # -- validation ---------------------------------------------------------------------------------
-
-class Problems:
-    """Collects field problems (camelCase REST names) for one ValidationError."""
-
-    def __init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
-
-    def add(self, field_name: str, message: str) -> None:
-        self.fields.setdefault(field_name, []).append(message)
-
-    def __bool__(self) -> bool:
-        return bool(self.fields)
-
 
 def normalize_email(raw: str) -> str:
     """Trimmed and lower-cased; ValueError with a message when it is not an email address."""
@@ -119,12 +95,12 @@ def password_problems(password: str) -> list[str]:
     return problems
 
 
-def check_password(problems: Problems, field_name: str, password: str) -> None:
+def check_password(problems: FieldErrors, field_name: str, password: str) -> None:
     for message in password_problems(password):
         problems.add(field_name, message)
 
 
-def clean_name(problems: Problems, field_name: str, value: str, *, max_chars: int = NAME_MAX_CHARS,
+def clean_name(problems: FieldErrors, field_name: str, value: str, *, max_chars: int = NAME_MAX_CHARS,
                required: bool = True) -> str:
     value = value.strip()
     if not value:
@@ -138,21 +114,7 @@ def clean_name(problems: Problems, field_name: str, value: str, *, max_chars: in
     return value
 
 
-def clean_phone(problems: Problems, field_name: str, value: str) -> str:
-    value = value.strip()
-    if value and not _PHONE.match(value):
-        problems.add(field_name, "must be a phone number such as +1 555 0100")
-    return value
-
-
-def clean_country(problems: Problems, field_name: str, value: str) -> str:
-    code = value.strip().upper()
-    if code not in COUNTRY_CODES:
-        problems.add(field_name, "must be an ISO 3166-1 alpha-2 country code such as US or DE")
-    return code
-
-
-def clean_postal_code(problems: Problems, field_name: str, value: str) -> str:
+def clean_postal_code(problems: FieldErrors, field_name: str, value: str) -> str:
     value = value.strip()
     if not value:
         problems.add(field_name, "is required")
@@ -173,20 +135,22 @@ ADDRESS_TEXT_FIELDS: dict[str, tuple[str, int, bool]] = {
 }
 
 
-def clean_address_fields(values: dict[str, str]) -> tuple[dict[str, str], Problems]:
-    """Validates the given address attributes (a full address or a patch); returns cleaned values."""
-    problems = Problems()
+def clean_address_fields(values: dict[str, str], country: str | None = None) -> tuple[dict[str, str], FieldErrors]:
+    """Validates the given address attributes (a full address or a patch); returns cleaned values.
+    The phone must be a possible number for the address's country: the one given, else `country`
+    (the stored one, for a patch that changes the phone only)."""
+    problems = FieldErrors()
     cleaned: dict[str, str] = {}
+    if "country" in values:
+        cleaned["country"] = country = clean_country(problems, "country", values["country"])
     for attribute, value in values.items():
         if attribute in ADDRESS_TEXT_FIELDS:
             rest_name, max_chars, required = ADDRESS_TEXT_FIELDS[attribute]
             cleaned[attribute] = clean_name(problems, rest_name, value, max_chars=max_chars, required=required)
         elif attribute == "postal_code":
             cleaned[attribute] = clean_postal_code(problems, "postalCode", value)
-        elif attribute == "country":
-            cleaned[attribute] = clean_country(problems, "country", value)
         elif attribute == "phone":
-            cleaned[attribute] = clean_phone(problems, "phone", value)
+            cleaned[attribute] = clean_phone(problems, "phone", value, country)
     return cleaned, problems
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from services.auth.models import Address, AuthSession, User
 from shop.auth.v1 import auth_pb2
 from shop.lib.db import to_timestamp
+from shop.lib.enums import EnumNames
 
 if TYPE_CHECKING:
     from services.auth.sessions import IssuedTokens
@@ -22,21 +23,9 @@ PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
 
 # -- enum names (stored as the enum's name without its prefix) ------------------------------------
 
-def role_enum(role: str) -> int:
-    return auth_pb2.Role.Value(f"ROLE_{role}")
-
-
-def status_enum(status: str) -> int:
-    return auth_pb2.UserStatus.Value(f"USER_STATUS_{status}")
-
-
-def role_name(value: int) -> str | None:
-    """The stored role of an enum value; None for ROLE_UNSPECIFIED (no filter / no change)."""
-    return auth_pb2.Role.Name(value).removeprefix("ROLE_") if value else None
-
-
-def status_name(value: int) -> str | None:
-    return auth_pb2.UserStatus.Name(value).removeprefix("USER_STATUS_") if value else None
+# `ROLES.optional(value)`: the stored name, None for the unspecified value (no filter / no change).
+ROLES = EnumNames(auth_pb2.Role)
+USER_STATUSES = EnumNames(auth_pb2.UserStatus)
 
 
 # -- requests -> values ---------------------------------------------------------------------------
@@ -60,8 +49,8 @@ def user_proto(user: User) -> auth_pb2.User:
         first_name=user.first_name,
         last_name=user.last_name,
         phone=user.phone,
-        role=role_enum(user.role),
-        status=status_enum(user.status),
+        role=ROLES.value(user.role),
+        status=USER_STATUSES.value(user.status),
         email_verified=user.email_verified,
         mfa_enabled=user.mfa_enabled,
         create_time=to_timestamp(user.created_at),

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 from services.auth.mapping import (
     ADDRESS_ATTRIBUTES,
     PROFILE_ATTRIBUTES,
+    ROLES,
+    USER_STATUSES,
     address_fields,
     address_proto,
     given_fields,
     revocations_proto,
-    role_name,
     session_proto,
-    status_name,
     tokens_proto,
     user_proto,
 )
@@ -157,7 +157,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def ListUsers(self, request, context):
         require_admin()
         rows, next_token, total = await self.admin.list_users(
-            role=role_name(request.role), status=status_name(request.status), query=request.query,
+            role=ROLES.optional(request.role), status=USER_STATUSES.optional(request.status), query=request.query,
             size=request.page_size, page_token=request.page_token,
         )
         return auth_pb2.ListUsersResponse(users=[user_proto(u) for u in rows], next_page_token=next_token,
@@ -170,6 +170,6 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def UpdateUser(self, request, context):
         caller = require_admin()
-        user = await self.admin.update_user(caller, request.user_id, role=role_name(request.role),
-                                            status=status_name(request.status))
+        user = await self.admin.update_user(caller, request.user_id, role=ROLES.optional(request.role),
+                                            status=USER_STATUSES.optional(request.status))
         return auth_pb2.UpdateUserResponse(user=user_proto(user))

@@ -16,6 +16,7 @@ from services.auth.config import AuthSettings
 from services.auth.keys import SigningKey, generate_private_key_pem, load_private_key_pem
 from shop.lib.errors import Unauthenticated
 from shop.lib.tokens import AccessTokenVerifier, KeySet
+from shop.lib.validation import FieldErrors
 
 # -- password policy ---------------------------------------------------------------------------------
 
@@ -95,7 +96,7 @@ def test_bad_emails_are_refused(raw):
 
 
 def test_names_are_1_to_50_characters():
-    problems = domain.Problems()
+    problems = FieldErrors()
     assert domain.clean_name(problems, "firstName", "  Ada  ") == "Ada"
     domain.clean_name(problems, "lastName", "x" * 50)
     assert not problems
@@ -111,6 +112,20 @@ def test_address_validation_country_and_postal_code():
     assert set(problems.fields) == {"country", "postalCode", "label"}
     _, problems = domain.clean_address_fields({"country": "USA"})
     assert "country" in problems.fields
+
+
+def test_address_phone_is_a_possible_number_for_its_country():
+    # shop.lib.addresses: a possible number for the address's country (was a character pattern)
+    cleaned, problems = domain.clean_address_fields({"country": "de", "phone": " 030 1234567 "})
+    assert not problems and cleaned["phone"] == "030 1234567"
+    for phone in ("1", "call me", "0" * 33):
+        _, problems = domain.clean_address_fields({"country": "DE", "phone": phone})
+        assert set(problems.fields) == {"phone"}
+    # a patch of the phone alone is checked against the stored country
+    assert not domain.clean_address_fields({"phone": "030 12345"}, "DE")[1]
+    assert set(domain.clean_address_fields({"phone": "030 12345"}, "US")[1].fields) == {"phone"}
+    # the country given in the same patch wins over the stored one
+    assert set(domain.clean_address_fields({"country": "US", "phone": "030 12345"}, "DE")[1].fields) == {"phone"}
 
 
 # -- lockout window --------------------------------------------------------------------------------
