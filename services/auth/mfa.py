@@ -102,7 +102,7 @@ class Mfa:
         user = await signed_in_user(self.db, caller)
         otp, recovery_code = otp.strip(), recovery_code.strip()
         if not otp and not recovery_code:
-            raise ValidationError({"otp": ["an otp or a recoveryCode is required"]})
+            raise ValidationError.single("otp", "an otp or a recoveryCode is required")
         if not user.mfa_enabled:
             raise Conflict("Two-factor authentication is not enabled.", code="MFA_NOT_ENABLED")
         await self.credentials.begin_attempt(attempts_key(user))

@@ -18,6 +18,7 @@ from shop.lib.errors import (
     Unauthenticated,
     ValidationError,
 )
+from shop.lib.idempotency import key_reused
 
 MAX_LINE_QUANTITY = 100
 # Distinct products one cart may hold (a cart is priced with one BatchGetProducts call).
@@ -82,14 +83,14 @@ def resolve_owner(caller: Caller, user_id: str, session_id: str, user_owner_serv
     if not caller.is_service:
         raise Unauthenticated("Authentication required.")
     if user_id and session_id:
-        raise ValidationError({"owner": ["name either a userId or a sessionId, not both"]})
+        raise ValidationError.single("owner", "name either a userId or a sessionId, not both")
     if user_id:
         if caller.service not in user_owner_services:
             raise PermissionDenied("This service may not act on a user's cart.")
         return Owner(user_id=parse_uuid(user_id, "owner.userId"))
     if session_id:
         return Owner(session_id=parse_uuid(session_id, "owner.sessionId"))
-    raise ValidationError({"owner": ["is required: a userId or a sessionId"]})
+    raise ValidationError.single("owner", "is required: a userId or a sessionId")
 
 
 # -- idempotency keys (the key rule and the replay check are shop.lib.idempotency's) ----------------
@@ -127,7 +128,7 @@ def check_same_checkout_owner(recorded_cart_id: str | None, cart_id: str) -> Non
     """A repeated checkout id must name the same cart (an id RestoreCart recorded without an owner
     matches any: it took nothing)."""
     if recorded_cart_id is not None and recorded_cart_id != cart_id:
-        raise Conflict("This checkout id was used for another cart.", code="IDEMPOTENCY_KEY_REUSED")
+        raise key_reused("This checkout id was used for another cart.")
 
 
 def restored_lines(existing: Mapping[str, int], taken: Iterable[Line], max_lines: int = MAX_CART_LINES

@@ -143,7 +143,7 @@ class Checkout:
             raw = {name: getattr(request.shipping_address, name) for name in domain.ADDRESS_FIELDS}
             inline = domain.validate_address(raw)
         elif not (which == "address_id" and request.address_id):
-            raise ValidationError({"shippingAddress": ["shippingAddress or addressId is required"]})
+            raise ValidationError.single("shippingAddress", "shippingAddress or addressId is required")
         domain.validate_payment(request.payment_method, request.payment_token)
         address, payment_check, email = await asyncio.gather(
             self.saved_address(caller.user_id or "", request.address_id) if inline is None else _value(inline),
