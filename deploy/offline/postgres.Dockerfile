@@ -3,6 +3,8 @@
 ARG BASE
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
+# The release's current packages, as the image they stand in for takes its own: no pins.
+# hadolint ignore=DL3008
 RUN groupadd --system --gid 70 postgres \
  && useradd --system --uid 70 --gid postgres --home-dir /var/lib/postgresql --shell /bin/sh postgres \
  && mkdir -p /etc/postgresql-common \

@@ -3,6 +3,8 @@
 ARG BASE
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
+# The release's current packages, as the image they stand in for takes its own: no pins.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

@@ -3,6 +3,8 @@
 ARG BASE
 FROM ${BASE}
 ARG DEBIAN_FRONTEND=noninteractive
+# The release's current packages, as the image they stand in for takes its own: no pins.
+# hadolint ignore=DL3008
 RUN groupadd --system --gid 1000 redis \
  && useradd --system --uid 999 --gid redis --home-dir /data --shell /usr/sbin/nologin redis \
  && apt-get update \

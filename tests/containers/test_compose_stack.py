@@ -256,10 +256,12 @@ def test_shop_containers_run_as_non_root_with_read_only_roots(stack: Stack):
             denied = stack.exec(container, "sh", "-c", "touch /opt/venv/x", check=False)
             assert denied.returncode != 0 and "Read-only file system" in denied.stderr, (service, denied.stderr)
             assert stack.exec(container, "sh", "-c", "touch /tmp/x && rm /tmp/x", check=False).returncode == 0
-    # PostgreSQL as far as its image allows: root only to prepare its data directory, then the
-    # server runs as its own user, no new privileges.
+    # PostgreSQL as far as its image allows: read-only root, root only to prepare its data directory
+    # and socket (five capabilities), then the server runs as its own user, no new privileges.
     (postgres,) = stack.container_ids("postgres")
-    assert "no-new-privileges:true" in stack.inspect(postgres)["HostConfig"]["SecurityOpt"]
+    host = stack.inspect(postgres)["HostConfig"]
+    assert "no-new-privileges:true" in host["SecurityOpt"] and host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and set(host["CapAdd"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"}
     status = stack.exec(postgres, "cat", "/proc/1/status").stdout
     uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
     assert uid != "0"
