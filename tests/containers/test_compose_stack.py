@@ -25,6 +25,7 @@ ADDRESS = {"firstName": "Ada", "lastName": "Lovelace", "line1": "1 Main Street",
 PASSWORD = "Passw0rd!x"
 RETRYABLE = {502, 503, 504}
 STOCK = 1000
+DEMO_SKU, DEMO_NAME = "AUD-NC700", "Aurora NC700"  # one product of the demo catalog (services/catalog/seed.py)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -80,6 +81,8 @@ def kept() -> dict:
 
 def test_full_journey_register_browse_cart_checkout_events_refund(stack: Stack, admin, kept):
     http = stack.http
+    # Without SHOP_SEED_DEMO_DATA the shop starts empty (the demo catalog is opt-in).
+    assert http.get("/api/v1/products", params={"q": DEMO_NAME}).json()["data"] == []
     product = create_product(http, admin, stock=10, price=4200, label="journey")
     email, user = register(http, "journey")
 
@@ -311,10 +314,12 @@ def test_postgres_stopped_and_started_not_serving_then_serving_no_order_lost(sta
     kept["orders"][response.json()["data"]["id"]] = "PAID"
 
 
-def test_down_then_up_keeps_the_data(stack: Stack, kept):
+def test_down_then_up_keeps_the_data_and_seeds_the_demo_catalog_on_request(stack: Stack, kept):
     with timed("compose down (keep volumes)"):
         stack.compose("down", "--timeout", "20")
     assert stack.container_ids("postgres") == []
+    # Up again, this time with the opt-in demo catalog (what a new user of compose would ask for).
+    stack.env["SHOP_SEED_DEMO_DATA"] = "true"
     stack.up("compose up again")
     http = stack.http
     user = login(http, kept["email"], PASSWORD)  # the account survived
@@ -323,3 +328,7 @@ def test_down_then_up_keeps_the_data(stack: Stack, kept):
     statuses = {o["id"]: o["status"] for o in listed.json()["data"]}
     assert statuses == kept["orders"]
     assert http.get(f"/api/v1/products/{kept['product']}").status_code == 200
+    demo = http.get("/api/v1/products", params={"q": DEMO_NAME}).json()["data"]
+    assert DEMO_SKU in [p["sku"] for p in demo]
+    categories = {c["slug"] for c in http.get("/api/v1/categories").json()["data"]}
+    assert {"electronics", "audio", "books", "containers"} <= categories
