@@ -214,7 +214,8 @@ class Stack:
         return self.compose("logs", "--no-color", "--tail", "80", check=False, timeout=120).stdout
 
 
-@pytest.fixture(scope="session")
+# Module scope: the stack is down before the rest of a `make test` session runs.
+@pytest.fixture(scope="module")
 def stack(docker: str, images: str):
     project = f"shoptest{uuid.uuid4().hex[:8]}"
     env = {
