@@ -251,6 +251,10 @@ class Suite:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
 
+    def gateway_state(self) -> Any:
+        """The suite's gateway's GatewayState (gateway/deps.py): its hub, limiter, revoked set."""
+        return self._uvicorn.config.app.state.gateway
+
     def stub(self, service: str) -> Any:
         assert self.clients is not None
         return self.clients.stub(service)
