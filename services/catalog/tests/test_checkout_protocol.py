@@ -183,7 +183,7 @@ async def test_commit_of_a_released_reservation_retakes_or_fails_changing_nothin
 
 async def test_commit_with_user_id_records_purchases_once_and_verifies_reviews(suite, catalog):
     stub = suite.stub("catalog")
-    repo = suite.servers["catalog"].runtime.repository
+    repo = suite.servers["catalog"].runtime.reviews
     a, b, unrelated = await catalog.product(), await catalog.product(), await catalog.product()
     user, someone_else = str(uuid.uuid4()), str(uuid.uuid4())
     for product in (a, unrelated):

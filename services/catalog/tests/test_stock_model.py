@@ -24,11 +24,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from services.catalog import domain
 from services.catalog.models import Category, Product
-from services.catalog.repository import CatalogRepository
+from services.catalog.products import Products
 from services.catalog.server import MIGRATIONS_DIR
+from services.catalog.stock import Stock
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import Conflict
 from shop.lib.migrations import upgrade_async
+from shop.lib.pagination import PageTokens
 
 EXAMPLES = int(os.environ.get("STOCK_MODEL_EXAMPLES", "25"))
 PRODUCTS = 3
@@ -61,7 +63,8 @@ class World:
     def __init__(self, url: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.db = Database(url)
-        self.repo = CatalogRepository(self.db)
+        self.products = Products(self.db, PageTokens("stock-model"))
+        self.repo = Stock(self.db)
         self.run(upgrade_async(MIGRATIONS_DIR, url))
         self.category = f"model-{uuid.uuid4().hex[:8]}"
         self.run(self._category())
@@ -85,7 +88,7 @@ class World:
         return ids
 
     async def stocks(self, ids: list[str]) -> list[int]:
-        rows = await self.repo.batch_get(ids)
+        rows = await self.products.batch_get(ids)
         by_id = {row.id: row.stock for row in rows}
         return [by_id[product_id] for product_id in ids]
 
