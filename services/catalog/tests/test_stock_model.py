@@ -1,6 +1,6 @@
 """The stock protocol as a state machine (hypothesis): reserve, renew (of live and of released
 reservations), release, commit (also of released ones), restock, expire and adjust, in any order
-and with repeats, against the catalog repository on PostgreSQL (and on SQLite, the embedded
+and with repeats, against the catalog's stock use cases (stock.py) on PostgreSQL (and on SQLite, the embedded
 default, whose statements differ in places), checked after every step against a pure-Python model of what each product's stock and each reservation's
 status must be. Conservation holds throughout: stock on hand + held by live reservations + sold
 (committed) = initial stock + adjustments, and stock never goes below 0.
