@@ -30,7 +30,7 @@ REVIEWS_AFTER = Query(
 )
 # A user's wishlist, newest first, each product with when it was added.
 WISHLIST = Query(
-    "SELECT " + ", ".join(f"p.{c.name}" for c in PRODUCT_COLUMNS) + ", w.created_at AS added_at "  # noqa: S608 - model column names
+    "SELECT " + ", ".join(f"p.{c.name}" for c in PRODUCT_COLUMNS) + ", w.created_at AS added_at "
     "FROM wishlist_items w JOIN products p ON p.id = w.product_id WHERE w.user_id = :user_id "
     "ORDER BY w.created_at DESC, p.id",
     [*PRODUCT_COLUMNS, column("added_at", UTCDateTime())],
