@@ -500,14 +500,21 @@ class Step:
     to: str | None = None
 
 
+# The steps there are (built once: the stock calls are hot).
 NOTHING = Step()
+RENEW = Step(to=RESERVED)
+RETAKE_AND_RENEW = Step(retake=True, to=RESERVED)
+COMMIT = Step(to=COMMITTED)
+RETAKE_AND_COMMIT = Step(retake=True, to=COMMITTED)
+RELEASE = Step(give_back=True, to=RELEASED)
+RESTOCK = Step(give_back=True, to=RESTOCKED)
 
 
 def renew_step(status: str, renew: bool) -> Step:
     """A repeated ReserveStock: without `renew` nothing changes; with it RESERVED gets a new
     expiry, RELEASED is re-taken (all or none) and RESERVED again, COMMITTED/RESTOCKED stay."""
     if renew and status in (RESERVED, RELEASED):
-        return Step(retake=status == RELEASED, to=RESERVED)
+        return RETAKE_AND_RENEW if status == RELEASED else RENEW
     return NOTHING
 
 
@@ -515,7 +522,7 @@ def commit_step(status: str) -> Step:
     """RESERVED -> COMMITTED; RELEASED (expired before the paid order got here) is re-taken and
     COMMITTED; COMMITTED (a repeat) or RESTOCKED (committed earlier) stay."""
     if status in (RESERVED, RELEASED):
-        return Step(retake=status == RELEASED, to=COMMITTED)
+        return RETAKE_AND_COMMIT if status == RELEASED else COMMIT
     return NOTHING
 
 
@@ -530,7 +537,7 @@ def release_step(status: str, expires_at: datetime, *, expired_before: datetime 
     if status == RESERVED:
         if expired_before is not None and expires_at >= expired_before:
             return None
-        return Step(give_back=True, to=RELEASED)
+        return RELEASE
     return NOTHING
 
 
@@ -541,5 +548,5 @@ def restock_step(status: str) -> Step:
     if status == RELEASED:
         raise Conflict("The reservation was released; its stock is already back.", code="RESERVATION_RELEASED")
     if status == COMMITTED:
-        return Step(give_back=True, to=RESTOCKED)
+        return RESTOCK
     return NOTHING
