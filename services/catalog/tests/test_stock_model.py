@@ -64,7 +64,7 @@ class World:
         self.loop = asyncio.new_event_loop()
         self.db = Database(url)
         self.products = Products(self.db, PageTokens("stock-model"))
-        self.repo = Stock(self.db)
+        self.stock = Stock(self.db)
         self.run(upgrade_async(MIGRATIONS_DIR, url))
         self.category = f"model-{uuid.uuid4().hex[:8]}"
         self.run(self._category())
@@ -129,7 +129,7 @@ class StockMachine(RuleBasedStateMachine):
         enough = all(self.model.stock[index] >= quantity for index, quantity in lines.items())
         ttl = SHORT_TTL if short_lived else LONG_TTL
         try:
-            view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(wanted), ttl))
+            view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(wanted), ttl))
         except Conflict as exc:
             assert not enough and exc.code == "INSUFFICIENT_STOCK"
             return
@@ -144,7 +144,7 @@ class StockMachine(RuleBasedStateMachine):
         """A repeat of ReserveStock with the same id never reserves again: it answers the status."""
         reservation_id = data.draw(st.sampled_from(list(self.model.reservations)))  # creation order: stable on replay
         reservation = self.model.reservations[reservation_id]
-        view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(reservation), LONG_TTL))
+        view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(reservation), LONG_TTL))
         assert view.status == reservation.status
 
     def _existing(self, data) -> tuple[str, ModelReservation]:
@@ -156,7 +156,7 @@ class StockMachine(RuleBasedStateMachine):
     def release(self, data):
         reservation_id, reservation = self._existing(data)
         try:
-            self.run(self.world.repo.release_reservation(reservation_id))
+            self.run(self.world.stock.release_reservation(reservation_id))
         except Conflict as exc:
             assert reservation.status in (domain.COMMITTED, domain.RESTOCKED) and exc.code == "RESERVATION_COMMITTED"
             return
@@ -182,7 +182,7 @@ class StockMachine(RuleBasedStateMachine):
         reservation_id, reservation = self._existing(data)
         ttl = SHORT_TTL if short_lived else LONG_TTL
         try:
-            view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(reservation), ttl, renew=True))
+            view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(reservation), ttl, renew=True))
         except Conflict as exc:
             assert reservation.status == domain.RELEASED and not self._enough(reservation)
             assert exc.code == "INSUFFICIENT_STOCK"
@@ -204,7 +204,7 @@ class StockMachine(RuleBasedStateMachine):
         reservation_id, reservation = self._existing(data)
         user_id = BUYER if with_user else None
         try:
-            view = self.run(self.world.repo.commit_reservation(reservation_id, user_id))
+            view = self.run(self.world.stock.commit_reservation(reservation_id, user_id))
         except Conflict as exc:
             assert reservation.status == domain.RELEASED and not self._enough(reservation)
             assert exc.code == "RESERVATION_RELEASED"
@@ -221,7 +221,7 @@ class StockMachine(RuleBasedStateMachine):
     def restock(self, data):
         reservation_id, reservation = self._existing(data)
         try:
-            self.run(self.world.repo.restock_reservation(reservation_id))
+            self.run(self.world.stock.restock_reservation(reservation_id))
         except Conflict as exc:
             expected = {domain.RESERVED: "RESERVATION_NOT_COMMITTED", domain.RELEASED: "RESERVATION_RELEASED"}
             assert exc.code == expected.get(reservation.status)
@@ -236,7 +236,7 @@ class StockMachine(RuleBasedStateMachine):
     @rule()
     def expire(self):
         """The sweep: reservations past their TTL (the short-lived ones) go back to the shelf."""
-        self.run(self.world.repo.release_expired(utcnow() + timedelta(seconds=60)))
+        self.run(self.world.stock.release_expired(utcnow() + timedelta(seconds=60)))
         for reservation in self.model.reservations.values():
             if reservation.status == domain.RESERVED and reservation.short_lived:
                 for index, quantity in reservation.lines.items():
@@ -247,7 +247,7 @@ class StockMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, PRODUCTS - 1), delta=st.integers(-4, 4).filter(bool))
     def adjust(self, index, delta):
         try:
-            stock = self.run(self.world.repo.adjust_stock(self.ids[index], delta, "model", None, "ADMIN", None))
+            stock = self.run(self.world.stock.adjust_stock(self.ids[index], delta, "model", None, "ADMIN", None))
         except Conflict as exc:
             assert self.model.stock[index] + delta < 0 and exc.code == "INSUFFICIENT_STOCK"
             return
