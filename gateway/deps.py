@@ -25,7 +25,7 @@ from gateway.shared import SharedState
 from gateway.streams import OrderStreams
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
-from shop.lib.errors import ShopError
+from shop.lib.errors import ShopError, Unavailable
 from shop.lib.runtime import remote_token_verifier
 
 
@@ -102,7 +102,9 @@ async def optional_user(request: Request, state: GatewayState = Depends(get_stat
     if token is None:
         raise ApiError(401, "UNAUTHENTICATED", "The Authorization header must be 'Bearer <token>'.")
     try:
-        caller = await state.verifier.verify(token)
+        caller = await state.verifier.verify(token, write=request.method not in ("GET", "HEAD", "OPTIONS"))
+    except Unavailable as exc:  # revocations stale: writes wait until auth answers again
+        raise ApiError(503, exc.code, exc.message, headers={"Retry-After": str(exc.retry_after or 2)}) from None
     except ShopError as exc:
         raise ApiError(401, "UNAUTHENTICATED", exc.message) from None
     return Principal(caller=caller, token=token)

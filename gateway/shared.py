@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from shop.lib.tokens import ACCESS_TOKEN_LIFETIME, RevokedSessions
+from shop.lib.tokens import REVOCATION_MEMORY, RevokedSessions
 
 log = structlog.get_logger("gateway")
 
@@ -37,7 +37,7 @@ KEY_REVOKED = "shop:gateway:revoked-sessions"
 CHANNEL_REVOKED = "shop:gateway:revoked"
 CHANNEL_ORDERS = "shop:gateway:order-changed"
 # Kept as long as an access token of the session can still be presented (plus clock margin).
-REVOKED_TTL_SECONDS = ACCESS_TOKEN_LIFETIME.total_seconds() + 120
+REVOKED_TTL_SECONDS = REVOCATION_MEMORY.total_seconds()
 RECONNECT_SECONDS = 1.0
 
 
