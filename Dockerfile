@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1.7
 # One multi-stage, multi-target Dockerfile for the whole suite. Every image shares the same
 # dependency layers; only the final target (entry point, port, health check) differs:
 #

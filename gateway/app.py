@@ -11,7 +11,8 @@ from starlette.middleware.cors import CORSMiddleware
 from gateway.config import GatewaySettings
 from gateway.deps import GatewayState
 from gateway.errors import install_error_handlers
-from gateway.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
+from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from gateway.ratelimit import RateLimitMiddleware
 from gateway.responses import JSONResponse
 from gateway.routes import all_routers
 from gateway.web import install_web
@@ -95,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # the request id and security headers; CORS headers go on every allowed response.
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     if settings.rate_limit_per_minute or settings.auth_rate_limit_per_minute:  # both 0: no layer to pass
-        app.add_middleware(RateLimitMiddleware, settings=settings)
+        app.add_middleware(RateLimitMiddleware, settings=settings, limiter=state.limiter)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origin_list,
@@ -110,5 +111,5 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     if provider is not None:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz,metrics")
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls="healthz,readyz")
     return app

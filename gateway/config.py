@@ -17,9 +17,16 @@ class GatewaySettings(BaseShopSettings):
     http_port: int = 8000
     # Comma-separated allow-list of browser origins.
     cors_origins: str = "http://localhost:5173,http://localhost:3000"
-    # Requests per minute per client IP; 0 turns a limit off (benchmarks).
+    # Prometheus metrics on this port (its own listener, never the public one); 0: not served.
+    metrics_port: int = 0
+    # Requests per minute per client IP (a moving window); 0 turns a limit off (benchmarks).
     rate_limit_per_minute: int = 1200
     auth_rate_limit_per_minute: int = 30
+    # Redis shared by every gateway replica: rate-limit windows, the revoked-session set, order
+    # stream nudges. Empty: all of it in this process's memory (the local run). While Redis does
+    # not answer, limits count per process (a logged warning), never not at all.
+    redis_url: str = ""
+    redis_timeout_seconds: float = Field(default=0.25, gt=0, le=5)
     # Comma-separated IPs or CIDR ranges (e.g. a pod network) of reverse proxies whose
     # X-Forwarded-For is believed.
     trusted_proxies: str = ""
@@ -31,6 +38,13 @@ class GatewaySettings(BaseShopSettings):
     # gateway drop the entry at once (see gateway/cache.py for the staleness bound).
     product_cache_ttl_seconds: float = Field(default=1.0, ge=0, le=60)
     product_cache_max_entries: int = Field(default=10_000, ge=1)
+    # Order event streams (SSE): open at most this many per user and per gateway process, each for
+    # at most this long (and never past its access token's expiry); one poller per gateway reads
+    # the watched orders this often (see gateway/streams.py).
+    sse_max_streams_per_user: int = Field(default=5, ge=1)
+    sse_max_streams: int = Field(default=1000, ge=1)
+    sse_max_lifetime_seconds: float = Field(default=900.0, gt=0, le=3600)
+    sse_poll_seconds: float = Field(default=2.0, gt=0, le=60)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import grpc
@@ -26,6 +27,13 @@ _CODE_BY_HTTP_STATUS = {
     429: "RATE_LIMITED",
     500: "INTERNAL",
     503: "SERVICE_UNAVAILABLE",
+}
+
+
+GENERIC_MESSAGES = {
+    501: "Not implemented.",
+    503: "The service is unavailable right now; try again shortly.",
+    504: "The service did not answer in time; try again shortly.",
 }
 
 
@@ -57,7 +65,8 @@ class ApiError(Exception):
         if remote.retry_after is not None:
             headers["Retry-After"] = str(remote.retry_after)
         status = remote.http_status
-        message = remote.message if status < 500 or status in (501, 503, 504) else "Internal error."
+        # A 5xx never carries the service's or gRPC's own text (it can name hosts and ports).
+        message = remote.message if status < 500 else GENERIC_MESSAGES.get(status, "Internal error.")
         code = remote.code if status != 500 else "INTERNAL"
         return cls(status, code, message, details=details, headers=headers)
 
@@ -79,6 +88,20 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
     if details:
         error["details"] = details
     return {"error": error}
+
+
+async def send_error(send, status: int, code: str, message: str, headers: list | None = None) -> None:
+    """The envelope answered straight from ASGI middleware (429, 413), before any route runs."""
+    body = json.dumps(error_body(code, message)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                        *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(error: ApiError) -> JSONResponse:

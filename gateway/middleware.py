@@ -1,20 +1,19 @@
-"""Pure-ASGI middleware every route shares: request context (id, security headers, metrics, logs),
-per-IP rate limits, and the request body cap. Pure ASGI (not BaseHTTPMiddleware) so contextvars
-such as the request id reach the route handlers and the gRPC client interceptor."""
+"""Pure-ASGI middleware every route shares: request context (id, client address, security headers,
+metrics, logs) and the request body cap (the rate limits: gateway/ratelimit.py). Pure ASGI (not
+BaseHTTPMiddleware) so contextvars such as the request id reach the route handlers and the gRPC
+client interceptor."""
 
 from __future__ import annotations
 
-import ipaddress
-import json
-import math
 import time
 from collections.abc import Awaitable, Callable
 
 import structlog
 from prometheus_client import Counter, Histogram
 
+from gateway.caller import client_ip, header, is_https
 from gateway.config import GatewaySettings
-from gateway.errors import error_body
+from gateway.errors import send_error
 from shop.lib.context import new_request_id, request_id_var
 
 log = structlog.get_logger("gateway")
@@ -35,14 +34,7 @@ Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 
 
-def header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-_OF_INTEREST = (b"x-request-id", b"authorization", b"x-forwarded-proto")
+_OF_INTEREST = (b"x-request-id", b"authorization")
 
 
 def _headers_of_interest(scope: Scope) -> dict[bytes, str]:
@@ -52,38 +44,6 @@ def _headers_of_interest(scope: Scope) -> dict[bytes, str]:
         if key in _OF_INTEREST and key not in found:
             found[key] = value.decode("latin-1")
     return found
-
-
-def client_ip(scope: Scope, is_trusted_proxy: Callable[[str], bool]) -> str:
-    """The socket peer, or — only when the peer is a trusted proxy — the nearest untrusted
-    address in X-Forwarded-For."""
-    peer = (scope.get("client") or ("unknown", 0))[0]
-    if not is_trusted_proxy(peer):
-        return peer
-    forwarded = header(scope, b"x-forwarded-for")
-    if not forwarded:
-        return peer
-    for candidate in reversed([part.strip() for part in forwarded.split(",") if part.strip()]):
-        try:
-            ipaddress.ip_address(candidate)
-        except ValueError:
-            return peer
-        if not is_trusted_proxy(candidate):
-            return candidate
-    return peer
-
-
-async def send_error(send: Send, status: int, code: str, message: str, headers: list | None = None) -> None:
-    body = json.dumps(error_body(code, message)).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        *(headers or [])],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class RequestContextMiddleware:
@@ -102,11 +62,9 @@ class RequestContextMiddleware:
         request_id = incoming if 0 < len(incoming) <= 128 and set(incoming) <= _VALID_REQUEST_ID else new_request_id()
         token = request_id_var.set(request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        scope.setdefault("state", {})["client_ip"] = client_ip(scope, self.settings.is_trusted_proxy)
-        https = scope.get("scheme") == "https" or (
-            scope["state"]["client_ip"] != (scope.get("client") or ("",))[0]
-            and wanted.get(b"x-forwarded-proto") == "https"
-        )
+        state = scope.setdefault("state", {})
+        state["client_ip"] = client_ip(scope, self.settings.is_trusted_proxy)
+        state["https"] = https = is_https(scope, self.settings.is_trusted_proxy)
         no_store = b"authorization" in wanted or scope["path"].startswith("/api/v1/auth/")
         status_holder = {"status": 500, "started": False}
         started = time.perf_counter()
@@ -144,58 +102,6 @@ class RequestContextMiddleware:
                      duration_ms=round(elapsed * 1000, 2))
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
-
-
-class FixedWindowLimiter:
-    """Counts requests per key per minute window (per gateway instance)."""
-
-    def __init__(self, limit: int, window_seconds: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window_seconds
-        self._counts: dict[str, tuple[float, int]] = {}
-
-    def hit(self, key: str, now: float | None = None) -> int | None:
-        """None when allowed; else the seconds to wait (Retry-After)."""
-        now = time.monotonic() if now is None else now
-        start, count = self._counts.get(key, (now, 0))
-        if now - start >= self.window:
-            start, count = now, 0
-        if count >= self.limit:
-            return max(1, math.ceil(start + self.window - now))
-        self._counts[key] = (start, count + 1)
-        if len(self._counts) > 100_000:  # forget finished windows
-            self._counts = {k: v for k, v in self._counts.items() if now - v[0] < self.window}
-        return None
-
-
-class RateLimitMiddleware:
-    """Per-client-IP limits: everything (SHOP_RATE_LIMIT_PER_MINUTE) and auth writes
-    (SHOP_AUTH_RATE_LIMIT_PER_MINUTE); 0 turns a limit off."""
-
-    def __init__(self, app, settings: GatewaySettings) -> None:
-        self.app = app
-        self.overall = FixedWindowLimiter(settings.rate_limit_per_minute) if settings.rate_limit_per_minute else None
-        self.auth = (
-            FixedWindowLimiter(settings.auth_rate_limit_per_minute) if settings.auth_rate_limit_per_minute else None
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS":
-            await self.app(scope, receive, send)
-            return
-        ip = scope.get("state", {}).get("client_ip", "unknown")
-        checks = [self.overall]
-        if scope["method"] != "GET" and scope["path"].startswith("/api/v1/auth/"):
-            checks.append(self.auth)
-        for limiter in checks:
-            if limiter is None:
-                continue
-            retry_after = limiter.hit(ip)
-            if retry_after is not None:
-                await send_error(send, 429, "RATE_LIMITED", "Too many requests; slow down.",
-                                 [(b"retry-after", str(retry_after).encode())])
-                return
-        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -2,8 +2,11 @@
 
 Migrates each service, creates the admin, seeds the demo catalog, starts the five services (and
 REPLICAS instances of each) on 127.0.0.1:50051-50055 (+10 per extra replica) and the gateway on
-http://127.0.0.1:8000, waits until /readyz is 200, prints where everything is, and stops every
-process cleanly on Ctrl-C or SIGTERM. Data persists in var/ between runs.
+http://127.0.0.1:8000 (its metrics on SHOP_GATEWAY_METRICS_PORT, default the HTTP port + 1000),
+waits until every service instance answers SERVING to its own gRPC health check and the gateway's
+/readyz is 200 (which alone no longer means "all up": the gateway is ready while some backends are
+down), prints where everything is, and stops every process cleanly on Ctrl-C or SIGTERM. Data
+persists in var/ between runs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ SERVICES = ("auth", "catalog", "cart", "orders", "payments")
 BASE_PORT = int(os.environ.get("SHOP_LOCAL_BASE_PORT", "50051"))
 REPLICA_PORT_STEP = 10
 GATEWAY_PORT = int(os.environ.get("SHOP_HTTP_PORT", "8000"))
+_METRICS_DEFAULT = GATEWAY_PORT + 1000 if GATEWAY_PORT + 1000 <= 65535 else GATEWAY_PORT - 1000
+GATEWAY_METRICS_PORT = int(os.environ.get("SHOP_GATEWAY_METRICS_PORT", str(_METRICS_DEFAULT)))
 STOP_TIMEOUT_SECONDS = 20
 
 
@@ -83,12 +88,43 @@ def service_env(env: dict[str, str], service: str, replica: int) -> dict[str, st
     return env
 
 
+def check_alive(processes: list[tuple[str, subprocess.Popen]]) -> None:
+    for name, process in processes:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; see {LOGS / (name + '.log')}")
+
+
+def is_serving(address: str) -> bool:
+    """The instance's own gRPC health check says SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        except grpc.RpcError:
+            return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def wait_serving(addresses: list[str], processes: list[tuple[str, subprocess.Popen]], timeout: float = 120) -> None:
+    """Until every service instance is SERVING by its own check."""
+    deadline = time.monotonic() + timeout
+    waiting = list(addresses)
+    while waiting:
+        check_alive(processes)
+        waiting = [address for address in waiting if not is_serving(address)]
+        if not waiting:
+            return
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"not SERVING within {timeout:.0f} s: {', '.join(waiting)}")
+        time.sleep(0.5)
+
+
 def wait_ready(url: str, processes: list[tuple[str, subprocess.Popen]], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for name, process in processes:
-            if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with code {process.returncode}; see {LOGS / (name + '.log')}")
+        check_alive(processes)
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own local URL
                 if response.status == 200:
@@ -154,8 +190,10 @@ def main() -> int:
             for replica in range(replicas):
                 name = service if replica == 0 else f"{service}-{replica + 1}"
                 start(name, f"services.{service}", service_env(env, service, replica))
-        gateway_env = {**env, "SHOP_HTTP_HOST": "127.0.0.1", "SHOP_HTTP_PORT": str(GATEWAY_PORT)}
+        gateway_env = {**env, "SHOP_HTTP_HOST": "127.0.0.1", "SHOP_HTTP_PORT": str(GATEWAY_PORT),
+                       "SHOP_METRICS_PORT": str(GATEWAY_METRICS_PORT)}
         start("gateway", "gateway", gateway_env)
+        wait_serving([f"127.0.0.1:{port(service, r)}" for service in SERVICES for r in range(replicas)], processes)
         wait_ready(f"http://127.0.0.1:{GATEWAY_PORT}/readyz", processes)
     except (RuntimeError, subprocess.CalledProcessError) as exc:
         print(f"start failed: {exc}", file=sys.stderr, flush=True)
@@ -184,7 +222,8 @@ def print_summary(replicas: int, admin_password: str) -> None:
         "The shop is running.",
         f"  storefront      {base}/   admin console {base}/admin",
         f"  REST API        {base}/api/v1   (docs {base}/docs, OpenAPI {base}/openapi.json)",
-        f"  health          {base}/healthz  {base}/readyz  metrics {base}/metrics",
+        f"  health          {base}/healthz  {base}/readyz",
+        f"  metrics         http://127.0.0.1:{GATEWAY_METRICS_PORT}/metrics (gateway)",
     ]
     for service in SERVICES:
         addresses = ", ".join(f"127.0.0.1:{port(service, r)}" for r in range(replicas))

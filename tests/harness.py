@@ -81,6 +81,38 @@ def postgres_admin_url() -> str:
     raise AssertionError("unreachable")
 
 
+# ---------------------------------------------------------------------------------------------
+# Redis (what gateway replicas share: rate limits, revoked sessions, order stream nudges)
+# ---------------------------------------------------------------------------------------------
+
+def redis_test_url() -> str:
+    """SHOP_TEST_REDIS_URL; else the server on 127.0.0.1:6379 when it answers. Under CI=true a
+    missing Redis is a failure, never a skip (like PostgreSQL above)."""
+    url = os.environ.get("SHOP_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        with socket.create_connection(("127.0.0.1", 6379) if "SHOP_TEST_REDIS_URL" not in os.environ
+                                      else _redis_address(url), timeout=2) as sock:
+            sock.sendall(b"PING\r\n")
+            if sock.recv(16).startswith(b"+PONG"):
+                return url
+    except OSError:
+        pass
+    message = "no Redis for the tests: set SHOP_TEST_REDIS_URL or run one on 127.0.0.1:6379"
+    if os.environ.get("CI") == "true":
+        raise RuntimeError(message)
+    import pytest
+
+    pytest.skip(message)
+    raise AssertionError("unreachable")
+
+
+def _redis_address(url: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 6379
+
+
 def _with_database(url: str, database: str) -> str:
     from sqlalchemy.engine import make_url
 
@@ -250,6 +282,10 @@ class Suite:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 10)
+
+    def gateway_state(self) -> Any:
+        """The suite's gateway's GatewayState (gateway/deps.py): its hub, limiter, revoked set."""
+        return self._uvicorn.config.app.state.gateway
 
     def stub(self, service: str) -> Any:
         assert self.clients is not None

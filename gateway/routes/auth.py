@@ -16,6 +16,7 @@ from gateway.deps import (
     client_ip,
     current_user,
     get_state,
+    is_https,
     ok,
     optional_user,
     page,
@@ -73,14 +74,6 @@ def session_json(session: auth_pb2.Session) -> dict[str, Any]:
 
 def client_info(request: Request) -> auth_pb2.ClientInfo:
     return auth_pb2.ClientInfo(user_agent=request.headers.get("user-agent", "")[:512], ip=client_ip(request))
-
-
-def is_https(request: Request) -> bool:
-    """The client's connection is HTTPS: directly, or as told by a trusted proxy."""
-    if request.url.scheme == "https":
-        return True
-    peer = request.client.host if request.client else ""
-    return client_ip(request) != peer and request.headers.get("x-forwarded-proto") == "https"
 
 
 def with_refresh_cookie(response: Response, request: Request, tokens: auth_pb2.Tokens) -> Response:
@@ -313,8 +306,8 @@ async def logout(request: Request, body: RefreshBody | None = None,
             raise ApiError(401, "UNAUTHENTICATED", "Authentication required.")
         response = await state.clients.auth.Logout(auth_pb2.LogoutRequest(refresh_token=token))
     if response.session_id:
-        # This gateway refuses the session's access tokens at once; others learn it by polling.
-        state.verifier.revoked.add(response.session_id)
+        # Every gateway replica refuses the session's access tokens within a second (gateway/shared.py).
+        await state.revoke(response.session_id)
     return without_refresh_cookie(Response(status_code=204), request)
 
 
@@ -341,9 +334,7 @@ async def revoke_all_sessions(principal: Principal = Depends(current_user),
                               state: GatewayState = Depends(get_state)) -> JSONResponse:
     response = await state.clients.auth.RevokeAllSessions(auth_pb2.RevokeAllSessionsRequest(),
                                                           metadata=principal.metadata)
-    for session_id in [*response.session_ids, principal.caller.session_id or ""]:
-        if session_id:
-            state.verifier.revoked.add(session_id)
+    await state.revoke(*response.session_ids, principal.caller.session_id or "")
     return ok({"revokedCount": response.revoked_count})
 
 
@@ -353,7 +344,7 @@ async def revoke_session(session_id: str, principal: Principal = Depends(current
                          state: GatewayState = Depends(get_state)) -> Response:
     await state.clients.auth.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=session_id),
                                            metadata=principal.metadata)
-    state.verifier.revoked.add(session_id)  # the user's own session (the service checked)
+    await state.revoke(session_id)  # the user's own session (the service checked)
     return Response(status_code=204)
 
 

@@ -1,11 +1,12 @@
 """Orders and payments routes (API.md "Orders and payments"): checkout, listing, lifecycle,
-refunds and a Server-Sent Events stream of status changes, all served by the orders service."""
+refunds and a Server-Sent Events stream of status changes (fed by the gateway's stream hub,
+gateway/streams.py), all served by the orders service."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import time
 from typing import Any, Literal
 
 import grpc
@@ -15,6 +16,7 @@ from pydantic import Field
 
 from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, page, require_admin, rfc3339
 from gateway.errors import ApiError
+from gateway.streams import FINAL_STATUSES, End, OrderStreams, Stream
 from shop.lib import idempotency
 from shop.lib.enums import EnumNames
 from shop.lib.errors import decode_rpc_error
@@ -25,7 +27,6 @@ router = APIRouter(prefix="/api/v1", tags=["orders"])
 REPLAYED_HEADER = idempotency.REPLAYED_HEADER
 ORDER_STATUSES = EnumNames(orders_pb2.OrderStatus)
 STATUSES = ORDER_STATUSES.names
-WATCH_TIMEOUT_SECONDS = 3600.0
 # An SSE comment line this often while nothing happens keeps proxies from closing the stream.
 KEEPALIVE_SECONDS = 15.0
 
@@ -273,6 +274,7 @@ async def cancel_order(
         metadata=principal.metadata,
         timeout=30,
     )
+    await state.shared.order_changed(order_id)
     return ok(order_json(response.order))
 
 
@@ -297,6 +299,7 @@ async def update_order_status(
         ),
         metadata=principal.metadata,
     )
+    await state.shared.order_changed(order_id)
     return ok(order_json(response.order))
 
 
@@ -304,7 +307,10 @@ async def update_order_status(
     "/orders/{order_id}/events",
     summary="Stream an order's status changes (Server-Sent Events)",
     description="`text/event-stream`: first the current status, then one `event: status` per change "
-    "(`data` = {status, at, note, order}); ends when the order reaches a final status. Owner or admin.",
+    "(`data` = {status, at, note, order}); ends when the order reaches a final status. Owner or admin. "
+    "A stream lasts at most SHOP_SSE_MAX_LIFETIME_SECONDS and never past its access token (reconnect "
+    "with a fresh one); a revoked session ends it with `event: error` `{\"code\": \"UNAUTHENTICATED\"}`. "
+    "Too many streams of the user: 429 TOO_MANY_STREAMS; of the gateway: 503 STREAMS_UNAVAILABLE.",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}}},
 )
@@ -314,63 +320,60 @@ async def order_events(
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
 ) -> StreamingResponse:
-    call = state.clients.orders.WatchOrder(
-        orders_pb2.WatchOrderRequest(order_id=order_id), metadata=principal.metadata, timeout=WATCH_TIMEOUT_SECONDS
-    )
-    iterator = call.__aiter__()
+    hub = state.streams
+    expiry = principal.caller.claims.get("exp")
+    stream = hub.open(order_id, principal.user_id, principal.caller.session_id or "", principal.token,
+                      float(expiry) if isinstance(expiry, int | float) else None)
     try:
-        first = await iterator.__anext__()  # errors (404) become a JSON error, not a stream
-    except StopAsyncIteration:
-        first = None
-
-    def frame(message: orders_pb2.WatchOrderResponse) -> bytes:
-        data = {**history_json(message.event), "order": order_json(message.order)}
-        return f"event: status\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-    queue: asyncio.Queue = asyncio.Queue()
-    done = object()
-
-    async def pump() -> None:
-        """Reads the gRPC stream into a queue, so waiting for the next change can time out
-        (keep-alive comments) without cancelling the call."""
-        try:
-            async for message in iterator:
-                await queue.put(message)
-        except grpc.aio.AioRpcError as exc:
-            await queue.put(exc)
-        finally:
-            await queue.put(done)
-
-    async def stream():
-        reader = asyncio.create_task(pump())
-        try:
-            if first is not None:
-                yield frame(first)
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
-                except TimeoutError:
-                    if await request.is_disconnected():
-                        break
-                    yield b": keep-alive\n\n"
-                    continue
-                if item is done:
-                    break
-                if isinstance(item, grpc.aio.AioRpcError):
-                    if item.code() not in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
-                        payload = json.dumps({"code": decode_rpc_error(item).code})
-                        yield f"event: error\ndata: {payload}\n\n".encode()
-                    break
-                yield frame(item)
-        finally:
-            call.cancel()
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-
+        # The caller's own read: 404 for anyone but the owner or an admin, a JSON error, not a stream.
+        first = await state.clients.orders.GetOrder(
+            orders_pb2.GetOrderRequest(order_id=order_id), metadata=principal.metadata
+        )
+    except BaseException:
+        hub.close(stream)
+        raise
     return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        _events(first.order, stream, hub, request), media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _frame(entry: orders_pb2.HistoryEntry, order: orders_pb2.Order) -> bytes:
+    data = {**history_json(entry), "order": order_json(order)}
+    return f"event: status\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+async def _events(order: orders_pb2.Order, stream: Stream, hub: OrderStreams, request: Request):
+    """The current status, then each new history entry the hub's reads bring, until a final status,
+    the stream's deadline, the session's revocation or the client leaving."""
+    try:
+        current = order.history[-1] if order.history else orders_pb2.HistoryEntry(
+            status=order.status, time=order.update_time
+        )
+        yield _frame(current, order)
+        sent = len(order.history)
+        while order.status not in FINAL_STATUSES:
+            timeout = min(KEEPALIVE_SECONDS, stream.deadline - time.monotonic())
+            if timeout <= 0:
+                break
+            try:
+                item = await asyncio.wait_for(stream.queue.get(), timeout)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    break
+                if time.monotonic() < stream.deadline:
+                    yield b": keep-alive\n\n"
+                continue
+            if isinstance(item, End):
+                if item.code:
+                    yield f"event: error\ndata: {json.dumps({'code': item.code})}\n\n".encode()
+                break
+            order = item
+            for entry in order.history[sent:]:
+                yield _frame(entry, order)
+            sent = max(sent, len(order.history))
+    finally:
+        hub.close(stream)
 
 
 @router.get(
@@ -419,4 +422,5 @@ async def create_refund(
     )
     if response.replayed:
         headers[REPLAYED_HEADER] = "true"
+    await state.shared.order_changed(order_id)
     return ok({"refund": refund_json(response.refund), "order": order_json(response.order)}, 201, headers=headers)

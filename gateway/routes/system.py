@@ -1,4 +1,5 @@
-"""Operations routes: liveness, readiness (gRPC health of every backend), metrics, JWKS."""
+"""Operations routes: liveness, readiness (gRPC health of every backend), JWKS. The metrics are
+not here: `python -m gateway` serves them on their own port (SHOP_METRICS_PORT)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import grpc
 from fastapi import APIRouter, Depends, Response
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.deps import GatewayState, get_state
 from gateway.responses import JSONResponse
@@ -38,18 +38,16 @@ async def _health(state: GatewayState, service: str) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-@router.get("/readyz", summary="200 when every backend's gRPC health is SERVING, else 503")
+@router.get("/readyz", summary="200 while the gateway can serve (some backends may be down), else 503")
 async def readyz(state: GatewayState = Depends(get_state)) -> JSONResponse:
+    """Each backend's gRPC health. One backend down does not take the gateway out of its Service:
+    the routes that need it answer 503 SERVICE_UNAVAILABLE, the others (browsing while orders is
+    down) keep working. 503 only when no backend answers SERVING: then nothing can be served."""
     names = list(SERVICES)
     statuses = await asyncio.gather(*(_health(state, name) for name in names))
     services = dict(zip(names, statuses, strict=True))
-    ready = all(status == "SERVING" for status in statuses)
+    ready = any(status == "SERVING" for status in statuses)
     return JSONResponse({"services": services}, status_code=200 if ready else 503)
-
-
-@router.get("/metrics", summary="Prometheus metrics")
-async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/.well-known/jwks.json", summary="Public keys that verify access tokens")

@@ -153,9 +153,7 @@ async def delete_me(body: PasswordBody, request: Request, principal: Principal =
                     state: GatewayState = Depends(get_state)) -> Response:
     response = await state.clients.auth.DeleteAccount(auth_pb2.DeleteAccountRequest(password=body.password),
                                                       metadata=principal.metadata)
-    for session_id in [*response.session_ids, principal.caller.session_id or ""]:
-        if session_id:
-            state.verifier.revoked.add(session_id)
+    await state.revoke(*response.session_ids, principal.caller.session_id or "")
     return without_refresh_cookie(Response(status_code=204), request)
 
 

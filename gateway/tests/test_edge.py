@@ -17,16 +17,24 @@ async def test_healthz_and_readyz_report_every_service(http):
     assert response.json()["services"] == {name: "SERVING" for name in ("auth", "catalog", "cart", "orders", "payments")}
 
 
-async def test_readyz_is_503_when_a_backend_is_down(suite):
+async def test_readyz_stays_200_while_a_backend_is_down_and_is_503_when_none_answers(suite):
+    """Issue 11: one backend down no longer takes the gateway out of its Service (it was 503)."""
     settings = suite.gateway_settings(catalog_target="127.0.0.1:1", readiness_timeout_seconds=0.5)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
             response = await client.get("/readyz")
-    assert response.status_code == 503
+    assert response.status_code == 200
     assert response.json()["services"]["catalog"] != "SERVING"
     assert response.json()["services"]["auth"] == "SERVING"
+    nothing = {f"{name}_target": "127.0.0.1:1" for name in ("auth", "catalog", "cart", "orders", "payments")}
+    app = create_app(suite.gateway_settings(readiness_timeout_seconds=0.5, **nothing))
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client:
+            response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert set(response.json()["services"].values()) == {"UNAVAILABLE"}
 
 
 async def test_unknown_route_and_wrong_method_use_the_envelope(http):
@@ -81,11 +89,12 @@ async def test_cors_allow_list(http):
     assert response.headers["access-control-allow-origin"] == allowed
 
 
-async def test_metrics_and_openapi(http):
+async def test_metrics_are_not_public_and_openapi(http):
     await http.get("/healthz")
+    # Issue 11: the metrics have their own port (gateway/tests/test_hardening.py); the public one says 404.
     metrics = await http.get("/metrics")
-    assert metrics.status_code == 200
-    assert "shop_http_requests_total" in metrics.text
+    assert metrics.status_code == 404
+    assert metrics.json()["error"]["code"] == "NOT_FOUND"
     spec = (await http.get("/openapi.json")).json()
     assert spec["info"]["title"] == "The Shop API"
     # validation errors are documented as answered: 400 in the error envelope, never 422

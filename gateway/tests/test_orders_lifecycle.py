@@ -318,15 +318,15 @@ async def test_events_see_changes_made_elsewhere_by_polling(suite):
 
 
 async def test_a_client_leaving_the_stream_ends_the_watch(suite):
-    runtime = suite.servers["orders"].runtime
+    hub = suite.gateway_state().streams
     user, _product, order = await paid_order(suite)
     async with suite.http.stream("GET", f"/api/v1/orders/{order['id']}/events", headers=user["headers"]) as response:
         async for line in response.aiter_lines():
             if line.startswith("data:"):
                 break
-        assert order["id"] in runtime.events._subscribers
-    # the connection is closed: the gateway cancels the gRPC stream and the service unsubscribes
-    await eventually(lambda: order["id"] not in runtime.events._subscribers, timeout=10, interval=0.05)
+        assert order["id"] in hub._by_order
+    # the connection is closed: the gateway's hub forgets the stream (and stops reading the order)
+    await eventually(lambda: order["id"] not in hub._by_order, timeout=10, interval=0.05)
 
 
 async def test_a_pending_order_is_not_cancellable_while_its_checkout_runs(suite):

@@ -1,6 +1,9 @@
-"""Catalog rules: validation of products, categories, reviews, stock lines and reservations.
+"""Catalog rules: validation of products, categories, reviews, stock lines and reservations; who
+may see and change a product; the reservation protocol's transitions (what each status allows).
 
-Pure functions (no grpc, no fastapi, no I/O). Field names in errors are the camelCase REST names.
+Pure functions (no grpc, no fastapi, no I/O): the use cases (products.py, stock.py, reviews.py,
+wishlist.py) read the rows, ask these rules, then write. Field names in errors are the camelCase
+REST names.
 """
 
 from __future__ import annotations
@@ -8,11 +11,12 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from shop.lib.errors import ValidationError
+from shop.lib.errors import Conflict, NotFound, PermissionDenied, ValidationError
 
 # -- statuses ----------------------------------------------------------------------------------
 
@@ -128,23 +132,6 @@ def _check_price(errors: Errors, name: str, value: int) -> None:
         errors.add(name, f"must be at most {MAX_PRICE_CENTS}")
 
 
-@dataclass
-class ProductDraft:
-    """The validated fields of a new product (or the merged result of an update)."""
-
-    sku: str
-    name: str
-    description: str
-    price_cents: int
-    compare_at_price_cents: int | None
-    currency: str
-    category_slug: str
-    brand: str | None
-    images: list[str] = field(default_factory=list)
-    stock: int = 0
-    status: str = ACTIVE
-
-
 def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """Validates the given product fields (all of them when creating; the changed ones on update).
     Returns them normalised. Cross-field rules are checked by `check_prices`."""
@@ -237,6 +224,44 @@ def can_manage(product_seller: str | None, user_id: str | None, role: str | None
     return role == "ADMIN" or (role == "SELLER" and user_id is not None and product_seller == user_id)
 
 
+def product_not_found() -> NotFound:
+    return NotFound("Product not found.", code="PRODUCT_NOT_FOUND")
+
+
+def check_visible(product: Any | None, user_id: str | None, role: str | None) -> None:
+    """A product the caller may not see does not exist for it (404, never 403)."""
+    if product is None or not can_see(product.status, product.seller_id, user_id, role):
+        raise product_not_found()
+
+
+def check_manageable(product: Any | None, user_id: str | None, role: str | None) -> None:
+    """Changing a product: 404 if the caller cannot see it, 403 if it sees it but does not own it."""
+    check_visible(product, user_id, role)
+    if not can_manage(product.seller_id, user_id, role):
+        raise PermissionDenied("Only an admin or the seller who owns this product may change it.")
+
+
+def already_archived(product: Any | None, user_id: str | None, role: str | None) -> bool:
+    """Archiving twice is fine for whoever could archive it (True: nothing to do); anyone else
+    gets what `check_manageable` says."""
+    if product is None:
+        raise product_not_found()
+    if product.status == ARCHIVED and can_manage(product.seller_id, user_id, role):
+        return True
+    check_manageable(product, user_id, role)
+    return False
+
+
+def category_words(categories: dict[str, Any], slug: str) -> list[str]:
+    """The slugs and names of a category and its ancestors (rows with slug, name, parent_slug)."""
+    words, seen, current = [], set(), categories.get(slug)
+    while current is not None and current.slug not in seen:
+        seen.add(current.slug)
+        words += [current.slug, current.name]
+        current = categories.get(current.parent_slug) if current.parent_slug else None
+    return words
+
+
 def owner_of_new_product(user_id: str | None, role: str | None) -> str | None:
     """A seller owns what it creates; admin-created products belong to the shop (no seller)."""
     return user_id if role == "SELLER" else None
@@ -251,6 +276,16 @@ def validate_stock_adjustment(delta: int, reason: str) -> str:
     reason = _check_text(errors, "reason", reason, min_len=1, max_len=REASON_MAX)
     errors.raise_if_any()
     return reason
+
+
+def check_adjustment(product_id: str, stock: int, delta: int) -> None:
+    """A manual adjustment never takes stock below 0."""
+    if stock + delta < 0:
+        raise Conflict(
+            f"Only {stock} in stock; cannot remove {-delta}.",
+            code="INSUFFICIENT_STOCK",
+            details={"productIds": [product_id], "stock": stock},
+        )
 
 
 def validate_request_id(value: str, field_name: str = "requestId") -> str | None:
@@ -321,6 +356,13 @@ def validate_review(rating: int, title: str, body: str) -> tuple[int, str, str]:
     return rating, title, body
 
 
+# -- wishlist ----------------------------------------------------------------------------------
+
+def check_wishlist_room(count: int) -> None:
+    if count >= MAX_WISHLIST_ITEMS:
+        raise Conflict(f"A wishlist holds at most {MAX_WISHLIST_ITEMS} products.", code="WISHLIST_FULL")
+
+
 # -- listing -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -384,6 +426,14 @@ def validate_reservation_id(value: str) -> str:
     return value
 
 
+def validate_order_id(value: str) -> str:
+    """RecordPurchases' order id: the same limits as a reservation id."""
+    value = value.strip()
+    if not value or len(value) > RESERVATION_ID_MAX or "\x00" in value:
+        raise ValidationError.single("orderId", f"is required, at most {RESERVATION_ID_MAX} characters")
+    return value
+
+
 def merge_lines(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """Validates stock lines, merges duplicate products and sorts by product id (the lock order
     every writer follows, so concurrent reservations never deadlock)."""
@@ -407,3 +457,96 @@ def merge_lines(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
             errors.add("lines", f"total quantity of {product_id} must be at most {MAX_LINE_QUANTITY}")
     errors.raise_if_any()
     return sorted(merged.items())
+
+
+# -- the reservation protocol: what each status allows (stock.py runs it in one transaction) ----
+
+def reservation_not_found() -> NotFound:
+    return NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
+
+
+def check_same_lines(stored: list[tuple[str, int]], requested: list[tuple[str, int]]) -> None:
+    """A repeated ReserveStock must name the same (merged, sorted) lines."""
+    if stored != requested:
+        raise Conflict("This reservation id was already used with other lines.", code="RESERVATION_MISMATCH")
+
+
+def shortfall(lines: list[tuple[str, int]], found: dict[str, Any]) -> Conflict:
+    """Why `lines` (from the first one that could not be taken) could not be taken; `found` has the
+    rows (stock, status) of those products that exist. Unknown or non-ACTIVE products:
+    PRODUCT_UNAVAILABLE (those); else INSUFFICIENT_STOCK (the short ones). The first line is short
+    even if its stock came back since (a concurrent release)."""
+    unavailable = [p for p, _ in lines if p not in found or found[p].status != ACTIVE]
+    if unavailable:
+        return Conflict("Some products are not available any more.", code="PRODUCT_UNAVAILABLE",
+                        details={"productIds": unavailable})
+    short = [lines[0][0]] + [p for p, q in lines[1:] if found[p].stock < q]
+    return Conflict("Not enough stock for some products.", code="INSUFFICIENT_STOCK", details={"productIds": short})
+
+
+def released_stock_gone(cause: Conflict) -> Conflict:
+    """Committing a RELEASED reservation whose stock cannot be taken again."""
+    return Conflict("The reservation was released (expired or cancelled) and its stock is gone.",
+                    code="RESERVATION_RELEASED", details=cause.details)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What a reservation call does: take the lines' stock again (`retake`), give it back
+    (`give_back`), and the status to write (`to`; None: the status stays)."""
+
+    retake: bool = False
+    give_back: bool = False
+    to: str | None = None
+
+
+# The steps there are (built once: the stock calls are hot).
+NOTHING = Step()
+RENEW = Step(to=RESERVED)
+RETAKE_AND_RENEW = Step(retake=True, to=RESERVED)
+COMMIT = Step(to=COMMITTED)
+RETAKE_AND_COMMIT = Step(retake=True, to=COMMITTED)
+RELEASE = Step(give_back=True, to=RELEASED)
+RESTOCK = Step(give_back=True, to=RESTOCKED)
+
+
+def renew_step(status: str, renew: bool) -> Step:
+    """A repeated ReserveStock: without `renew` nothing changes; with it RESERVED gets a new
+    expiry, RELEASED is re-taken (all or none) and RESERVED again, COMMITTED/RESTOCKED stay."""
+    if renew and status in (RESERVED, RELEASED):
+        return RETAKE_AND_RENEW if status == RELEASED else RENEW
+    return NOTHING
+
+
+def commit_step(status: str) -> Step:
+    """RESERVED -> COMMITTED; RELEASED (expired before the paid order got here) is re-taken and
+    COMMITTED; COMMITTED (a repeat) or RESTOCKED (committed earlier) stay."""
+    if status in (RESERVED, RELEASED):
+        return RETAKE_AND_COMMIT if status == RELEASED else COMMIT
+    return NOTHING
+
+
+def release_step(status: str, expires_at: datetime, *, expired_before: datetime | None = None) -> Step | None:
+    """RESERVED -> RELEASED (stock back); RELEASED stays; COMMITTED/RESTOCKED: RESERVATION_COMMITTED.
+    The sweep (`expired_before`) skips (None) what is committed or not expired after all."""
+    if status in (COMMITTED, RESTOCKED):
+        if expired_before is not None:
+            return None
+        raise Conflict("The reservation is committed; use RestockReservation to put its stock back.",
+                       code="RESERVATION_COMMITTED")
+    if status == RESERVED:
+        if expired_before is not None and expires_at >= expired_before:
+            return None
+        return RELEASE
+    return NOTHING
+
+
+def restock_step(status: str) -> Step:
+    """COMMITTED -> RESTOCKED (stock back); RESTOCKED stays; RESERVED and RELEASED refuse."""
+    if status == RESERVED:
+        raise Conflict("The reservation is not committed; release it instead.", code="RESERVATION_NOT_COMMITTED")
+    if status == RELEASED:
+        raise Conflict("The reservation was released; its stock is already back.", code="RESERVATION_RELEASED")
+    if status == COMMITTED:
+        return RESTOCK
+    return NOTHING

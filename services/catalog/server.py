@@ -7,12 +7,16 @@ from pathlib import Path
 import structlog
 
 from services.catalog.config import CatalogSettings
-from services.catalog.repository import CatalogRepository
+from services.catalog.products import Products
+from services.catalog.reviews import Reviews
 from services.catalog.seed import seed_demo_data
 from services.catalog.servicer import CatalogServicer
+from services.catalog.stock import Stock
+from services.catalog.wishlist import Wishlist
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
+from shop.lib.pagination import PageTokens
 from shop.lib.periodic import Periodic
 from shop.lib.runtime import remote_token_verifier
 from shop.lib.server import ServiceDefinition, ShopServer
@@ -30,14 +34,19 @@ class Runtime:
         self.settings = settings
         self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "catalog")
-        self.repository = CatalogRepository(self.db)
+        tokens = PageTokens(settings.page_token_secret)
+        # The use cases, one per concern (each write owns its transaction).
+        self.products = Products(self.db, tokens)
+        self.stock = Stock(self.db)
+        self.reviews = Reviews(self.db, tokens)
+        self.wishlist = Wishlist(self.db)
         # Sweep passes completed (tests and operators can see the loop runs).
         self.sweeps = 0
 
 
 async def sweep_once(runtime: Runtime) -> int:
     """Releases reservations left uncommitted past their TTL; returns how many."""
-    released = await runtime.repository.release_expired()
+    released = await runtime.stock.release_expired()
     runtime.sweeps += 1
     if released:
         log.info("reservations.released_expired", count=released)

@@ -589,6 +589,7 @@ def expected_flows(docs):
     for svc in SERVICES:
         flows.add((svc, f"{svc}-postgres", 5432))
         flows.add(("prometheus", svc, METRICS_PORT))
+    flows.add(("prometheus", "gateway", METRICS_PORT))  # the gateway's metrics have their own port too
     for outsider in OUTSIDERS:  # the gateway is the public entry: anyone may reach port 8000
         flows.add((outsider.name, "gateway", GATEWAY_PORT))
     for pod in pods_of(docs):

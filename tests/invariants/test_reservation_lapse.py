@@ -40,7 +40,7 @@ async def lapse(suite, order_id: str, *, long_ago: bool) -> None:
     before its charge (a pending payment re-driven by recovery), else just now (an early expiry)."""
     suite.sql("catalog", "UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = %s",
               (order_id,))
-    await suite.servers["catalog"].runtime.repository.release_expired()
+    await suite.servers["catalog"].runtime.stock.release_expired()
     assert reservation_status(suite, order_id) == "RELEASED"
     if long_ago:
         suite.sql("orders", "UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = %s",

@@ -113,6 +113,48 @@ async def test_revocations_learned_by_polling(key, jwks):
     assert seen_since[1] > seen_since[0]
 
 
+async def test_writes_fail_closed_while_revocations_are_stale(key, jwks):
+    from datetime import UTC, datetime
+
+    from shop.lib import tokens
+    from shop.lib.errors import Unavailable
+
+    revoked = RevokedSessions(max_staleness=30)
+    check = verifier(jwks, revoked)
+    token = sign(key, claims(sid="s2"))
+    # No poll has succeeded yet: reads pass, writes are refused until auth has answered once.
+    assert (await check.verify(token)).session_id == "s2"
+    with pytest.raises(Unavailable) as refused:
+        await check.verify(token, write=True)
+    assert refused.value.code == "REVOCATIONS_UNAVAILABLE" and refused.value.retry_after
+
+    answers = []
+
+    async def fetch(since):
+        if not answers:
+            raise ConnectionError("auth is unreachable")
+        return answers.pop(0), datetime.now(UTC)
+
+    revoked._fetch = fetch  # as poll_forever registers it
+    with pytest.raises(Unavailable):
+        await check.verify(token, write=True)  # the on-demand poll failed too
+    # A write on a stale set polls once on the spot (a process whose first poll has not answered).
+    answers.append([])
+    assert (await check.verify(token, write=True)).session_id == "s2"
+    assert not revoked.stale
+
+    # Auth unreachable for longer than the bound: writes refused again, reads still served.
+    revoked._fresh_at = time.monotonic() - 31
+    with pytest.raises(Unavailable):
+        await check.verify(token, write=True)
+    assert (await check.verify(token)).session_id == "s2"
+    answers.append(["s2"])  # auth answers again, and the session was revoked meanwhile
+    with pytest.raises(Unauthenticated):
+        await check.verify(token, write=True)
+    # A revocation is remembered for the longest access-token lifetime auth may use.
+    assert tokens.REVOCATION_MEMORY.total_seconds() >= tokens.MAX_ACCESS_TOKEN_TTL_SECONDS
+
+
 def test_service_tokens():
     tokens = ServiceTokens("s" * 40, "orders")
     assert tokens.verify(tokens.mint()) == "orders"

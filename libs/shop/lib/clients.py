@@ -34,7 +34,7 @@ IDEMPOTENT_WRITES = {
     "shop.catalog.v1.CatalogService": {"RecordPurchases", "AddWishlistItem", "RemoveWishlistItem"},
     "shop.cart.v1.CartService": {"CheckoutCart", "RestoreCart"},  # idempotent by checkout_id
 }
-_READ_PREFIXES = ("Get", "List", "BatchGet", "Watch")
+READ_PREFIXES = ("Get", "List", "BatchGet", "Watch")  # RPCs that change nothing, by name
 _IDEMPOTENCY_FIELDS = ("request_id", "reservation_id")
 MIN_DEADLINE_SECONDS = 0.05
 
@@ -78,7 +78,7 @@ def retryable_methods(service: ServiceDescriptor) -> list[str]:
     for method in service.methods:
         fields = method.input_type.fields_by_name
         if (
-            method.name.startswith(_READ_PREFIXES)
+            method.name.startswith(READ_PREFIXES)
             or any(name in fields for name in _IDEMPOTENCY_FIELDS)
             or method.name in IDEMPOTENT_WRITES.get(service.full_name, ())
         ):

@@ -35,7 +35,7 @@ def remote_token_verifier(
         response = await clients.auth.ListRevocations(request, timeout=5)
         return [s.session_id for s in response.sessions], response.as_of.ToDatetime(tzinfo=UTC)
 
-    revoked = RevokedSessions()
+    revoked = RevokedSessions(max_staleness=settings.revocation_max_staleness_seconds)
     verifier = AccessTokenVerifier(
         KeySet(fetch_jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience, revoked=revoked
     )

@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram
 
 from shop.lib import tracing
+from shop.lib.clients import READ_PREFIXES
 from shop.lib.context import Caller, caller_var, deadline_var, new_request_id, request_id_var
 from shop.lib.db import Database
 from shop.lib.errors import ShopError, decode_rpc_error, to_grpc_status
@@ -69,7 +70,8 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
         # grpc.aio asks for the handler on every call; each method's wrapper is built once.
         self._wrapped: dict[str, Any] = {}
 
-    async def identify(self, metadata: dict[str, str]) -> Caller:
+    async def identify(self, metadata: dict[str, str], method: str = "") -> Caller:
+        """The caller; `method` (the RPC's short name) tells a read from a write."""
         service_name = None
         if SERVICE_METADATA_KEY in metadata:
             service_name = self.service_tokens.verify(metadata[SERVICE_METADATA_KEY])
@@ -80,7 +82,7 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
                 from shop.lib.errors import Unauthenticated
 
                 raise Unauthenticated("The authorization header is malformed.")
-            user = await self.verifier.verify(token)
+            user = await self.verifier.verify(token, write=not method.startswith(READ_PREFIXES))
             caller = Caller(
                 user_id=user.user_id,
                 role=user.role,
@@ -100,7 +102,7 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
         remaining = context.time_remaining()
         deadline_var.set(time.monotonic() + remaining if remaining is not None else None)
         structlog.contextvars.bind_contextvars(request_id=request_id, rpc=method)
-        caller_var.set(await self.identify(metadata))
+        caller_var.set(await self.identify(metadata, method))
 
     def _status_for(self, exc: BaseException) -> tuple[grpc.StatusCode, Any]:
         if isinstance(exc, ShopError):

@@ -42,6 +42,9 @@ class BaseShopSettings(BaseSettings):
     rpc_timeout_seconds: float = 10.0
     # How often token verifiers poll auth for revoked sessions (revocation reaches them within ~this).
     revocation_poll_seconds: float = 1.0
+    # Verifiers refuse writes (503 REVOCATIONS_UNAVAILABLE) when no revocation poll has succeeded
+    # for this long: a logged-out session must not keep buying while auth cannot be asked.
+    revocation_max_staleness_seconds: float = Field(default=30.0, ge=2.0, le=300.0)
     # OTLP/HTTP traces endpoint (e.g. http://otel-collector:4318/v1/traces); empty turns tracing off.
     otlp_endpoint: str = ""
 

@@ -9,6 +9,7 @@ entry. So `alg: none`, HS256-signed-with-the-public-key and unknown `kid` all fa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,15 +19,18 @@ from datetime import UTC, datetime, timedelta
 import jwt
 
 from shop.lib.context import Caller
-from shop.lib.errors import Unauthenticated
+from shop.lib.errors import Unauthenticated, Unavailable
 from shop.lib.periodic import Periodic
+from shop.lib.settings import MAX_ACCESS_TOKEN_TTL_SECONDS
 
 log = logging.getLogger(__name__)
 
 ACCESS_TOKEN_ALGORITHMS = ("EdDSA", "RS256")
 REQUIRED_ACCESS_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti", "sid")
 ACCESS_TOKEN_TYPE = "access"
-ACCESS_TOKEN_LIFETIME = timedelta(minutes=15)
+# How long a revoked session is remembered: the longest access-token lifetime auth may be
+# configured with (its setting is bounded by it) plus clock skew, so no revoked token outlives it.
+REVOCATION_MEMORY = timedelta(seconds=MAX_ACCESS_TOKEN_TTL_SECONDS + 120)
 
 SERVICE_TOKEN_ISSUER = "shop-internal"
 SERVICE_TOKEN_AUDIENCE = "shop-services"
@@ -79,15 +83,27 @@ class KeySet:
 
 
 class RevokedSessions:
-    """Session ids revoked recently (at most an access token's lifetime ago), kept in memory.
+    """Session ids revoked recently (at most the longest access-token lifetime ago), in memory.
 
     Filled by polling auth's ListRevocations (`poll_forever`) and by `add` for revocations this
     process performs itself, so logout through a gateway is refused by that gateway at once.
+    With `max_staleness`, the set is `stale` when no poll has succeeded for that long (or none
+    yet): verifiers then refuse writes (fail closed) while reads go on.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_staleness: float | None = None) -> None:
         self._revoked: dict[str, float] = {}
         self._since: datetime | None = None
+        self._max_staleness = max_staleness
+        self._fresh_at: float | None = None
+        self._fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]] | None = None
+        self._refreshing = asyncio.Lock()
+
+    @property
+    def stale(self) -> bool:
+        if self._max_staleness is None:
+            return False
+        return self._fresh_at is None or time.monotonic() - self._fresh_at > self._max_staleness
 
     def add(self, session_id: str) -> None:
         self._revoked[session_id] = time.monotonic()
@@ -96,20 +112,38 @@ class RevokedSessions:
         return session_id in self._revoked
 
     def _prune(self) -> None:
-        horizon = time.monotonic() - ACCESS_TOKEN_LIFETIME.total_seconds() - 120
+        horizon = time.monotonic() - REVOCATION_MEMORY.total_seconds()
         self._revoked = {sid: at for sid, at in self._revoked.items() if at >= horizon}
 
     async def poll_once(self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]]) -> None:
-        since = self._since or datetime.now(UTC) - ACCESS_TOKEN_LIFETIME - timedelta(minutes=1)
+        since = self._since or datetime.now(UTC) - REVOCATION_MEMORY
         session_ids, as_of = await fetch(since)
         for sid in session_ids:
             self.add(sid)
         self._since = as_of
+        self._fresh_at = time.monotonic()
         self._prune()
+
+    async def refresh_if_stale(self, timeout: float = 2.0) -> None:
+        """One poll now (one at a time) when the set is stale, e.g. before this process's first
+        scheduled poll has answered; a failure leaves it stale."""
+        if self._fetch is None or not self.stale:
+            return
+        async with self._refreshing:
+            if not self.stale:
+                return
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.poll_once(self._fetch), timeout)
 
     async def poll_forever(self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]],
                            interval: float) -> None:
+        self._fetch = fetch
         await Periodic("revocations.poll", lambda: self.poll_once(fetch), interval)()
+
+
+def revocations_unavailable() -> Unavailable:
+    return Unavailable("Your sign-in cannot be confirmed right now; retry in a moment.",
+                       code="REVOCATIONS_UNAVAILABLE", retry_after=2)
 
 
 class AccessTokenVerifier:
@@ -131,7 +165,9 @@ class AccessTokenVerifier:
         # Optional authoritative check (the auth service asks its own database).
         self._session_check = session_check
 
-    async def verify(self, token: str) -> Caller:
+    async def verify(self, token: str, *, write: bool = False) -> Caller:
+        """The caller of `token`. A `write` is refused (503) while revocations are stale: a
+        revoked session must not act on what this process cannot confirm."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -158,6 +194,10 @@ class AccessTokenVerifier:
             raise Unauthenticated("The access token is not valid.") from None
         if claims.get("typ") != ACCESS_TOKEN_TYPE:
             raise Unauthenticated("The token is not an access token.")
+        if write and self.revoked.stale:
+            await self.revoked.refresh_if_stale()
+            if self.revoked.stale:
+                raise revocations_unavailable()
         if claims["sid"] in self.revoked:
             raise Unauthenticated("The session has ended.")
         if self._session_check is not None and not await self._session_check(claims["sid"], claims["sub"]):

@@ -1,4 +1,4 @@
-"""Helpers for the catalog's tests: products made directly through the repository (so the
+"""Helpers for the catalog's tests: products made directly through the use cases (so the
 stock tests do not depend on the auth service), and errors decoded the way clients see them."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from shop.lib.errors import decode_rpc_error
 class CatalogFixtures:
     def __init__(self, suite) -> None:
         self.suite = suite
-        self.repo = suite.servers["catalog"].runtime.repository
+        self.products = suite.servers["catalog"].runtime.products
         self.category = None
 
     async def product(self, stock: int = 10, **fields) -> str:
         if self.category is None:
             self.category = f"cat-{uuid.uuid4().hex[:8]}"
-            await self.repo.create_category(self.category, "Test category", None)
+            await self.products.create_category(self.category, "Test category", None)
         values = {
             "sku": f"T-{uuid.uuid4().hex[:12]}",
             "name": "Test product",
@@ -31,7 +31,7 @@ class CatalogFixtures:
             "status": "ACTIVE",
             **fields,
         }
-        product = await self.repo.create_product(values, None, None)
+        product = await self.products.create_product(values, None, None)
         return product.id
 
     def stock(self, product_id: str) -> int:

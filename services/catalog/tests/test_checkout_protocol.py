@@ -183,12 +183,12 @@ async def test_commit_of_a_released_reservation_retakes_or_fails_changing_nothin
 
 async def test_commit_with_user_id_records_purchases_once_and_verifies_reviews(suite, catalog):
     stub = suite.stub("catalog")
-    repo = suite.servers["catalog"].runtime.repository
+    reviews = suite.servers["catalog"].runtime.reviews
     a, b, unrelated = await catalog.product(), await catalog.product(), await catalog.product()
     user, someone_else = str(uuid.uuid4()), str(uuid.uuid4())
     for product in (a, unrelated):
-        await repo.create_review(product, user, "CUSTOMER", 4, "Nice", "Good.")
-    await repo.create_review(b, someone_else, "CUSTOMER", 2, "Meh", "Bad.")
+        await reviews.create_review(product, user, "CUSTOMER", 4, "Nice", "Good.")
+    await reviews.create_review(b, someone_else, "CUSTOMER", 2, "Meh", "Bad.")
     rid = str(uuid.uuid4())
     await stub.ReserveStock(reserve_request(rid, (a, 1), (b, 2)))
     for _ in range(2):  # the repeat is a no-op

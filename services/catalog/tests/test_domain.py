@@ -95,3 +95,69 @@ def test_scoped_request_ids_differ_per_user():
     assert domain.scoped_request_id("u1", "k") != domain.scoped_request_id("u2", "k")
     assert domain.scoped_request_id("u1", None) is None
     assert len(domain.scoped_request_id("u1", "k")) <= domain.REQUEST_ID_MAX
+
+
+# -- who may see and change a product (the use cases ask these before writing) --------------------
+
+def product_row(status: str, seller: str | None = "seller-1"):
+    return type("Row", (), {"status": status, "seller_id": seller})()
+
+
+def test_visibility_and_ownership():
+    from shop.lib.errors import NotFound, PermissionDenied
+
+    with pytest.raises(NotFound):
+        domain.check_visible(None, "u", "CUSTOMER")
+    with pytest.raises(NotFound):  # someone else's draft is invisible, not forbidden
+        domain.check_manageable(product_row(domain.DRAFT), "seller-2", "SELLER")
+    with pytest.raises(PermissionDenied):  # visible but not owned
+        domain.check_manageable(product_row(domain.ACTIVE), "seller-2", "SELLER")
+    domain.check_manageable(product_row(domain.DRAFT), "seller-1", "SELLER")
+    domain.check_manageable(product_row(domain.ACTIVE), None, "ADMIN")
+    assert domain.already_archived(product_row(domain.ARCHIVED), "seller-1", "SELLER")
+    assert not domain.already_archived(product_row(domain.ACTIVE), "seller-1", "SELLER")
+    with pytest.raises(NotFound):  # an archived product is gone for anyone who could not archive it
+        domain.already_archived(product_row(domain.ARCHIVED), "seller-2", "SELLER")
+
+
+# -- the reservation protocol ----------------------------------------------------------------------
+
+def test_reservation_steps():
+    from datetime import UTC, datetime, timedelta
+
+    from shop.lib.errors import Conflict
+
+    assert domain.renew_step(domain.RESERVED, renew=False) == domain.NOTHING
+    assert domain.renew_step(domain.RESERVED, renew=True) == domain.Step(to=domain.RESERVED)
+    assert domain.renew_step(domain.RELEASED, renew=True) == domain.Step(retake=True, to=domain.RESERVED)
+    assert domain.renew_step(domain.COMMITTED, renew=True) == domain.NOTHING
+    assert domain.commit_step(domain.RELEASED) == domain.Step(retake=True, to=domain.COMMITTED)
+    assert domain.commit_step(domain.RESTOCKED) == domain.NOTHING
+    now = datetime.now(UTC)
+    assert domain.release_step(domain.RESERVED, now) == domain.Step(give_back=True, to=domain.RELEASED)
+    assert domain.release_step(domain.RELEASED, now) == domain.NOTHING
+    assert domain.release_step(domain.RESERVED, now, expired_before=now - timedelta(seconds=1)) is None
+    assert domain.release_step(domain.COMMITTED, now, expired_before=now) is None
+    with pytest.raises(Conflict) as committed:
+        domain.release_step(domain.COMMITTED, now)
+    assert committed.value.code == "RESERVATION_COMMITTED"
+    assert domain.restock_step(domain.COMMITTED) == domain.Step(give_back=True, to=domain.RESTOCKED)
+    for status, code in ((domain.RESERVED, "RESERVATION_NOT_COMMITTED"), (domain.RELEASED, "RESERVATION_RELEASED")):
+        with pytest.raises(Conflict) as refused:
+            domain.restock_step(status)
+        assert refused.value.code == code
+
+
+def test_shortfall_names_unavailable_products_first_else_the_short_ones():
+    row = type("Row", (), {})
+
+    def found(stock, status=domain.ACTIVE):
+        r = row()
+        r.stock, r.status = stock, status
+        return r
+
+    lines = [("a", 2), ("b", 5), ("c", 1)]
+    short = domain.shortfall(lines, {"a": found(5), "b": found(3), "c": found(1)})
+    assert (short.code, short.details) == ("INSUFFICIENT_STOCK", {"productIds": ["a", "b"]})
+    gone = domain.shortfall(lines, {"a": found(5), "b": found(3, domain.DRAFT)})
+    assert (gone.code, gone.details) == ("PRODUCT_UNAVAILABLE", {"productIds": ["b", "c"]})

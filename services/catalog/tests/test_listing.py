@@ -1,4 +1,4 @@
-"""The product listing (listing.py statements, repository.list_products) on both databases with
+"""The product listing (repository/listing.py statements, Products.list_products) on both databases with
 the demo catalog: filters, every sort, search, category roll-up, keyset pages and totals, and the
 statements built and compiled once per shape."""
 
@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from services.catalog import domain, listing
-from services.catalog.repository import CatalogRepository
+from services.catalog import domain
+from services.catalog.products import Products
+from services.catalog.repository import listing
 from services.catalog.seed import PRODUCTS, seed_demo_data
 from services.catalog.server import MIGRATIONS_DIR
 from shop.lib.db import Database
 from shop.lib.migrations import upgrade_async
+from shop.lib.pagination import PageTokens
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
@@ -20,7 +22,7 @@ async def repo(request, databases, tmp_path):
     await upgrade_async(MIGRATIONS_DIR, url)
     db = Database(url)
     await seed_demo_data(db)
-    yield CatalogRepository(db)
+    yield Products(db, PageTokens("listing-test-secret"))
     await db.dispose()
 
 

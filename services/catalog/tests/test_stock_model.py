@@ -1,6 +1,6 @@
 """The stock protocol as a state machine (hypothesis): reserve, renew (of live and of released
 reservations), release, commit (also of released ones), restock, expire and adjust, in any order
-and with repeats, against the catalog repository on PostgreSQL (and on SQLite, the embedded
+and with repeats, against the catalog's stock use cases (stock.py) on PostgreSQL (and on SQLite, the embedded
 default, whose statements differ in places), checked after every step against a pure-Python model of what each product's stock and each reservation's
 status must be. Conservation holds throughout: stock on hand + held by live reservations + sold
 (committed) = initial stock + adjustments, and stock never goes below 0.
@@ -24,11 +24,13 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from services.catalog import domain
 from services.catalog.models import Category, Product
-from services.catalog.repository import CatalogRepository
+from services.catalog.products import Products
 from services.catalog.server import MIGRATIONS_DIR
+from services.catalog.stock import Stock
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import Conflict
 from shop.lib.migrations import upgrade_async
+from shop.lib.pagination import PageTokens
 
 EXAMPLES = int(os.environ.get("STOCK_MODEL_EXAMPLES", "25"))
 PRODUCTS = 3
@@ -61,7 +63,8 @@ class World:
     def __init__(self, url: str) -> None:
         self.loop = asyncio.new_event_loop()
         self.db = Database(url)
-        self.repo = CatalogRepository(self.db)
+        self.products = Products(self.db, PageTokens("stock-model"))
+        self.stock = Stock(self.db)
         self.run(upgrade_async(MIGRATIONS_DIR, url))
         self.category = f"model-{uuid.uuid4().hex[:8]}"
         self.run(self._category())
@@ -85,7 +88,7 @@ class World:
         return ids
 
     async def stocks(self, ids: list[str]) -> list[int]:
-        rows = await self.repo.batch_get(ids)
+        rows = await self.products.batch_get(ids)
         by_id = {row.id: row.stock for row in rows}
         return [by_id[product_id] for product_id in ids]
 
@@ -126,7 +129,7 @@ class StockMachine(RuleBasedStateMachine):
         enough = all(self.model.stock[index] >= quantity for index, quantity in lines.items())
         ttl = SHORT_TTL if short_lived else LONG_TTL
         try:
-            view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(wanted), ttl))
+            view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(wanted), ttl))
         except Conflict as exc:
             assert not enough and exc.code == "INSUFFICIENT_STOCK"
             return
@@ -141,7 +144,7 @@ class StockMachine(RuleBasedStateMachine):
         """A repeat of ReserveStock with the same id never reserves again: it answers the status."""
         reservation_id = data.draw(st.sampled_from(list(self.model.reservations)))  # creation order: stable on replay
         reservation = self.model.reservations[reservation_id]
-        view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(reservation), LONG_TTL))
+        view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(reservation), LONG_TTL))
         assert view.status == reservation.status
 
     def _existing(self, data) -> tuple[str, ModelReservation]:
@@ -153,7 +156,7 @@ class StockMachine(RuleBasedStateMachine):
     def release(self, data):
         reservation_id, reservation = self._existing(data)
         try:
-            self.run(self.world.repo.release_reservation(reservation_id))
+            self.run(self.world.stock.release_reservation(reservation_id))
         except Conflict as exc:
             assert reservation.status in (domain.COMMITTED, domain.RESTOCKED) and exc.code == "RESERVATION_COMMITTED"
             return
@@ -179,7 +182,7 @@ class StockMachine(RuleBasedStateMachine):
         reservation_id, reservation = self._existing(data)
         ttl = SHORT_TTL if short_lived else LONG_TTL
         try:
-            view = self.run(self.world.repo.reserve(reservation_id, self.lines_of(reservation), ttl, renew=True))
+            view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(reservation), ttl, renew=True))
         except Conflict as exc:
             assert reservation.status == domain.RELEASED and not self._enough(reservation)
             assert exc.code == "INSUFFICIENT_STOCK"
@@ -201,7 +204,7 @@ class StockMachine(RuleBasedStateMachine):
         reservation_id, reservation = self._existing(data)
         user_id = BUYER if with_user else None
         try:
-            view = self.run(self.world.repo.commit_reservation(reservation_id, user_id))
+            view = self.run(self.world.stock.commit_reservation(reservation_id, user_id))
         except Conflict as exc:
             assert reservation.status == domain.RELEASED and not self._enough(reservation)
             assert exc.code == "RESERVATION_RELEASED"
@@ -218,7 +221,7 @@ class StockMachine(RuleBasedStateMachine):
     def restock(self, data):
         reservation_id, reservation = self._existing(data)
         try:
-            self.run(self.world.repo.restock_reservation(reservation_id))
+            self.run(self.world.stock.restock_reservation(reservation_id))
         except Conflict as exc:
             expected = {domain.RESERVED: "RESERVATION_NOT_COMMITTED", domain.RELEASED: "RESERVATION_RELEASED"}
             assert exc.code == expected.get(reservation.status)
@@ -233,7 +236,7 @@ class StockMachine(RuleBasedStateMachine):
     @rule()
     def expire(self):
         """The sweep: reservations past their TTL (the short-lived ones) go back to the shelf."""
-        self.run(self.world.repo.release_expired(utcnow() + timedelta(seconds=60)))
+        self.run(self.world.stock.release_expired(utcnow() + timedelta(seconds=60)))
         for reservation in self.model.reservations.values():
             if reservation.status == domain.RESERVED and reservation.short_lived:
                 for index, quantity in reservation.lines.items():
@@ -244,7 +247,7 @@ class StockMachine(RuleBasedStateMachine):
     @rule(index=st.integers(0, PRODUCTS - 1), delta=st.integers(-4, 4).filter(bool))
     def adjust(self, index, delta):
         try:
-            stock = self.run(self.world.repo.adjust_stock(self.ids[index], delta, "model", None, "ADMIN", None))
+            stock = self.run(self.world.stock.adjust_stock(self.ids[index], delta, "model", None, "ADMIN", None))
         except Conflict as exc:
             assert self.model.stock[index] + delta < 0 and exc.code == "INSUFFICIENT_STOCK"
             return

@@ -1,0 +1,155 @@
+"""Every conversion between the catalog's protos and its rows, and the enum tables: requests to the
+values the use cases take, rows (ORM objects or lean rows with the same attributes) to protos."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.catalog import domain
+from services.catalog.repository.stock import ReservationView
+from shop.catalog.v1 import catalog_pb2
+from shop.lib.db import to_timestamp
+from shop.lib.errors import ValidationError
+
+SORT_BY_ENUM = {
+    catalog_pb2.PRODUCT_SORT_UNSPECIFIED: None,
+    catalog_pb2.PRODUCT_SORT_RELEVANCE: "relevance",
+    catalog_pb2.PRODUCT_SORT_NEWEST: "newest",
+    catalog_pb2.PRODUCT_SORT_PRICE_ASC: "price",
+    catalog_pb2.PRODUCT_SORT_PRICE_DESC: "-price",
+    catalog_pb2.PRODUCT_SORT_RATING: "rating",
+    catalog_pb2.PRODUCT_SORT_NAME: "name",
+}
+STATUS_TO_ENUM = {
+    domain.ACTIVE: catalog_pb2.PRODUCT_STATUS_ACTIVE,
+    domain.DRAFT: catalog_pb2.PRODUCT_STATUS_DRAFT,
+    domain.ARCHIVED: catalog_pb2.PRODUCT_STATUS_ARCHIVED,
+}
+STATUS_FROM_ENUM = {value: key for key, value in STATUS_TO_ENUM.items()}
+RESERVATION_TO_ENUM = {
+    domain.RESERVED: catalog_pb2.RESERVATION_STATUS_RESERVED,
+    domain.COMMITTED: catalog_pb2.RESERVATION_STATUS_COMMITTED,
+    domain.RELEASED: catalog_pb2.RESERVATION_STATUS_RELEASED,
+    domain.RESTOCKED: catalog_pb2.RESERVATION_STATUS_RESTOCKED,
+}
+
+
+# -- requests -> values ----------------------------------------------------------------------------
+
+def status_field(value: int, *, creating: bool) -> str | None:
+    if value == catalog_pb2.PRODUCT_STATUS_UNSPECIFIED:
+        return domain.ACTIVE if creating else None
+    if value not in STATUS_FROM_ENUM:
+        raise ValidationError.single("status", "is not a known status")
+    return STATUS_FROM_ENUM[value]
+
+
+def product_query(request: catalog_pb2.ListProductsRequest) -> domain.ProductQuery:
+    return domain.product_query(
+        query=request.query,
+        category_slug=request.category_slug,
+        brand=request.brand,
+        min_price_cents=request.min_price_cents if request.HasField("min_price_cents") else None,
+        max_price_cents=request.max_price_cents if request.HasField("max_price_cents") else None,
+        in_stock_only=request.in_stock_only,
+        sort=SORT_BY_ENUM.get(request.sort, "invalid"),
+    )
+
+
+def new_product_fields(request: catalog_pb2.CreateProductRequest) -> dict[str, Any]:
+    """Every field of a new product (not yet validated)."""
+    return {
+        "sku": request.sku,
+        "name": request.name,
+        "description": request.description,
+        "price_cents": request.price_cents,
+        "compare_at_price_cents": request.compare_at_price_cents or None,
+        "currency": request.currency_code,
+        "category_slug": request.category_slug,
+        "brand": request.brand,
+        "images": list(request.images),
+        "stock": request.stock,
+        "status": status_field(request.status, creating=True),
+    }
+
+
+def product_changes(request: catalog_pb2.UpdateProductRequest) -> dict[str, Any]:
+    """The fields an update sets (not yet validated); absent fields stay as they are."""
+    raw: dict[str, Any] = {}
+    for name in ("sku", "name", "description", "price_cents", "brand", "category_slug"):
+        if request.HasField(name):
+            raw[name] = getattr(request, name)
+    if request.HasField("currency_code"):
+        raw["currency"] = request.currency_code
+    if request.HasField("compare_at_price_cents"):
+        raw["compare_at_price_cents"] = request.compare_at_price_cents or None  # 0 clears it
+    if request.update_images:
+        raw["images"] = list(request.images)
+    status = status_field(request.status, creating=False)
+    if status is not None:
+        raw["status"] = status
+    return raw
+
+
+# -- rows -> protos --------------------------------------------------------------------------------
+
+def product_proto(product: Any) -> catalog_pb2.Product:
+    """A product (ORM object or lean row with the columns of `PRODUCT_COLUMNS`)."""
+    return catalog_pb2.Product(
+        id=product.id,
+        sku=product.sku,
+        name=product.name,
+        description=product.description or "",
+        price_cents=product.price_cents,
+        compare_at_price_cents=product.compare_at_price_cents or 0,
+        currency_code=product.currency,
+        category_slug=product.category_slug,
+        brand=product.brand or "",
+        images=list(product.images or []),
+        stock=product.stock,
+        status=STATUS_TO_ENUM[product.status],
+        seller_id=product.seller_id or "",
+        rating_average=float(product.rating_average or 0.0),
+        rating_count=product.rating_count or 0,
+        create_time=to_timestamp(product.created_at),
+        update_time=to_timestamp(product.updated_at),
+    )
+
+
+def category_proto(category: Any, count: int) -> catalog_pb2.Category:
+    return catalog_pb2.Category(
+        slug=category.slug, name=category.name, parent_slug=category.parent_slug or "", product_count=count
+    )
+
+
+def review_proto(review: Any) -> catalog_pb2.Review:
+    return catalog_pb2.Review(
+        id=review.id,
+        product_id=review.product_id,
+        user_id=review.user_id,
+        rating=review.rating,
+        title=review.title or "",
+        body=review.body or "",
+        verified_purchase=review.verified_purchase,
+        create_time=to_timestamp(review.created_at),
+    )
+
+
+def wishlist_item_proto(product: Any, added_at) -> catalog_pb2.WishlistItem:
+    return catalog_pb2.WishlistItem(product=product_proto(product), add_time=to_timestamp(added_at))
+
+
+def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
+    return catalog_pb2.Reservation(
+        id=view.id,
+        status=RESERVATION_TO_ENUM[view.status],
+        lines=[catalog_pb2.StockLine(product_id=p, quantity=q) for p, q in view.lines],
+        expire_time=to_timestamp(view.expires_at),
+        priced_lines=[
+            catalog_pb2.ReservedLine(
+                product_id=line.product_id, quantity=line.quantity, sku=line.sku, name=line.name,
+                unit_price_cents=line.unit_price_cents, currency_code=line.currency_code,
+            )
+            for line in view.priced_lines
+        ],
+    )
