@@ -8,7 +8,6 @@ REST names.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shop.lib.errors import Conflict, NotFound, PermissionDenied, ValidationError
+from shop.lib.validation import FieldErrors
 
 # -- statuses ----------------------------------------------------------------------------------
 
@@ -50,7 +50,6 @@ MAX_BATCH_IDS = 200
 MAX_RESERVATION_LINES = 200
 MAX_LINE_QUANTITY = 10_000
 RESERVATION_ID_MAX = 64
-REQUEST_ID_MAX = 64
 MAX_WISHLIST_ITEMS = 500
 SEARCH_QUERY_MAX = 200
 
@@ -59,25 +58,6 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 CURRENCY_PATTERN = re.compile(r"^[A-Z]{3}$")
 
 SORTS = ("relevance", "newest", "price", "-price", "rating", "name")
-
-
-class Errors:
-    """Collects field errors; `raise_if_any()` raises one ValidationError with all of them."""
-
-    def __init__(self) -> None:
-        self.fields: dict[str, list[str]] = {}
-
-    def add(self, name: str, message: str) -> None:
-        self.fields.setdefault(name, []).append(message)
-
-    def no_nul(self, name: str, value: str | None) -> None:
-        """PostgreSQL text cannot hold NUL characters: refuse them as bad input, not a 500."""
-        if value and "\x00" in value:
-            self.add(name, "must not contain NUL characters")
-
-    def raise_if_any(self) -> None:
-        if self.fields:
-            raise ValidationError(self.fields)
 
 
 def is_uuid(value: str) -> bool:
@@ -96,7 +76,7 @@ def parse_uuid(value: str, field_name: str = "productId") -> str:
 
 # -- products ----------------------------------------------------------------------------------
 
-def _check_text(errors: Errors, name: str, value: str, *, min_len: int, max_len: int) -> str:
+def _check_text(errors: FieldErrors, name: str, value: str, *, min_len: int, max_len: int) -> str:
     errors.no_nul(name, value)
     value = value.strip()
     if len(value) < min_len:
@@ -116,7 +96,7 @@ def valid_image_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-def _check_images(errors: Errors, images: list[str]) -> list[str]:
+def _check_images(errors: FieldErrors, images: list[str]) -> list[str]:
     if len(images) > MAX_IMAGES:
         errors.add("images", f"at most {MAX_IMAGES} images")
     for index, url in enumerate(images):
@@ -125,7 +105,7 @@ def _check_images(errors: Errors, images: list[str]) -> list[str]:
     return list(images)
 
 
-def _check_price(errors: Errors, name: str, value: int) -> None:
+def _check_price(errors: FieldErrors, name: str, value: int) -> None:
     if value <= 0:
         errors.add(name, "must be greater than 0")
     elif value > MAX_PRICE_CENTS:
@@ -135,7 +115,7 @@ def _check_price(errors: Errors, name: str, value: int) -> None:
 def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any]:
     """Validates the given product fields (all of them when creating; the changed ones on update).
     Returns them normalised. Cross-field rules are checked by `check_prices`."""
-    errors = Errors()
+    errors = FieldErrors()
     out: dict[str, Any] = {}
     for name, rest_name in (("sku", "sku"), ("currency", "currency"), ("category_slug", "categorySlug"),
                             ("brand", "brand")):
@@ -268,7 +248,7 @@ def owner_of_new_product(user_id: str | None, role: str | None) -> str | None:
 
 
 def validate_stock_adjustment(delta: int, reason: str) -> str:
-    errors = Errors()
+    errors = FieldErrors()
     if delta == 0:
         errors.add("delta", "must not be 0")
     elif abs(delta) > MAX_STOCK_DELTA:
@@ -288,25 +268,10 @@ def check_adjustment(product_id: str, stock: int, delta: int) -> None:
         )
 
 
-def validate_request_id(value: str, field_name: str = "requestId") -> str | None:
-    if not value:
-        return None
-    if len(value) > REQUEST_ID_MAX or "\x00" in value:
-        raise ValidationError.single(field_name, f"must be at most {REQUEST_ID_MAX} characters")
-    return value
-
-
-def scoped_request_id(user_id: str | None, request_id: str | None) -> str | None:
-    """Idempotency keys are scoped per user: the same key from two users names two requests."""
-    if request_id is None:
-        return None
-    return hashlib.sha256(f"{user_id or ''}\n{request_id}".encode()).hexdigest()[:REQUEST_ID_MAX]
-
-
 # -- categories --------------------------------------------------------------------------------
 
 def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str, str | None]:
-    errors = Errors()
+    errors = FieldErrors()
     slug = slug.strip()
     if not slug:
         errors.add("slug", "must not be empty")
@@ -347,7 +312,7 @@ def rolled_up_counts(direct: dict[str, int], parents: dict[str, str | None]) -> 
 # -- reviews -----------------------------------------------------------------------------------
 
 def validate_review(rating: int, title: str, body: str) -> tuple[int, str, str]:
-    errors = Errors()
+    errors = FieldErrors()
     if not 1 <= rating <= 5:
         errors.add("rating", "must be between 1 and 5")
     title = _check_text(errors, "title", title, min_len=0, max_len=REVIEW_TITLE_MAX)
@@ -391,7 +356,7 @@ def product_query(
     *, query: str, category_slug: str, brand: str, min_price_cents: int | None, max_price_cents: int | None,
     in_stock_only: bool, sort: str | None,
 ) -> ProductQuery:
-    errors = Errors()
+    errors = FieldErrors()
     query = " ".join(query.split())
     if len(query) > SEARCH_QUERY_MAX:
         errors.add("q", f"must be at most {SEARCH_QUERY_MAX} characters")
@@ -437,7 +402,7 @@ def validate_order_id(value: str) -> str:
 def merge_lines(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """Validates stock lines, merges duplicate products and sorts by product id (the lock order
     every writer follows, so concurrent reservations never deadlock)."""
-    errors = Errors()
+    errors = FieldErrors()
     if not lines:
         errors.add("lines", "at least one line is required")
     if len(lines) > MAX_RESERVATION_LINES:

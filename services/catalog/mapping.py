@@ -9,6 +9,7 @@ from services.catalog import domain
 from services.catalog.repository.stock import ReservationView
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.db import to_timestamp
+from shop.lib.enums import EnumNames
 from shop.lib.errors import ValidationError
 
 SORT_BY_ENUM = {
@@ -20,18 +21,9 @@ SORT_BY_ENUM = {
     catalog_pb2.PRODUCT_SORT_RATING: "rating",
     catalog_pb2.PRODUCT_SORT_NAME: "name",
 }
-STATUS_TO_ENUM = {
-    domain.ACTIVE: catalog_pb2.PRODUCT_STATUS_ACTIVE,
-    domain.DRAFT: catalog_pb2.PRODUCT_STATUS_DRAFT,
-    domain.ARCHIVED: catalog_pb2.PRODUCT_STATUS_ARCHIVED,
-}
-STATUS_FROM_ENUM = {value: key for key, value in STATUS_TO_ENUM.items()}
-RESERVATION_TO_ENUM = {
-    domain.RESERVED: catalog_pb2.RESERVATION_STATUS_RESERVED,
-    domain.COMMITTED: catalog_pb2.RESERVATION_STATUS_COMMITTED,
-    domain.RELEASED: catalog_pb2.RESERVATION_STATUS_RELEASED,
-    domain.RESTOCKED: catalog_pb2.RESERVATION_STATUS_RESTOCKED,
-}
+# Proto enum value <-> the status stored in the tables (PRODUCT_STATUS_ACTIVE <-> "ACTIVE").
+PRODUCT_STATUSES = EnumNames(catalog_pb2.ProductStatus)
+RESERVATION_STATUSES = EnumNames(catalog_pb2.ReservationStatus)
 
 
 # -- requests -> values ----------------------------------------------------------------------------
@@ -39,9 +31,10 @@ RESERVATION_TO_ENUM = {
 def status_field(value: int, *, creating: bool) -> str | None:
     if value == catalog_pb2.PRODUCT_STATUS_UNSPECIFIED:
         return domain.ACTIVE if creating else None
-    if value not in STATUS_FROM_ENUM:
-        raise ValidationError.single("status", "is not a known status")
-    return STATUS_FROM_ENUM[value]
+    try:
+        return PRODUCT_STATUSES.name(value)
+    except ValueError:
+        raise ValidationError.single("status", "is not a known status") from None
 
 
 def product_query(request: catalog_pb2.ListProductsRequest) -> domain.ProductQuery:
@@ -107,7 +100,7 @@ def product_proto(product: Any) -> catalog_pb2.Product:
         brand=product.brand or "",
         images=list(product.images or []),
         stock=product.stock,
-        status=STATUS_TO_ENUM[product.status],
+        status=PRODUCT_STATUSES.value(product.status),
         seller_id=product.seller_id or "",
         rating_average=float(product.rating_average or 0.0),
         rating_count=product.rating_count or 0,
@@ -142,7 +135,7 @@ def wishlist_item_proto(product: Any, added_at) -> catalog_pb2.WishlistItem:
 def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
     return catalog_pb2.Reservation(
         id=view.id,
-        status=RESERVATION_TO_ENUM[view.status],
+        status=RESERVATION_STATUSES.value(view.status),
         lines=[catalog_pb2.StockLine(product_id=p, quantity=q) for p, q in view.lines],
         expire_time=to_timestamp(view.expires_at),
         priced_lines=[

@@ -15,7 +15,8 @@ from services.catalog.models import Category, Product
 from services.catalog.repository import listing
 from services.catalog.repository import products as queries
 from shop.lib.db import Database, new_id, utcnow
-from shop.lib.errors import AlreadyExists, Conflict, ValidationError
+from shop.lib.errors import AlreadyExists, ValidationError
+from shop.lib.idempotency import key_reused
 from shop.lib.pagination import PageTokens, fingerprint
 
 
@@ -61,11 +62,10 @@ class Products:
     async def list_page(self, query: domain.ProductQuery, size: int, page_token: str) -> tuple[list[Any], str, int]:
         """ListProducts: (rows, next page token, total); the token binds the filters and sort."""
         query_fp = fingerprint(kind="products", **query.fingerprint_fields())
-        after = pages.product_position(self.tokens, page_token, query_fp, query.sort, postgres=self.db.is_postgres)
+        after = self.tokens.decode_after(page_token, query_fp,
+                                         parse_key=lambda raw: self.parse_sort_key(query.sort, raw))
         page = await self.list_products(query, size, after)
-        next_token = (
-            self.tokens.encode({"k": page.last_key, "id": page.last_id}, query_fp) if page.has_more else ""
-        )
+        next_token = self.tokens.encode_after(page.last_key, page.last_id, query_fp) if page.has_more else ""
         return page.items, next_token, page.total
 
     async def list_products(self, query: domain.ProductQuery, size: int, after: tuple[Any, str] | None) -> Page:
@@ -127,8 +127,7 @@ class Products:
                     existing = await queries.product_by_request_id(session, request_id)
                     if existing is not None:
                         if existing.sku != fields["sku"]:
-                            raise Conflict("This idempotency key was used for another product.",
-                                           code="IDEMPOTENCY_KEY_REUSED")
+                            raise key_reused("This idempotency key was used for another product.")
                         return existing
                 if await queries.sku_taken(session, fields["sku"]):
                     raise sku_taken(fields["sku"])

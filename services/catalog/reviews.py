@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from services.catalog import domain, pages
+from services.catalog import domain
 from services.catalog.models import Review
 from services.catalog.repository import products as product_queries
 from services.catalog.repository import reviews as queries
 from shop.lib.db import Database, new_id, utcnow
 from shop.lib.errors import AlreadyExists
-from shop.lib.pagination import PageTokens, fingerprint
+from shop.lib.pagination import PageTokens, aware_datetime, fingerprint
 
 
 def review_exists() -> AlreadyExists:
@@ -30,7 +30,7 @@ class Reviews:
                         page_token: str) -> tuple[list[Any], str, int]:
         """A visible product's reviews, newest first: (rows, next page token, total)."""
         query_fp = fingerprint(kind="reviews", product=product_id)
-        after = pages.review_position(self.tokens, page_token, query_fp)
+        after = self.tokens.decode_after(page_token, query_fp, parse_key=aware_datetime, key_field="t")
         domain.check_visible(await self.db.read_one(product_queries.GET_PRODUCT, id=product_id), user_id, role)
         total = (await self.db.read_one(queries.REVIEW_COUNT, product_id=product_id)).total
         if after is None:
@@ -41,7 +41,7 @@ class Reviews:
         if len(rows) <= size:
             return rows, "", total
         last = rows[size - 1]
-        return rows[:size], self.tokens.encode({"t": last.created_at.isoformat(), "id": last.id}, query_fp), total
+        return rows[:size], self.tokens.encode_after(last.created_at, last.id, query_fp, key_field="t"), total
 
     async def create_review(self, product_id: str, user_id: str, role: str | None, rating: int, title: str,
                             body: str) -> Review:

@@ -18,6 +18,7 @@ from services.catalog.mapping import (
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.context import ROLE_ADMIN, ROLE_SELLER, current_caller, require_role, require_service, require_user
 from shop.lib.errors import PermissionDenied, ValidationError
+from shop.lib.idempotency import clean_key, scoped_key
 from shop.lib.pagination import page_size
 
 # The public edge may not call internal RPCs even though it carries a service identity.
@@ -29,6 +30,13 @@ def require_internal():
     if caller.service == GATEWAY_SERVICE:
         raise PermissionDenied("This operation is internal to the shop's services.")
     return caller
+
+
+def request_key(caller, value: str) -> str | None:
+    """The caller's idempotency key (shop.lib.idempotency's rule) scoped to them, as stored (64
+    characters); None without one."""
+    key = clean_key(value or None, field_name="requestId")
+    return None if key is None else scoped_key(caller.user_id, key)
 
 
 def product_ids(raw) -> list[str]:
@@ -74,7 +82,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         caller = require_role(ROLE_ADMIN, ROLE_SELLER)
         fields = domain.validate_product(new_product_fields(request), creating=True)
         domain.check_prices(fields["price_cents"], fields["compare_at_price_cents"])
-        request_id = domain.scoped_request_id(caller.user_id, domain.validate_request_id(request.request_id))
+        request_id = request_key(caller, request.request_id)
         seller_id = domain.owner_of_new_product(caller.user_id, caller.role)
         product = await self.products.create_product(fields, seller_id, request_id)
         return catalog_pb2.CreateProductResponse(product=product_proto(product))
@@ -96,7 +104,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         caller = require_role(ROLE_ADMIN, ROLE_SELLER)
         product_id = domain.parse_uuid(request.product_id)
         reason = domain.validate_stock_adjustment(request.delta, request.reason)
-        request_id = domain.scoped_request_id(caller.user_id, domain.validate_request_id(request.request_id))
+        request_id = request_key(caller, request.request_id)
         stock = await self.stock.adjust_stock(product_id, request.delta, reason, caller.user_id, caller.role,
                                               request_id)
         return catalog_pb2.AdjustStockResponse(stock=stock)

@@ -20,6 +20,7 @@ from services.catalog.repository import stock as queries
 from services.catalog.repository.stock import ReservationView, ReservedLine
 from shop.lib.db import Database, Transaction, new_id, utcnow
 from shop.lib.errors import Conflict
+from shop.lib.idempotency import key_reused
 
 SWEEP_BATCH = 100
 
@@ -128,8 +129,7 @@ class Stock:
                     done = await queries.adjustment_by_request_id(session, request_id)
                     if done is not None:
                         if (done.product_id, done.delta) != (product_id, delta):
-                            raise Conflict("This idempotency key was used for another adjustment.",
-                                           code="IDEMPOTENCY_KEY_REUSED")
+                            raise key_reused("This idempotency key was used for another adjustment.")
                         return done.stock_after
                 product = await product_queries.product_for_update(session, product_id)
                 domain.check_manageable(product, user_id, role)

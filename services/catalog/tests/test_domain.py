@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from services.catalog import domain
+from services.catalog.servicer import request_key
+from shop.lib.context import Caller
 from shop.lib.errors import ValidationError
+from shop.lib.idempotency import scoped_key
 
 GOOD = {"sku": "ABC-1", "name": " Lamp ", "description": "", "price_cents": 100, "compare_at_price_cents": None,
         "currency": "EUR", "category_slug": "home", "brand": "  ", "images": ["https://x.example/a.png"],
@@ -92,9 +97,21 @@ def test_product_query_defaults():
 
 
 def test_scoped_request_ids_differ_per_user():
-    assert domain.scoped_request_id("u1", "k") != domain.scoped_request_id("u2", "k")
-    assert domain.scoped_request_id("u1", None) is None
-    assert len(domain.scoped_request_id("u1", "k")) <= domain.REQUEST_ID_MAX
+    u1, u2 = Caller(user_id="u1", role="SELLER"), Caller(user_id="u2", role="SELLER")
+    assert request_key(u1, "k") != request_key(u2, "k")
+    assert request_key(u1, "") is None
+    # the stored form is unchanged (64 hex characters of the same hash): keys already stored match
+    assert request_key(u1, "k") == hashlib.sha256(b"u1\nk").hexdigest()[:64] == scoped_key("u1", "k")
+
+
+def test_request_ids_follow_the_one_idempotency_key_rule():
+    # shop.lib.idempotency: 1..128 printable ASCII (was 1..64 characters without NUL)
+    seller = Caller(user_id="u1", role="SELLER")
+    assert len(request_key(seller, "k" * 128) or "") == 64
+    for bad in ("k" * 129, "a\x00b", "clé"):
+        with pytest.raises(ValidationError) as caught:
+            request_key(seller, bad)
+        assert list(caught.value.fields) == ["requestId"]
 
 
 # -- who may see and change a product (the use cases ask these before writing) --------------------
