@@ -27,10 +27,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shop.catalog.v1 import catalog_pb2 as R
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
+from shop.lib.tokens import generate_private_key_pem, public_keys_json
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("SHOP_BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-SECRET = "bench-internal-secret-0123456789abcdef0123"
+KEYS = {name: generate_private_key_pem() for name in ("catalog", "orders")}
+PUBLIC_KEYS = public_keys_json(KEYS)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -66,12 +68,13 @@ async def main() -> None:
         url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
     port = free_port()
     env = {**os.environ, "SHOP_ENV": "test", "SHOP_DATABASE_URL": url, "SHOP_GRPC_ADDRESS": f"127.0.0.1:{port}",
-           "SHOP_INTERNAL_SECRET": SECRET, "SHOP_PAGE_TOKEN_SECRET": "bench-page-token-secret-0123456789abcdef",
+           "SHOP_SERVICE_KEY": KEYS["catalog"], "SHOP_SERVICE_PUBLIC_KEYS": PUBLIC_KEYS,
+           "SHOP_PAGE_TOKEN_SECRET": "bench-page-token-secret-0123456789abcdef",
            "SHOP_LOG_LEVEL": "WARNING", "SHOP_AUTH_TARGET": f"127.0.0.1:{free_port()}"}
     log = open(tmp / "catalog.log", "wb")  # noqa: SIM115, ASYNC230
     command = [sys.executable, "-m", "services.catalog"]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
-    clients = ServiceClients(BaseShopSettings(env="test", internal_secret=SECRET,
+    clients = ServiceClients(BaseShopSettings(env="test", service_key=KEYS["orders"], service_public_keys=PUBLIC_KEYS,
                                               catalog_target=f"127.0.0.1:{port}"), "orders")
     try:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")

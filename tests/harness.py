@@ -26,12 +26,40 @@ import psycopg
 from psycopg import sql
 
 from shop.lib.clients import ServiceClients
+from shop.lib.context import INTERNAL_CALLERS
 from shop.lib.settings import BaseShopSettings
+from shop.lib.tokens import ServiceIdentity, generate_private_key_pem, public_keys_json
 
 SERVICE_NAMES = ("auth", "catalog", "cart", "orders", "payments")
-TEST_INTERNAL_SECRET = "test-internal-secret-0123456789abcdef0123"
+# Everything that has a service identity: the five services and the gateway.
+IDENTITY_NAMES = ("gateway", *SERVICE_NAMES)
 TEST_PAGE_TOKEN_SECRET = "test-page-token-secret-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent
+
+# One key pair per identity, made fresh for each test session (never written anywhere).
+TEST_SERVICE_KEYS = {name: generate_private_key_pem() for name in IDENTITY_NAMES}
+TEST_SERVICE_PUBLIC_KEYS = public_keys_json(TEST_SERVICE_KEYS)
+
+
+def identity_settings(name: str) -> dict[str, str]:
+    """The settings that make a process `name` (its own key and everyone's public keys)."""
+    return {"service_key": TEST_SERVICE_KEYS[name], "service_public_keys": TEST_SERVICE_PUBLIC_KEYS}
+
+
+def identity_env(name: str) -> dict[str, str]:
+    """The same as environment variables, for a process started with `run_process`."""
+    return {f"SHOP_{key.upper()}": value for key, value in identity_settings(name).items()}
+
+
+def service_identity(name: str) -> ServiceIdentity:
+    """Mints `name`'s tokens (for a channel made with `make_channel(..., service_tokens=...)`)."""
+    return ServiceIdentity.from_pem(name, TEST_SERVICE_KEYS[name])
+
+
+def default_caller(service: str, method: str) -> str:
+    """Who calls `service.method` in the shop: the first caller an internal RPC names, else the
+    gateway (the public edge, which calls every user-facing RPC)."""
+    return INTERNAL_CALLERS.get(f"{service}.{method}", ("gateway",))[0]
 
 
 def free_port() -> int:
@@ -139,20 +167,6 @@ class TestDatabases:
 
 
 # ---------------------------------------------------------------------------------------------
-# Keys
-# ---------------------------------------------------------------------------------------------
-
-def generate_private_key_pem() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    key = ed25519.Ed25519PrivateKey.generate()
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-# ---------------------------------------------------------------------------------------------
 # The suite
 # ---------------------------------------------------------------------------------------------
 
@@ -182,12 +196,13 @@ class Suite:
         self._uvicorn_task: asyncio.Task | None = None
         self.http: httpx.AsyncClient | None = None
         self.clients: ServiceClients | None = None
+        self._clients_as: dict[str, ServiceClients] = {}
 
     def common(self) -> dict[str, Any]:
         targets = {f"{name}_target": f"127.0.0.1:{port}" for name, port in self.ports.items()}
         return {
             "env": "test",
-            "internal_secret": TEST_INTERNAL_SECRET,
+            "service_public_keys": TEST_SERVICE_PUBLIC_KEYS,
             "page_token_secret": TEST_PAGE_TOKEN_SECRET,
             "revocation_poll_seconds": 0.5,
             **targets,
@@ -207,6 +222,7 @@ class Suite:
             "mail_dir": str(self.mail_dir),
             "frontend_url": "https://shop.example",
             "jwt_private_key": self.private_key_pem,
+            "service_key": TEST_SERVICE_KEYS[service],
             **self.extra.get(service, {}),
             **overrides,
         }
@@ -225,6 +241,7 @@ class Suite:
             # The suite reads its own writes made past the gateway (gRPC, checkouts); the read
             # cache has its own tests (gateway/tests/test_product_cache.py).
             "product_cache_ttl_seconds": 0,
+            "service_key": TEST_SERVICE_KEYS["gateway"],
             **self.extra.get("gateway", {}),
             **overrides,
         }
@@ -244,8 +261,14 @@ class Suite:
         for service in SERVICE_NAMES:
             await self.start_service(service)
         await self.start_gateway()
-        self.clients = ServiceClients(BaseShopSettings(**self.common()), "tests")
+        self.clients = self.clients_as("gateway")
         return self
+
+    def clients_as(self, name: str) -> ServiceClients:
+        """Clients that call with `name`'s service identity (one set per identity)."""
+        if name not in self._clients_as:
+            self._clients_as[name] = ServiceClients(BaseShopSettings(**{**self.common(), **identity_settings(name)}), name)
+        return self._clients_as[name]
 
     async def _serve_gateway(self, port: int, **overrides: Any) -> tuple[Any, asyncio.Task]:
         import uvicorn
@@ -287,9 +310,11 @@ class Suite:
         """The suite's gateway's GatewayState (gateway/deps.py): its hub, limiter, revoked set."""
         return self._uvicorn.config.app.state.gateway
 
-    def stub(self, service: str) -> Any:
+    def stub(self, service: str, *, as_service: str | None = None) -> Any:
+        """A stub of `service` whose every method calls with the identity of the service that
+        really calls it (`default_caller`), or with `as_service`'s."""
         assert self.clients is not None
-        return self.clients.stub(service)
+        return _ActingStub(self, service, as_service)
 
     async def stop(self) -> None:
         if self.http is not None:
@@ -298,8 +323,8 @@ class Suite:
             self._uvicorn.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._uvicorn_task, 10)
-        if self.clients is not None:
-            await self.clients.close()
+        for clients in self._clients_as.values():
+            await clients.close()
         for server in reversed(list(self.servers.values())):
             with contextlib.suppress(Exception):
                 await server.stop(grace=0.5)
@@ -341,6 +366,17 @@ class Suite:
         with psycopg.connect(self.database_urls[service].replace("+psycopg", "")) as conn:
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
+
+
+class _ActingStub:
+    def __init__(self, suite: Suite, service: str, as_service: str | None) -> None:
+        self._suite = suite
+        self._service = service
+        self._as = as_service
+
+    def __getattr__(self, method: str) -> Any:
+        name = self._as or default_caller(self._service, method)
+        return getattr(self._suite.clients_as(name).stub(self._service), method)
 
 
 def run_process(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:

@@ -14,9 +14,8 @@ import stripe
 from gateway.app import create_app
 from services.payments.tests.fake_stripe import FakeStripeServer
 from shop.lib.clients import make_channel
-from shop.lib.tokens import ServiceTokens
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import TEST_INTERNAL_SECRET
+from tests.harness import service_identity
 
 WEBHOOK_SECRET = "whsec_gateway_test_0123456789abcdef"
 
@@ -33,7 +32,7 @@ async def stripe_shop(suite):
         )
         server = server_module.build_server(settings)
         await server.start()
-        channel = make_channel(server.address, "payments", service_tokens=ServiceTokens(TEST_INTERNAL_SECRET, "orders"))
+        channel = make_channel(server.address, "payments", service_tokens=service_identity("orders"))
         app = create_app(suite.gateway_settings(payments_target=server.address))
         try:
             async with app.router.lifespan_context(app):

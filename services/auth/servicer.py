@@ -22,7 +22,7 @@ from services.auth.mapping import (
 )
 from services.auth.sessions import Client
 from shop.auth.v1 import auth_pb2, auth_pb2_grpc
-from shop.lib.context import current_caller, require_admin, require_service, require_user
+from shop.lib.context import current_caller, require_admin, require_caller, require_user
 
 if TYPE_CHECKING:
     from services.auth.server import Runtime
@@ -104,7 +104,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.RevokeAllSessionsResponse(revoked_count=len(ids), session_ids=ids)
 
     async def ListRevocations(self, request, context):
-        require_service()
+        require_caller("auth.ListRevocations")
         since = request.since.ToDatetime(tzinfo=UTC) if request.HasField("since") else None
         rows, as_of = await self.sessions.revocations(since)
         return revocations_proto(rows, as_of)
@@ -148,7 +148,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         return auth_pb2.DeleteAddressResponse()
 
     async def GetAddress(self, request, context):
-        require_service()
+        require_caller("auth.GetAddress")
         row = await self.addresses.get_for_service(request.user_id, request.address_id)
         return auth_pb2.GetAddressResponse(address=address_proto(row))
 

@@ -108,8 +108,6 @@ def request_cutoff(now: datetime, ttl_hours: int) -> datetime:
 
 # -- checkouts (CheckoutCart / RestoreCart) -------------------------------------------------------
 
-# Only these service identities may take a cart for a checkout or restore it.
-CHECKOUT_SERVICES = ("orders",)
 MAX_CHECKOUT_ID_LENGTH = 64
 TAKEN = "taken"
 RESTORED = "restored"

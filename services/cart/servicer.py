@@ -8,7 +8,7 @@ from services.cart import carts, checkout, domain
 from services.cart.domain import Owner
 from services.cart.mapping import cart_proto, checkout_lines_proto
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
-from shop.lib.context import current_caller, require_service
+from shop.lib.context import current_caller, require_caller
 from shop.lib.errors import InvalidArgument
 from shop.lib.idempotency import clean_key
 
@@ -64,14 +64,14 @@ class CartServicer(cart_pb2_grpc.CartServiceServicer):
     # -- checkout (internal: the orders service only) ---------------------------------------------
 
     async def CheckoutCart(self, request, context):
-        require_service(*domain.CHECKOUT_SERVICES)
+        require_caller("cart.CheckoutCart")
         owner = self._owner(request.owner)
         checkout_id = domain.validate_checkout_id(request.checkout_id)
         lines = await checkout.checkout_cart(self.runtime, owner, checkout_id)
         return cart_pb2.CheckoutCartResponse(lines=checkout_lines_proto(lines))
 
     async def RestoreCart(self, request, context):
-        require_service(*domain.CHECKOUT_SERVICES)
+        require_caller("cart.RestoreCart")
         checkout_id = domain.validate_checkout_id(request.checkout_id)
         await checkout.restore_cart(self.runtime, checkout_id)
         return cart_pb2.RestoreCartResponse()

@@ -16,20 +16,10 @@ from services.catalog.mapping import (
     wishlist_item_proto,
 )
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
-from shop.lib.context import ROLE_ADMIN, ROLE_SELLER, current_caller, require_role, require_service, require_user
-from shop.lib.errors import PermissionDenied, ValidationError
+from shop.lib.context import ROLE_ADMIN, ROLE_SELLER, current_caller, require_caller, require_role, require_user
+from shop.lib.errors import ValidationError
 from shop.lib.idempotency import clean_key, scoped_key
 from shop.lib.pagination import page_size
-
-# The public edge may not call internal RPCs even though it carries a service identity.
-GATEWAY_SERVICE = "gateway"
-
-
-def require_internal():
-    caller = require_service()
-    if caller.service == GATEWAY_SERVICE:
-        raise PermissionDenied("This operation is internal to the shop's services.")
-    return caller
 
 
 def request_key(caller, value: str) -> str | None:
@@ -72,7 +62,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.GetProductResponse(product=product_proto(product))
 
     async def BatchGetProducts(self, request, context):
-        require_service()
+        require_caller("catalog.BatchGetProducts")
         ids = product_ids(request.product_ids)
         # Malformed ids cannot exist: they are simply missing from the answer.
         products = await self.products.batch_get([pid for pid in ids if domain.is_uuid(pid)])
@@ -162,7 +152,7 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
     # -- internal: stock reservations, purchases -----------------------------------------------
 
     async def ReserveStock(self, request, context):
-        require_internal()
+        require_caller("catalog.ReserveStock")
         reservation_id = domain.validate_reservation_id(request.reservation_id)
         lines = domain.merge_lines([(line.product_id, line.quantity) for line in request.lines])
         view = await self.stock.reserve(reservation_id, lines, self.runtime.settings.reservation_ttl_seconds,
@@ -170,24 +160,24 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         return catalog_pb2.ReserveStockResponse(reservation=reservation_proto(view))
 
     async def CommitReservation(self, request, context):
-        require_internal()
+        require_caller("catalog.CommitReservation")
         reservation_id = domain.validate_reservation_id(request.reservation_id)
         user_id = domain.parse_uuid(request.user_id, "userId") if request.user_id else None
         view = await self.stock.commit_reservation(reservation_id, user_id)
         return catalog_pb2.CommitReservationResponse(reservation=reservation_proto(view))
 
     async def ReleaseReservation(self, request, context):
-        require_internal()
+        require_caller("catalog.ReleaseReservation")
         view = await self.stock.release_reservation(domain.validate_reservation_id(request.reservation_id))
         return catalog_pb2.ReleaseReservationResponse(reservation=reservation_proto(view))
 
     async def RestockReservation(self, request, context):
-        require_internal()
+        require_caller("catalog.RestockReservation")
         view = await self.stock.restock_reservation(domain.validate_reservation_id(request.reservation_id))
         return catalog_pb2.RestockReservationResponse(reservation=reservation_proto(view))
 
     async def RecordPurchases(self, request, context):
-        require_internal()
+        require_caller("catalog.RecordPurchases")
         order_id = domain.validate_order_id(request.order_id)
         user_id = domain.parse_uuid(request.user_id, "userId")
         ids = product_ids(request.product_ids)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from services.payments import charges, domain, refunds, webhooks
 from services.payments.mapping import payment_to_proto, refund_to_proto
-from shop.lib.context import require_service
+from shop.lib.context import require_caller
 from shop.lib.errors import ValidationError
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
@@ -17,12 +17,12 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         self.runtime = runtime
 
     async def CheckPaymentMethod(self, request, context):
-        require_service()
+        require_caller("payments.CheckPaymentMethod")
         charges.check_payment_method(self.runtime, request.method, request.token)
         return payments_pb2.CheckPaymentMethodResponse()
 
     async def CreateCharge(self, request, context):
-        require_service()
+        require_caller("payments.CreateCharge")
         charge = domain.validate_charge(
             request.order_id, request.user_id, request.amount_cents, request.currency_code, request.method,
             request.token,
@@ -31,7 +31,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         return payments_pb2.CreateChargeResponse(payment=payment_to_proto(payment))
 
     async def ListPayments(self, request, context):
-        require_service()
+        require_caller("payments.ListPayments")
         if not request.order_id:
             raise ValidationError.single("orderId", "is required")
         payment, refund_rows = await charges.list_payments(self.runtime, request.order_id)
@@ -41,7 +41,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         )
 
     async def CreateRefund(self, request, context):
-        require_service()
+        require_caller("payments.CreateRefund")
         domain.validate_refund(request.order_id, request.amount_cents, request.reason, request.request_id)
         payment, refund = await refunds.create_refund(
             self.runtime, request.order_id, request.amount_cents, request.reason, request.request_id
@@ -49,7 +49,7 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         return payments_pb2.CreateRefundResponse(refund=refund_to_proto(refund), payment=payment_to_proto(payment))
 
     async def HandleWebhook(self, request, context):
-        require_service()
+        require_caller("payments.HandleWebhook")
         event, duplicate = await webhooks.handle_webhook(
             self.runtime, request.provider, bytes(request.payload), request.signature
         )

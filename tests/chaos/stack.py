@@ -27,11 +27,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.harness import (
     ROOT,
-    TEST_INTERNAL_SECRET,
     TEST_PAGE_TOKEN_SECRET,
     TestDatabases,
     free_port,
     generate_private_key_pem,
+    identity_env,
 )
 
 SERVICES = ("auth", "catalog", "cart", "orders", "payments")
@@ -70,7 +70,6 @@ class Stack:
     def common_env(self) -> dict[str, str]:
         env = {
             "SHOP_ENV": "test",
-            "SHOP_INTERNAL_SECRET": TEST_INTERNAL_SECRET,
             "SHOP_PAGE_TOKEN_SECRET": TEST_PAGE_TOKEN_SECRET,
             "SHOP_REVOCATION_POLL_SECONDS": "0.5",
             "SHOP_LOG_LEVEL": "WARNING",
@@ -81,7 +80,7 @@ class Stack:
         return env
 
     def env(self, name: str) -> dict[str, str]:
-        env = self.common_env()
+        env = {**self.common_env(), **identity_env(name)}
         if name == "gateway":
             env.update({
                 "SHOP_HTTP_HOST": "127.0.0.1",

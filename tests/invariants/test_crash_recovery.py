@@ -53,7 +53,7 @@ class OrdersProcess:
             outbox_lock_seconds=3.0,
         )
         names = (
-            "env", "internal_secret", "page_token_secret", "auth_target", "catalog_target", "cart_target",
+            "env", "service_key", "service_public_keys", "page_token_secret", "auth_target", "catalog_target", "cart_target",
             "payments_target", "database_url", "grpc_address", "grace_seconds", "mail_backend", "mail_dir",
             "frontend_url", "stale_after_seconds", "recovery_interval_seconds", "outbox_interval_seconds",
             "outbox_lock_seconds", "revocation_poll_seconds",

@@ -6,6 +6,7 @@ import pytest
 
 from shop.lib.clients import SERVICES, grpc_target, retryable_methods, service_config
 from shop.lib.settings import BaseShopSettings
+from tests.harness import identity_settings
 
 
 def test_targets():
@@ -41,10 +42,17 @@ def test_retry_policy_covers_reads_and_idempotent_writes_only():
 def test_production_refuses_default_secrets():
     with pytest.raises(ValueError):
         BaseShopSettings(env="production")
-    with pytest.raises(ValueError):
-        BaseShopSettings(env="production", internal_secret="short", page_token_secret="x" * 40)
-    ok = BaseShopSettings(env="production", internal_secret="i" * 40, page_token_secret="p" * 40)
+    identity = identity_settings("orders")
+    with pytest.raises(ValueError, match="SHOP_PAGE_TOKEN_SECRET"):
+        BaseShopSettings(env="production", page_token_secret="short", **identity)
+    for missing in ("service_key", "service_public_keys"):  # each process's own identity is required
+        with pytest.raises(ValueError, match=f"SHOP_{missing.upper()}"):
+            BaseShopSettings(env="production", page_token_secret="p" * 40,
+                             **{k: v for k, v in identity.items() if k != missing})
+    ok = BaseShopSettings(env="production", page_token_secret="p" * 40, **identity)
     assert ok.is_production
+    assert BaseShopSettings(env="production", page_token_secret="p" * 40, service_key_file="/run/secrets/key",
+                            service_public_keys_file="/etc/shop/keys.json").is_production
 
 
 def test_every_service_config_has_a_retry_budget():

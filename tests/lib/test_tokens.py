@@ -13,7 +13,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from shop.lib.errors import Unauthenticated
-from shop.lib.tokens import AccessTokenVerifier, KeySet, RevokedSessions, ServiceTokens
+from shop.lib.settings import BaseShopSettings
+from shop.lib.tokens import (
+    SERVICE_TOKEN_AUDIENCE,
+    SERVICE_TOKEN_ISSUER,
+    AccessTokenVerifier,
+    KeySet,
+    RevokedSessions,
+    ServiceIdentity,
+    ServiceKeys,
+    generate_private_key_pem,
+    public_key_pem,
+    public_keys_json,
+)
 
 ISS, AUD = "shop-auth", "shop"
 
@@ -155,10 +167,79 @@ async def test_writes_fail_closed_while_revocations_are_stale(key, jwks):
     assert tokens.REVOCATION_MEMORY.total_seconds() >= tokens.MAX_ACCESS_TOKEN_TTL_SECONDS
 
 
-def test_service_tokens():
-    tokens = ServiceTokens("s" * 40, "orders")
-    assert tokens.verify(tokens.mint()) == "orders"
+SERVICE_PEMS = {name: generate_private_key_pem() for name in ("gateway", "orders", "payments")}
+
+
+def service_claims(sub="orders", **overrides):
+    now = int(time.time())
+    return {"iss": SERVICE_TOKEN_ISSUER, "aud": SERVICE_TOKEN_AUDIENCE, "sub": sub, "iat": now, "exp": now + 60,
+            **overrides}
+
+
+def test_service_identities_each_service_mints_only_its_own():
+    keys = ServiceKeys.parse(public_keys_json(SERVICE_PEMS))
+    orders = ServiceIdentity.from_pem("orders", SERVICE_PEMS["orders"])
+    token = orders.mint()
+    assert jwt.get_unverified_header(token) == {"alg": "EdDSA", "kid": "orders", "typ": "JWT"}
+    assert keys.verify(token) == "orders"
+    assert orders.mint() == token  # reused while more than half its lifetime is left
+    # The gateway's key signing a token that says "orders", under either kid.
+    gateway_key = serialization.load_pem_private_key(SERVICE_PEMS["gateway"].encode(), None)
+    for kid in ("orders", "gateway"):
+        forged = jwt.encode(service_claims("orders"), gateway_key, algorithm="EdDSA", headers={"kid": kid})
+        with pytest.raises(Unauthenticated):
+            keys.verify(forged)
+    # A key not in the set, an unknown kid, the old shared-secret HS256 token, alg none.
+    stranger = ServiceIdentity.from_pem("orders", generate_private_key_pem())
     with pytest.raises(Unauthenticated):
-        ServiceTokens("t" * 40, "x").verify(tokens.mint())
+        keys.verify(stranger.mint())
     with pytest.raises(Unauthenticated):
-        tokens.verify(jwt.encode({"sub": "orders"}, "s" * 40, algorithm="HS256"))
+        keys.verify(ServiceIdentity.from_pem("tests", generate_private_key_pem()).mint())
+    with pytest.raises(Unauthenticated):
+        keys.verify(jwt.encode(service_claims(), "s" * 40, algorithm="HS256", headers={"kid": "orders"}))
+    unsigned = jwt.encode(service_claims(), None, algorithm="none", headers={"kid": "orders"})
+    with pytest.raises(Unauthenticated):
+        keys.verify(unsigned)
+    with pytest.raises(Unauthenticated):
+        keys.verify("not a token")
+
+
+@pytest.mark.parametrize("claims", [
+    service_claims(exp=int(time.time()) - 60),
+    service_claims(aud="shop"),
+    service_claims(iss="someone"),
+    {k: v for k, v in service_claims().items() if k != "exp"},
+], ids=["expired", "audience", "issuer", "no-exp"])
+def test_service_identity_claims_are_checked(claims):
+    keys = ServiceKeys.parse(public_keys_json(SERVICE_PEMS))
+    key = serialization.load_pem_private_key(SERVICE_PEMS["orders"].encode(), None)
+    assert keys.verify(jwt.encode(service_claims(), key, algorithm="EdDSA", headers={"kid": "orders"})) == "orders"
+    with pytest.raises(Unauthenticated):
+        keys.verify(jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "orders"}))
+
+
+def test_service_public_keys_as_a_jwks_and_as_pem_with_escaped_newlines():
+    public = ed25519.Ed25519PrivateKey.generate()
+    pem = public.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                               serialization.NoEncryption()).decode()
+    x = base64.urlsafe_b64encode(public.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)).rstrip(b"=").decode()
+    jwks = json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "cart", "x": x}]})
+    identity = ServiceIdentity.from_pem("cart", pem.replace("\n", "\\n"))
+    assert ServiceKeys.parse(jwks).verify(identity.mint()) == "cart"
+    escaped = json.dumps({"cart": public_key_pem(pem).replace("\n", "\\n")})
+    assert ServiceKeys.parse(escaped).verify(identity.mint()) == "cart"
+    assert ServiceKeys.parse("").names == frozenset()
+
+
+def test_service_identity_from_settings_and_a_throwaway_outside_production(tmp_path):
+    key_file = tmp_path / "key.pem"
+    key_file.write_text(SERVICE_PEMS["payments"])
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(public_keys_json(SERVICE_PEMS))
+    settings = BaseShopSettings(service_key_file=str(key_file), service_public_keys_file=str(keys_file))
+    token = ServiceIdentity.from_settings(settings, "payments").mint()
+    assert ServiceKeys.from_settings(settings).verify(token) == "payments"
+    throwaway = ServiceIdentity.from_settings(BaseShopSettings(env="test"), "payments")
+    with pytest.raises(Unauthenticated):
+        ServiceKeys.from_settings(settings).verify(throwaway.mint())

@@ -10,10 +10,9 @@ from shop.lib.clients import ServiceClients
 from shop.lib.context import current_caller, current_request_id
 from shop.lib.server import ServiceDefinition, ShopServer
 from shop.lib.settings import BaseShopSettings, ServiceSettings
+from shop.lib.tokens import generate_private_key_pem
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import TEST_INTERNAL_SECRET, free_port
-
-SECRET = {"internal_secret": TEST_INTERNAL_SECRET}
+from tests.harness import free_port, identity_settings
 
 
 class Callee(payments_pb2_grpc.PaymentsServiceServicer):
@@ -41,7 +40,8 @@ class Caller(catalog_pb2_grpc.CatalogServiceServicer):
 
 def server(name, servicer, add, full_name, port) -> ShopServer:
     definition = ServiceDefinition(name=name, servicers=[(add, servicer, full_name)], verifier=None)
-    return ShopServer(definition, ServiceSettings(grpc_address=f"127.0.0.1:{port}", grace_seconds=0.5, **SECRET))
+    return ShopServer(definition, ServiceSettings(grpc_address=f"127.0.0.1:{port}", grace_seconds=0.5,
+                                                  **identity_settings(name)))
 
 
 async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagate():
@@ -49,7 +49,8 @@ async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagat
     callee = Callee()
     callee_server = server("payments", callee, payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
                            "shop.payments.v1.PaymentsService", callee_port)
-    settings = BaseShopSettings(payments_target=f"127.0.0.1:{callee_port}", rpc_timeout_seconds=10, **SECRET)
+    settings = BaseShopSettings(payments_target=f"127.0.0.1:{callee_port}", rpc_timeout_seconds=10,
+                                **identity_settings("catalog"))
     inner_clients = ServiceClients(settings, "catalog")
     caller_server = server("catalog", Caller(inner_clients), catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
                            "shop.catalog.v1.CatalogService", caller_port)
@@ -83,7 +84,7 @@ async def test_forged_service_identity_is_refused():
                            "shop.payments.v1.PaymentsService", port)
     await callee_server.start()
     forged = ServiceClients(BaseShopSettings(payments_target=f"127.0.0.1:{port}",
-                                             internal_secret="not-the-secret-0123456789abcdef0123"), "orders")
+                                             service_key=generate_private_key_pem()), "orders")
     try:
         try:
             await forged.payments.ListPayments(payments_pb2.ListPaymentsRequest())

@@ -15,8 +15,7 @@ import pytest
 
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import make_channel
-from shop.lib.tokens import ServiceTokens
-from tests.harness import TEST_INTERNAL_SECRET, free_port, run_process
+from tests.harness import free_port, identity_env, run_process, service_identity
 from tests.runtime.test_graceful_shutdown import wait_serving
 
 
@@ -39,6 +38,7 @@ async def two_catalogs(suite, tmp_path):
             "SHOP_METRICS_PORT": str(metrics_port),
             "SHOP_GRACE_SECONDS": "2",
             **{f"SHOP_{key.upper()}": str(value) for key, value in suite.common().items()},
+            **identity_env("catalog"),
         }
         process = run_process([sys.executable, "-m", "services.catalog"], env, tmp_path / f"catalog-{index}.log")
         instances.append({"process": process, "address": f"127.0.0.1:{grpc_port}", "metrics": metrics_port})
@@ -71,7 +71,7 @@ async def create_product(suite, stock: int) -> str:
 
 def round_robin_stub(instances) -> tuple[grpc.aio.Channel, catalog_pb2_grpc.CatalogServiceStub]:
     target = ",".join(instance["address"] for instance in instances)
-    channel = make_channel(target, "catalog", service_tokens=ServiceTokens(TEST_INTERNAL_SECRET, "orders"))
+    channel = make_channel(target, "catalog", service_tokens=service_identity("orders"))
     return channel, catalog_pb2_grpc.CatalogServiceStub(channel)
 
 

@@ -18,7 +18,7 @@ from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
 from shop.payments.v1 import payments_pb2_grpc
-from tests.harness import TEST_INTERNAL_SECRET, free_port
+from tests.harness import free_port, identity_settings
 from tests.runtime.test_deadlines import Callee, Caller, server
 
 
@@ -77,7 +77,7 @@ async def test_one_rpc_chain_is_one_trace_across_services(receiver):
                            "shop.payments.v1.PaymentsService", callee_port)
     callee_server.settings.otlp_endpoint = receiver.endpoint
     clients = ServiceClients(BaseShopSettings(payments_target=f"127.0.0.1:{callee_port}",
-                                              internal_secret=TEST_INTERNAL_SECRET, **endpoint), "catalog")
+                                              **identity_settings("catalog"), **endpoint), "catalog")
     caller_server = server("catalog", Caller(clients), catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
                            "shop.catalog.v1.CatalogService", caller_port)
     caller_server.settings.otlp_endpoint = receiver.endpoint

@@ -21,7 +21,7 @@ from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.context import current_request_id, time_left
 from shop.lib.settings import BaseShopSettings
-from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceTokens
+from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceIdentity
 from shop.lib.tracing import client_interceptors
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
@@ -117,7 +117,7 @@ def call_options(
     timeout: float | None,
     metadata: Any,
     *,
-    service_tokens: ServiceTokens | None,
+    service_tokens: ServiceIdentity | None,
     default_timeout: float,
 ) -> tuple[float, grpc.aio.Metadata]:
     """The deadline (never more than the incoming RPC has left) and the metadata (request id,
@@ -140,7 +140,7 @@ class _CallDefaults:
     """Adds deadline, request id and service identity to every outgoing call (as an interceptor,
     for channels made with `make_channel`)."""
 
-    def __init__(self, service_tokens: ServiceTokens | None, default_timeout: float) -> None:
+    def __init__(self, service_tokens: ServiceIdentity | None, default_timeout: float) -> None:
         self._service_tokens = service_tokens
         self._default_timeout = default_timeout
 
@@ -170,7 +170,7 @@ def make_channel(
     target: str,
     service: str,
     *,
-    service_tokens: ServiceTokens | None,
+    service_tokens: ServiceIdentity | None,
     default_timeout: float = 10.0,
     tracing: list | None = None,
     call_defaults: bool = True,
@@ -229,7 +229,7 @@ class ServiceClients:
     def __init__(self, settings: BaseShopSettings, caller_name: str) -> None:
         self._settings = settings
         self._caller_name = caller_name
-        self.service_tokens = ServiceTokens(settings.internal_secret, caller_name)
+        self.service_tokens = ServiceIdentity.from_settings(settings, caller_name)
         self.default_timeout = settings.rpc_timeout_seconds
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, Any] = {}

@@ -93,3 +93,38 @@ def require_service(*names: str) -> Caller:
     if names and caller.service not in names:
         raise PermissionDenied("This service may not call this operation.")
     return caller
+
+
+# The services whose tokens are verified with auth's JWKS and revocation feed.
+TOKEN_VERIFIERS = ("gateway", "catalog", "cart", "orders", "payments")
+
+# Who may call each internal RPC ("service.Method" -> the callers' service names), one table for
+# the whole shop: a handler's first line is `require_caller("payments.CreateCharge")`. An RPC not
+# listed here is a user-facing one (its handler checks the user). Each service's identity is its
+# own key (shop.lib.tokens), so a name here means that process and nothing else.
+INTERNAL_CALLERS: dict[str, tuple[str, ...]] = {
+    # auth
+    "auth.GetAddress": ("orders",),  # the shipping address copied into an order at checkout
+    "auth.ListRevocations": TOKEN_VERIFIERS,
+    # catalog
+    "catalog.BatchGetProducts": ("cart", "orders"),  # pricing a cart; the checkout's lines
+    "catalog.ReserveStock": ("orders",),
+    "catalog.CommitReservation": ("orders",),
+    "catalog.ReleaseReservation": ("orders",),
+    "catalog.RestockReservation": ("orders",),
+    "catalog.RecordPurchases": ("orders",),
+    # cart
+    "cart.CheckoutCart": ("orders",),
+    "cart.RestoreCart": ("orders",),
+    # payments
+    "payments.CheckPaymentMethod": ("orders",),
+    "payments.CreateCharge": ("orders",),
+    "payments.ListPayments": ("orders",),
+    "payments.CreateRefund": ("orders",),
+    "payments.HandleWebhook": ("gateway",),  # the provider's webhooks arrive at the public edge
+}
+
+
+def require_caller(rpc: str) -> Caller:
+    """The check of an internal RPC: the caller is one of the services INTERNAL_CALLERS names."""
+    return require_service(*INTERNAL_CALLERS[rpc])

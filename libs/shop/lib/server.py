@@ -35,7 +35,7 @@ from shop.lib.errors import ShopError, decode_rpc_error, to_grpc_status
 from shop.lib.migrations import upgrade_async
 from shop.lib.periodic import Periodic
 from shop.lib.settings import ServiceSettings
-from shop.lib.tokens import SERVICE_METADATA_KEY, AccessTokenVerifier, ServiceTokens
+from shop.lib.tokens import SERVICE_METADATA_KEY, AccessTokenVerifier, ServiceKeys
 
 log = structlog.get_logger("shop.server")
 
@@ -63,10 +63,10 @@ def bearer_token(metadata: dict[str, str]) -> str | None:
 class ShopInterceptor(grpc.aio.ServerInterceptor):
     """Request id, caller identity, logging, metrics and exception → status, once for every RPC."""
 
-    def __init__(self, service: str, verifier: AccessTokenVerifier | None, service_tokens: ServiceTokens) -> None:
+    def __init__(self, service: str, verifier: AccessTokenVerifier | None, service_keys: ServiceKeys) -> None:
         self.service = service
         self.verifier = verifier
-        self.service_tokens = service_tokens
+        self.service_keys = service_keys
         # grpc.aio asks for the handler on every call; each method's wrapper is built once.
         self._wrapped: dict[str, Any] = {}
 
@@ -74,7 +74,7 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
         """The caller; `method` (the RPC's short name) tells a read from a write."""
         service_name = None
         if SERVICE_METADATA_KEY in metadata:
-            service_name = self.service_tokens.verify(metadata[SERVICE_METADATA_KEY])
+            service_name = self.service_keys.verify(metadata[SERVICE_METADATA_KEY])
         caller = Caller(service=service_name)
         if "authorization" in metadata:
             token = bearer_token(metadata)
@@ -248,7 +248,7 @@ class ShopServer:
         interceptor = ShopInterceptor(
             self.definition.name,
             self.definition.verifier,
-            ServiceTokens(settings.internal_secret, self.definition.name),
+            ServiceKeys.from_settings(settings),
         )
         server = grpc.aio.server(
             # tracing first, so the span covers identity checks and error mapping too

@@ -1,18 +1,18 @@
 """Settings every process shares, read from SHOP_* environment variables (pydantic-settings).
 
 A service's own `config.py` subclasses `ServiceSettings`. In production the process refuses to
-start with a default or weak secret (`check_production`).
+start with a default or weak secret, or without its service key (`check_production`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only defaults: fine on a laptop, refused when SHOP_ENV=production.
-DEV_INTERNAL_SECRET = "dev-internal-secret-change-me-0123456789"
 DEV_PAGE_TOKEN_SECRET = "dev-page-token-secret-change-me-0123456789"
 MIN_SECRET_LENGTH = 32
 # The longest access-token lifetime auth may be configured with; verifiers keep a revoked session
@@ -25,8 +25,14 @@ class BaseShopSettings(BaseSettings):
 
     env: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
-    # HMAC secret for service identities (`x-shop-service` tokens) between services and gateway.
-    internal_secret: str = DEV_INTERNAL_SECRET
+    # This process's service identity: its own Ed25519 private key (PKCS#8 PEM; secret), as text
+    # or a file; it signs the `x-shop-service` tokens of its outgoing calls (shop.lib.tokens).
+    service_key: str = ""
+    service_key_file: str = ""
+    # Every service's public key (not secret): a JSON object name -> PEM, or a JWKS with the
+    # service names as `kid`; as text or a file. Incoming service identities are checked against it.
+    service_public_keys: str = ""
+    service_public_keys_file: str = ""
     # HMAC secret that makes page tokens tamper-evident.
     page_token_secret: str = DEV_PAGE_TOKEN_SECRET
     jwt_issuer: str = "shop-auth"
@@ -52,16 +58,30 @@ class BaseShopSettings(BaseSettings):
     def is_production(self) -> bool:
         return self.env == "production"
 
+    def service_key_pem(self) -> str:
+        if self.service_key.strip():
+            return self.service_key
+        if self.service_key_file.strip():
+            return Path(self.service_key_file.strip()).read_text()
+        return ""
+
+    def service_public_keys_text(self) -> str:
+        if self.service_public_keys.strip():
+            return self.service_public_keys
+        if self.service_public_keys_file.strip():
+            return Path(self.service_public_keys_file.strip()).read_text()
+        return ""
+
     def weak_secrets(self) -> list[str]:
-        """Names of secrets that are defaults or too short; production refuses to start with any."""
+        """Names of secrets that are defaults, too short or missing; production refuses to start with any."""
         weak = []
-        for name, default in (
-            ("internal_secret", DEV_INTERNAL_SECRET),
-            ("page_token_secret", DEV_PAGE_TOKEN_SECRET),
-        ):
-            value = getattr(self, name)
-            if value == default or len(value) < MIN_SECRET_LENGTH:
-                weak.append(f"SHOP_{name.upper()}")
+        value = self.page_token_secret
+        if value == DEV_PAGE_TOKEN_SECRET or len(value) < MIN_SECRET_LENGTH:
+            weak.append("SHOP_PAGE_TOKEN_SECRET")
+        if not (self.service_key.strip() or self.service_key_file.strip()):
+            weak.append("SHOP_SERVICE_KEY")
+        if not (self.service_public_keys.strip() or self.service_public_keys_file.strip()):
+            weak.append("SHOP_SERVICE_PUBLIC_KEYS")
         return weak
 
     @model_validator(mode="after")
@@ -70,8 +90,9 @@ class BaseShopSettings(BaseSettings):
             weak = self.weak_secrets()
             if weak:
                 raise ValueError(
-                    "production refuses default or weak secrets (at least "
-                    f"{MIN_SECRET_LENGTH} characters, not the development default): {', '.join(weak)}"
+                    "production refuses default, weak or missing secrets (at least "
+                    f"{MIN_SECRET_LENGTH} characters, not the development default; a service key "
+                    f"and the services' public keys): {', '.join(weak)}"
                 )
             # Processes that send mail mix in MailSettings: the console backend would print
             # password-reset and verification links (account takeover material) into the logs.

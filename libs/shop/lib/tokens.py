@@ -1,27 +1,35 @@
 """Token checks every verifier shares: user access tokens (JWT, asymmetric, from auth's JWKS)
-and service identities (short-lived HS256 tokens under SHOP_INTERNAL_SECRET).
+and service identities (short-lived EdDSA tokens, one Ed25519 key pair per service).
 
 The two never mix: an access token is only accepted with the pinned asymmetric algorithms and a
-key from the JWKS; a service token only with HS256 and the internal secret, in its own metadata
-entry. So `alg: none`, HS256-signed-with-the-public-key and unknown `kid` all fail.
+key from the JWKS; a service token only with EdDSA and the public key of the service it names
+(`kid` == `sub`), in its own metadata entry. So `alg: none`, HMAC tokens (the old shared secret's
+included), a key vouching for another service and unknown `kid` all fail.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from shop.lib.context import Caller
 from shop.lib.errors import Unauthenticated, Unavailable
 from shop.lib.periodic import Periodic
 from shop.lib.settings import MAX_ACCESS_TOKEN_TTL_SECONDS
+
+if TYPE_CHECKING:
+    from shop.lib.settings import BaseShopSettings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,7 @@ REVOCATION_MEMORY = timedelta(seconds=MAX_ACCESS_TOKEN_TTL_SECONDS + 120)
 SERVICE_TOKEN_ISSUER = "shop-internal"
 SERVICE_TOKEN_AUDIENCE = "shop-services"
 SERVICE_TOKEN_LIFETIME_SECONDS = 120
-SERVICE_TOKEN_ALGORITHM = "HS256"
+SERVICE_TOKEN_ALGORITHM = "EdDSA"
 SERVICE_METADATA_KEY = "x-shop-service"
 
 _LEEWAY_SECONDS = 5
@@ -211,18 +219,37 @@ class AccessTokenVerifier:
         )
 
 
-class ServiceTokens:
-    """Mints and verifies service identities with the shared internal secret."""
+class ServiceIdentity:
+    """This process's service identity: mints short-lived EdDSA tokens with its own private key.
 
-    # Verified tokens remembered until they expire: a caller sends the same token for a minute
-    # or more, and decoding it again on every RPC was a measurable share of a cheap read.
-    _VERIFIED_CACHE_SIZE = 256
+    `sub` and the header's `kid` are the service name; only the holder of the key can mint them
+    (each process holds its own key and only the public keys of the others)."""
 
-    def __init__(self, secret: str, service_name: str) -> None:
-        self._secret = secret
-        self._service_name = service_name
+    def __init__(self, name: str, private_key: ed25519.Ed25519PrivateKey) -> None:
+        self.name = name
+        self._key = private_key
         self._cached: tuple[str, float] | None = None
-        self._verified: dict[str, tuple[str, float]] = {}
+
+    @classmethod
+    def from_pem(cls, name: str, pem: str) -> ServiceIdentity:
+        return cls(name, load_private_key(pem))
+
+    @classmethod
+    def from_settings(cls, settings: BaseShopSettings, name: str) -> ServiceIdentity:
+        """SHOP_SERVICE_KEY (or SHOP_SERVICE_KEY_FILE). Outside production a process started
+        without one gets a throwaway key: its calls are refused wherever a service identity is
+        needed, which beats sharing one (production refuses to start without a key)."""
+        pem = settings.service_key_pem()
+        if pem:
+            return cls.from_pem(name, pem)
+        if settings.is_production:  # the settings refuse this already; never improvise a key there
+            raise RuntimeError("SHOP_SERVICE_KEY is required in production")
+        log.warning("service identity %s: no SHOP_SERVICE_KEY, using a throwaway key other services refuse", name)
+        return cls(name, ed25519.Ed25519PrivateKey.generate())
+
+    @property
+    def public_key(self) -> ed25519.Ed25519PublicKey:
+        return self._key.public_key()
 
     def mint(self) -> str:
         now = time.time()
@@ -233,15 +260,43 @@ class ServiceTokens:
             {
                 "iss": SERVICE_TOKEN_ISSUER,
                 "aud": SERVICE_TOKEN_AUDIENCE,
-                "sub": self._service_name,
+                "sub": self.name,
                 "iat": int(now),
                 "exp": int(expires),
             },
-            self._secret,
+            self._key,
             algorithm=SERVICE_TOKEN_ALGORITHM,
+            headers={"kid": self.name},
         )
         self._cached = (token, expires)
         return token
+
+
+class ServiceKeys:
+    """The public keys of every service, by name; verifies the identity a caller sends.
+
+    The key is picked by the token's `kid` (a service name), and the token must say it is that
+    service (`sub` == `kid`): a service's key can only vouch for itself."""
+
+    # Verified tokens remembered until they expire: a caller sends the same token for a minute
+    # or more, and checking the signature again on every RPC was a measurable share of a cheap read.
+    _VERIFIED_CACHE_SIZE = 256
+
+    def __init__(self, keys: Mapping[str, ed25519.Ed25519PublicKey]) -> None:
+        self._keys = dict(keys)
+        self._verified: dict[str, tuple[str, float]] = {}
+
+    @classmethod
+    def parse(cls, text: str) -> ServiceKeys:
+        return cls(parse_public_keys(text))
+
+    @classmethod
+    def from_settings(cls, settings: BaseShopSettings) -> ServiceKeys:
+        return cls.parse(settings.service_public_keys_text())
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self._keys)
 
     def verify(self, token: str) -> str:
         """The calling service's name, or Unauthenticated."""
@@ -249,9 +304,17 @@ class ServiceTokens:
         if known is not None and time.time() < known[1]:
             return known[0]
         try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("The service identity is not valid.") from None
+        kid = header.get("kid")
+        key = self._keys.get(kid) if isinstance(kid, str) else None
+        if header.get("alg") != SERVICE_TOKEN_ALGORITHM or key is None:
+            raise Unauthenticated("The service identity is not valid.")
+        try:
             claims = jwt.decode(
                 token,
-                self._secret,
+                key,
                 algorithms=[SERVICE_TOKEN_ALGORITHM],
                 audience=SERVICE_TOKEN_AUDIENCE,
                 issuer=SERVICE_TOKEN_ISSUER,
@@ -260,8 +323,62 @@ class ServiceTokens:
             )
         except jwt.PyJWTError:
             raise Unauthenticated("The service identity is not valid.") from None
+        if claims["sub"] != kid:
+            raise Unauthenticated("The service identity is not valid.")
         if len(self._verified) >= self._VERIFIED_CACHE_SIZE:
             self._verified.clear()
         # Valid until exp (no leeway from the cache: a cached answer never outlives the token).
-        self._verified[token] = (str(claims["sub"]), float(claims["exp"]))
-        return str(claims["sub"])
+        self._verified[token] = (kid, float(claims["exp"]))
+        return kid
+
+
+# -- keys -----------------------------------------------------------------------------------------
+
+def load_private_key(pem: str) -> ed25519.Ed25519PrivateKey:
+    """An Ed25519 private key from PKCS#8 PEM text (literal `\\n` accepted, as in env files; text
+    before the PEM block, such as the dev keys' INSECURE-DEV-ONLY line, is ignored)."""
+    key = serialization.load_pem_private_key(pem.strip().replace("\\n", "\n").encode(), password=None)
+    if not isinstance(key, ed25519.Ed25519PrivateKey):
+        raise ValueError("a service key must be an Ed25519 private key (PKCS#8 PEM)")
+    return key
+
+
+def generate_private_key_pem() -> str:
+    return ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+def public_key_pem(private_key_pem: str) -> str:
+    return load_private_key(private_key_pem).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def public_keys_json(private_keys: Mapping[str, str]) -> str:
+    """SHOP_SERVICE_PUBLIC_KEYS for a set of private keys (name -> PEM)."""
+    return json.dumps({name: public_key_pem(pem) for name, pem in sorted(private_keys.items())})
+
+
+def parse_public_keys(text: str) -> dict[str, ed25519.Ed25519PublicKey]:
+    """SHOP_SERVICE_PUBLIC_KEYS: a JSON object service name -> public key PEM, or a JWKS whose
+    keys are Ed25519 (OKP) with the service name as `kid`. Empty: no service is known."""
+    if not text.strip():
+        return {}
+    document = json.loads(text)
+    keys: dict[str, ed25519.Ed25519PublicKey] = {}
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        for jwk in document["keys"]:
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("kid"), str):
+                raise ValueError("service public keys: each JWK must be Ed25519 (OKP) with a kid")
+            raw = base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
+            keys[jwk["kid"]] = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        return keys
+    if not isinstance(document, dict):
+        raise ValueError("service public keys: a JSON object name -> PEM, or a JWKS")
+    for name, pem in document.items():
+        key = serialization.load_pem_public_key(str(pem).replace("\\n", "\n").encode())
+        if not isinstance(key, ed25519.Ed25519PublicKey):
+            raise ValueError(f"service public keys: {name}'s key must be Ed25519")
+        keys[str(name)] = key
+    return keys

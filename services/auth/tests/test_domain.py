@@ -17,6 +17,9 @@ from services.auth.keys import SigningKey, generate_private_key_pem, load_privat
 from shop.lib.errors import Unauthenticated
 from shop.lib.tokens import AccessTokenVerifier, KeySet
 from shop.lib.validation import FieldErrors
+from tests.harness import identity_settings
+
+IDENTITY = identity_settings("auth")
 
 # -- password policy ---------------------------------------------------------------------------------
 
@@ -70,14 +73,14 @@ def test_bcrypt_cost_default_is_12_and_production_refuses_less():
     settings = AuthSettings(database_url="sqlite://")
     assert settings.bcrypt_rounds == 12
     assert domain.hash_password("Passw0rdx", settings.bcrypt_rounds).startswith("$2b$12$")
-    strong = {"internal_secret": "x" * 40, "page_token_secret": "y" * 40, "jwt_private_key": "pem"}
+    strong = {**IDENTITY, "page_token_secret": "y" * 40, "jwt_private_key": "pem"}
     with pytest.raises(ValueError, match="BCRYPT_ROUNDS"):
         AuthSettings(env="production", bcrypt_rounds=10, **strong)
     AuthSettings(env="production", bcrypt_rounds=12, **strong)
 
 
 def test_production_refuses_to_start_without_a_signing_key():
-    strong = {"internal_secret": "x" * 40, "page_token_secret": "y" * 40}
+    strong = {**IDENTITY, "page_token_secret": "y" * 40}
     with pytest.raises(ValueError, match="signing key"):
         AuthSettings(env="production", **strong)
     AuthSettings(env="production", jwt_private_key_file="/run/secrets/key.pem", **strong)

@@ -10,12 +10,9 @@ import grpc
 
 from services.cart.domain import Owner
 from shop.catalog.v1 import catalog_pb2
-from shop.lib.clients import ServiceClients
-from shop.lib.settings import BaseShopSettings
 
 CATEGORY = "cart-tests"
 _admins: dict[int, list[tuple[str, str]]] = {}
-_clients: dict[tuple[int, str], ServiceClients] = {}
 
 
 async def admin_metadata(suite) -> list[tuple[str, str]]:
@@ -80,10 +77,7 @@ async def adjust_stock(suite, product_id: str, delta: int) -> int:
 
 def service_stub(suite, service_name: str, target: str = "cart"):
     """A stub calling `target` with the identity of `service_name` (e.g. "orders")."""
-    key = (id(suite), service_name)
-    if key not in _clients:
-        _clients[key] = ServiceClients(BaseShopSettings(**suite.common()), service_name)
-    return _clients[key].stub(target)
+    return suite.clients_as(service_name).stub(target)
 
 
 def cart_id(*, user_id: str | None = None, session_id: str | None = None) -> str:

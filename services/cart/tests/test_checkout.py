@@ -15,7 +15,7 @@ from services.cart.tests.helpers import cart_id, cart_rows, make_product, servic
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.clients import make_channel
 from shop.lib.errors import decode_rpc_error
-from shop.lib.tokens import ServiceTokens
+from tests.harness import service_identity
 
 
 def owner(user_id: str = "", session_id: str = "") -> cart_pb2.CartOwner:
@@ -169,7 +169,7 @@ async def test_restore_caps_lines_and_drops_what_does_not_fit(suite):
     server = build_server(suite.service_settings("cart", grpc_address="127.0.0.1:0", max_cart_lines=2))
     await server.start()
     channel = make_channel(server.address, "cart",
-                           service_tokens=ServiceTokens(suite.common()["internal_secret"], "orders"))
+                           service_tokens=service_identity("orders"))
     try:
         orders = cart_pb2_grpc.CartServiceStub(channel)
         user = str(uuid.uuid4())
@@ -216,7 +216,7 @@ async def test_only_the_orders_service_may_take_or_restore(suite, http):
     await service_stub(suite, "gateway").AddCartItem(cart_pb2.AddCartItemRequest(
         owner=owner(session_id=session), product_id=product["id"], quantity=1))
     before = snapshot(suite)
-    for name in ("tests", "gateway", "payments", "catalog", "auth", "cart"):
+    for name in ("gateway", "payments", "catalog", "auth", "cart"):
         stub = service_stub(suite, name)
         for request_owner in (owner(user_id=user_id), owner(session_id=session)):
             await expect(stub.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=request_owner,

@@ -14,6 +14,7 @@ from services.cart.tests.helpers import cart_id, cart_rows, make_product, servic
 from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.clients import make_channel
 from shop.lib.errors import decode_rpc_error
+from tests.harness import service_identity
 
 
 def owner(user_id: str = "", session_id: str = "") -> cart_pb2.CartOwner:
@@ -56,7 +57,7 @@ async def test_orders_reads_and_clears_a_users_cart(suite, http):
 async def test_only_allowed_services_may_name_a_user(suite, http):
     user, product = await user_with_line(suite, http)
     before = snapshot(suite)
-    for name in ("tests", "gateway", "payments", "catalog"):
+    for name in ("gateway", "payments", "catalog"):
         stub = service_stub(suite, name)
         for call in (
             stub.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=user["user"]["id"]))),
@@ -189,14 +190,11 @@ async def test_background_sweep_deletes_expired_guest_carts(suite, http):
 
 
 async def test_a_full_cart_refuses_new_lines(suite):
-    from shop.lib.tokens import ServiceTokens
-
     products = [await make_product(suite, stock=10) for _ in range(3)]
     # a second cart process on the same database with a small line limit
     server = build_server(suite.service_settings("cart", grpc_address="127.0.0.1:0", max_cart_lines=2))
     await server.start()
-    channel = make_channel(server.address, "cart", service_tokens=ServiceTokens(suite.common()["internal_secret"],
-                                                                                  "tests"))
+    channel = make_channel(server.address, "cart", service_tokens=service_identity("gateway"))
     try:
         stub = cart_pb2_grpc.CartServiceStub(channel)
         guest = owner(session_id=str(uuid.uuid4()))

@@ -9,8 +9,9 @@ from services.payments.config import PaymentsSettings
 from services.payments.providers import build_provider
 from services.payments.providers.sandbox import SandboxProvider
 from services.payments.providers.stripe import StripeProvider
+from tests.harness import identity_settings
 
-STRONG = {"internal_secret": "i" * 40, "page_token_secret": "p" * 40}
+STRONG = {**identity_settings("payments"), "page_token_secret": "p" * 40}
 
 
 def test_sandbox_is_the_default(monkeypatch):

@@ -17,9 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from services.payments.tests.fake_stripe import FakeStripeServer
 from shop.lib.clients import make_channel
 from shop.lib.errors import decode_rpc_error
-from shop.lib.tokens import ServiceTokens
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import TEST_INTERNAL_SECRET, TEST_PAGE_TOKEN_SECRET, free_port, run_process
+from tests.harness import TEST_PAGE_TOKEN_SECRET, free_port, identity_env, run_process, service_identity
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +56,7 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
             "SHOP_ENV": "test",
             "SHOP_DATABASE_URL": url,
             "SHOP_GRPC_ADDRESS": f"127.0.0.1:{port}",
-            "SHOP_INTERNAL_SECRET": TEST_INTERNAL_SECRET,
+            **identity_env("payments"),
             "SHOP_PAGE_TOKEN_SECRET": TEST_PAGE_TOKEN_SECRET,
             "SHOP_AUTH_TARGET": f"127.0.0.1:{suite.ports['auth']}",
             "SHOP_PAYMENT_PROVIDER": "stripe",
@@ -74,7 +73,7 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
                                                    currency_code="USD", method="card", token="tok_visa")
 
         crashing = run_process(args, {**env, "SHOP_CRASH_AT": "payments_after_provider_charge"}, tmp_path / "1.log")
-        channel = make_channel(address, "payments", service_tokens=ServiceTokens(TEST_INTERNAL_SECRET, "orders"))
+        channel = make_channel(address, "payments", service_tokens=service_identity("orders"))
         try:
             await wait_serving(address, crashing)
             stub = payments_pb2_grpc.PaymentsServiceStub(channel)

@@ -20,9 +20,8 @@ from services.payments.domain import signature_header
 from services.payments.providers.base import ProviderUnavailable
 from shop.lib.clients import make_channel
 from shop.lib.errors import ShopError, decode_rpc_error
-from shop.lib.tokens import ServiceTokens
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import TEST_INTERNAL_SECRET
+from tests.harness import service_identity
 
 S = payments_pb2.PaymentStatus
 
@@ -82,7 +81,7 @@ async def payments_server(suite, **overrides: Any) -> AsyncIterator[Server]:
     settings = suite.service_settings("payments", database_url=url, grpc_address="127.0.0.1:0", **overrides)
     server = server_module.build_server(settings)
     await server.start()
-    channel = make_channel(server.address, "payments", service_tokens=ServiceTokens(TEST_INTERNAL_SECRET, "orders"))
+    channel = make_channel(server.address, "payments", service_tokens=service_identity("orders"))
     try:
         yield Server(server, payments_pb2_grpc.PaymentsServiceStub(channel), url)
     finally:

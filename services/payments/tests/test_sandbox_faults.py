@@ -16,8 +16,9 @@ from services.payments.providers import build_provider
 from services.payments.providers.base import ProviderUnavailable
 from services.payments.providers.sandbox import SandboxProvider
 from services.payments.providers.sandbox_faults import FaultControl, connect
+from tests.harness import identity_settings
 
-STRONG = {"internal_secret": "i" * 40, "page_token_secret": "p" * 40, "sandbox_webhook_secret": "s" * 40}
+STRONG = {**identity_settings("payments"), "page_token_secret": "p" * 40, "sandbox_webhook_secret": "s" * 40}
 
 
 def test_production_refuses_the_fault_control(tmp_path):

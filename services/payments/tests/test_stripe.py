@@ -19,9 +19,8 @@ from services.payments.providers.stripe import StripeProvider
 from services.payments.tests.fake_stripe import FakeStripeServer
 from shop.lib.clients import make_channel
 from shop.lib.errors import decode_rpc_error
-from shop.lib.tokens import ServiceTokens
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import TEST_INTERNAL_SECRET
+from tests.harness import service_identity
 
 API_KEY = "sk_test_fake"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef0123456789"
@@ -185,7 +184,7 @@ async def stripe_payments(suite, fake):
     )
     server = server_module.build_server(settings)
     await server.start()
-    channel = make_channel(server.address, "payments", service_tokens=ServiceTokens(TEST_INTERNAL_SECRET, "orders"))
+    channel = make_channel(server.address, "payments", service_tokens=service_identity("orders"))
     try:
         yield payments_pb2_grpc.PaymentsServiceStub(channel), url
     finally:
