@@ -21,14 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import psycopg
 from psycopg import sql
 
-from shop.lib.clients import ServiceClients
+from shop.lib.clients import ServiceClients, make_channel
 from shop.lib.context import INTERNAL_CALLERS
 from shop.lib.settings import BaseShopSettings
-from shop.lib.tokens import ServiceIdentity, generate_private_key_pem, public_keys_json
+from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceIdentity, generate_private_key_pem, public_keys_json
 
 SERVICE_NAMES = ("auth", "catalog", "cart", "orders", "payments")
 # Everything that has a service identity: the five services and the gateway.
@@ -60,6 +61,31 @@ def default_caller(service: str, method: str) -> str:
     """Who calls `service.method` in the shop: the first caller an internal RPC names, else the
     gateway (the public edge, which calls every user-facing RPC)."""
     return INTERNAL_CALLERS.get(f"{service}.{method}", ("gateway",))[0]
+
+
+class _ActAsCaller(grpc.aio.UnaryUnaryClientInterceptor):
+    """Gives each call the identity of the service that really makes it (`default_caller`)."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._identities: dict[str, ServiceIdentity] = {}
+
+    async def intercept_unary_unary(self, continuation, details, request):
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        name = default_caller(self._service, method.rsplit("/", 1)[-1])
+        if name not in self._identities:
+            self._identities[name] = service_identity(name)
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), (SERVICE_METADATA_KEY, self._identities[name].mint()))
+        return await continuation(grpc.aio.ClientCallDetails(
+            method=details.method, timeout=details.timeout, metadata=metadata, credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+        ), request)
+
+
+def acting_channel(target: str, service: str) -> grpc.aio.Channel:
+    """A channel to `service` whose every call carries its real caller's identity (orders' for
+    CreateCharge, the gateway's for HandleWebhook and the user-facing RPCs)."""
+    return make_channel(target, service, service_tokens=None, tracing=[_ActAsCaller(service)])
 
 
 def free_port() -> int:

@@ -13,9 +13,8 @@ import stripe
 
 from gateway.app import create_app
 from services.payments.tests.fake_stripe import FakeStripeServer
-from shop.lib.clients import make_channel
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import service_identity
+from tests.harness import acting_channel
 
 WEBHOOK_SECRET = "whsec_gateway_test_0123456789abcdef"
 
@@ -32,7 +31,7 @@ async def stripe_shop(suite):
         )
         server = server_module.build_server(settings)
         await server.start()
-        channel = make_channel(server.address, "payments", service_tokens=service_identity("orders"))
+        channel = acting_channel(server.address, "payments")
         app = create_app(suite.gateway_settings(payments_target=server.address))
         try:
             async with app.router.lifespan_context(app):

@@ -16,6 +16,7 @@ from services.auth.tests.helpers import new_email
 from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
+from tests.harness import identity_settings
 
 
 def stamp(value: datetime) -> Timestamp:
@@ -112,7 +113,8 @@ async def test_the_whole_flow_runs_on_sqlite(tmp_path, suite):
     )
     server = build_server(settings)
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), "auth_target": server.address}), "tests")
+    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
+                                                "auth_target": server.address}), "gateway")
     try:
         stub = clients.auth
         email = new_email()

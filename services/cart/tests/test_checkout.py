@@ -226,7 +226,7 @@ async def test_only_the_orders_service_may_take_or_restore(suite, http):
                      grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
     # the user's own token (what the gateway forwards) may not take or restore the cart either
     metadata = [("authorization", user["headers"]["Authorization"])]
-    stub = suite.stub("cart")
+    stub = suite.stub("cart", as_service="gateway")
     await expect(stub.CheckoutCart(cart_pb2.CheckoutCartRequest(checkout_id=str(uuid.uuid4())), metadata=metadata),
                  grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
     await expect(stub.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id), metadata=metadata),

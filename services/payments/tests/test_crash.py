@@ -15,10 +15,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.payments.tests.fake_stripe import FakeStripeServer
-from shop.lib.clients import make_channel
 from shop.lib.errors import decode_rpc_error
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import TEST_PAGE_TOKEN_SECRET, free_port, identity_env, run_process, service_identity
+from tests.harness import TEST_PAGE_TOKEN_SECRET, acting_channel, free_port, identity_env, run_process
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +72,7 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
                                                    currency_code="USD", method="card", token="tok_visa")
 
         crashing = run_process(args, {**env, "SHOP_CRASH_AT": "payments_after_provider_charge"}, tmp_path / "1.log")
-        channel = make_channel(address, "payments", service_tokens=service_identity("orders"))
+        channel = acting_channel(address, "payments")
         try:
             await wait_serving(address, crashing)
             stub = payments_pb2_grpc.PaymentsServiceStub(channel)

@@ -18,10 +18,9 @@ import pytest
 
 from services.payments.domain import signature_header
 from services.payments.providers.base import ProviderUnavailable
-from shop.lib.clients import make_channel
 from shop.lib.errors import ShopError, decode_rpc_error
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import service_identity
+from tests.harness import acting_channel
 
 S = payments_pb2.PaymentStatus
 
@@ -81,7 +80,7 @@ async def payments_server(suite, **overrides: Any) -> AsyncIterator[Server]:
     settings = suite.service_settings("payments", database_url=url, grpc_address="127.0.0.1:0", **overrides)
     server = server_module.build_server(settings)
     await server.start()
-    channel = make_channel(server.address, "payments", service_tokens=service_identity("orders"))
+    channel = acting_channel(server.address, "payments")
     try:
         yield Server(server, payments_pb2_grpc.PaymentsServiceStub(channel), url)
     finally:

@@ -50,8 +50,10 @@ async def test_charge_refund_and_webhook_on_sqlite(servicer):
                                            "amount_refunded": 1000, "metadata": {"order_id": "o-1"}}}}).encode()
     signature = signature_header(body, servicer.runtime.settings.sandbox_webhook_secret, int(time.time()))
     webhook = payments_pb2.HandleWebhookRequest(provider="sandbox", payload=body, signature=signature)
+    gateway = caller_var.set(Caller(service="gateway"))  # webhooks arrive through the gateway
     assert not (await servicer.HandleWebhook(webhook, None)).duplicate
     assert (await servicer.HandleWebhook(webhook, None)).duplicate
+    caller_var.reset(gateway)
     listed = await servicer.ListPayments(payments_pb2.ListPaymentsRequest(order_id="o-1"), None)
     assert listed.payments[0].status == payments_pb2.PAYMENT_STATUS_REFUNDED
     assert [r.amount_cents for r in listed.refunds] == [400]

@@ -17,10 +17,9 @@ from services.payments.domain import InvalidSignature
 from services.payments.providers.base import InvalidPaymentToken, ProviderUnavailable
 from services.payments.providers.stripe import StripeProvider
 from services.payments.tests.fake_stripe import FakeStripeServer
-from shop.lib.clients import make_channel
 from shop.lib.errors import decode_rpc_error
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
-from tests.harness import service_identity
+from tests.harness import acting_channel
 
 API_KEY = "sk_test_fake"
 WEBHOOK_SECRET = "whsec_test_0123456789abcdef0123456789"
@@ -184,7 +183,7 @@ async def stripe_payments(suite, fake):
     )
     server = server_module.build_server(settings)
     await server.start()
-    channel = make_channel(server.address, "payments", service_tokens=service_identity("orders"))
+    channel = acting_channel(server.address, "payments")
     try:
         yield payments_pb2_grpc.PaymentsServiceStub(channel), url
     finally:
