@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 VAR = Path(os.environ.get("SHOP_VAR_DIR", ROOT / "var")).resolve()
 LOGS = VAR / "log"
 SERVICES = ("auth", "catalog", "cart", "orders", "payments")
+IDENTITIES = ("gateway", *SERVICES)  # each has its own key pair (shop.lib.tokens)
 BASE_PORT = int(os.environ.get("SHOP_LOCAL_BASE_PORT", "50051"))
 REPLICA_PORT_STEP = 10
 GATEWAY_PORT = int(os.environ.get("SHOP_HTTP_PORT", "8000"))
@@ -63,6 +64,24 @@ def dev_private_key() -> str:
     ).decode()
 
 
+def service_keys() -> dict[str, Path]:
+    """One Ed25519 key per identity under var/service-keys/ (0600), made once: each process is
+    given only its own (SHOP_SERVICE_KEY_FILE) and everyone's public keys."""
+    directory = VAR / "service-keys"
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    paths = {name: directory / f"{name}.pem" for name in IDENTITIES}
+    for path in paths.values():
+        private_file(path, dev_private_key)
+    return paths
+
+
+def identity_env(env: dict[str, str], name: str, keys: dict[str, Path]) -> dict[str, str]:
+    env = {key: value for key, value in env.items() if key != "SHOP_SERVICE_KEY"}
+    env["SHOP_SERVICE_KEY_FILE"] = str(keys[name])
+    return env
+
+
 def base_env(replicas: int) -> dict[str, str]:
     VAR.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **targets(replicas)}
@@ -75,11 +94,15 @@ def base_env(replicas: int) -> dict[str, str]:
     key_path = VAR / "jwt-private-key.pem"
     private_file(key_path, dev_private_key)
     env.setdefault("SHOP_JWT_PRIVATE_KEY_FILE", str(key_path))
+    from shop.lib.tokens import public_keys_json
+
+    keys = {name: path.read_text() for name, path in service_keys().items()}
+    env["SHOP_SERVICE_PUBLIC_KEYS"] = public_keys_json(keys)
     return env
 
 
 def service_env(env: dict[str, str], service: str, replica: int) -> dict[str, str]:
-    env = dict(env)
+    env = identity_env(env, service, service_keys())
     env.setdefault("SHOP_DATABASE_URL", f"sqlite:///{VAR / (service + '.db')}")
     env["SHOP_DATABASE_URL"] = os.environ.get(f"SHOP_{service.upper()}_DATABASE_URL", env["SHOP_DATABASE_URL"])
     env["SHOP_GRPC_ADDRESS"] = f"127.0.0.1:{port(service, replica)}"
@@ -190,8 +213,8 @@ def main() -> int:
             for replica in range(replicas):
                 name = service if replica == 0 else f"{service}-{replica + 1}"
                 start(name, f"services.{service}", service_env(env, service, replica))
-        gateway_env = {**env, "SHOP_HTTP_HOST": "127.0.0.1", "SHOP_HTTP_PORT": str(GATEWAY_PORT),
-                       "SHOP_METRICS_PORT": str(GATEWAY_METRICS_PORT)}
+        gateway_env = {**identity_env(env, "gateway", service_keys()), "SHOP_HTTP_HOST": "127.0.0.1",
+                       "SHOP_HTTP_PORT": str(GATEWAY_PORT), "SHOP_METRICS_PORT": str(GATEWAY_METRICS_PORT)}
         start("gateway", "gateway", gateway_env)
         wait_serving([f"127.0.0.1:{port(service, r)}" for service in SERVICES for r in range(replicas)], processes)
         wait_ready(f"http://127.0.0.1:{GATEWAY_PORT}/readyz", processes)

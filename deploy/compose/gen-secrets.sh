@@ -32,7 +32,6 @@ put() {  # put NAME VALUE: write the file unless it exists
 }
 
 put postgres_password "$(random 24)"
-put internal_secret "$(random 32)"
 put page_token_secret "$(random 32)"
 # The admin password also meets the user password rules (lower, upper, digit).
 put admin_password "Adm1n-$(random 16)"
@@ -53,6 +52,32 @@ else
     chmod 0644 "$dir/jwt_private_key.pem"
     echo "generated $dir/jwt_private_key.pem"
 fi
+
+# Service identities: one Ed25519 key per process (each container mounts only its own), and
+# the public halves of all of them, derived again on every run (so they always match the keys).
+identities="gateway auth catalog cart orders payments"
+for name in $identities; do
+    if [ -e "$dir/${name}_service_key.pem" ]; then
+        echo "kept      $dir/${name}_service_key.pem"
+    else
+        openssl genpkey -algorithm ed25519 -out "$dir/${name}_service_key.pem"
+        chmod 0644 "$dir/${name}_service_key.pem"
+        echo "generated $dir/${name}_service_key.pem"
+    fi
+done
+{
+    printf '{'
+    sep=''
+    for name in $identities; do
+        # JSON string of the public key PEM: one line, newlines written as \n.
+        pem=$(openssl pkey -in "$dir/${name}_service_key.pem" -pubout | awk '{printf "%s\\n", $0}')
+        printf '%s\n  "%s": "%s"' "$sep" "$name" "$pem"
+        sep=','
+    done
+    printf '\n}\n'
+} > "$dir/service_public_keys.json"
+chmod 0644 "$dir/service_public_keys.json"
+echo "derived   $dir/service_public_keys.json"
 
 for optional in smtp_password stripe_api_key stripe_webhook_secret; do
     if [ ! -e "$dir/$optional" ]; then

@@ -22,7 +22,7 @@ import yaml
 SERVICES = ("auth", "catalog", "cart", "orders", "payments")
 APPS = (*SERVICES, "gateway")
 DEV_SECRETS = "./deploy/compose/dev-secrets"
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DATABASE_URL|CREDENTIAL", re.I)
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DATABASE_URL|CREDENTIAL|SERVICE_KEY$", re.I)
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
 
 # Start order: who must be healthy before whom (the gRPC dependencies plus the database).
@@ -65,6 +65,17 @@ def assert_ed25519_pem(path: Path) -> None:
 
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     assert isinstance(key, ed25519.Ed25519PrivateKey), f"{path}: not an Ed25519 key"
+
+
+def assert_service_keys(files: dict[str, Path]) -> None:
+    """One Ed25519 identity per app, each verifiable with the public keys' set (and only as itself)."""
+    from shop.lib.tokens import ServiceIdentity, ServiceKeys
+
+    keys = ServiceKeys.parse(files["service_public_keys"].read_text())
+    assert keys.names == set(APPS)
+    for name in APPS:
+        assert_ed25519_pem(files[f"{name}_service_key"])
+        assert keys.verify(ServiceIdentity.from_pem(name, files[f"{name}_service_key"].read_text()).mint()) == name
 
 
 def test_services(compose):
@@ -149,8 +160,9 @@ def test_no_secret_is_a_literal(compose):
 
 def test_secrets_are_compose_secrets_exported_by_the_entrypoint(compose):
     """Each app gets exactly its secrets, mounted under names the entry point exports."""
-    # Every process (the gateway too) refuses default values of these two in production.
-    needed = {"SHOP_INTERNAL_SECRET", "SHOP_PAGE_TOKEN_SECRET"}
+    # Every process (the gateway too) refuses a default page token secret and a missing identity
+    # in production.
+    needed = {"SHOP_SERVICE_KEY", "SHOP_SERVICE_PUBLIC_KEYS", "SHOP_PAGE_TOKEN_SECRET"}
     for name in APPS:
         mounted = compose["services"][name].get("secrets", [])
         targets = {}
@@ -162,6 +174,10 @@ def test_secrets_are_compose_secrets_exported_by_the_entrypoint(compose):
             assert re.fullmatch(r"(SHOP|STRIPE)_[A-Z0-9_]+", target), f"{name}: {target} is not exported"
         if name != "gateway":
             assert targets["SHOP_DATABASE_URL"] == f"{name}_database_url"
+        # Each process holds its own identity's key and no other.
+        assert targets["SHOP_SERVICE_KEY"] == f"{name}_service_key"
+        assert targets["SHOP_SERVICE_PUBLIC_KEYS"] == "service_public_keys"
+        assert not [s for s in targets.values() if s.endswith("_service_key") and s != f"{name}_service_key"]
         # Least privilege: only auth holds the signing key and the admin password.
         assert ("SHOP_JWT_PRIVATE_KEY" in targets) == (name == "auth")
         assert ("SHOP_ADMIN_PASSWORD" in targets) == (name == "auth")
@@ -185,6 +201,7 @@ def test_secret_files_default_to_the_dev_only_set(compose, repo):
         url = files[f"{svc}_database_url"].read_text().strip()
         assert url == f"postgresql://{svc}:{password}@postgres:5432/{svc}"
     assert_ed25519_pem(files["jwt_private_key"])
+    assert_service_keys(files)
     # The real secrets directory is never committed.
     assert "/secrets/" in (repo / "deploy" / "compose" / ".gitignore").read_text().split()
 
@@ -216,13 +233,16 @@ def test_gen_secrets_creates_every_compose_secret(compose, repo, tmp_path):
             f"postgresql://{svc}:{password}@postgres:5432/{svc}"
         )
     assert_ed25519_pem(out / "jwt_private_key.pem")
-    for name in ("internal_secret", "page_token_secret", "sandbox_webhook_secret"):
+    assert_service_keys({name: out / Path(interpolate_default(spec["file"])).name
+                         for name, spec in compose["secrets"].items()})
+    for name in ("page_token_secret", "sandbox_webhook_secret"):
         assert len((out / name).read_text().strip()) >= 32, name  # what production demands
     assert (out / "stripe_api_key").read_text() == ""
     # Re-running keeps what exists.
-    before = (out / "internal_secret").read_text()
+    before = {name: (out / name).read_text() for name in ("page_token_secret", "orders_service_key.pem",
+                                                           "service_public_keys.json")}
     subprocess.run(["sh", str(script), str(out)], check=True, capture_output=True, timeout=60)
-    assert (out / "internal_secret").read_text() == before
+    assert {name: (out / name).read_text() for name in before} == before
     assert (out.stat().st_mode & 0o777) == 0o700
 
 

@@ -191,8 +191,8 @@ def test_dockerignore_sends_only_what_the_images_need(repo, stages):
         "tests/deploy/conftest.py",
         "services/auth/tests/test_x.py",
         "services/auth/__pycache__/x.pyc",
-        "deploy/compose/dev-secrets/internal_secret",
-        "deploy/compose/secrets/internal_secret",
+        "deploy/compose/dev-secrets/orders_service_key.pem",
+        "deploy/compose/secrets/orders_service_key.pem",
         "deploy/k8s/overlays/dev/dev-secrets/jwt-private-key.pem",
         "services/x.pem",
         "libs/.env",
@@ -220,7 +220,7 @@ def _entrypoint(repo, secrets: Path, *command: str, **env: str):
 
 
 def test_entrypoint_exports_secret_files_then_execs(repo, tmp_path):
-    (tmp_path / "SHOP_INTERNAL_SECRET").write_text("s3cret\n")
+    (tmp_path / "SHOP_PAGE_TOKEN_SECRET").write_text("s3cret\n")
     (tmp_path / "SHOP_JWT_PRIVATE_KEY").write_text("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n")
     (tmp_path / "STRIPE_API_KEY").write_text("")  # optional, unset
     (tmp_path / "SHOP_ENV").write_text("production")  # the environment wins
@@ -234,7 +234,7 @@ def test_entrypoint_exports_secret_files_then_execs(repo, tmp_path):
     assert env.pop("SHOP_SECRETS_DIR") == str(tmp_path)
     env = {k: v for k, v in env.items() if k.startswith(("SHOP_", "STRIPE_", "postgres"))}
     assert env == {
-        "SHOP_INTERNAL_SECRET": "s3cret",
+        "SHOP_PAGE_TOKEN_SECRET": "s3cret",
         "SHOP_JWT_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----",
         "SHOP_ENV": "development",
     }
@@ -247,7 +247,7 @@ def test_entrypoint_passes_arguments_and_exit_status(repo, tmp_path):
 
 
 def test_entrypoint_refuses_dev_only_secrets_in_production(repo, tmp_path):
-    (tmp_path / "SHOP_INTERNAL_SECRET").write_text("INSECURE-DEV-ONLY-internal-secret\n")
+    (tmp_path / "SHOP_SERVICE_KEY").write_text("INSECURE-DEV-ONLY: a dev key\n")
     ok = ["sh", "-c", "echo started"]
     refused = _entrypoint(repo, tmp_path, *ok, SHOP_ENV="production")
     assert refused.returncode == 78 and "INSECURE-DEV-ONLY" in refused.stderr and not refused.stdout

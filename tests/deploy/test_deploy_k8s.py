@@ -37,9 +37,10 @@ CALLS = {
 EXTERNAL_EGRESS = {"auth": {25, 465, 587}, "orders": {25, 465, 587}, "payments": {443}}
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
-SECRET_NAME = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DATABASE_URL|CREDENTIAL", re.I)
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DATABASE_URL|CREDENTIAL|SERVICE_KEY$", re.I)
 # Secret references the workloads make, and which may be absent (optional features).
-REQUIRED_SECRETS = {"shop-shared", "auth-secrets", *(f"{s}-db" for s in SERVICES)}
+REQUIRED_SECRETS = {"shop-shared", "auth-secrets", *(f"{s}-db" for s in SERVICES),
+                    *(f"{s}-identity" for s in (*SERVICES, "gateway"))}
 OPTIONAL_SECRETS = {"shop-smtp", "payments-secrets"}
 
 
@@ -203,6 +204,15 @@ def test_service_probes_are_native_grpc(rendered, overlay, svc):
     assert startup is None or startup.get("grpc", {}).get("port") == GRPC_PORT
 
 
+def assert_own_identity(env: dict, name: str) -> None:
+    """A process gets its own identity's Secret (no other) and the public keys' ConfigMap."""
+    assert env["SHOP_SERVICE_KEY"]["secretKeyRef"] == {"name": env["SHOP_SERVICE_KEY"]["secretKeyRef"]["name"],
+                                                       "key": "SHOP_SERVICE_KEY"}
+    assert env["SHOP_SERVICE_KEY"]["secretKeyRef"]["name"].startswith(f"{name}-identity")
+    assert env["SHOP_SERVICE_PUBLIC_KEYS"]["configMapKeyRef"]["name"].startswith("service-public-keys")
+    assert "SHOP_INTERNAL_SECRET" not in env
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("svc", SERVICES)
 def test_service_configuration(rendered, overlay, svc):
@@ -215,8 +225,8 @@ def test_service_configuration(rendered, overlay, svc):
     assert int(env["SHOP_MAX_CONNECTION_AGE_MS"]) > 0
     assert env["SHOP_GRPC_ADDRESS"] == f"0.0.0.0:{GRPC_PORT}"
     assert env["SHOP_ENV"] == ("development" if overlay == "dev" else "production")
-    for secret in ("SHOP_INTERNAL_SECRET", "SHOP_PAGE_TOKEN_SECRET"):  # production refuses defaults
-        assert env[secret]["secretKeyRef"]["name"].startswith("shop-shared")
+    assert env["SHOP_PAGE_TOKEN_SECRET"]["secretKeyRef"]["name"].startswith("shop-shared")  # no default
+    assert_own_identity(env, svc)
     assert env["SHOP_DATABASE_URL"]["secretKeyRef"]["name"].startswith(f"{svc}-db")
 
 
@@ -262,8 +272,8 @@ def test_gateway_deployment_service_ingress_and_hpa(rendered, overlay):
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     env = container_env(docs, container)
     assert env["SHOP_HTTP_HOST"] == "0.0.0.0" and int(env["SHOP_HTTP_PORT"]) == GATEWAY_PORT
-    for secret in ("SHOP_INTERNAL_SECRET", "SHOP_PAGE_TOKEN_SECRET"):  # production refuses defaults
-        assert env[secret]["secretKeyRef"]["name"].startswith("shop-shared")
+    assert env["SHOP_PAGE_TOKEN_SECRET"]["secretKeyRef"]["name"].startswith("shop-shared")  # no default
+    assert_own_identity(env, "gateway")
     assert pod_spec(deployment)["terminationGracePeriodSeconds"] > int(env.get("SHOP_GRACE_SECONDS", 10))
 
     service = one(docs, "Service", "gateway")
@@ -452,6 +462,17 @@ def test_dev_secrets_are_generated_and_marked_dev_only(rendered, repo):
     auth = next(s["data"] for n, s in secrets.items() if n.startswith("auth-secrets-"))
     key = serialization.load_pem_private_key(base64.b64decode(auth["SHOP_JWT_PRIVATE_KEY"]), password=None)
     assert isinstance(key, ed25519.Ed25519PrivateKey)
+    # One identity per process, each verifiable with the public keys' ConfigMap, only as itself.
+    from shop.lib.tokens import ServiceIdentity, ServiceKeys
+
+    public = next(data for name, data in config_maps(docs).items() if name.startswith("service-public-keys-"))
+    keys = ServiceKeys.parse(public["SHOP_SERVICE_PUBLIC_KEYS"])
+    assert keys.names == {*SERVICES, "gateway"}
+    for name in (*SERVICES, "gateway"):
+        identity = next(s["data"] for n, s in secrets.items() if n.startswith(f"{name}-identity-"))
+        pem = base64.b64decode(identity["SHOP_SERVICE_KEY"]).decode()
+        assert "INSECURE-DEV-ONLY" in pem
+        assert keys.verify(ServiceIdentity.from_pem(name, pem).mint()) == name
     readme = (repo / "deploy" / "k8s" / "overlays" / "dev" / "dev-secrets" / "README.md").read_text()
     assert "DEVELOPMENT-ONLY" in readme
 

@@ -14,6 +14,7 @@ from services.catalog.tests.helpers import rpc_error
 from shop.catalog.v1 import catalog_pb2, catalog_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
+from tests.harness import identity_settings
 
 R = catalog_pb2
 
@@ -108,7 +109,7 @@ async def test_internal_rpcs_refuse_users_anonymous_and_the_gateway(suite, catal
         assert error.grpc_code == grpc.StatusCode.PERMISSION_DENIED
     finally:
         await channel.close()
-    gateway = ServiceClients(BaseShopSettings(**suite.common()), "gateway")
+    gateway = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway")}), "gateway")
     try:
         error = await rpc_error(gateway.catalog.ReserveStock(request))
         assert error.grpc_code == grpc.StatusCode.PERMISSION_DENIED
@@ -238,7 +239,8 @@ async def test_expired_reservations_are_released_by_the_sweep_loop(suite, catalo
         run_migrations=False,
     ))
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), "catalog_target": server.address}), "tests")
+    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("orders"),
+                                                "catalog_target": server.address}), "orders")
     try:
         expiring, committed = str(uuid.uuid4()), str(uuid.uuid4())
         await clients.catalog.ReserveStock(reserve_request(expiring, (product, 4)))

@@ -53,11 +53,13 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
     from shop.catalog.v1 import catalog_pb2
     from shop.lib.clients import ServiceClients
     from shop.lib.settings import BaseShopSettings
+    from tests.harness import identity_settings
 
     server = build_server(suite.service_settings(
         "catalog", grpc_address="127.0.0.1:0", database_url=f"sqlite:///{tmp_path}/seeded.db", seed_demo_data=True))
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), "catalog_target": server.address}), "tests")
+    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
+                                                "catalog_target": server.address}), "gateway")
     try:
         response = await clients.catalog.ListProducts(catalog_pb2.ListProductsRequest(page_size=100))
         assert response.total_size == len(PRODUCTS)
