@@ -14,8 +14,9 @@ from services.auth.config import AuthSettings
 from services.orders.config import OrdersSettings
 from shop.lib.db import Database
 from shop.lib.logging import scrub_database_errors
+from tests.harness import identity_settings
 
-STRONG = {"internal_secret": "i" * 40, "page_token_secret": "p" * 40, "jwt_private_key": "pem"}
+STRONG = {**identity_settings("orders"), "page_token_secret": "p" * 40, "jwt_private_key": "pem"}
 
 
 @pytest.mark.parametrize("settings_class", [AuthSettings, OrdersSettings])

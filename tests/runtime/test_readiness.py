@@ -93,7 +93,7 @@ async def test_production_serves_no_reflection_and_development_does(databases):
 
     suite = Suite(databases)
     suite.database_urls["cart"] = databases.create("cart")
-    strong = {"env": "production", "page_token_secret": "p" * 40, "internal_secret": "i" * 40}
+    strong = {"env": "production", "page_token_secret": "p" * 40}  # the suite gives cart its identity
     for overrides, reflected in (({}, True), (strong, False)):
         server = await suite.start_service("cart", run_migrations=True, **overrides)
         try:
