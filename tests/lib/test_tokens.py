@@ -240,6 +240,9 @@ def test_service_identity_from_settings_and_a_throwaway_outside_production(tmp_p
     settings = BaseShopSettings(service_key_file=str(key_file), service_public_keys_file=str(keys_file))
     token = ServiceIdentity.from_settings(settings, "payments").mint()
     assert ServiceKeys.from_settings(settings).verify(token) == "payments"
+    with pytest.raises(ValueError, match="not the key"):  # a key that is not the one the set lists
+        ServiceIdentity.from_settings(BaseShopSettings(service_key_file=str(key_file),
+                                                       service_public_keys_file=str(keys_file)), "orders")
     throwaway = ServiceIdentity.from_settings(BaseShopSettings(env="test"), "payments")
     with pytest.raises(Unauthenticated):
         ServiceKeys.from_settings(settings).verify(throwaway.mint())

@@ -241,7 +241,12 @@ class ServiceIdentity:
         needed, which beats sharing one (production refuses to start without a key)."""
         pem = settings.service_key_pem()
         if pem:
-            return cls.from_pem(name, pem)
+            identity = cls.from_pem(name, pem)
+            listed = parse_public_keys(settings.service_public_keys_text()).get(name)
+            if listed is not None and _raw(listed) != _raw(identity.public_key):
+                # Every call it made would be refused: say so at start instead.
+                raise ValueError(f"SHOP_SERVICE_KEY is not the key SHOP_SERVICE_PUBLIC_KEYS lists for {name}")
+            return identity
         if settings.is_production:  # the settings refuse this already; never improvise a key there
             raise RuntimeError("SHOP_SERVICE_KEY is required in production")
         log.warning("service identity %s: no SHOP_SERVICE_KEY, using a throwaway key other services refuse", name)
@@ -341,6 +346,10 @@ def load_private_key(pem: str) -> ed25519.Ed25519PrivateKey:
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ValueError("a service key must be an Ed25519 private key (PKCS#8 PEM)")
     return key
+
+
+def _raw(key: ed25519.Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def generate_private_key_pem() -> str:
