@@ -14,7 +14,7 @@ from services.auth.tests.helpers import bearer, link_token, new_email, wait_for_
 from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
-from tests.harness import free_port
+from tests.harness import free_port, identity_settings
 
 CHANGE = "/api/v1/auth/password/change"
 FORGOT = "/api/v1/auth/password/forgot"
@@ -213,7 +213,8 @@ async def test_smtp_backend_delivers_the_reset_email(suite):
     server = build_server(suite.service_settings("auth", grpc_address="127.0.0.1:0", mail_backend="smtp",
                                                  smtp_host="127.0.0.1", smtp_port=smtp_port, run_migrations=False))
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), "auth_target": server.address}), "tests")
+    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
+                                                "auth_target": server.address}), "gateway")
     try:
         await clients.auth.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(email=user["email"]))
         for _ in range(200):

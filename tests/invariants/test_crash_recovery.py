@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.settings import BaseShopSettings
 from shop.orders.v1 import orders_pb2
-from tests.harness import free_port, run_process
+from tests.harness import free_port, identity_settings, run_process
 from tests.invariants.orders_helpers import (
     ADDRESS,
     add_to_cart,
@@ -102,8 +102,10 @@ def crash_database(suite):
 
 
 def stub_for(suite, port: int):
-    settings = BaseShopSettings(**{**suite.common(), "orders_target": f"127.0.0.1:{port}"})
-    clients = ServiceClients(settings, "tests")
+    settings = BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
+                                   "orders_target": f"127.0.0.1:{port}"})
+    clients = ServiceClients(settings, "gateway")  # what calls CreateOrder
+
     return clients, clients.orders
 
 
