@@ -213,6 +213,13 @@ class Stack:
                 total += int(float(match.group(2)))
         return total
 
+    def redis_cli(self, *args: str, auth: bool = True) -> str:
+        """redis-cli inside the project's Redis container, with the password of its secret (as
+        REDISCLI_AUTH, never in argv) unless auth is False."""
+        (container,) = self.container_ids("redis")
+        login = 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" ' if auth else ""
+        return self.exec(container, "sh", "-c", login + 'exec redis-cli "$@"', "redis-cli", *args).stdout.strip()
+
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--tail", "80", check=False, timeout=120).stdout
 
