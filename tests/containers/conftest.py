@@ -182,7 +182,8 @@ class Stack:
             try:
                 response = self.http.get("/readyz", timeout=5)
                 last = response.json()
-                if response.status_code == 200:
+                # Every one SERVING: /readyz is 200 as soon as any backend is (issue 11).
+                if response.status_code == 200 and all(s == "SERVING" for s in last["services"].values()):
                     return last
             except (httpx.HTTPError, ValueError) as exc:
                 last = exc
