@@ -8,7 +8,7 @@
 # real value into the file to enable them. Needs openssl.
 #
 # Permissions: the directory is 0700 (only you on the host), the files 0644 because compose
-# bind-mounts them into containers that run as non-root users (10001, postgres).
+# bind-mounts them into containers that run as non-root users (10001, postgres, 10999).
 set -eu
 
 dir="${1:-$(dirname "$0")/secrets}"
@@ -37,6 +37,10 @@ put page_token_secret "$(random 32)"
 put admin_password "Adm1n-$(random 16)"
 # Signs the sandbox payment provider's webhooks (production refuses the default).
 put sandbox_webhook_secret "$(random 32)"
+
+# Redis (only the gateway uses it): its password, and the gateway's URL holding it.
+put redis_password "$(random 24)"
+put redis_url "redis://:$(cat "$dir/redis_password")@redis:6379/0"
 
 for service in auth catalog cart orders payments; do
     put "${service}_db_password" "$(random 24)"

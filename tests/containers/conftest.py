@@ -182,7 +182,8 @@ class Stack:
             try:
                 response = self.http.get("/readyz", timeout=5)
                 last = response.json()
-                if response.status_code == 200:
+                # Every one SERVING: /readyz is 200 as soon as any backend is (issue 11).
+                if response.status_code == 200 and all(s == "SERVING" for s in last["services"].values()):
                     return last
             except (httpx.HTTPError, ValueError) as exc:
                 last = exc
@@ -212,6 +213,13 @@ class Stack:
             if match and service_pattern in match.group(1).lower() and "health" not in match.group(1).lower():
                 total += int(float(match.group(2)))
         return total
+
+    def redis_cli(self, *args: str, auth: bool = True) -> str:
+        """redis-cli inside the project's Redis container, with the password of its secret (as
+        REDISCLI_AUTH, never in argv) unless auth is False."""
+        (container,) = self.container_ids("redis")
+        login = 'REDISCLI_AUTH="$(cat /run/secrets/redis_password)" ' if auth else ""
+        return self.exec(container, "sh", "-c", login + 'exec redis-cli "$@"', "redis-cli", *args).stdout.strip()
 
     def logs(self) -> str:
         return self.compose("logs", "--no-color", "--tail", "80", check=False, timeout=120).stdout

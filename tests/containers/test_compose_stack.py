@@ -8,6 +8,7 @@ ones that stop or recreate containers come last. Every HTTP request goes to 127.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -268,10 +269,85 @@ def test_shop_containers_run_as_non_root_with_read_only_roots(stack: Stack):
     status = stack.exec(postgres, "cat", "/proc/1/status").stdout
     uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
     assert uid != "0"
+    # Redis: hardened like the shop's containers (no capability at all), password required, no
+    # port published, nothing persisted (no volume: /data is a tmpfs).
+    (redis,) = stack.container_ids("redis")
+    info = stack.inspect(redis)
+    host = info["HostConfig"]
+    assert info["Config"]["User"] == "10999:10999"
+    assert host["ReadonlyRootfs"] is True and host["CapDrop"] == ["ALL"] and not host["CapAdd"]
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert not host["PortBindings"]
+    assert "/data" in host["Tmpfs"] and not [m for m in info["Mounts"] if m["Type"] == "volume"]
+    status = stack.exec(redis, "cat", "/proc/1/status").stdout
+    assert next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")) == "10999"
+    assert stack.exec(redis, "sh", "-c", "touch /etc/x", check=False).returncode != 0
+    assert stack.redis_cli("ping", auth=False).startswith("NOAUTH")
+    assert stack.redis_cli("ping") == "PONG"
+    assert stack.redis_cli("config", "get", "dir").startswith("NOPERM")  # no @dangerous commands
+    # Only the gateway shares its network.
+    for service in TARGETS:
+        networks = stack.inspect(stack.container_ids(service)[0])["NetworkSettings"]["Networks"]
+        assert any(name.endswith("_redis") for name in networks) == (service == "gateway"), service
+
+
+def limit_hits_in_redis(stack: Stack) -> int:
+    """Requests the gateways counted in Redis in the current minute: the entries of every overall
+    (`all`) moving-window key, one per request (gateway/ratelimit.py)."""
+    keys = stack.redis_cli("--scan", "--pattern", "shop-gateway-limits:*/all/*").split()
+    return sum(int(stack.redis_cli("llen", key)) for key in keys)
+
+
+def test_gateway_limits_in_redis_and_redis_loss_degrades_then_restores(stack: Stack, kept):
+    """The gateway counts its rate limits in compose's Redis; with Redis stopped every request is
+    still answered (per-process limits, a logged warning: no 500, no error), a logout still ends
+    the session; with Redis started again the gateway counts there again by itself."""
+    http = stack.http
+    before = limit_hits_in_redis(stack)
+    for _ in range(20):
+        assert http.get("/api/v1/products").status_code == 200
+    assert limit_hits_in_redis(stack) >= before + 20
+
+    with timed("redis stop/start"):
+        stack.compose("stop", "redis")
+        statuses = []
+        for _ in range(10):
+            statuses.append(http.get("/api/v1/products").status_code)
+            statuses.append(http.get("/readyz").status_code)
+        # Auth writes (their own, stricter limit) and a logout (a revocation to publish).
+        user = login(http, kept["email"], PASSWORD)
+        assert http.get("/api/v1/auth/me", headers=user).status_code == 200
+        statuses.append(http.post("/api/v1/auth/logout", headers=user).status_code)
+        assert statuses == [200, 200] * 10 + [204], statuses
+        # The ended session is refused all the same (this gateway's own revoked set).
+        assert http.get("/api/v1/auth/me", headers=user).status_code == 401
+        logs = stack.compose("logs", "--no-color", "gateway").stdout
+        assert re.search(r"gateway\.redis_unavailable.*rate limits|rate limits.*gateway\.redis_unavailable", logs), (
+            logs[-3000:])
+
+        stack.compose("start", "redis")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and stack.redis_cli("ping") != "PONG":
+            time.sleep(0.5)
+        # Back in Redis once the gateway's retry pause (5 s) has passed; Redis came back empty.
+        counted = 0
+        while time.monotonic() < deadline:
+            for _ in range(5):
+                assert http.get("/api/v1/products").status_code == 200
+            counted = limit_hits_in_redis(stack)
+            if counted:
+                break
+            time.sleep(1)
+    assert counted > 0, "the gateway did not count in Redis again"
+    before = counted
+    for _ in range(10):
+        assert http.get("/api/v1/products").status_code == 200
+    assert limit_hits_in_redis(stack) >= before + 10
 
 
 def test_production_mode_refuses_the_committed_development_secrets(stack: Stack):
-    for service in TARGETS:
+    # Redis's start script refuses its development-only password too (deploy/compose/redis-server.sh).
+    for service in (*TARGETS, "redis"):
         proc = stack.compose("run", "--rm", "--no-deps", service, env={"SHOP_ENV": "production"},
                              check=False, timeout=120)
         assert proc.returncode == 78, (service, proc.returncode, proc.stderr[-2000:])

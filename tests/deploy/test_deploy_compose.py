@@ -3,8 +3,9 @@
 The compose file is parsed as YAML (anchors and merge keys resolved, as compose does) and
 checked: the right services, only the gateway publishing a port, health checks everywhere,
 start order through `service_healthy`, memory limits, hardening, secrets only as compose
-secrets (defaulting to the committed development-only set). gen-secrets.sh and the
-PostgreSQL init script are executed for real where openssl / PostgreSQL are available.
+secrets (defaulting to the committed development-only set), Redis ephemeral and reached by the
+gateway alone. gen-secrets.sh, the PostgreSQL init script and Redis's start script are executed
+for real where openssl / PostgreSQL / redis-server are available.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -32,8 +35,11 @@ DEPENDS = {
     "cart": {"postgres", "auth", "catalog"},
     "payments": {"postgres", "auth"},
     "orders": {"postgres", "auth", "catalog", "cart", "payments"},
-    "gateway": set(SERVICES),
+    "gateway": {*SERVICES, "redis"},
 }
+# ...except Redis: the gateway starts after it but does not wait for it to be healthy (without
+# Redis it limits per process, with a logged warning).
+STARTED_ONLY = {("gateway", "redis")}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +85,7 @@ def assert_service_keys(files: dict[str, Path]) -> None:
 
 
 def test_services(compose):
-    assert set(compose["services"]) == {"postgres", *APPS}
+    assert set(compose["services"]) == {"postgres", "redis", *APPS}
 
 
 def test_only_the_gateway_publishes_a_port(compose):
@@ -110,7 +116,8 @@ def test_start_order_waits_for_healthy_dependencies(compose):
         assert isinstance(depends, dict), f"{name}: depends_on needs the long form with conditions"
         assert set(depends) == wanted, name
         for dependency, spec in depends.items():
-            assert spec.get("condition") == "service_healthy", f"{name} -> {dependency}"
+            wanted_condition = "service_started" if (name, dependency) in STARTED_ONLY else "service_healthy"
+            assert spec.get("condition") == wanted_condition, f"{name} -> {dependency}"
 
 
 def test_memory_limits(compose):
@@ -202,8 +209,93 @@ def test_secret_files_default_to_the_dev_only_set(compose, repo):
         assert url == f"postgresql://{svc}:{password}@postgres:5432/{svc}"
     assert_ed25519_pem(files["jwt_private_key"])
     assert_service_keys(files)
+    redis_password = files["redis_password"].read_text().strip()
+    assert "INSECURE-DEV-ONLY" in redis_password
+    assert files["redis_url"].read_text().strip() == f"redis://:{redis_password}@redis:6379/0"
     # The real secrets directory is never committed.
     assert "/secrets/" in (repo / "deploy" / "compose" / ".gitignore").read_text().split()
+
+
+def test_redis_is_hardened_ephemeral_and_reached_by_the_gateway_only(compose, repo):
+    redis = compose["services"]["redis"]
+    assert redis["image"].startswith("redis:7")
+    # Hardened like the apps: read-only root, no capabilities at all, no new privileges, not root.
+    assert redis.get("read_only") is True
+    assert redis.get("cap_drop") == ["ALL"] and not redis.get("cap_add")
+    assert "no-new-privileges:true" in redis.get("security_opt", [])
+    uid, _, gid = str(redis["user"]).partition(":")
+    assert int(uid) >= 10000 and int(gid) >= 10000
+    assert redis["deploy"]["resources"]["limits"]["memory"]
+    # Ephemeral: nothing persists (no RDB snapshots, no AOF, no volume; /data a tmpfs).
+    command = redis["command"]
+    assert command[command.index("--save") + 1] == "" and command[command.index("--appendonly") + 1] == "no"
+    assert [v for v in redis.get("volumes", []) if not v.endswith(":ro")] == []
+    assert any(str(t).split(":")[0] == "/data" for t in redis["tmpfs"])
+    assert "--maxmemory" in command and command[command.index("--maxmemory-policy") + 1] == "noeviction"
+    # The password from a compose secret, started by the committed script (never in argv).
+    assert command[:2] == ["sh", "/usr/local/bin/shop-redis-server"]
+    assert "./deploy/compose/redis-server.sh:/usr/local/bin/shop-redis-server:ro" in redis["volumes"]
+    assert redis["secrets"] == ["redis_password"]
+    assert "redis_password" in " ".join(redis["healthcheck"]["test"])
+    # Only the gateway shares its network, which has no route out.
+    assert redis["networks"] == ["redis"] and compose["networks"]["redis"] == {"internal": True}
+    for name, service in compose["services"].items():
+        if name not in ("redis", "gateway"):
+            assert "redis" not in (service.get("networks") or ["default"]), name
+    gateway = compose["services"]["gateway"]
+    assert set(gateway["networks"]) == {"default", "redis"}
+    targets = {item["target"]: item["source"] for item in gateway["secrets"]}
+    assert targets["SHOP_REDIS_URL"] == "redis_url"
+    assert "SHOP_REDIS_URL" not in env_of(gateway)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.skipif(not (shutil.which("redis-server") and shutil.which("redis-cli")), reason="no redis-server")
+def test_redis_start_script_requires_the_password_and_refuses_dev_secrets_in_production(repo, tmp_path):
+    script = repo / "deploy" / "compose" / "redis-server.sh"
+    password = repo / "deploy" / "compose" / "dev-secrets" / "redis_password"
+    env = {**os.environ, "REDIS_PASSWORD_FILE": str(password)}
+    env.pop("SHOP_ENV", None)
+    refused = subprocess.run(["sh", str(script)], env={**env, "SHOP_ENV": "production"},
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 78 and "INSECURE-DEV-ONLY" in refused.stderr
+    (tmp_path / "bad").write_text("has space@and:colon\n")
+    refused = subprocess.run(["sh", str(script)], env={**env, "REDIS_PASSWORD_FILE": str(tmp_path / "bad")},
+                             capture_output=True, text=True, timeout=30, check=False)
+    assert refused.returncode == 78, refused.stderr
+
+    port = str(_free_port())
+    server = subprocess.Popen(["sh", str(script), "--port", port, "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no", "--dir", str(tmp_path)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def cli(*args: str, auth: bool = True) -> str:
+            cli_env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+            if auth:
+                cli_env["REDISCLI_AUTH"] = password.read_text().strip()
+            return subprocess.run(["redis-cli", "-p", port, *args], env=cli_env, capture_output=True,
+                                  text=True, timeout=10, check=False).stdout.strip()
+
+        deadline = time.monotonic() + 10
+        while cli("ping") != "PONG" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert cli("ping") == "PONG"
+        # The password is required, and never on the server's command line.
+        assert cli("ping", auth=False).startswith("NOAUTH")
+        cmdline = Path(f"/proc/{server.pid}/cmdline").read_bytes().decode(errors="replace")
+        assert "INSECURE-DEV-ONLY" not in cmdline
+        # What the gateway sends works; the @dangerous commands do not.
+        assert cli("zadd", "k", "1", "a") == "1" and cli("eval", "return redis.call('lpush', 'l', 1)", "0") == "1"
+        for dangerous in (["flushall"], ["config", "get", "dir"], ["keys", "*"], ["shutdown"]):
+            assert cli(*dangerous).startswith("NOPERM"), dangerous
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_postgres_gets_one_database_per_service(compose, repo):
@@ -235,6 +327,9 @@ def test_gen_secrets_creates_every_compose_secret(compose, repo, tmp_path):
     assert_ed25519_pem(out / "jwt_private_key.pem")
     assert_service_keys({name: out / Path(interpolate_default(spec["file"])).name
                          for name, spec in compose["secrets"].items()})
+    redis_password = (out / "redis_password").read_text().strip()
+    assert len(redis_password) >= 32 and redis_password.isalnum()
+    assert (out / "redis_url").read_text().strip() == f"redis://:{redis_password}@redis:6379/0"
     for name in ("page_token_secret", "sandbox_webhook_secret"):
         assert len((out / name).read_text().strip()) >= 32, name  # what production demands
     assert (out / "stripe_api_key").read_text() == ""

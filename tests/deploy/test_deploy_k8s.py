@@ -3,8 +3,9 @@
 Every overlay is rendered by scripts/render_k8s.py (`make k8s`), every object validated
 against the Kubernetes schemas, and the rules of the deployment checked object by object:
 replicas, headless gRPC Services, native gRPC probes, resources, hardened security contexts,
-grace periods, PodDisruptionBudgets, migrations, secrets never literal, and NetworkPolicies
-that allow exactly the intended flows (evaluated, not just looked at).
+grace periods, PodDisruptionBudgets, migrations, secrets never literal, Redis (ephemeral, its
+password from a Secret file, reached by the gateway only), and NetworkPolicies that allow exactly
+the intended flows (evaluated, not just looked at).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ NAMESPACE = "shop"
 GRPC_PORT = 50051
 GATEWAY_PORT = 8000
 METRICS_PORT = 9090
+REDIS_PORT = 6379
+# Images from a public registry, pinned to a major version (not built by this project).
+THIRD_PARTY_IMAGES = ("postgres", "redis")
 
 # gRPC flows the services need (caller -> callees); nothing else may be allowed.
 CALLS = {
@@ -39,7 +43,7 @@ PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DATABASE_URL|CREDENTIAL|SERVICE_KEY$", re.I)
 # Secret references the workloads make, and which may be absent (optional features).
-REQUIRED_SECRETS = {"shop-shared", "auth-secrets", *(f"{s}-db" for s in SERVICES),
+REQUIRED_SECRETS = {"shop-shared", "auth-secrets", "shop-redis", *(f"{s}-db" for s in SERVICES),
                     *(f"{s}-identity" for s in (*SERVICES, "gateway"))}
 OPTIONAL_SECRETS = {"shop-smtp", "payments-secrets"}
 
@@ -274,6 +278,9 @@ def test_gateway_deployment_service_ingress_and_hpa(rendered, overlay):
     assert env["SHOP_HTTP_HOST"] == "0.0.0.0" and int(env["SHOP_HTTP_PORT"]) == GATEWAY_PORT
     assert env["SHOP_PAGE_TOKEN_SECRET"]["secretKeyRef"]["name"].startswith("shop-shared")  # no default
     assert_own_identity(env, "gateway")
+    # Limits and revocations shared by every replica through Redis.
+    assert env["SHOP_REDIS_URL"]["secretKeyRef"]["name"].startswith("shop-redis")
+    assert env["SHOP_REDIS_URL"]["secretKeyRef"]["key"] == "SHOP_REDIS_URL"
     assert pod_spec(deployment)["terminationGracePeriodSeconds"] > int(env.get("SHOP_GRACE_SECONDS", 10))
 
     service = one(docs, "Service", "gateway")
@@ -363,9 +370,10 @@ def test_images(rendered, overlay):
             image = c["image"]
             tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else "latest"
             assert tag != "latest", f"{image}: pin a tag"
-            if overlay == "prod" and "@sha256:" not in image and image.split("/")[-1].split(":")[0] != "postgres":
+            third_party = image.split("/")[-1].split(":")[0] in THIRD_PARTY_IMAGES
+            if overlay == "prod" and "@sha256:" not in image and not third_party:
                 assert tag != "dev" and "/" in image.split(":")[0], f"{image}: push to a registry with a release tag"
-            if overlay == "dev" and not image.startswith("postgres"):
+            if overlay == "dev" and not third_party:
                 assert tag == "dev"
 
 
@@ -393,7 +401,42 @@ def test_each_service_has_its_own_postgres(rendered, overlay, svc):
     assert password["name"].startswith(f"{svc}-db")
 
 
-# ------------------------------------------------------------------------- secrets
+# ------------------------------------------------------------------------- redis
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_redis_is_one_ephemeral_pod_with_its_password_from_a_secret_file(rendered, overlay):
+    """What the gateways share: one Redis pod, nothing persisted (no claim, no RDB, no AOF), the
+    password from the Secret shop-redis as a file (on stdin to the server, never in argv), the
+    gateway's URL from the same Secret; its pod reached by the gateway only (network policies
+    below)."""
+    docs = rendered[overlay]
+    deployment = one(docs, "Deployment", "redis")
+    assert deployment["spec"]["replicas"] == 1
+    spec = pod_spec(deployment)
+    container = main_container(deployment, "redis")
+    assert container["image"].startswith("redis:7")
+    assert spec["serviceAccountName"] == "redis" and one(docs, "ServiceAccount", "redis")
+    # Ephemeral: only emptyDir and the Secret, no persistence flags but off.
+    assert not objects(docs, "PersistentVolumeClaim")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert {name for name, v in volumes.items() if "emptyDir" not in v} == {"password"}
+    script = " ".join(container["args"])
+    assert '--save ""' in script and "--appendonly no" in script and "--maxmemory-policy noeviction" in script
+    # The password: a file of the Secret, read by the script, fed on stdin ("redis-server -").
+    secret = volumes["password"]["secret"]
+    assert secret["secretName"].startswith("shop-redis")
+    assert secret["items"] == [{"key": "REDIS_PASSWORD", "path": "password"}]
+    assert "redis-server - " in script and "/run/secrets/redis/password" in script
+    assert not any("REDIS_PASSWORD" in str(item) for item in container.get("env", []))
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "/run/secrets/redis/password" in " ".join(container[probe]["exec"]["command"]), probe
+    # A ClusterIP Service on the port, and the gateway's URL (same Secret) pointing at it.
+    service = one(docs, "Service", "redis")
+    assert selector_matches({"matchLabels": service["spec"]["selector"]}, deployment["spec"]["template"]["metadata"]["labels"])
+    assert [p["port"] for p in service["spec"]["ports"]] == [REDIS_PORT]
+    gateway = container_env(docs, main_container(one(docs, "Deployment", "gateway"), "gateway"))
+    assert gateway["SHOP_REDIS_URL"]["secretKeyRef"]["name"] == secret["secretName"]
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_no_secret_is_a_literal(rendered, overlay):
     """Secret-looking variables come from Secrets; ConfigMaps hold no secret-looking key."""
@@ -421,6 +464,11 @@ def secret_refs(docs):
             for source in c.get("envFrom", []):
                 if "secretRef" in source:
                     refs.add((source["secretRef"]["name"], "*", bool(source["secretRef"].get("optional"))))
+        for volume in pod_spec(workload).get("volumes", []):
+            if "secret" in volume:
+                optional = bool(volume["secret"].get("optional"))
+                for item in volume["secret"].get("items") or [{"key": "*"}]:
+                    refs.add((volume["secret"]["secretName"], item["key"], optional))
     return refs
 
 
@@ -455,6 +503,13 @@ def test_dev_secrets_are_generated_and_marked_dev_only(rendered, repo):
         url = base64.b64decode(data["SHOP_DATABASE_URL"]).decode()
         password = base64.b64decode(data["POSTGRES_PASSWORD"]).decode()
         assert url == f"postgresql://{svc}:{password}@{svc}-postgres:5432/{svc}"
+    # The gateway's Redis URL holds Redis's password and names the redis Service.
+    redis = next(s["data"] for n, s in secrets.items() if n.startswith("shop-redis-"))
+    password = base64.b64decode(redis["REDIS_PASSWORD"]).decode()
+    assert "INSECURE-DEV-ONLY" in password
+    assert base64.b64decode(redis["SHOP_REDIS_URL"]).decode() == (
+        f"redis://:{password}@redis.{NAMESPACE}.svc.cluster.local:{REDIS_PORT}/0"
+    )
     # auth signs with an Ed25519 key (PKCS#8 PEM).
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -611,6 +666,7 @@ def expected_flows(docs):
         flows.add((svc, f"{svc}-postgres", 5432))
         flows.add(("prometheus", svc, METRICS_PORT))
     flows.add(("prometheus", "gateway", METRICS_PORT))  # the gateway's metrics have their own port too
+    flows.add(("gateway", "redis", REDIS_PORT))  # the only way into Redis
     for outsider in OUTSIDERS:  # the gateway is the public entry: anyone may reach port 8000
         flows.add((outsider.name, "gateway", GATEWAY_PORT))
     for pod in pods_of(docs):
