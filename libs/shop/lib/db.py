@@ -27,12 +27,22 @@ import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import ColumnElement, DateTime, MetaData, String, TypeDecorator, bindparam, event, text
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    DateTime,
+    MetaData,
+    Select,
+    String,
+    TypeDecorator,
+    bindparam,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.sql.expression import Executable
 
 log = structlog.get_logger("shop.db")
 
@@ -135,7 +145,7 @@ class Query:
     def __init__(self, sql: str, columns: Sequence[ColumnElement] = (), *, postgres_sql: str | None = None,
                  expanding: Sequence[str] = (), types: dict[str, Any] | None = None) -> None:
         clause = text(sql)
-        binds = [bindparam(name, expanding=True) for name in expanding]
+        binds: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in expanding]
         binds += [bindparam(name, type_=type_) for name, type_ in (types or {}).items()]
         if binds:
             clause = clause.bindparams(*binds)
@@ -195,7 +205,7 @@ class Database:
         self._lean_pool_size = pool_size
         self._lean_pool_instance: AsyncConnectionPool | None = None
         self._lean_pool_lock = asyncio.Lock()
-        self._compiled: dict[Executable, Any] = {}
+        self._compiled: dict[Select, Any] = {}
 
     @classmethod
     def from_settings(cls, settings) -> Database:
@@ -294,7 +304,7 @@ class Database:
         finally:
             await pool.putconn(connection)
 
-    async def read_statement(self, statement: Executable, params: dict[str, Any] | None = None) -> list:
+    async def read_statement(self, statement: Select, params: dict[str, Any] | None = None) -> list:
         """The rows of a SQLAlchemy Core statement on the lean path. Build the statement once (its
         values as `bindparam`s, given in `params`): on PostgreSQL it is compiled on first use and
         the SQL kept for the statement's lifetime, like a `Query`."""

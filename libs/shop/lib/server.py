@@ -239,7 +239,7 @@ class ShopServer:
             host = "127.0.0.1"
         return f"{host}:{self.port}"
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+    async def _set_health(self, status: int) -> None:  # a HealthCheckResponse.ServingStatus value
         for name in ["", *(full_name for _, _, full_name in self.definition.servicers)]:
             await self.health.set(name, status)
 
