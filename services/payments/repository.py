@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments.models import Payment, Refund, WebhookEvent
-from shop.lib.db import Query, UTCDateTime, new_id, utcnow
+from shop.lib.db import Query, UTCDateTime, affected_rows, new_id, utcnow
 
 # -- payments --------------------------------------------------------------------------------------
 
@@ -48,7 +48,7 @@ async def reserve_refund(session: AsyncSession, payment_id: str, amount_cents: i
         )
         .values(refunded_cents=Payment.refunded_cents + amount_cents, updated_at=utcnow())
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def release_refund(session: AsyncSession, payment_id: str, amount_cents: int) -> None:
@@ -80,7 +80,7 @@ async def finish_refund(session: AsyncSession, refund_id: str, **values: Any) ->
     result = await session.execute(
         update(Refund).where(Refund.id == refund_id, Refund.status == "PENDING").values(**values)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def pending_refunds_cents(session: AsyncSession, payment_id: str) -> int:
@@ -95,7 +95,7 @@ async def pending_refunds_cents(session: AsyncSession, payment_id: str) -> int:
 
 async def insert_event_if_new(session: AsyncSession, **values: Any) -> bool:
     """Records a provider event once (unique provider + event_id); False when already seen."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
         insert(WebhookEvent.__table__)
         .values(id=new_id(), received_at=utcnow(), **values)

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import structlog
@@ -39,7 +39,7 @@ from sqlalchemy import (
     event,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
@@ -132,6 +132,12 @@ def is_sqlite(url: str) -> bool:
 
 # `:name` parameters, not `::type` casts.
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE run through `AsyncSession.execute` matched. The session types its
+    result as `Result`; for those statements it is a `CursorResult`, which has the row count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 class Query:

@@ -38,7 +38,7 @@ WISHLIST = Query(
 
 
 def _insert(session: AsyncSession, table):
-    return pg_insert(table) if session.bind.dialect.name == "postgresql" else sqlite_insert(table)
+    return pg_insert(table) if session.get_bind().dialect.name == "postgresql" else sqlite_insert(table)
 
 
 # -- purchases -------------------------------------------------------------------------------------
