@@ -42,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 
 log = structlog.get_logger("shop.db")
 
@@ -148,7 +148,7 @@ class Query:
     `IN :ids` with `expanding=("ids",)` on SQLite; `FOR UPDATE`). Rows have the columns as attributes.
     """
 
-    def __init__(self, sql: str, columns: Sequence[ColumnElement] = (), *, postgres_sql: str | None = None,
+    def __init__(self, sql: str, columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] = (), *, postgres_sql: str | None = None,
                  expanding: Sequence[str] = (), types: dict[str, Any] | None = None) -> None:
         clause = text(sql)
         binds: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in expanding]
