@@ -4,9 +4,9 @@ path (CreateCharge, ListPayments) at the end of this module, run in `db.write()`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,14 +93,18 @@ async def pending_refunds_cents(session: AsyncSession, payment_id: str) -> int:
 # -- webhook events --------------------------------------------------------------------------------
 
 
+# Declarative classes type __table__ as a FromClause; a class with a __tablename__ has a Table.
+_WEBHOOK_EVENTS = cast(Table, WebhookEvent.__table__)
+
+
 async def insert_event_if_new(session: AsyncSession, **values: Any) -> bool:
     """Records a provider event once (unique provider + event_id); False when already seen."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(WebhookEvent.__table__)
+        insert(_WEBHOOK_EVENTS)
         .values(id=new_id(), received_at=utcnow(), **values)
         .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(WebhookEvent.__table__.c.id)
+        .returning(_WEBHOOK_EVENTS.c.id)
     )
     return (await session.execute(statement)).first() is not None
 

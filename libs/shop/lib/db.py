@@ -134,6 +134,10 @@ def is_sqlite(url: str) -> bool:
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
 
+# A column of a lean Query's rows: a Core column or an ORM attribute.
+QueryColumn = ColumnElement[Any] | QueryableAttribute[Any]
+
+
 def affected_rows(result: Result[Any]) -> int:
     """The rows an UPDATE or DELETE run through `AsyncSession.execute` matched. The session types its
     result as `Result`; for those statements it is a `CursorResult`, which has the row count."""
@@ -148,7 +152,7 @@ class Query:
     `IN :ids` with `expanding=("ids",)` on SQLite; `FOR UPDATE`). Rows have the columns as attributes.
     """
 
-    def __init__(self, sql: str, columns: Sequence[ColumnElement[Any] | QueryableAttribute[Any]] = (), *, postgres_sql: str | None = None,
+    def __init__(self, sql: str, columns: Sequence[QueryColumn] = (), *, postgres_sql: str | None = None,
                  expanding: Sequence[str] = (), types: dict[str, Any] | None = None) -> None:
         clause = text(sql)
         binds: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in expanding]
