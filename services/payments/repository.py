@@ -130,7 +130,7 @@ _REFUND_NAMES = ", ".join(f'"{c.name}"' for c in _REFUND_COLUMNS)
 # nothing when it conflicted. On PostgreSQL a concurrent insert for the same order waits for the
 # first transaction, then does nothing. (declined_answered takes its server default, false.)
 INSERT_PAYMENT = Query(
-    "INSERT INTO payments (id, order_id, user_id, status, method, brand, last4, amount_cents, captured_cents, "  # noqa: S608
+    "INSERT INTO payments (id, order_id, user_id, status, method, brand, last4, amount_cents, captured_cents, "  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     "refunded_cents, currency_code, provider, provider_reference, decline_code, created_at, updated_at) "
     "VALUES (:id, :order_id, :user_id, 'PENDING', :method, '', '', :amount_cents, 0, 0, :currency_code, "
     ":provider, '', '', :now, :now) "
@@ -138,17 +138,17 @@ INSERT_PAYMENT = Query(
     _PAYMENT_COLUMNS,
     types={"now": _TS},
 )
-PAYMENT_OF_ORDER = Query(f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608
+PAYMENT_OF_ORDER = Query(f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
                          _PAYMENT_COLUMNS)
 # SQLite writers are serialised (BEGIN IMMEDIATE): no row lock there.
 PAYMENT_OF_ORDER_FOR_UPDATE = Query(
-    f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608
+    f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     _PAYMENT_COLUMNS,
-    postgres_sql=f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id FOR UPDATE",  # noqa: S608
+    postgres_sql=f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id FOR UPDATE",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
 )
 # The provider's answer as the domain applied it (the caller holds the row lock).
 RECORD_CHARGE = Query(
-    "UPDATE payments SET status = :status, captured_cents = :captured_cents, decline_code = :decline_code, "  # noqa: S608
+    "UPDATE payments SET status = :status, captured_cents = :captured_cents, decline_code = :decline_code, "  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     "brand = :brand, last4 = :last4, provider_reference = :provider_reference, updated_at = :now "
     f"WHERE id = :payment_id RETURNING {_PAYMENT_NAMES}",
     _PAYMENT_COLUMNS,
@@ -162,7 +162,7 @@ DELETE_UNSENT_PAYMENT = Query(
     "DELETE FROM payments WHERE id = :payment_id AND status = 'PENDING' AND provider_reference = ''"
 )
 REFUNDS_OF_ORDER = Query(
-    f"SELECT {_REFUND_NAMES} FROM refunds WHERE order_id = :order_id ORDER BY created_at, id",  # noqa: S608
+    f"SELECT {_REFUND_NAMES} FROM refunds WHERE order_id = :order_id ORDER BY created_at, id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     _REFUND_COLUMNS,
 )
 
