@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Literal, overload
 
 from google.protobuf.json_format import MessageToDict
@@ -106,7 +106,7 @@ def check_replay(stored_fingerprint: str, request_fingerprint: str, *, stored_op
         raise key_reused(message) if message else key_reused()
 
 
-def is_replayed(metadata: Sequence[tuple[str, Any]] | None) -> bool:
+def is_replayed(metadata: Iterable[tuple[str, Any]] | None) -> bool:
     """Whether a gRPC answer's initial metadata marks it as a replay."""
     marker = REPLAYED_METADATA[0]
     return any((key, value) == marker for key, value in metadata or ())
