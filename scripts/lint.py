@@ -2,8 +2,8 @@
 
 - `buf lint` over the protos (STANDARD);
 - `ruff check` over the code;
-- `mypy` (settings in pyproject.toml [tool.mypy]: libs/shop, services, gateway and their tests,
-  the generated protobuf code through its mypy-protobuf stubs);
+- `mypy` (settings in pyproject.toml [tool.mypy]: libs/shop, services, gateway with their tests,
+  and scripts; the generated protobuf code through its mypy-protobuf stubs);
 - `bandit`, medium and high severity, over the hand-written runtime code (exclusions in
   pyproject.toml [tool.bandit]; a false positive carries `# nosec BXXX  # reason`).
 """
