@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-Scope = dict
+from starlette.types import Scope
 
 
 def header(scope: Scope, name: bytes) -> str | None:

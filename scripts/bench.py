@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import subprocess
 import sys
@@ -148,7 +149,7 @@ async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
 
 async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, Any]) -> None:
     args, chosen, ids = bench.args, bench.args.scenarios, data["ids"]
-    products = [(f"/api/v1/products/{pid}", {}) for pid in ids]
+    products: list[tuple[str, dict[str, str]]] = [(f"/api/v1/products/{pid}", {}) for pid in ids]
     if "baseline" in chosen and "baseline" in bench.urls:
         for run in (1, 2):
             bench.wrk_scenario(f"baseline#{run}", f"baseline product by id #{run}", "baseline",
@@ -156,7 +157,7 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
             bench.wrk_scenario(f"product#{run}", f"product by id #{run}", "shop", products)
     elif "product" in chosen:
         bench.wrk_scenario("product", "product by id", "shop", products)
-    stateless = {
+    stateless: dict[str, tuple[str, str, list[tuple[str, dict[str, str]]]]] = {
         "list": ("product list (20)", "shop", [("/api/v1/products?pageSize=20", {})]),
         "search": ("search", "shop", [(f"/api/v1/products?q={word}", {}) for word in SEARCH_WORDS]),
         "categories": ("categories", "shop", [("/api/v1/categories", {})]),
@@ -181,8 +182,8 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
             tokens = data[variant]
             warm_tokens, measured_tokens = tokens[:warmup_checkouts(args)], tokens[warmup_checkouts(args):]
             await bench.flow_scenario(
-                f"checkout-{variant}", label, lambda t=warm_tokens, c=concurrency: flows.checkout(http, t, c),
-                lambda t=measured_tokens, c=concurrency: flows.checkout(http, t, c))
+                f"checkout-{variant}", label, functools.partial(flows.checkout, http, warm_tokens, concurrency),
+                functools.partial(flows.checkout, http, measured_tokens, concurrency))
 
 
 def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> None:

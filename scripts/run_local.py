@@ -20,6 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def targets(replicas: int) -> dict[str, str]:
     }
 
 
-def private_file(path: Path, make: callable) -> str:
+def private_file(path: Path, make: Callable[[], str]) -> str:
     """A secret kept under var/ (0600), made once and reused so data and logins persist."""
     if not path.exists():
         path.write_text(make())
@@ -124,7 +125,10 @@ def is_serving(address: str) -> bool:
 
     with grpc.insecure_channel(address) as channel:
         try:
-            response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+            # types-grpcio-health-checking declares HealthStub without its methods
+            response = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
+                health_pb2.HealthCheckRequest(), timeout=2
+            )
         except grpc.RpcError:
             return False
     return response.status == health_pb2.HealthCheckResponse.SERVING
@@ -149,7 +153,7 @@ def wait_ready(url: str, processes: list[tuple[str, subprocess.Popen]], timeout:
     while time.monotonic() < deadline:
         check_alive(processes)
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own local URL
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  # nosec B310  # our own http:// URL on localhost
                 if response.status == 200:
                     return
         except (urllib.error.URLError, OSError):

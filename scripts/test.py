@@ -1,4 +1,5 @@
-"""`make test`: lint the contracts, then run the whole pytest suite (PostgreSQL, real servers)."""
+"""`make test`: the static checks of `make lint` (scripts/lint.py: buf, ruff, mypy, bandit), then the
+whole pytest suite (PostgreSQL, real servers); any failure fails the run."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from scripts import lint
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -30,8 +33,7 @@ def ensure_chromium() -> None:
 
 def main() -> int:
     ensure_chromium()
-    failed = run(str(BIN / "buf"), "lint", "protos")
-    failed |= run(str(BIN / "ruff"), "check", "--quiet", ".")
+    failed = lint.main()
     extra = sys.argv[1:]
     code = run(str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", *extra)
     if code == 5:  # no tests collected is a failure, not a pass

@@ -76,7 +76,10 @@ def client_info(request: Request) -> auth_pb2.ClientInfo:
     return auth_pb2.ClientInfo(user_agent=request.headers.get("user-agent", "")[:512], ip=client_ip(request))
 
 
-def with_refresh_cookie(response: Response, request: Request, tokens: auth_pb2.Tokens) -> Response:
+_R = TypeVar("_R", bound=Response)  # the response given is the response returned
+
+
+def with_refresh_cookie(response: _R, request: Request, tokens: auth_pb2.Tokens) -> _R:
     response.set_cookie(
         REFRESH_COOKIE,
         tokens.refresh_token,

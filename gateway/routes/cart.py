@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Path, Response
@@ -71,7 +72,7 @@ SESSION_RESPONSE_HEADER = {
         "schema": {"type": "string", "format": "uuid"},
     }
 }
-CART_RESPONSES = {200: {"model": CartEnvelope, "headers": SESSION_RESPONSE_HEADER}}
+CART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": CartEnvelope, "headers": SESSION_RESPONSE_HEADER}}
 
 
 # -- who the cart belongs to ----------------------------------------------------------------------

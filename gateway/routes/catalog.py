@@ -409,7 +409,7 @@ async def update_product(
         if name in sent:
             value = getattr(body, name)
             setattr(request, name, "" if value is None else value)
-    if "currency" in sent:
+    if "currency" in sent and body.currency is not None:  # null was refused above
         request.currency_code = body.currency
     if "brand" in sent:
         request.brand = body.brand or ""
@@ -420,7 +420,7 @@ async def update_product(
     if "images" in sent:
         request.update_images = True
         request.images.extend(body.images or [])
-    if "status" in sent:
+    if "status" in sent and body.status is not None:  # null was refused above
         request.status = PRODUCT_STATUSES.value(body.status)
     response = await state.clients.catalog.UpdateProduct(request, metadata=principal.metadata)
     state.product_cache.drop(response.product.id)

@@ -30,7 +30,8 @@ async def healthz() -> Response:
 async def _health(state: GatewayState, service: str) -> str:
     stub = health_pb2_grpc.HealthStub(state.clients.channel(service))
     try:
-        response = await stub.Check(
+        # types-grpcio-health-checking declares HealthStub without its methods
+        response = await stub.Check(  # type: ignore[attr-defined]
             health_pb2.HealthCheckRequest(service=""), timeout=state.settings.readiness_timeout_seconds
         )
     except grpc.aio.AioRpcError as exc:

@@ -31,7 +31,7 @@ async def login(client, user) -> dict:
     return response.json()["data"]["tokens"]
 
 
-def session_of(suite, refresh_token: str) -> tuple:
+def session_of(suite, refresh_token: str) -> tuple | None:
     import hashlib
 
     digest = hashlib.sha256(refresh_token.encode()).hexdigest()

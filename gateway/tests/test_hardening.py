@@ -18,6 +18,7 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -133,7 +134,7 @@ async def test_redis_down_means_per_process_limits_and_a_warning_never_a_500(sui
 
 def deployed_gateway_settings(**overrides) -> GatewaySettings:
     """GatewaySettings as the Kubernetes base configures them (deploy/k8s/base/config/gateway.env)."""
-    values = {}
+    values: dict[str, Any] = {}  # the env file's text, parsed by the settings model
     for line in (ROOT / "deploy/k8s/base/config/gateway.env").read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
@@ -235,7 +236,7 @@ async def paid_order(suite, user=None):
     return user, response.json()["data"]
 
 
-LINES: dict[int, object] = {}
+LINES: dict[int, Any] = {}  # response id -> its line iterator
 
 
 async def first_event(response) -> dict:
@@ -367,6 +368,7 @@ def declared() -> dict[str, str]:
     found = {}
     for requirement in project["project"]["dependencies"]:
         match = re.match(r"([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*(.*)", requirement.split(";")[0].strip())
+        assert match is not None, requirement
         found[match.group(1).lower().replace("_", "-")] = match.group(3)
     return found
 

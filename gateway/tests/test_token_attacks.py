@@ -14,6 +14,7 @@ import grpc
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.auth.keys import SigningKey, generate_private_key_pem
 from shop.auth.v1 import auth_pb2
@@ -33,6 +34,7 @@ def claims_for(user: dict, **overrides) -> dict:
 def forge(suite, user: dict, attack: str) -> str:
     key = SigningKey(suite.private_key_pem)
     real_private = serialization.load_pem_private_key(suite.private_key_pem.encode(), password=None)
+    assert isinstance(real_private, Ed25519PrivateKey)
     public_pem = real_private.public_key().public_bytes(serialization.Encoding.PEM,
                                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     header = {"kid": key.kid, "typ": "JWT"}
@@ -55,6 +57,7 @@ def forge(suite, user: dict, attack: str) -> str:
         signature = hmac.new(x.encode(), signing_input.encode(), hashlib.sha256).digest()
         return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
     other = serialization.load_pem_private_key(generate_private_key_pem().encode(), password=None)
+    assert isinstance(other, Ed25519PrivateKey)
     if attack == "unknown_kid":
         return jwt.encode(claims_for(user), other, algorithm="EdDSA", headers={"kid": "attacker-key"})
     if attack == "other_key_real_kid":

@@ -70,7 +70,7 @@ async def browser():
 class Browsing:
     """A browser context on the suite's gateway that records any request to another origin."""
 
-    def __init__(self, suite, context):
+    def __init__(self, suite, context) -> None:
         self.suite = suite
         self.context = context
         self.foreign: list[str] = []

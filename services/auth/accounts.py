@@ -18,7 +18,7 @@ from services.auth.config import AuthSettings
 from services.auth.credentials import Credentials
 from services.auth.mfa import claim_second_factor
 from services.auth.models import User
-from services.auth.sessions import Client, IssuedTokens, Sessions, signed_in_user
+from services.auth.sessions import Client, IssuedTokens, Sessions, lock_signed_in_user, signed_in_user
 from shop.lib.addresses import clean_phone
 from shop.lib.context import Caller
 from shop.lib.db import Database, utcnow
@@ -141,7 +141,7 @@ class Accounts:
             changes["phone"] = clean_phone(problems, "phone", given["phone"])
         problems.raise_if_any()
         async with self.db.transaction() as session:
-            row = await repository.get_user(session, user.id, for_update=True)
+            row = await lock_signed_in_user(session, user.id)
             for name, value in changes.items():
                 setattr(row, name, value)
             if changes:
@@ -157,7 +157,7 @@ class Accounts:
         now = utcnow()
         async with self.db.transaction() as session:
             await repository.clear_attempts(session, user.email)
-            row = await repository.get_user(session, user.id, for_update=True)
+            row = await lock_signed_in_user(session, user.id)
             row.status = domain.STATUS_DEACTIVATED
             row.updated_at = now
             ids = await repository.revoke_user_sessions(session, user.id, "account_deleted", now)
@@ -179,7 +179,7 @@ class Accounts:
         password_hash = await self.credentials.hash(new_password)
         now = utcnow()
         async with self.db.transaction() as session:
-            row = await repository.get_user(session, user.id, for_update=True)
+            row = await lock_signed_in_user(session, user.id)
             row.password_hash = password_hash
             row.updated_at = now
             await repository.clear_attempts(session, user.email)

@@ -17,7 +17,7 @@ from services.auth import domain, emails, repository
 from services.auth.config import AuthSettings
 from services.auth.credentials import Credentials
 from services.auth.models import User
-from services.auth.sessions import signed_in_user
+from services.auth.sessions import lock_signed_in_user, signed_in_user
 from shop.lib.context import Caller
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import Conflict, InvalidArgument, ValidationError
@@ -65,7 +65,7 @@ class Mfa:
             raise already_enabled()
         secret = domain.new_totp_secret()
         async with self.db.transaction() as session:
-            row = await repository.get_user(session, user.id, for_update=True)
+            row = await lock_signed_in_user(session, user.id)
             row.mfa_pending_secret = secret
             row.updated_at = utcnow()
         return secret, domain.otpauth_uri(secret, user.email, self.settings.mfa_issuer)
@@ -83,7 +83,7 @@ class Mfa:
         now = utcnow()
         codes = domain.new_recovery_codes()
         async with self.db.transaction() as session:
-            row = await repository.get_user(session, user.id, for_update=True)
+            row = await lock_signed_in_user(session, user.id)
             secret = row.mfa_pending_secret or ""
             step = domain.match_totp(secret, otp, now, row.mfa_last_step) if not row.mfa_enabled else None
             if step is None or not await repository.claim_totp_step(session, user.id, step):
@@ -115,7 +115,7 @@ class Mfa:
             elif not await repository.consume_recovery_code(session, user.id,
                                                             domain.recovery_code_digest(recovery_code), now):
                 raise InvalidArgument("The recovery code is not valid.", code="INVALID_RECOVERY_CODE")
-            row = await repository.get_user(session, user.id, for_update=True)
+            row = await lock_signed_in_user(session, user.id)
             await session.refresh(row)
             row.mfa_enabled = False
             row.mfa_secret = None

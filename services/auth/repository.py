@@ -25,6 +25,7 @@ from services.auth.models import (
     RefreshToken,
     User,
 )
+from shop.lib.db import affected_rows
 
 # -- users ----------------------------------------------------------------------------------------
 
@@ -57,7 +58,7 @@ async def claim_totp_step(session: AsyncSession, user_id: str, step: int) -> boo
         .where(User.id == user_id, or_(User.mfa_last_step.is_(None), User.mfa_last_step < step))
         .values(mfa_last_step=step)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def list_users(
@@ -167,7 +168,7 @@ async def claim_refresh_token(session: AsyncSession, token_hash: str, now: datet
 
 async def db_clock(session: AsyncSession, fallback: datetime) -> datetime:
     """The database server's clock on PostgreSQL (one clock for every replica), else `fallback`."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         return (await session.execute(select(func.clock_timestamp()))).scalar_one()
     return fallback
 
@@ -202,7 +203,7 @@ async def revoke_session(session: AsyncSession, session_id: str, reason: str, no
     result = await session.execute(
         update(AuthSession).where(*conditions).values(revoked_at=now, revoke_reason=reason)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def revoke_user_sessions(
@@ -232,7 +233,7 @@ async def revoked_since(session: AsyncSession, since: datetime) -> Sequence[tupl
 async def lock_email(session: AsyncSession, email: str) -> None:
     """Serializes lockout bookkeeping per email for the transaction (PostgreSQL advisory lock;
     SQLite transactions are serialized already by BEGIN IMMEDIATE)."""
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"login:{email}"})
 
 
@@ -330,7 +331,7 @@ async def consume_recovery_code(session: AsyncSession, user_id: str, digest: str
         .where(RecoveryCode.user_id == user_id, RecoveryCode.code_hash == digest, RecoveryCode.used_at.is_(None))
         .values(used_at=now)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def delete_recovery_codes(session: AsyncSession, user_id: str) -> None:
@@ -392,4 +393,4 @@ async def delete_stale_rows(session: AsyncSession, attempts_before: datetime, to
     """Login attempts that left the lockout window, and one-time tokens long expired."""
     attempts = await session.execute(delete(LoginAttempt).where(LoginAttempt.attempted_at < attempts_before))
     tokens = await session.execute(delete(OneTimeToken).where(OneTimeToken.expires_at < tokens_before))
-    return attempts.rowcount + tokens.rowcount
+    return affected_rows(attempts) + affected_rows(tokens)

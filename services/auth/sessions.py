@@ -7,6 +7,7 @@ domain.may_rotate, the queries are in repository.py."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -56,6 +57,14 @@ async def signed_in_user(db: Database, caller: Caller) -> User:
     """The caller's user row (a read); 401 when it is gone."""
     async with db.session() as session:
         user = await repository.get_user(session, caller.user_id or "")
+    if user is None:
+        raise Unauthenticated("The session has ended.")
+    return user
+
+
+async def lock_signed_in_user(session: AsyncSession, user_id: str) -> User:
+    """The caller's user row, locked for the transaction's write; 401 when it is gone."""
+    user = await repository.get_user(session, user_id, for_update=True)
     if user is None:
         raise Unauthenticated("The session has ended.")
     return user
@@ -178,7 +187,7 @@ class Sessions:
         if not revoked:
             raise session_not_found()
 
-    async def revoke_all(self, caller: Caller) -> list[str]:
+    async def revoke_all(self, caller: Caller) -> builtins.list[str]:  # `list` is the method above
         async with self.db.transaction() as session:
             return await repository.revoke_user_sessions(session, caller.user_id or "", "revoked_by_user", utcnow())
 

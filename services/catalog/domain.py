@@ -12,7 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from shop.lib.errors import Conflict, NotFound, PermissionDenied, ValidationError
@@ -208,17 +208,30 @@ def product_not_found() -> NotFound:
     return NotFound("Product not found.", code="PRODUCT_NOT_FOUND")
 
 
-def check_visible(product: Any | None, user_id: str | None, role: str | None) -> None:
-    """A product the caller may not see does not exist for it (404, never 403)."""
+class _ProductRow(Protocol):  # what the checks read of a product (ORM model or lean row)
+    @property
+    def status(self) -> str: ...
+    @property
+    def seller_id(self) -> str | None: ...
+
+
+_Product = TypeVar("_Product", bound=_ProductRow)
+
+
+def check_visible(product: _Product | None, user_id: str | None, role: str | None) -> _Product:
+    """A product the caller may not see does not exist for it (404, never 403). Returns it."""
     if product is None or not can_see(product.status, product.seller_id, user_id, role):
         raise product_not_found()
+    return product
 
 
-def check_manageable(product: Any | None, user_id: str | None, role: str | None) -> None:
-    """Changing a product: 404 if the caller cannot see it, 403 if it sees it but does not own it."""
-    check_visible(product, user_id, role)
-    if not can_manage(product.seller_id, user_id, role):
+def check_manageable(product: _Product | None, user_id: str | None, role: str | None) -> _Product:
+    """Changing a product: 404 if the caller cannot see it, 403 if it sees it but does not own it.
+    Returns it."""
+    visible = check_visible(product, user_id, role)
+    if not can_manage(visible.seller_id, user_id, role):
         raise PermissionDenied("Only an admin or the seller who owns this product may change it.")
+    return visible
 
 
 def already_archived(product: Any | None, user_id: str | None, role: str | None) -> bool:

@@ -65,7 +65,9 @@ class Products:
         after = self.tokens.decode_after(page_token, query_fp,
                                          parse_key=lambda raw: self.parse_sort_key(query.sort, raw))
         page = await self.list_products(query, size, after)
-        next_token = self.tokens.encode_after(page.last_key, page.last_id, query_fp) if page.has_more else ""
+        next_token = ""
+        if page.has_more and page.last_id is not None:  # has_more means a last row (size >= 1)
+            next_token = self.tokens.encode_after(page.last_key, page.last_id, query_fp)
         return page.items, next_token, page.total
 
     async def list_products(self, query: domain.ProductQuery, size: int, after: tuple[Any, str] | None) -> Page:
@@ -152,7 +154,7 @@ class Products:
         try:
             async with self.db.transaction() as session:
                 product = await queries.product_for_update(session, product_id)
-                domain.check_manageable(product, user_id, role)
+                product = domain.check_manageable(product, user_id, role)
                 price = changes.get("price_cents", product.price_cents)
                 compare_at = changes.get("compare_at_price_cents", product.compare_at_price_cents)
                 domain.check_prices(price, compare_at)
@@ -176,6 +178,8 @@ class Products:
         """DeleteProduct: ARCHIVED (soft delete); repeating it is fine."""
         async with self.db.transaction() as session:
             product = await queries.product_for_update(session, product_id)
+            if product is None:
+                raise domain.product_not_found()
             if domain.already_archived(product, user_id, role):
                 return
             product.status = domain.ARCHIVED

@@ -132,7 +132,7 @@ class Stock:
                             raise key_reused("This idempotency key was used for another adjustment.")
                         return done.stock_after
                 product = await product_queries.product_for_update(session, product_id)
-                domain.check_manageable(product, user_id, role)
+                product = domain.check_manageable(product, user_id, role)
                 domain.check_adjustment(product_id, product.stock, delta)
                 stock = await queries.change_stock(session, product_id, delta, utcnow())
                 if stock is None:

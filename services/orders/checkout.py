@@ -16,7 +16,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -39,6 +39,7 @@ from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
 log = structlog.get_logger("orders.checkout")
+_T = TypeVar("_T")
 
 OPERATION = "create_order"
 
@@ -138,14 +139,14 @@ class Checkout:
         is refused here, with no order, no reservation and the key still unused. The remote
         checks run together; their errors are raised in a fixed order (address, then payment)."""
         which = request.WhichOneof("destination")
-        inline = None
+        inline: dict[str, str] | None = None
         if which == "shipping_address":
             raw = {name: getattr(request.shipping_address, name) for name in domain.ADDRESS_FIELDS}
             inline = domain.validate_address(raw)
         elif not (which == "address_id" and request.address_id):
             raise ValidationError.single("shippingAddress", "shippingAddress or addressId is required")
         domain.validate_payment(request.payment_method, request.payment_token)
-        address, payment_check, email = await asyncio.gather(
+        outcomes = await asyncio.gather(
             self.saved_address(caller.user_id or "", request.address_id) if inline is None else _value(inline),
             self.clients.payments.CheckPaymentMethod(
                 payments_pb2.CheckPaymentMethodRequest(method=request.payment_method, token=request.payment_token)
@@ -153,10 +154,15 @@ class Checkout:
             self.customer_email(caller, bearer),
             return_exceptions=True,
         )
-        for outcome in (address, payment_check, email):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return address, email  # type: ignore[return-value]
+        address, payment_check, email = outcomes
+        # The first failure in this order (address, payment method, email) is the answer.
+        if isinstance(address, BaseException):
+            raise address
+        if isinstance(payment_check, BaseException):
+            raise payment_check
+        if isinstance(email, BaseException):
+            raise email
+        return address, email
 
     async def saved_address(self, user_id: str, address_id: str) -> dict[str, str]:
         try:
@@ -281,5 +287,5 @@ class Checkout:
         await Periodic("idempotency.purge", self.purge_once, lambda: self.settings.purge_interval_seconds)()
 
 
-async def _value(value: Any) -> Any:
+async def _value(value: _T) -> _T:
     return value

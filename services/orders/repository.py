@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import domain
 from services.orders.models import IdempotencyKey, Order, OrderHistory, OrderItem, OutboxEntry
-from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id, utcnow
+from shop.lib.db import Database, Query, Transaction, UTCDateTime, affected_rows, new_id, utcnow
 
 
 @dataclass
@@ -84,7 +84,7 @@ async def claim_lease(session: AsyncSession, order_id: str, seconds: float) -> b
                or_(Order.lease_until.is_(None), Order.lease_until < now))
         .values(lease_until=now + timedelta(seconds=seconds))
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def release_lease(session: AsyncSession, order_id: str) -> None:
@@ -151,7 +151,7 @@ async def claim_key(session: AsyncSession, row_id: str, seconds: float) -> bool:
         )
         .values(locked_until=now + timedelta(seconds=seconds))
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def store_key_answer(session: AsyncSession, row_id: str, body: bytes) -> None:
@@ -169,7 +169,7 @@ async def delete_key(session: AsyncSession, row_id: str) -> None:
 
 async def purge_idempotency(session: AsyncSession, older_than: datetime) -> int:
     result = await session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < older_than))
-    return result.rowcount or 0
+    return affected_rows(result) or 0
 
 
 # -- listing -----------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def _select(columns: list, table: str, where: str, order_by: str = "") -> str:
     """SQL built once at import from the models' own column names (no input reaches it)."""
     names = ", ".join(f'"{c.name}"' for c in columns)
     ordered = f" ORDER BY {order_by}" if order_by else ""
-    return f"SELECT {names} FROM {table} WHERE {where}{ordered}"  # noqa: S608
+    return f"SELECT {names} FROM {table} WHERE {where}{ordered}"  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
 
 
 ORDER_ROW = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS)

@@ -4,14 +4,14 @@ path (CreateCharge, ListPayments) at the end of this module, run in `db.write()`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments.models import Payment, Refund, WebhookEvent
-from shop.lib.db import Query, UTCDateTime, new_id, utcnow
+from shop.lib.db import Query, UTCDateTime, affected_rows, new_id, utcnow
 
 # -- payments --------------------------------------------------------------------------------------
 
@@ -48,7 +48,7 @@ async def reserve_refund(session: AsyncSession, payment_id: str, amount_cents: i
         )
         .values(refunded_cents=Payment.refunded_cents + amount_cents, updated_at=utcnow())
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def release_refund(session: AsyncSession, payment_id: str, amount_cents: int) -> None:
@@ -80,7 +80,7 @@ async def finish_refund(session: AsyncSession, refund_id: str, **values: Any) ->
     result = await session.execute(
         update(Refund).where(Refund.id == refund_id, Refund.status == "PENDING").values(**values)
     )
-    return result.rowcount == 1
+    return affected_rows(result) == 1
 
 
 async def pending_refunds_cents(session: AsyncSession, payment_id: str) -> int:
@@ -93,14 +93,18 @@ async def pending_refunds_cents(session: AsyncSession, payment_id: str) -> int:
 # -- webhook events --------------------------------------------------------------------------------
 
 
+# Declarative classes type __table__ as a FromClause; a class with a __tablename__ has a Table.
+_WEBHOOK_EVENTS = cast(Table, WebhookEvent.__table__)
+
+
 async def insert_event_if_new(session: AsyncSession, **values: Any) -> bool:
     """Records a provider event once (unique provider + event_id); False when already seen."""
-    insert = postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     statement = (
-        insert(WebhookEvent.__table__)
+        insert(_WEBHOOK_EVENTS)
         .values(id=new_id(), received_at=utcnow(), **values)
         .on_conflict_do_nothing(index_elements=["provider", "event_id"])
-        .returning(WebhookEvent.__table__.c.id)
+        .returning(_WEBHOOK_EVENTS.c.id)
     )
     return (await session.execute(statement)).first() is not None
 
@@ -126,7 +130,7 @@ _REFUND_NAMES = ", ".join(f'"{c.name}"' for c in _REFUND_COLUMNS)
 # nothing when it conflicted. On PostgreSQL a concurrent insert for the same order waits for the
 # first transaction, then does nothing. (declined_answered takes its server default, false.)
 INSERT_PAYMENT = Query(
-    "INSERT INTO payments (id, order_id, user_id, status, method, brand, last4, amount_cents, captured_cents, "  # noqa: S608
+    "INSERT INTO payments (id, order_id, user_id, status, method, brand, last4, amount_cents, captured_cents, "  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     "refunded_cents, currency_code, provider, provider_reference, decline_code, created_at, updated_at) "
     "VALUES (:id, :order_id, :user_id, 'PENDING', :method, '', '', :amount_cents, 0, 0, :currency_code, "
     ":provider, '', '', :now, :now) "
@@ -134,17 +138,17 @@ INSERT_PAYMENT = Query(
     _PAYMENT_COLUMNS,
     types={"now": _TS},
 )
-PAYMENT_OF_ORDER = Query(f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608
+PAYMENT_OF_ORDER = Query(f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
                          _PAYMENT_COLUMNS)
 # SQLite writers are serialised (BEGIN IMMEDIATE): no row lock there.
 PAYMENT_OF_ORDER_FOR_UPDATE = Query(
-    f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608
+    f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     _PAYMENT_COLUMNS,
-    postgres_sql=f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id FOR UPDATE",  # noqa: S608
+    postgres_sql=f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id FOR UPDATE",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
 )
 # The provider's answer as the domain applied it (the caller holds the row lock).
 RECORD_CHARGE = Query(
-    "UPDATE payments SET status = :status, captured_cents = :captured_cents, decline_code = :decline_code, "  # noqa: S608
+    "UPDATE payments SET status = :status, captured_cents = :captured_cents, decline_code = :decline_code, "  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     "brand = :brand, last4 = :last4, provider_reference = :provider_reference, updated_at = :now "
     f"WHERE id = :payment_id RETURNING {_PAYMENT_NAMES}",
     _PAYMENT_COLUMNS,
@@ -158,7 +162,7 @@ DELETE_UNSENT_PAYMENT = Query(
     "DELETE FROM payments WHERE id = :payment_id AND status = 'PENDING' AND provider_reference = ''"
 )
 REFUNDS_OF_ORDER = Query(
-    f"SELECT {_REFUND_NAMES} FROM refunds WHERE order_id = :order_id ORDER BY created_at, id",  # noqa: S608
+    f"SELECT {_REFUND_NAMES} FROM refunds WHERE order_id = :order_id ORDER BY created_at, id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
     _REFUND_COLUMNS,
 )
 

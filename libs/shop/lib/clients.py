@@ -252,23 +252,23 @@ class ServiceClients:
         return self._stubs[service]
 
     @property
-    def auth(self) -> auth_pb2_grpc.AuthServiceStub:
+    def auth(self) -> auth_pb2_grpc.AuthServiceAsyncStub:
         return self.stub("auth")
 
     @property
-    def catalog(self) -> catalog_pb2_grpc.CatalogServiceStub:
+    def catalog(self) -> catalog_pb2_grpc.CatalogServiceAsyncStub:
         return self.stub("catalog")
 
     @property
-    def cart(self) -> cart_pb2_grpc.CartServiceStub:
+    def cart(self) -> cart_pb2_grpc.CartServiceAsyncStub:
         return self.stub("cart")
 
     @property
-    def orders(self) -> orders_pb2_grpc.OrdersServiceStub:
+    def orders(self) -> orders_pb2_grpc.OrdersServiceAsyncStub:
         return self.stub("orders")
 
     @property
-    def payments(self) -> payments_pb2_grpc.PaymentsServiceStub:
+    def payments(self) -> payments_pb2_grpc.PaymentsServiceAsyncStub:
         return self.stub("payments")
 
     async def close(self) -> None:

@@ -20,19 +20,29 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
 from psycopg.rows import namedtuple_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import ColumnElement, DateTime, MetaData, String, TypeDecorator, bindparam, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    DateTime,
+    MetaData,
+    Select,
+    String,
+    TypeDecorator,
+    bindparam,
+    event,
+    text,
+)
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase
-from sqlalchemy.sql.expression import Executable
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 
 log = structlog.get_logger("shop.db")
 
@@ -124,6 +134,16 @@ def is_sqlite(url: str) -> bool:
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
 
 
+# A column of a lean Query's rows: a Core column or an ORM attribute.
+QueryColumn = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+def affected_rows(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE run through `AsyncSession.execute` matched. The session types its
+    result as `Result`; for those statements it is a `CursorResult`, which has the row count."""
+    return cast(CursorResult[Any], result).rowcount
+
+
 class Query:
     """A statement written once as SQL with `:name` parameters, with the columns it returns (if
     any) and the types of parameters that need one on SQLite (datetimes).
@@ -132,10 +152,10 @@ class Query:
     `IN :ids` with `expanding=("ids",)` on SQLite; `FOR UPDATE`). Rows have the columns as attributes.
     """
 
-    def __init__(self, sql: str, columns: Sequence[ColumnElement] = (), *, postgres_sql: str | None = None,
+    def __init__(self, sql: str, columns: Sequence[QueryColumn] = (), *, postgres_sql: str | None = None,
                  expanding: Sequence[str] = (), types: dict[str, Any] | None = None) -> None:
         clause = text(sql)
-        binds = [bindparam(name, expanding=True) for name in expanding]
+        binds: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in expanding]
         binds += [bindparam(name, type_=type_) for name, type_ in (types or {}).items()]
         if binds:
             clause = clause.bindparams(*binds)
@@ -195,7 +215,7 @@ class Database:
         self._lean_pool_size = pool_size
         self._lean_pool_instance: AsyncConnectionPool | None = None
         self._lean_pool_lock = asyncio.Lock()
-        self._compiled: dict[Executable, Any] = {}
+        self._compiled: dict[Select, Any] = {}
 
     @classmethod
     def from_settings(cls, settings) -> Database:
@@ -294,7 +314,7 @@ class Database:
         finally:
             await pool.putconn(connection)
 
-    async def read_statement(self, statement: Executable, params: dict[str, Any] | None = None) -> list:
+    async def read_statement(self, statement: Select, params: dict[str, Any] | None = None) -> list:
         """The rows of a SQLAlchemy Core statement on the lean path. Build the statement once (its
         values as `bindparam`s, given in `params`): on PostgreSQL it is compiled on first use and
         the SQL kept for the statement's lifetime, like a `Query`."""

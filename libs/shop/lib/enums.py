@@ -12,23 +12,27 @@ Proto enum values carry their type's prefix (buf's ENUM_VALUE_PREFIX rule) and a
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:  # a stub-only class (types-protobuf): the generated enums' metaclass
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
 _UNSPECIFIED = "UNSPECIFIED"
+_V = TypeVar("_V", bound=int)  # the enum's value type (`auth_pb2.Role.ValueType`)
 
 
-class EnumNames:
-    def __init__(self, enum: Any, prefix: str | None = None) -> None:
+class EnumNames(Generic[_V]):
+    def __init__(self, enum: _EnumTypeWrapper[_V], prefix: str | None = None) -> None:
         """`enum` is a generated enum wrapper (e.g. `orders_pb2.OrderStatus`); the prefix defaults to
         the zero value's name without UNSPECIFIED (`ORDER_STATUS_UNSPECIFIED` -> `ORDER_STATUS_`)."""
         self.enum = enum
+        zero, self._zero = next((name, value) for name, value in enum.items() if value == 0)  # proto3 has one
         if prefix is None:
-            zero = enum.Name(0)
             if not zero.endswith(_UNSPECIFIED):
                 raise ValueError(f"{zero}: give the prefix (the zero value is not <PREFIX>UNSPECIFIED)")
             prefix = zero[: -len(_UNSPECIFIED)]
         self.prefix = prefix
-        self._by_value = {value: strip_prefix(name, prefix) for name, value in enum.items()}
+        self._by_value: dict[int, str] = {value: strip_prefix(name, prefix) for name, value in enum.items()}
         self._by_name = {strip_prefix(name, prefix): value for name, value in enum.items()}
         self.names = tuple(name for name, value in self._by_name.items() if value != 0)
 
@@ -43,16 +47,16 @@ class EnumNames:
         """The API name, or None for the zero (unspecified) value."""
         return None if value == 0 else self.name(value)
 
-    def value(self, name: str) -> int:
+    def value(self, name: str) -> _V:
         """The proto value of an API name (ValueError for an unknown name)."""
         try:
             return self._by_name[name]
         except KeyError:
             raise ValueError(f"{name!r} is not a {self.enum.DESCRIPTOR.full_name}") from None
 
-    def value_or_unspecified(self, name: str | None) -> int:
+    def value_or_unspecified(self, name: str | None) -> _V:
         """The proto value of a name that may be absent (None or "" -> 0)."""
-        return self.value(name) if name else 0
+        return self.value(name) if name else self._zero
 
 
 def strip_prefix(value_name: str, prefix: str) -> str:

@@ -8,6 +8,7 @@ the REST error envelope with one table (`HTTP_STATUS_BY_GRPC_CODE`). No handler 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,10 +214,12 @@ class RemoteError:
 
 
 def decode_rpc_error(error: grpc.RpcError) -> RemoteError:
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or ""  # type: ignore[attr-defined]
+    code = error.code()
+    message = error.details() or ""
     remote = RemoteError(grpc_code=code, code=DEFAULT_CODE_BY_GRPC_CODE.get(code, "INTERNAL"), message=message)
-    trailers = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+    # grpc-stubs types these trailers as `_Metadatum` objects; both the sync and the aio errors
+    # give (key, value) pairs (aio: a `grpc.aio.Metadata`), which is what this loop unpacks.
+    trailers: Iterable[tuple[str, str | bytes]] = error.trailing_metadata() or ()  # type: ignore[assignment]
     for key, value in trailers:
         if key != _STATUS_DETAILS_KEY:
             continue

@@ -16,7 +16,8 @@ def main(argv: list[str]) -> int:
     service = argv[1] if len(argv) > 1 else ""
     with grpc.insecure_channel(argv[0]) as channel:
         try:
-            response = health_pb2_grpc.HealthStub(channel).Check(
+            # types-grpcio-health-checking declares HealthStub without its methods
+            response = health_pb2_grpc.HealthStub(channel).Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=service), timeout=3
             )
         except grpc.RpcError as exc:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Literal, overload
 
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
@@ -44,6 +44,10 @@ def is_valid_key(key: str) -> bool:
     return bool(_KEY.match(key))
 
 
+@overload
+def clean_key(value: str | None, *, field_name: str = ..., required: Literal[True]) -> str: ...
+@overload
+def clean_key(value: str | None, *, field_name: str = ..., required: bool = ...) -> str | None: ...
 def clean_key(value: str | None, *, field_name: str = HEADER, required: bool = False) -> str | None:
     """The trimmed key; None when absent (None) and optional. Missing or blank but required: 400
     IDEMPOTENCY_KEY_REQUIRED; otherwise blank or malformed: 400 VALIDATION_ERROR on `field_name`."""
@@ -102,7 +106,7 @@ def check_replay(stored_fingerprint: str, request_fingerprint: str, *, stored_op
         raise key_reused(message) if message else key_reused()
 
 
-def is_replayed(metadata: Sequence[tuple[str, Any]] | None) -> bool:
+def is_replayed(metadata: Iterable[tuple[str, Any]] | None) -> bool:
     """Whether a gRPC answer's initial metadata marks it as a replay."""
     marker = REPLAYED_METADATA[0]
     return any((key, value) == marker for key, value in metadata or ())

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 import structlog
 from sqlalchemy.exc import DBAPIError
+from structlog.typing import EventDict
 
 _configured = False
 
@@ -51,7 +52,7 @@ def _database_error(exc: BaseException | None) -> psycopg.Error | None:
     return None
 
 
-def scrub_database_errors(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def scrub_database_errors(_logger: Any, _method: str, event_dict: EventDict) -> EventDict:
     """A PostgreSQL error's text carries values (`DETAIL: Key (email)=(ann@example.com) already
     exists`): log its traceback, SQLSTATE, primary message and SQL (bound values are never in the
     SQL: the engine hides parameters), never its detail."""

@@ -32,6 +32,8 @@ def run_env(target_metadata: MetaData, lock_name: str) -> None:
     """Body of every service's env.py: online migrations under an advisory lock on PostgreSQL,
     so replicas starting together migrate one at a time."""
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:  # upgrade() always sets it
+        raise RuntimeError("alembic config has no sqlalchemy.url")
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as connection:
         if not is_sqlite(url):

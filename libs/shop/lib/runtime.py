@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
@@ -54,10 +54,13 @@ def install_uvloop() -> None:
     uvloop.install()
 
 
+_Settings = TypeVar("_Settings", bound=ServiceSettings)
+
+
 def run_service(
     name: str,
-    settings: ServiceSettings,
-    build: Callable[[ServiceSettings], ShopServer],
+    settings: _Settings,
+    build: Callable[[_Settings], ShopServer],
     migrations_dir: Path,
     argv: list[str] | None = None,
 ) -> None:

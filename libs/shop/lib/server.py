@@ -235,11 +235,11 @@ class ShopServer:
     @property
     def address(self) -> str:
         host = self.settings.grpc_address.rsplit(":", 1)[0]
-        if host in ("0.0.0.0", "[::]", ""):
+        if host in ("0.0.0.0", "[::]", ""):  # nosec B104  # compares with the bind-all address to dial loopback; binds nothing
             host = "127.0.0.1"
         return f"{host}:{self.port}"
 
-    async def _set_health(self, status: health_pb2.HealthCheckResponse.ServingStatus) -> None:
+    async def _set_health(self, status: int) -> None:  # a HealthCheckResponse.ServingStatus value
         for name in ["", *(full_name for _, _, full_name in self.definition.servicers)]:
             await self.health.set(name, status)
 

@@ -13,7 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Numeric, and_, any_, bindparam, case, cast, func, literal_column, or_, select
+from sqlalchemy import BindParameter, Numeric, and_, any_, bindparam, case, cast, func, literal_column, or_, select
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.sql import Select
 
@@ -135,7 +135,8 @@ def page_statement(shape: Shape) -> Select:
     if not shape.after:
         statement = statement.add_columns(func.count().over().label("total_size"))
     else:
-        last_key, last_id = bindparam("last_key", type_=key.type), bindparam("last_id")
+        last_key = bindparam("last_key", type_=key.type)
+        last_id: BindParameter[str] = bindparam("last_id")
         newer = key < last_key if descending else key > last_key
         tie = PRODUCTS.c.id < last_id if descending else PRODUCTS.c.id > last_id
         where = [*where, or_(newer, and_(key == last_key, tie))]

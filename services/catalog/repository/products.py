@@ -12,7 +12,7 @@ from services.catalog.models import Category, Product
 from services.catalog.repository.listing import PRODUCT_COLUMNS
 from shop.lib.db import Query
 
-_PRODUCT_SELECT = "SELECT " + ", ".join(c.name for c in PRODUCT_COLUMNS) + " FROM products"  # noqa: S608 - model column names
+_PRODUCT_SELECT = "SELECT " + ", ".join(c.name for c in PRODUCT_COLUMNS) + " FROM products"  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
 GET_PRODUCT = Query(f"{_PRODUCT_SELECT} WHERE id = :id", PRODUCT_COLUMNS)
 BATCH_GET_PRODUCTS = Query(
     f"{_PRODUCT_SELECT} WHERE id IN :ids", PRODUCT_COLUMNS,

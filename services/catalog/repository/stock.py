@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, String, column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.catalog.models import Product, Reservation, ReservationLine, StockAdjustment
-from shop.lib.db import Query, Transaction, UTCDateTime
+from shop.lib.db import Query, QueryColumn, Transaction, UTCDateTime
 
 
 @dataclass
@@ -76,7 +76,7 @@ _RESERVATION_SQL = (
     "FROM reservations r LEFT JOIN reservation_lines l ON l.reservation_id = r.id "
     "LEFT JOIN products p ON p.id = l.product_id WHERE r.id = :id ORDER BY l.product_id"
 )
-_RESERVATION_COLUMNS = [
+_RESERVATION_COLUMNS: list[QueryColumn] = [
     Reservation.status, Reservation.expires_at, ReservationLine.product_id, ReservationLine.quantity,
     column("sku", String()), column("name", String()), column("unit_price_cents", BigInteger()),
     column("currency_code", String()),

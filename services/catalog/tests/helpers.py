@@ -14,7 +14,7 @@ class CatalogFixtures:
     def __init__(self, suite) -> None:
         self.suite = suite
         self.products = suite.servers["catalog"].runtime.products
-        self.category = None
+        self.category: str | None = None
 
     async def product(self, stock: int = 10, **fields) -> str:
         if self.category is None:

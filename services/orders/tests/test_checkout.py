@@ -67,7 +67,7 @@ def reserved(request: catalog_pb2.ReserveStockRequest) -> catalog_pb2.ReserveSto
     ))
 
 
-def payment(status: int, order_id: str = "") -> payments_pb2.Payment:
+def payment(status: payments_pb2.PaymentStatus.ValueType, order_id: str = "") -> payments_pb2.Payment:
     return payments_pb2.Payment(id=str(uuid.uuid4()), order_id=order_id, status=status, amount_cents=5319,
                                 captured_cents=5319 if status == payments_pb2.PAYMENT_STATUS_SUCCEEDED else 0,
                                 brand="visa", last4="4242")
@@ -79,7 +79,7 @@ class World:
     def __init__(self, db: Database, **overrides: Any) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.mail: list[tuple[str, str]] = []
-        answers = {
+        answers: dict[str, dict[str, Any]] = {
             "cart": {"CheckoutCart": cart_pb2.CheckoutCartResponse(
                 lines=[cart_pb2.CheckoutLine(product_id=PRODUCT, quantity=2)]),
                 "RestoreCart": cart_pb2.RestoreCartResponse()},

@@ -84,8 +84,9 @@ class FakeStripe:
         amount = int(params["amount"])
         method = {"id": f"pm_{uuid.uuid4().hex[:14]}", "object": "payment_method", "type": "card",
                   "card": {"brand": brand, "last4": last4}}
+        intent_id = f"pi_{uuid.uuid4().hex[:24]}"
         intent = {
-            "id": f"pi_{uuid.uuid4().hex[:24]}",
+            "id": intent_id,
             "object": "payment_intent",
             "amount": amount,
             "amount_received": 0 if decline else amount,
@@ -95,7 +96,7 @@ class FakeStripe:
             "payment_method": method if "expand[0]" in params else method["id"],
             "refunded": 0,
         }
-        self.intents[intent["id"]] = intent
+        self.intents[intent_id] = intent
         if decline == "processing":
             intent.update(status="processing", amount_received=0)
             return 200, intent

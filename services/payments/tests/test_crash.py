@@ -30,7 +30,10 @@ async def wait_serving(address: str, process, timeout: float = 60.0) -> None:
         while asyncio.get_running_loop().time() < deadline:
             assert process.poll() is None, "payments exited during start"
             try:
-                answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                # types-grpcio-health-checking declares HealthStub without its methods
+                answer = await stub.Check(  # type: ignore[attr-defined]
+                    health_pb2.HealthCheckRequest(), timeout=1
+                )
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.aio.AioRpcError:
