@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass
-from typing import Any
 
-from fastapi import Depends, Request
-from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 
 from gateway.cache import TTLCache
 from gateway.caller import bearer_token
@@ -20,7 +16,7 @@ from gateway.caller import client_ip as scope_client_ip
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError
 from gateway.ratelimit import SharedLimiter
-from gateway.responses import JSONResponse
+from gateway.schemas.common import ApiModel, rfc3339  # noqa: F401 - kept importable from here
 from gateway.shared import SharedState
 from gateway.streams import OrderStreams
 from shop.lib.clients import ServiceClients
@@ -94,7 +90,20 @@ class Principal:
         return [("authorization", f"Bearer {self.token}")]
 
 
-async def optional_user(request: Request, state: GatewayState = Depends(get_state)) -> Principal | None:
+class _BearerDoc(HTTPBearer):
+    """Documents the bearer scheme on the operations that read a token (gateway/openapi.py turns
+    the optional one into `[{}, {bearerAuth: []}]`); reads nothing: optional_user does."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+BEARER_DOC = _BearerDoc(scheme_name="bearerAuth", auto_error=False)
+OPTIONAL_BEARER_DOC = _BearerDoc(scheme_name="bearerAuthOptional", auto_error=False)
+
+
+async def optional_user(request: Request, state: GatewayState = Depends(get_state),
+                        _doc: None = Security(OPTIONAL_BEARER_DOC)) -> Principal | None:
     value = request.headers.get("authorization")
     if value is None:
         return None
@@ -108,7 +117,8 @@ async def optional_user(request: Request, state: GatewayState = Depends(get_stat
     return Principal(caller=caller, token=token)
 
 
-async def current_user(principal: Principal | None = Depends(optional_user)) -> Principal:
+async def current_user(principal: Principal | None = Depends(optional_user),
+                       _doc: None = Security(BEARER_DOC)) -> Principal:
     if principal is None:
         raise ApiError(401, "UNAUTHENTICATED", "Authentication required.")
     return principal
@@ -140,36 +150,3 @@ def is_https(request: Request) -> bool:
     https = getattr(request.state, "https", None)
     return https if https is not None else request.url.scheme == "https"
 
-
-# -- request bodies and responses ------------------------------------------------------------------
-
-class ApiModel(BaseModel):
-    """Request bodies: camelCase, strict types, unknown fields refused (400 VALIDATION_ERROR)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
-
-
-def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"data": data}, status_code=status, headers=headers)
-
-
-def page(items: list[Any], next_page_token: str, total_size: int) -> JSONResponse:
-    return JSONResponse(
-        {"data": items, "page": {"nextPageToken": next_page_token or None, "totalSize": total_size}}
-    )
-
-
-def rfc3339(stamp: Timestamp) -> str | None:
-    """A protobuf Timestamp as RFC 3339 UTC, or None when unset: what `Timestamp.ToJsonString`
-    writes (0, 3, 6 or 9 fraction digits), computed without its per-call overhead."""
-    seconds, nanos = stamp.seconds, stamp.nanos
-    if seconds == 0 and nanos == 0:
-        return None
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if nanos == 0:
-        return text + "Z"
-    if nanos % 1_000_000 == 0:
-        return f"{text}.{nanos // 1_000_000:03d}Z"
-    if nanos % 1_000 == 0:
-        return f"{text}.{nanos // 1_000:06d}Z"
-    return f"{text}.{nanos:09d}Z"
