@@ -7,8 +7,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
-from fastapi import Depends, Request, Security
-from fastapi.security import HTTPBearer
+from fastapi import Depends, Request
 
 from gateway.cache import TTLCache
 from gateway.caller import bearer_token
@@ -90,20 +89,7 @@ class Principal:
         return [("authorization", f"Bearer {self.token}")]
 
 
-class _BearerDoc(HTTPBearer):
-    """Documents the bearer scheme on the operations that read a token (gateway/openapi.py turns
-    the optional one into `[{}, {bearerAuth: []}]`); reads nothing: optional_user does."""
-
-    async def __call__(self, request: Request) -> None:  # type: ignore[override]
-        return None
-
-
-BEARER_DOC = _BearerDoc(scheme_name="bearerAuth", auto_error=False)
-OPTIONAL_BEARER_DOC = _BearerDoc(scheme_name="bearerAuthOptional", auto_error=False)
-
-
-async def optional_user(request: Request, state: GatewayState = Depends(get_state),
-                        _doc: None = Security(OPTIONAL_BEARER_DOC)) -> Principal | None:
+async def optional_user(request: Request, state: GatewayState = Depends(get_state)) -> Principal | None:
     value = request.headers.get("authorization")
     if value is None:
         return None
@@ -117,8 +103,7 @@ async def optional_user(request: Request, state: GatewayState = Depends(get_stat
     return Principal(caller=caller, token=token)
 
 
-async def current_user(principal: Principal | None = Depends(optional_user),
-                       _doc: None = Security(BEARER_DOC)) -> Principal:
+async def current_user(principal: Principal | None = Depends(optional_user)) -> Principal:
     if principal is None:
         raise ApiError(401, "UNAUTHENTICATED", "Authentication required.")
     return principal

@@ -6,7 +6,7 @@ FastAPI's schema from the routes' models (gateway/schemas/), plus what every ope
   takes parameters or a body, 401 when it takes a token, 413 with a body, 429 (rate limits), 500,
   503 and 504 (a backend down or slow);
 - the bearer scheme in `components.securitySchemes`, required on operations that need a user and
-  optional on those that read one when sent (the markers of gateway/deps.py's dependencies);
+  optional on those that read one when sent (read from each route's dependencies);
 - 204 and 202 answers documented with no content;
 - headers a route checks itself (`Idempotency-Key`, to answer IDEMPOTENCY_KEY_REQUIRED) marked
   required when their schema says `x-required`.
@@ -19,6 +19,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from gateway.schemas.common import ErrorEnvelope
 
@@ -55,9 +56,33 @@ def errors(*statuses: int, **descriptions: str) -> dict[int | str, Any]:
     return responses
 
 
-def _security(operation: dict[str, Any]) -> None:
-    """FastAPI lists both markers of gateway/deps.py; a required bearer wins over an optional one."""
-    names = {name for entry in operation.get("security", []) for name in entry}
+def _calls(dependant: Any) -> set[Any]:
+    found = {dependant.call}
+    for sub in dependant.dependencies:
+        found |= _calls(sub)
+    return found
+
+
+def _auth_by_operation(app: FastAPI) -> dict[str, str]:
+    """operationId -> "required" (the route depends on current_user) or "optional" (optional_user),
+    read from the routes' dependencies: documentation that costs the requests nothing."""
+    from gateway.deps import current_user, optional_user
+
+    found = {}
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and route.operation_id:
+            calls = _calls(route.dependant)
+            if current_user in calls:
+                found[route.operation_id] = BEARER
+            elif optional_user in calls:
+                found[route.operation_id] = OPTIONAL
+    return found
+
+
+def _security(operation: dict[str, Any], auth: str | None) -> None:
+    """A required bearer wins over an optional one (`openapi_extra` may name either)."""
+    names = {name for entry in operation.get("security", []) for name in entry} | ({auth} if auth else set())
     if BEARER in names:
         operation["security"] = [{BEARER: []}]
     elif OPTIONAL in names:
@@ -70,7 +95,7 @@ def _own_body(response: dict[str, Any]) -> bool:
     return any(ref and not ref.endswith("/ErrorEnvelope") for ref in refs)
 
 
-def _finish(operation: dict[str, Any], api: bool) -> None:
+def _finish(operation: dict[str, Any], auth: str | None, api: bool) -> None:
     responses = operation.setdefault("responses", {})
     for parameter in operation.get("parameters", []):
         # A header the route checks itself (to answer its own code) but that is required all the same.
@@ -81,7 +106,7 @@ def _finish(operation: dict[str, Any], api: bool) -> None:
         responses.setdefault("400", {"description": ERROR_TEXT[400]})
     if operation.get("requestBody"):
         responses.setdefault("413", {"description": ERROR_TEXT[413]})
-    _security(operation)
+    _security(operation, auth)
     if any(BEARER in entry for entry in operation.get("security", [])):
         responses.setdefault("401", {"description": ERROR_TEXT[401]})
     if api:
@@ -103,9 +128,10 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         BEARER: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                  "description": "`Authorization: Bearer <accessToken>` from login, register or refresh."}
     }
+    auth = _auth_by_operation(app)
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
-            _finish(operation, path.startswith("/api/"))
+            _finish(operation, auth.get(operation.get("operationId", "")), path.startswith("/api/"))
     for name in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(name, None)
     app.openapi_schema = schema

@@ -1,0 +1,110 @@
+"""The contract as generators consume it (API.md Conventions, issue 13): the OpenAPI document's
+operation ids, security, statuses and required headers; the one Address shape; ETag / If-Match on
+products; 405 with Allow."""
+
+from __future__ import annotations
+
+import re
+
+from tests.invariants.orders_helpers import ADDRESS, add_to_cart, checkout, make_product
+
+API = "/api/v1"
+
+
+async def spec(http) -> dict:
+    response = await http.get("/openapi.json")
+    assert response.status_code == 200
+    return response.json()
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+async def test_every_operation_has_an_id_a_typed_success_and_the_error_envelope(http):
+    document = await spec(http)
+    ids = []
+    for path, operations in document["paths"].items():
+        assert not re.search(r"\{[a-z]+_[a-z_]+\}", path), f"snake_case path parameter in {path}"
+        for method, operation in operations.items():
+            ids.append(operation["operationId"])
+            assert re.fullmatch(r"[a-z]+-[a-z0-9-]+", operation["operationId"]), operation["operationId"]
+            assert operation["operationId"].split("-")[0] in operation["tags"], operation["operationId"]
+            success = {status: answer for status, answer in operation["responses"].items() if status[0] == "2"}
+            assert len(success) == 1, (method, path)
+            status, answer = next(iter(success.items()))
+            if status in ("202", "204"):
+                assert "content" not in answer, (method, path)
+            else:
+                content = answer["content"]
+                schema = next(iter(content.values())).get("schema")
+                assert schema, (method, path, "untyped success body")
+            for status, answer in operation["responses"].items():
+                if status[0] in "45" and "readyz" not in path:
+                    ref = answer["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/ErrorEnvelope", (method, path, status)
+            if path.startswith(API):
+                assert {"429", "500", "503"} <= set(operation["responses"]), (method, path)
+    assert len(ids) == len(set(ids))
+    schemas = document["components"]["schemas"]
+    assert "HTTPValidationError" not in schemas and "ErrorOut" not in schemas and "ErrorBody" in schemas
+
+
+async def test_security_and_required_headers_are_declared(http):
+    document = await spec(http)
+    assert document["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
+    }
+    paths = document["paths"]
+    assert paths[f"{API}/auth/me"]["get"]["security"] == [{"bearerAuth": []}]
+    assert "401" in paths[f"{API}/auth/me"]["get"]["responses"]
+    assert paths[f"{API}/products/{{productId}}"]["get"]["security"] == [{}, {"bearerAuth": []}]
+    assert "security" not in paths[f"{API}/products"]["get"]
+    assert paths[f"{API}/orders/{{orderId}}/refunds"]["post"]["security"] == [{"bearerAuth": []}]
+    for path in (f"{API}/orders", f"{API}/orders/{{orderId}}/refunds"):
+        key = next(p for p in paths[path]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+        assert key["required"] is True and key["in"] == "header"
+    forgot = paths[f"{API}/auth/password/forgot"]["post"]["responses"]["202"]
+    assert "content" not in forgot
+
+
+async def test_405_names_every_method_of_the_path_in_allow(http):
+    response = await http.put(f"{API}/products")
+    assert response.status_code == 405 and response.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+    assert response.headers["allow"] == "GET, POST"
+    response = await http.post(f"{API}/products/00000000-0000-0000-0000-000000000000")
+    assert response.headers["allow"] == "GET, PATCH, DELETE"
+
+
+# -- one Address shape ----------------------------------------------------------------------------
+
+async def test_a_saved_address_as_returned_is_a_shipping_address(suite):
+    user = await suite.register()
+    saved = await suite.http.post(f"{API}/users/me/addresses", json={**ADDRESS, "label": "Home", "phone": "+44 20 7946 0958"},
+                                  headers=user["headers"])
+    assert saved.status_code == 201, saved.text
+    address = saved.json()["data"]
+    assert {"id", "label", "isDefault"} <= set(address)
+    # Sent back exactly as returned (label, id, isDefault and nulls included), plus the read-only
+    # times a later version may return.
+    product = await make_product(suite, price=1000, stock=5)
+    await add_to_cart(suite, user, product)
+    body = {"shippingAddress": {**address, "createdAt": "2025-01-01T00:00:00Z", "updatedAt": None},
+            "payment": {"method": "card", "token": "tok_visa"}}
+    response = await checkout(suite, user, body=body)
+    assert response.status_code == 201, response.text
+    shipped = response.json()["data"]["shippingAddress"]
+    assert (shipped["firstName"], shipped["postalCode"], shipped["phone"]) == ("Ada", "N1 1AA", "+44 20 7946 0958")
+    # The address book takes it back as well (a copy: the id is ignored).
+    again = await suite.http.post(f"{API}/users/me/addresses", json=address, headers=user["headers"])
+    assert again.status_code == 201, again.text
+    assert again.json()["data"]["id"] != address["id"]
+
+
+async def test_an_unknown_address_field_is_still_refused(suite):
+    user = await suite.register()
+    product = await make_product(suite, price=1000, stock=5)
+    await add_to_cart(suite, user, product)
+    body = {"shippingAddress": {**ADDRESS, "nickname": "x"}, "payment": {"method": "card", "token": "tok_visa"}}
+    response = await checkout(suite, user, body=body)
+    assert response.status_code == 400, response.text
+    assert "shippingAddress.nickname" in response.json()["error"]["details"]["fields"]
