@@ -14,12 +14,15 @@ Rules the frontend can rely on (the catalog service enforces them; the gateway o
   of the category and its subcategories.
 - `Idempotency-Key` on `POST /products` and `POST /products/{id}/stock-adjustments`: a repeat
   by the same user returns the stored result; the key with another body is `422 IDEMPOTENCY_KEY_REUSED`.
-- `GET /products/{id}` answers an `ETag` (the product's version).
+- `GET /products/{id}` (and PATCH) answers an `ETag`: the product's version, which every change
+  through the API (fields, status, stock adjustments) moves; stock sold by checkouts and new
+  reviews do not. `PATCH` with `If-Match` is refused with 412 when the version moved.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic.alias_generators import to_camel
 
 from gateway.deps import (
@@ -49,6 +52,7 @@ from gateway.schemas.catalog import (
     StockAdjustmentBody,
     StockLevel,
     category_json,
+    etag_version,
     product_etag,
     product_json,
     review_json,
@@ -200,22 +204,40 @@ def update_request(product_id: str, body: ProductUpdateBody) -> catalog_pb2.Upda
     return request
 
 
+def precondition(if_match: str | None) -> Timestamp | None:
+    """The product version If-Match names (None: unconditional, `*` included). A tag that names
+    no version of ours, or a list of tags, can match nothing: 412 before anything is called."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    version = etag_version(if_match)
+    if version is None:
+        raise ApiError(412, "PRECONDITION_FAILED", "If-Match does not name this product's current version (ETag).")
+    return version
+
+
 @router.patch("/products/{productId}", operation_id="catalog-update-product",
               summary="Partially update a product (admin, owning seller)", response_model=ProductEnvelope,
               responses={200: {"headers": ETAG_HEADER},
-                         **errors(403, 404, 409, e404=NOT_FOUND, e403="FORBIDDEN: not your product, or not your role",
-                                  e409="SKU_TAKEN")})
+                         **errors(403, 404, 409, 412, e404=NOT_FOUND, e409="SKU_TAKEN",
+                                  e403="FORBIDDEN: not your product, or not your role")})
 async def update_product(
     body: ProductUpdateBody,
     response: Response,
     product_id: str = ProductId,
+    if_match: str | None = Header(None, alias="If-Match", description="The ETag of the product as read: the update "
+                                  "is made only if it is still that version, else 412 PRECONDITION_FAILED."),
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
 ):
     """Only the fields sent change; `compareAtPriceCents: null` and `brand: null` clear them;
     `status` may be ACTIVE or DRAFT (DELETE archives). Another seller's product is `403`
-    (`404` when it is a draft it cannot see)."""
-    result = await state.clients.catalog.UpdateProduct(update_request(product_id, body), metadata=principal.metadata)
+    (`404` when it is a draft it cannot see). With `If-Match`, a product changed since it was read
+    is `412 PRECONDITION_FAILED` and nothing changes (the check and the write are one transaction)."""
+    request = update_request(product_id, body)
+    expected = precondition(if_match)
+    if expected is not None:
+        request.expected_update_time.CopyFrom(expected)
+    result = await state.clients.catalog.UpdateProduct(request, metadata=principal.metadata)
     state.product_cache.drop(result.product.id)
     response.headers["ETag"] = product_etag(result.product)
     return data(product_json(result.product))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any, Literal
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, field_validator
 
 from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, has_surrogate, rfc3339
@@ -100,6 +101,22 @@ def product_etag(product: catalog_pb2.Product) -> str:
     stamp = product.update_time
     micros = stamp.seconds * 1_000_000 + stamp.nanos // 1000
     return '"' + base64.urlsafe_b64encode(micros.to_bytes(8, "big")).decode().rstrip("=") + '"'
+
+
+def etag_version(etag: str) -> Timestamp | None:
+    """The version a `product_etag` names; None when the text is no tag of ours (it then matches
+    no product: a weak `W/` tag never does under If-Match's strong comparison)."""
+    text = etag.strip()
+    if len(text) < 3 or text[0] != '"' or text[-1] != '"':
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(text[1:-1] + "=" * (-len(text[1:-1]) % 4))
+    except ValueError:
+        return None
+    if len(raw) != 8:
+        return None
+    micros = int.from_bytes(raw, "big")
+    return Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def category_json(category: catalog_pb2.Category) -> dict[str, Any]:

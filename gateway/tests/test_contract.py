@@ -108,3 +108,40 @@ async def test_an_unknown_address_field_is_still_refused(suite):
     response = await checkout(suite, user, body=body)
     assert response.status_code == 400, response.text
     assert "shippingAddress.nickname" in response.json()["error"]["details"]["fields"]
+
+
+# -- ETag / If-Match on products ------------------------------------------------------------------
+
+async def test_product_etag_and_if_match(suite):
+    boss = await suite.admin()
+    product_id = await make_product(suite, price=1500, stock=5)
+    url = f"{API}/products/{product_id}"
+    first = await suite.http.get(url)
+    etag = first.headers["etag"]
+    assert first.status_code == 200 and etag.startswith('"') and etag.endswith('"')
+    assert (await suite.http.get(url)).headers["etag"] == etag  # unchanged: the same tag
+    # A write with the current tag goes through and moves the version.
+    updated = await suite.http.patch(url, json={"name": "Renamed"}, headers={**boss["headers"], "If-Match": etag})
+    assert updated.status_code == 200, updated.text
+    new_tag = updated.headers["etag"]
+    assert new_tag != etag and (await suite.http.get(url)).headers["etag"] == new_tag
+    # The stale tag: 412, nothing changed.
+    stale = await suite.http.patch(url, json={"name": "Lost update"}, headers={**boss["headers"], "If-Match": etag})
+    assert stale.status_code == 412, stale.text
+    assert stale.json()["error"]["code"] == "PRECONDITION_FAILED"
+    assert (await suite.http.get(url)).json()["data"]["name"] == "Renamed"
+    # A stock adjustment is a change too; tags that are no version of ours, or weak, match nothing.
+    adjusted = await suite.http.post(f"{url}/stock-adjustments", json={"delta": 1, "reason": "recount"},
+                                     headers=boss["headers"])
+    assert adjusted.status_code == 200, adjusted.text
+    for tag in (new_tag, '"nope"', "W/" + (await suite.http.get(url)).headers["etag"], "garbage"):
+        refused = await suite.http.patch(url, json={"name": "x"}, headers={**boss["headers"], "If-Match": tag})
+        assert refused.status_code == 412, (tag, refused.text)
+    # `*` and no If-Match are unconditional; 404 and 403 come before the precondition.
+    assert (await suite.http.patch(url, json={"name": "Star"}, headers={**boss["headers"], "If-Match": "*"})).status_code == 200
+    missing = await suite.http.patch(f"{API}/products/00000000-0000-4000-8000-000000000000", json={"name": "x"},
+                                     headers={**boss["headers"], "If-Match": new_tag})
+    assert missing.status_code == 404
+    customer = await suite.register()
+    current = (await suite.http.get(url)).headers["etag"]
+    assert (await suite.http.patch(url, json={"name": "x"}, headers={**customer["headers"], "If-Match": current})).status_code == 403
