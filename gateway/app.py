@@ -41,7 +41,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # /docs is served from vendored assets (gateway/web.py), never a CDN
         redoc_url=None,
         default_response_class=JSONResponse,
     )
@@ -61,8 +61,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         allow_origins=settings.cors_origin_list,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "X-Session-ID"],
-        expose_headers=["X-Request-ID", "X-Session-ID", "Idempotent-Replayed", "Retry-After"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "Last-Event-ID",
+                       "X-Request-ID", "X-Session-ID"],
+        expose_headers=["X-Request-ID", "X-Session-ID", "Idempotent-Replayed", "Retry-After", "ETag"],
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, settings=settings)

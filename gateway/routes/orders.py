@@ -10,18 +10,19 @@ import time
 from typing import Any
 
 import grpc
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from gateway.deps import GatewayState, Principal, current_user, get_state, require_admin
 from gateway.errors import ApiError
 from gateway.openapi import errors
-from gateway.schemas.common import data, envelope, page, page_of
+from gateway.schemas.common import data, envelope, page, page_of, render
 from gateway.schemas.orders import (
     ORDER_STATUSES,
     CancelBody,
     CreateOrderBody,
     Order,
+    OrderEvent,
     OrderPayments,
     OrderStatus,
     RefundBody,
@@ -43,6 +44,8 @@ router = APIRouter(prefix="/api/v1", tags=["orders"])
 REPLAYED_HEADER = idempotency.REPLAYED_HEADER
 # An SSE comment line this often while nothing happens keeps proxies from closing the stream.
 KEEPALIVE_SECONDS = 15.0
+# How long a client waits before reconnecting (the SSE `retry` field).
+RETRY_MILLISECONDS = 3000
 OrderEnvelope = envelope(Order)
 OrderId = Path(alias="orderId", description="The order's id (UUID).")
 NOT_FOUND = "ORDER_NOT_FOUND (also another user's order)"
@@ -212,22 +215,26 @@ async def update_order_status(
     "/orders/{orderId}/events",
     operation_id="orders-events",
     summary="Stream an order's status changes (Server-Sent Events)",
-    description="`text/event-stream`: first the current status, then one `event: status` per change "
-    "(`data` = OrderEvent: {status, at, note, order}); ends when the order reaches a final status. Owner or admin. "
-    "A stream lasts at most SHOP_SSE_MAX_LIFETIME_SECONDS and never past its access token (reconnect "
-    "with a fresh one); a revoked session ends it with `event: error` `{\"code\": \"UNAUTHENTICATED\"}`.",
-    response_class=StreamingResponse,
-    responses={200: {"description": "The event stream.",
+    description="`text/event-stream`: one `event: status` per status change, its `id` the change's position in "
+    "the order's history and its `data` an OrderEvent ({status, at, note, order}). Without `Last-Event-ID` the "
+    "stream starts with the current status; with it (a reconnect), with every change after that id. The first "
+    "frame carries `retry` (ms). `: keep-alive` comments while nothing happens. Ends when the order reaches a "
+    "final status. Owner or admin. A stream lasts at most SHOP_SSE_MAX_LIFETIME_SECONDS and never past its "
+    "access token (reconnect with a fresh one and Last-Event-ID); a revoked session ends it with "
+    "`event: error` `{\"code\": \"UNAUTHENTICATED\"}`.",
+    response_class=EventSourceResponse,
+    responses={200: {"description": "The event stream; each `data` is an OrderEvent.",
                      "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                **errors(404, 429, 503, e404=NOT_FOUND, e429="TOO_MANY_STREAMS of the user (Retry-After)",
                         e503="STREAMS_UNAVAILABLE: too many streams on the gateway (Retry-After)")},
 )
 async def order_events(
-    request: Request,
     order_id: str = OrderId,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", description="The id of the last event "
+                                       "received: the stream resumes after it."),
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
-) -> StreamingResponse:
+) -> EventSourceResponse:
     hub = state.streams
     expiry = principal.caller.claims.get("exp")
     stream = hub.open(order_id, principal.user_id, principal.caller.session_id or "", principal.token,
@@ -240,45 +247,65 @@ async def order_events(
     except BaseException:
         hub.close(stream)
         raise
-    return StreamingResponse(
-        _events(first.order, stream, hub, request), media_type="text/event-stream",
+    return EventSourceResponse(
+        _events(first.order, stream, hub, _resume_from(last_event_id)),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ping=KEEPALIVE_SECONDS, ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+        sep="\n",
     )
 
 
-def _frame(entry: orders_pb2.HistoryEntry, order: orders_pb2.Order) -> bytes:
-    data = {**history_json(entry), "order": order_json(order)}
-    return f"event: status\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def _resume_from(last_event_id: str | None) -> int | None:
+    """How many history entries the client has (Last-Event-ID), or None: start from the current status."""
+    if last_event_id is None or not last_event_id.strip().isdigit():
+        return None
+    return int(last_event_id.strip())
 
 
-async def _events(order: orders_pb2.Order, stream: Stream, hub: OrderStreams, request: Request):
-    """The current status, then each new history entry the hub's reads bring, until a final status,
-    the stream's deadline, the session's revocation or the client leaving."""
+def _status_event(position: int | None, entry: orders_pb2.HistoryEntry, order: orders_pb2.Order) -> ServerSentEvent:
+    """An `event: status` whose data is a validated OrderEvent; its id the entry's 1-based position."""
+    body = render(OrderEvent, {**history_json(entry), "order": order_json(order)})
+    return ServerSentEvent(body.decode(), event="status", id=None if position is None else str(position), sep="\n")
+
+
+def _first_events(order: orders_pb2.Order, resume: int | None) -> list[ServerSentEvent]:
+    history = order.history
+    if resume is not None and resume <= len(history):
+        events = [_status_event(i + 1, history[i], order) for i in range(resume, len(history))]
+    elif history:
+        events = [_status_event(len(history), history[-1], order)]
+    else:
+        events = [_status_event(None, orders_pb2.HistoryEntry(status=order.status, time=order.update_time), order)]
+    if events:
+        events[0].retry = RETRY_MILLISECONDS
+    else:  # a reconnect that missed nothing: still tell the client how long to wait next time
+        events = [ServerSentEvent(comment="resumed", retry=RETRY_MILLISECONDS, sep="\n")]
+    return events
+
+
+async def _events(order: orders_pb2.Order, stream: Stream, hub: OrderStreams, resume: int | None):
+    """The current status (or what a reconnect missed), then each new history entry the hub's
+    reads bring, until a final status, the stream's deadline or the session's revocation.
+    sse-starlette sends the pings and cancels this generator when the client leaves."""
     try:
-        current = order.history[-1] if order.history else orders_pb2.HistoryEntry(
-            status=order.status, time=order.update_time
-        )
-        yield _frame(current, order)
-        sent = len(order.history)
+        for event in _first_events(order, resume):
+            yield event
+        sent = max(len(order.history), resume or 0)
         while order.status not in FINAL_STATUSES:
-            timeout = min(KEEPALIVE_SECONDS, stream.deadline - time.monotonic())
+            timeout = stream.deadline - time.monotonic()
             if timeout <= 0:
                 break
             try:
                 item = await asyncio.wait_for(stream.queue.get(), timeout)
             except TimeoutError:
-                if await request.is_disconnected():
-                    break
-                if time.monotonic() < stream.deadline:
-                    yield b": keep-alive\n\n"
-                continue
+                break
             if isinstance(item, End):
                 if item.code:
-                    yield f"event: error\ndata: {json.dumps({'code': item.code})}\n\n".encode()
+                    yield ServerSentEvent(json.dumps({"code": item.code}), event="error", sep="\n")
                 break
             order = item
-            for entry in order.history[sent:]:
-                yield _frame(entry, order)
+            for position in range(sent, len(order.history)):
+                yield _status_event(position + 1, order.history[position], order)
             sent = max(sent, len(order.history))
     finally:
         hub.close(stream)

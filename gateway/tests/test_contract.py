@@ -145,3 +145,68 @@ async def test_product_etag_and_if_match(suite):
     customer = await suite.register()
     current = (await suite.http.get(url)).headers["etag"]
     assert (await suite.http.patch(url, json={"name": "x"}, headers={**customer["headers"], "If-Match": current})).status_code == 403
+
+
+# -- the order event stream (sse-starlette): ids, retry, Last-Event-ID ------------------------------
+
+async def frames(response, count: int) -> list[dict[str, str]]:
+    """The first `count` events (not comments) of a stream, each as its fields."""
+    found: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if not line:
+            if current:
+                found.append(current)
+                current = {}
+                if len(found) == count:
+                    return found
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        current[name] = value.removeprefix(" ")
+    return found
+
+
+async def test_order_events_carry_ids_and_retry_and_resume_after_last_event_id(suite):
+    import json
+
+    user = await suite.register()
+    product = await make_product(suite, price=1000, stock=5)
+    await add_to_cart(suite, user, product)
+    order = (await checkout(suite, user)).json()["data"]
+    url = f"{API}/orders/{order['id']}/events"
+    assert [h["status"] for h in order["history"]] == ["PENDING", "PAID"]
+    async with suite.http.stream("GET", url, headers=user["headers"]) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        (first,) = await frames(response, 1)
+    assert (first["event"], first["id"], first["retry"]) == ("status", "2", "3000")
+    assert json.loads(first["data"])["status"] == "PAID"
+    assert json.loads(first["data"])["order"]["id"] == order["id"]
+    # A reconnect after event 1 gets event 2 (what it missed); after event 0, both.
+    async with suite.http.stream("GET", url, headers={**user["headers"], "Last-Event-ID": "1"}) as response:
+        (missed,) = await frames(response, 1)
+    assert (missed["id"], json.loads(missed["data"])["status"], missed["retry"]) == ("2", "PAID", "3000")
+    async with suite.http.stream("GET", url, headers={**user["headers"], "Last-Event-ID": "0"}) as response:
+        both = await frames(response, 2)
+    assert [(f["id"], json.loads(f["data"])["status"]) for f in both] == [("1", "PENDING"), ("2", "PAID")]
+    # The admin moves it on: the live event has the next id.
+    boss = await suite.admin()
+    async with suite.http.stream("GET", url, headers={**user["headers"], "Last-Event-ID": "2"}) as response:
+        moved = await suite.http.patch(f"{API}/orders/{order['id']}/status", json={"status": "PROCESSING"},
+                                       headers=boss["headers"])
+        assert moved.status_code == 200, moved.text
+        resumed, live = await frames(response, 2)
+    assert resumed == {"retry": "3000"}  # nothing missed: only the reconnection delay
+    assert (live["id"], json.loads(live["data"])["status"]) == ("3", "PROCESSING")
+
+
+async def test_docs_work_without_internet(http):
+    response = await http.get("/docs")
+    assert response.status_code == 200 and "swagger-ui" in response.text
+    assert not re.search(r"https?://", response.text), "the docs page names another origin"
+    assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', response.text)
+    assert len(assets) == 3
+    for asset in assets:
+        assert (await http.get(asset)).status_code == 200, asset
+    assert '"validatorUrl": null' in response.text  # no badge fetched from the online validator
