@@ -18,7 +18,7 @@ from gateway.deps import GatewayState, Principal, current_user, get_state, optio
 from gateway.errors import ApiError
 from gateway.openapi import errors
 from gateway.schemas.cart import AddCartItemBody, Cart, SetCartItemBody, cart_json
-from gateway.schemas.common import data, envelope
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_PATTERN, data, envelope
 from shop.cart.v1 import cart_pb2
 from shop.lib import idempotency
 from shop.lib.errors import decode_rpc_error
@@ -95,6 +95,7 @@ async def cart_caller(
         default=None,
         alias=SESSION_HEADER,
         description="A guest's cart session (UUID). Omit it to be issued one in the response header.",
+        json_schema_extra={"pattern": UUID_PATTERN},
     ),
 ) -> CartCaller:
     if session_id is None:
@@ -119,7 +120,8 @@ def cart_answer(caller: CartCaller, response: Response, cart: cart_pb2.Cart) -> 
 
 # -- routes ---------------------------------------------------------------------------------------
 
-ProductId = Path(alias="productId", description="The product's id (UUID).")
+ProductId = Path(alias="productId", description="The product's id (UUID).",
+                 json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})
 
 
 @router.get("/cart", operation_id="cart-get", summary="Get the caller's cart, priced with the catalog's current data",
@@ -145,6 +147,7 @@ async def add_cart_item(
     idempotency_key: str | None = Header(
         default=None,
         alias="Idempotency-Key",
+        json_schema_extra=IDEMPOTENCY_KEY_RULE,
         description="Optional (1..128 printable ASCII characters), scoped to the cart: a repeat with the same "
         "body adds nothing again and answers the cart with `Idempotent-Replayed: true`; with another body it is "
         "422 IDEMPOTENCY_KEY_REUSED. Only successful adds are remembered (at least 24 h).",
@@ -233,7 +236,8 @@ async def clear_cart(
 async def merge_carts(
     response: Response,
     principal: Principal = Depends(current_user),
-    session_id: str = Header(alias=SESSION_HEADER, description="The guest cart's session (UUID)."),
+    session_id: str = Header(alias=SESSION_HEADER, description="The guest cart's session (UUID).",
+                             json_schema_extra={"pattern": UUID_PATTERN}),
     state: GatewayState = Depends(get_state),
 ):
     caller = CartCaller(principal=principal, session_id=parse_session_id(session_id), issued=False)

@@ -57,7 +57,7 @@ from gateway.schemas.catalog import (
     product_json,
     review_json,
 )
-from gateway.schemas.common import data, envelope, page, page_of, render
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_PATTERN, data, envelope, page, page_of, render
 from shop.catalog.v1 import catalog_pb2
 from shop.lib import idempotency
 
@@ -73,8 +73,10 @@ def idempotency_key(value: str | None) -> str:
     return idempotency.clean_key(value) or ""
 
 
-ProductId = Path(alias="productId", description=PRODUCT_ID_DOC)
-IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes a repeat return the first result.")
+ProductId = Path(alias="productId", description=PRODUCT_ID_DOC,
+                 json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})
+IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes a repeat return the first result.",
+                        json_schema_extra={**IDEMPOTENCY_KEY_RULE, "maxLength": 64})  # catalog keeps 64
 NOT_FOUND = "PRODUCT_NOT_FOUND (unknown, archived, or a draft you cannot see)"
 
 

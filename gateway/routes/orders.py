@@ -16,7 +16,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from gateway.deps import GatewayState, Principal, current_user, get_state, require_admin
 from gateway.errors import ApiError
 from gateway.openapi import errors
-from gateway.schemas.common import data, envelope, page, page_of, render
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, data, envelope, page, page_of, render
 from gateway.schemas.orders import (
     ORDER_STATUSES,
     CancelBody,
@@ -74,8 +74,9 @@ async def idempotent_call(call) -> tuple[Any, dict[str, str]]:
 
 
 # Required: documented so, and refused as 400 IDEMPOTENCY_KEY_REQUIRED (not a generic validation error) when missing.
-_KEY_HEADER = Header(None, alias="Idempotency-Key", description="Required (1..128 printable ASCII characters); a "
-                     "replay returns the first response.", json_schema_extra={"x-required": True})
+_KEY_HEADER = Header(None, alias="Idempotency-Key",
+                     description="Required (1..128 printable ASCII characters); a replay returns the first response.",
+                     json_schema_extra={"x-required": True, **IDEMPOTENCY_KEY_RULE})
 
 
 # -- routes ------------------------------------------------------------------------------------

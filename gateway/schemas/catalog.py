@@ -4,12 +4,12 @@ their protos, and the request bodies of the catalog routes."""
 from __future__ import annotations
 
 import base64
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, field_validator
 
-from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, has_surrogate, rfc3339
+from gateway.schemas.common import NON_BLANK, ApiModel, DateTime, OutModel, Uuid, has_surrogate, omit_or, rfc3339
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.enums import EnumNames
 
@@ -158,45 +158,55 @@ class ProductCreateBody(CatalogBody):
     sku: str = Field(description="Unique; letters, digits, '.', '_', '-'; at most 64 characters.")
     name: str = Field(description="1..200 characters.")
     description: str = Field(default="", description="At most 5000 characters.")
-    price_cents: int = Field(ge=-INT64_MAX, le=INT64_MAX, description="> 0, in minor units.")
+    price_cents: int = Field(ge=-INT64_MAX, le=INT64_MAX, description="> 0, in minor units.",
+                             json_schema_extra={"minimum": 1})
     compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX,
-                                               description="Greater than priceCents when given.")
+                                               description="Greater than priceCents when given.",
+                                               json_schema_extra={"minimum": 1})
     currency: str = Field(description="ISO 4217, 3 upper-case letters.")
     category_slug: str = Field(description="An existing category.")
     brand: str | None = Field(default=None, description="At most 100 characters.")
     images: list[str] = Field(default_factory=list, max_length=100, description="At most 10 http(s) URLs.")
-    stock: int = Field(ge=-INT32_MAX, le=INT32_MAX, description=">= 0.")
+    stock: int = Field(ge=-INT32_MAX, le=INT32_MAX, description=">= 0.", json_schema_extra={"minimum": 0})
     status: Literal["ACTIVE", "DRAFT"] = Field(default="ACTIVE")
 
 
 class ProductUpdateBody(CatalogBody):
-    """Every field optional; only the fields sent change. `compareAtPriceCents: null` and
-    `brand: null` clear them. Stock changes go through stock adjustments."""
+    """Every field optional; only the fields sent change. `compareAtPriceCents: null`,
+    `brand: null` and `description: null` clear them; the others may be left out, not null.
+    Stock changes go through stock adjustments."""
 
-    sku: str | None = None
-    name: str | None = None
+    sku: Annotated[str | None, omit_or({"type": "string"})] = None
+    name: Annotated[str | None, omit_or({"type": "string"})] = None
     description: str | None = None
-    price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX)
-    compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX)
-    currency: str | None = None
-    category_slug: str | None = None
+    price_cents: Annotated[int | None, omit_or({"type": "integer", "minimum": 1, "maximum": INT64_MAX})] = Field(
+        default=None, ge=-INT64_MAX, le=INT64_MAX)
+    compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX,
+                                               json_schema_extra={"minimum": 1})
+    currency: Annotated[str | None, omit_or({"type": "string"})] = None
+    category_slug: Annotated[str | None, omit_or({"type": "string"})] = None
     brand: str | None = None
-    images: list[str] | None = Field(default=None, max_length=100)
-    status: Literal["ACTIVE", "DRAFT"] | None = None
+    images: Annotated[list[str] | None, omit_or({"type": "array", "items": {"type": "string"}, "maxItems": 10})] = (
+        Field(default=None, max_length=100))
+    status: Annotated[Literal["ACTIVE", "DRAFT"] | None, omit_or({"enum": ["ACTIVE", "DRAFT"]})] = None
 
 
 class StockAdjustmentBody(CatalogBody):
-    delta: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="Non-zero change of the stock.")
-    reason: str = Field(description="Why (1..200 characters), kept in the audit trail.")
+    delta: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="Non-zero change of the stock.",
+                       json_schema_extra={"not": {"const": 0}})
+    reason: str = Field(description="Why (1..200 characters), kept in the audit trail.",
+                        json_schema_extra={"maxLength": 200, "pattern": NON_BLANK})
 
 
 class CategoryCreateBody(CatalogBody):
-    slug: str = Field(description="Lower-case letters and digits separated by hyphens, at most 64.")
-    name: str = Field(description="1..100 characters.")
+    slug: str = Field(description="Lower-case letters and digits separated by hyphens, at most 64.",
+                      json_schema_extra={"pattern": r"^\s*[a-z0-9]+(-[a-z0-9]+)*\s*$", "maxLength": 64})
+    name: str = Field(description="1..100 characters.", json_schema_extra={"maxLength": 100, "pattern": NON_BLANK})
     parent_slug: str | None = Field(default=None, description="An existing category.")
 
 
 class ReviewCreateBody(CatalogBody):
-    rating: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="1..5.")
+    rating: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="1..5.",
+                        json_schema_extra={"minimum": 1, "maximum": 5})
     title: str = Field(default="", description="At most 120 characters.")
     body: str = Field(default="", description="At most 5000 characters.")

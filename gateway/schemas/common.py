@@ -9,12 +9,23 @@ from functools import cache
 from typing import Annotated, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from pydantic.alias_generators import to_camel
 
 # A time as the API writes it: RFC 3339 UTC ("2025-01-31T12:00:00.123Z").
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# Text with something besides spaces in it and no control characters (what the services require).
+NON_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+# An Idempotency-Key: 1..128 printable ASCII characters, not all spaces (shop.lib.idempotency).
+IDEMPOTENCY_KEY_RULE = {"type": "string", "pattern": r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$", "maxLength": 128}
+
+
+def omit_or(schema: dict[str, Any]) -> Any:
+    """A PATCH field that may be left out but not sent as null: the document says `schema` (no
+    null); the route still receives None to answer its own "must not be null" in the envelope."""
+    return WithJsonSchema(schema)
 
 
 class ApiModel(BaseModel):

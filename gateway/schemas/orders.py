@@ -229,5 +229,6 @@ class StatusBody(ApiModel):
 
 
 class RefundBody(ApiModel):
-    amount_cents: int | None = Field(None, gt=0, description="Default: what remains captured.")
+    amount_cents: int | None = Field(None, gt=0, le=2**63 - 1, description="Default: what remains captured.",
+                                     json_schema_extra={"maximum": 2**53 - 1})
     reason: str = Field("", max_length=500)

@@ -7,11 +7,11 @@ fields ignored."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, rfc3339
+from gateway.schemas.common import NON_BLANK, ApiModel, DateTime, OutModel, Uuid, omit_or, rfc3339
 from shop.auth.v1 import auth_pb2
 from shop.lib.addresses import COUNTRY_CODES
 from shop.lib.enums import EnumNames
@@ -174,8 +174,12 @@ def text_rule(max_length: int) -> Any:
     return rule(None, maxLength=max_length, pattern=OPTIONAL_TEXT_PATTERN)
 
 
+def _text(max_length: int, pattern: str) -> dict[str, Any]:
+    return {"type": "string", "maxLength": max_length, "pattern": pattern}
+
+
 COUNTRY_RULE = {"enum": sorted(COUNTRY_CODES), "description": "ISO 3166-1 alpha-2 (case and spaces are forgiven)."}
-PHONE_RULE = {"maxLength": 32, "pattern": PHONE_PATTERN, "description": "A possible number for the country, "
+PHONE_RULE = {"pattern": PHONE_PATTERN, "description": "A possible number for the country, "
               "e.g. +1 555 0100; empty or null: none."}
 
 
@@ -204,21 +208,23 @@ class AddressInput(ApiModel):
 class AddressPatch(ApiModel):
     """Only the fields sent change; `line2`, `state` and `phone` are cleared with null."""
 
-    label: str | None = name_rule(50, None)
-    first_name: str | None = name_rule(50, None)
-    last_name: str | None = name_rule(50, None)
-    line1: str | None = name_rule(200, None)
+    label: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
+    first_name: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
+    last_name: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
+    line1: Annotated[str | None, omit_or(_text(200, NAME_PATTERN))] = None
     line2: str | None = text_rule(200)
-    city: str | None = name_rule(100, None)
+    city: Annotated[str | None, omit_or(_text(100, NAME_PATTERN))] = None
     state: str | None = text_rule(100)
-    postal_code: str | None = rule(None, maxLength=40, pattern=POSTAL_CODE_PATTERN)
-    country: str | None = rule(None, **COUNTRY_RULE)
+    postal_code: Annotated[str | None, omit_or(_text(40, POSTAL_CODE_PATTERN))] = None
+    country: Annotated[str | None, omit_or({"type": "string", **COUNTRY_RULE})] = None
     phone: str | None = rule(None, **PHONE_RULE)
-    is_default: bool | None = None
+    is_default: Annotated[bool | None, omit_or({"type": "boolean"})] = None
 
 
-PASSWORD_RULE = {"minLength": 8, "description": "8+ characters, at most 72 bytes of UTF-8, with a lower-case "
-                 "letter, an upper-case letter and a digit; never truncated."}
+PASSWORD_RULE = {"minLength": 8, "pattern": r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[^\x00]*$",
+                 "description": "8+ characters, at most 72 bytes of UTF-8, with a lower-case letter, an upper-case "
+                 "letter and a digit; never truncated."}
+REQUIRED_TEXT = {"minLength": 1, "pattern": NON_BLANK}
 
 
 class RegisterBody(ApiModel):
@@ -229,8 +235,8 @@ class RegisterBody(ApiModel):
 
 
 class LoginBody(ApiModel):
-    email: str
-    password: str
+    email: str = rule(**REQUIRED_TEXT)
+    password: str = rule(minLength=1)
     otp: str | None = rule(None, description="The current TOTP code when MFA is on.")
 
 
@@ -239,7 +245,7 @@ class RefreshBody(ApiModel):
 
 
 class ChangePasswordBody(ApiModel):
-    current_password: str
+    current_password: str = rule(minLength=1)
     new_password: str = rule(**PASSWORD_RULE)
 
 
@@ -257,25 +263,31 @@ class TokenBody(ApiModel):
 
 
 class OtpBody(ApiModel):
-    otp: str
+    otp: str = rule(**REQUIRED_TEXT)
 
 
 class DisableMfaBody(ApiModel):
-    otp: str | None = None
-    recovery_code: str | None = None
+    """A current TOTP code or one of the recovery codes."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["otp"]}, {"required": ["recoveryCode"]}]})
+    otp: Annotated[str | None, omit_or({"type": "string", **REQUIRED_TEXT})] = None
+    recovery_code: Annotated[str | None, omit_or({"type": "string", **REQUIRED_TEXT})] = None
 
 
 class ProfilePatch(ApiModel):
-    first_name: str | None = name_rule(50, None)
-    last_name: str | None = name_rule(50, None)
-    phone: str | None = rule(None, maxLength=32, description="International form, e.g. +49 30 1234567; "
-                             "null clears it.")
+    first_name: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
+    last_name: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
+    phone: str | None = rule(None, pattern=PHONE_PATTERN,
+                             description="International form, e.g. +49 30 1234567; null clears it.")
 
 
 class PasswordBody(ApiModel):
-    password: str
+    password: str = rule(minLength=1)
 
 
 class UserPatch(ApiModel):
-    role: RoleName | None = None
-    status: StatusName | None = None
+    """A role, a status, or both."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+    role: Annotated[RoleName | None, omit_or({"enum": ["CUSTOMER", "SELLER", "ADMIN"]})] = None
+    status: Annotated[StatusName | None, omit_or({"enum": ["ACTIVE", "SUSPENDED", "DEACTIVATED"]})] = None
