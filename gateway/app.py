@@ -5,13 +5,13 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.config import GatewaySettings
 from gateway.deps import GatewayState
 from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from gateway.openapi import build_openapi
 from gateway.ratelimit import RateLimitMiddleware
 from gateway.responses import JSONResponse
 from gateway.routes import all_routers
@@ -21,47 +21,6 @@ from shop.lib.tracing import flush, provider_for
 
 DESCRIPTION = """The shop's public REST API. JSON bodies in camelCase; money in integer minor units;
 errors as `{"error": {"code", "message", "details", "requestId"}}`."""
-
-
-ERROR_SCHEMA = {
-    "title": "ErrorEnvelope",
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message", "requestId"],
-            "properties": {
-                "code": {"type": "string", "description": "stable, machine-readable (UPPER_SNAKE)"},
-                "message": {"type": "string"},
-                "details": {"type": "object", "description": "e.g. fields: {fieldName: [messages]}"},
-                "requestId": {"type": "string"},
-            },
-        }
-    },
-}
-
-
-def _openapi(app: FastAPI) -> dict:
-    """FastAPI's schema, with validation errors documented as they are answered: 400 in the
-    error envelope (not FastAPI's default 422), and the envelope on every error response."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    schema.setdefault("components", {}).setdefault("schemas", {})["ErrorEnvelope"] = ERROR_SCHEMA
-    envelope = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
-    for operations in schema.get("paths", {}).values():
-        for operation in operations.values():
-            responses = operation.get("responses", {})
-            if responses.pop("422", None) is not None or operation.get("parameters") or operation.get("requestBody"):
-                responses.setdefault("400", {"description": "VALIDATION_ERROR: the request is not valid"})
-            for status, response in responses.items():
-                if status[:1] in ("4", "5"):
-                    response["content"] = envelope
-    for name in ("HTTPValidationError", "ValidationError"):
-        schema["components"]["schemas"].pop(name, None)
-    app.openapi_schema = schema
-    return schema
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -82,12 +41,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # /docs is served from vendored assets (gateway/web.py), never a CDN
         redoc_url=None,
         default_response_class=JSONResponse,
     )
     app.state.gateway = state
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     for router in all_routers():
         app.include_router(router)
@@ -102,8 +61,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         allow_origins=settings.cors_origin_list,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID", "X-Session-ID"],
-        expose_headers=["X-Request-ID", "X-Session-ID", "Idempotent-Replayed", "Retry-After"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "Last-Event-ID",
+                       "X-Request-ID", "X-Session-ID"],
+        expose_headers=["X-Request-ID", "X-Session-ID", "Idempotent-Replayed", "Retry-After", "ETag"],
         max_age=600,
     )
     app.add_middleware(RequestContextMiddleware, settings=settings)

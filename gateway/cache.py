@@ -15,6 +15,7 @@ bound when the shop gets a shared channel.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import Counter
 
@@ -22,12 +23,13 @@ CACHE_REQUESTS = Counter("shop_gateway_cache_requests_total", "Gateway read-cach
 
 
 class TTLCache:
-    """Keys to encoded answers, each kept for `ttl` seconds, at most `max_entries` (oldest first out)."""
+    """Keys to encoded answers (or what a route keeps with them), each kept for `ttl` seconds, at
+    most `max_entries` (oldest first out)."""
 
     def __init__(self, name: str, ttl: float, max_entries: int) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[float, bytes]] = {}
+        self._entries: dict[str, tuple[float, Any]] = {}
         self._hit = CACHE_REQUESTS.labels(name, "hit")
         self._miss = CACHE_REQUESTS.labels(name, "miss")
 
@@ -35,7 +37,7 @@ class TTLCache:
     def enabled(self) -> bool:
         return self.ttl > 0
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Any:
         entry = self._entries.get(key)
         if entry is not None and entry[0] > time.monotonic():
             self._hit.inc()
@@ -43,7 +45,7 @@ class TTLCache:
         self._miss.inc()
         return None
 
-    def put(self, key: str, body: bytes) -> None:
+    def put(self, key: str, body: Any) -> None:
         if key not in self._entries and len(self._entries) >= self.max_entries:
             now = time.monotonic()
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}

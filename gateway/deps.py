@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import Depends, Request
-from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
 
 from gateway.cache import TTLCache
 from gateway.caller import bearer_token
@@ -20,7 +15,7 @@ from gateway.caller import client_ip as scope_client_ip
 from gateway.config import GatewaySettings
 from gateway.errors import ApiError
 from gateway.ratelimit import SharedLimiter
-from gateway.responses import JSONResponse
+from gateway.schemas.common import ApiModel, rfc3339  # noqa: F401 - kept importable from here
 from gateway.shared import SharedState
 from gateway.streams import OrderStreams
 from shop.lib.clients import ServiceClients
@@ -142,36 +137,3 @@ def is_https(request: Request) -> bool:
     https = getattr(request.state, "https", None)
     return https if https is not None else request.url.scheme == "https"
 
-
-# -- request bodies and responses ------------------------------------------------------------------
-
-class ApiModel(BaseModel):
-    """Request bodies: camelCase, strict types, unknown fields refused (400 VALIDATION_ERROR)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
-
-
-def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"data": data}, status_code=status, headers=headers)
-
-
-def page(items: list[Any], next_page_token: str, total_size: int) -> JSONResponse:
-    return JSONResponse(
-        {"data": items, "page": {"nextPageToken": next_page_token or None, "totalSize": total_size}}
-    )
-
-
-def rfc3339(stamp: Timestamp) -> str | None:
-    """A protobuf Timestamp as RFC 3339 UTC, or None when unset: what `Timestamp.ToJsonString`
-    writes (0, 3, 6 or 9 fraction digits), computed without its per-call overhead."""
-    seconds, nanos = stamp.seconds, stamp.nanos
-    if seconds == 0 and nanos == 0:
-        return None
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    if nanos == 0:
-        return text + "Z"
-    if nanos % 1_000_000 == 0:
-        return f"{text}.{nanos // 1_000_000:03d}Z"
-    if nanos % 1_000 == 0:
-        return f"{text}.{nanos // 1_000:06d}Z"
-    return f"{text}.{nanos:09d}Z"

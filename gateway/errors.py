@@ -9,6 +9,7 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from gateway.responses import JSONResponse
 from shop.lib.context import current_request_id
@@ -115,6 +116,20 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route answers on the request's path (Starlette's own `Allow` names only
+    the first route that matched the path, not the others on it)."""
+    allowed = []
+    for method in _METHODS:
+        probe = {**request.scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -137,12 +152,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(ApiError.validation(errors.fields))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODE_BY_HTTP_STATUS.get(exc.status_code, "ERROR")
         message = {404: "No such route.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
-        return JSONResponse(
-            error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request) or headers.get("Allow", "")
+        return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(UnicodeEncodeError)
     async def _not_utf8(_request: Request, _exc: UnicodeEncodeError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""The web UI (gateway/web/): the storefront at `/`, the admin console at `/admin`, static assets at `/assets`.
+"""The web UI (gateway/web/): the storefront at `/`, the admin console at `/admin`, static assets at
+`/assets`, and the API's Swagger UI at `/docs` (its assets vendored there too).
 
 Both are static files, ordinary same-origin clients of the REST API (no server-side rendering, no
 build step). Each page path of the single-page apps answers its HTML shell, and the browser's
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 
@@ -27,6 +29,8 @@ STOREFRONT_PATHS = (
     "/orders", "/orders/{rest:path}",
 )
 ADMIN_PATHS = ("/admin", "/admin/{rest:path}")
+# Swagger UI for /docs, vendored like the UI's libraries (gateway/web/README.md): /docs works offline.
+SWAGGER_UI = "/assets/vendor/swagger-ui-dist-5.35.0"
 
 _INLINE_SCRIPT = re.compile(r"<script type=\"importmap\">(.*?)</script>", re.S)
 
@@ -53,9 +57,28 @@ def _page(name: str) -> Callable[[], Awaitable[Response]]:
     return serve
 
 
+def _docs(openapi_url: str, title: str) -> Callable[[], Awaitable[Response]]:
+    """/docs: Swagger UI from this origin's vendored files, reading /openapi.json; the online
+    validator badge is off (it would call out to the internet)."""
+    page = get_swagger_ui_html(
+        openapi_url=openapi_url, title=f"{title} - docs",
+        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js", swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+    body, headers = bytes(page.body), {"Cache-Control": "no-cache"}
+
+    async def serve() -> Response:
+        return Response(body, media_type="text/html; charset=utf-8", headers=headers)
+
+    return serve
+
+
 def install_web(app: FastAPI) -> None:
     """Adds the UI's routes after the API's, so they never shadow an API path."""
     app.mount("/assets", StaticFiles(directory=WEB_DIR / "assets"), name="web-assets")
+    app.add_api_route("/docs", _docs(app.openapi_url or "/openapi.json", app.title), methods=["GET"],
+                      include_in_schema=False)
     storefront, admin = _page("index.html"), _page("admin.html")
     for path in STOREFRONT_PATHS:
         app.add_api_route(path, storefront, methods=["GET"], include_in_schema=False)

@@ -14,11 +14,12 @@ from typing import Any
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Path, Response
-from pydantic import BaseModel, Field
 
-from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, optional_user
+from gateway.deps import GatewayState, Principal, current_user, get_state, optional_user
 from gateway.errors import ApiError
-from gateway.responses import JSONResponse
+from gateway.openapi import errors
+from gateway.schemas.cart import AddCartItemBody, Cart, SetCartItemBody, cart_json
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_PATTERN, data, envelope
 from shop.cart.v1 import cart_pb2
 from shop.lib import idempotency
 from shop.lib.errors import decode_rpc_error
@@ -26,45 +27,7 @@ from shop.lib.errors import decode_rpc_error
 router = APIRouter(prefix="/api/v1", tags=["cart"])
 
 SESSION_HEADER = "X-Session-ID"
-MAX_LINE_QUANTITY = 100
-
-
-# -- request bodies and documented responses ------------------------------------------------------
-
-class AddCartItemBody(ApiModel):
-    product_id: str = Field(description="The product's id (UUID).")
-    quantity: int = Field(default=1, ge=1, le=MAX_LINE_QUANTITY, description="Added to the line (1..100).")
-
-
-class SetCartItemBody(ApiModel):
-    quantity: int = Field(ge=0, le=MAX_LINE_QUANTITY, description="The line's new quantity; 0 removes it.")
-
-
-class CartItemOut(BaseModel):
-    productId: str  # noqa: N815 - the public JSON names are camelCase
-    sku: str
-    name: str
-    unitPriceCents: int = Field(description="The catalog's current price.")  # noqa: N815
-    quantity: int
-    lineTotalCents: int = Field(description="unitPriceCents × quantity.")  # noqa: N815
-    available: bool = Field(
-        description="False when the catalog no longer sells the product (archived, draft, unknown) "
-        "or has fewer in stock than the quantity. Unavailable lines are not counted in itemCount "
-        "or subtotalCents."
-    )
-
-
-class CartOut(BaseModel):
-    id: str
-    items: list[CartItemOut]
-    itemCount: int = Field(description="Sum of the quantities of the available lines.")  # noqa: N815
-    subtotalCents: int = Field(description="Sum of the line totals of the available lines.")  # noqa: N815
-    currency: str
-
-
-class CartEnvelope(BaseModel):
-    data: CartOut
-
+CartEnvelope = envelope(Cart)
 
 SESSION_RESPONSE_HEADER = {
     SESSION_HEADER: {
@@ -72,7 +35,13 @@ SESSION_RESPONSE_HEADER = {
         "schema": {"type": "string", "format": "uuid"},
     }
 }
-CART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"model": CartEnvelope, "headers": SESSION_RESPONSE_HEADER}}
+REPLAYED_RESPONSE_HEADER = {
+    idempotency.REPLAYED_HEADER: {"description": "true when a repeated Idempotency-Key answered the first result.",
+                                  "schema": {"type": "string", "enum": ["true"]}}
+}
+CART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": SESSION_RESPONSE_HEADER}}
+PRODUCT_ERRORS = errors(404, 409, e404="PRODUCT_NOT_FOUND (or CART_ITEM_NOT_FOUND)",
+                        e409="INSUFFICIENT_STOCK, PRODUCT_UNAVAILABLE or CART_FULL")
 
 
 # -- who the cart belongs to ----------------------------------------------------------------------
@@ -127,6 +96,7 @@ async def cart_caller(
         default=None,
         alias=SESSION_HEADER,
         description="A guest's cart session (UUID). Omit it to be issued one in the response header.",
+        json_schema_extra={"pattern": UUID_PATTERN},
     ),
 ) -> CartCaller:
     if session_id is None:
@@ -144,58 +114,47 @@ async def call(caller: CartCaller, method, request):
         raise error from None
 
 
-def cart_json(cart: cart_pb2.Cart) -> dict:
-    return {
-        "id": cart.id,
-        "items": [
-            {
-                "productId": item.product_id,
-                "sku": item.sku,
-                "name": item.name,
-                "unitPriceCents": item.unit_price_cents,
-                "quantity": item.quantity,
-                "lineTotalCents": item.line_total_cents,
-                "available": item.available,
-            }
-            for item in cart.items
-        ],
-        "itemCount": cart.item_count,
-        "subtotalCents": cart.subtotal_cents,
-        "currency": cart.currency_code,
-    }
-
-
-def cart_response(caller: CartCaller, cart: cart_pb2.Cart) -> JSONResponse:
-    return ok(cart_json(cart), headers=caller.headers)
+def cart_answer(caller: CartCaller, response: Response, cart: cart_pb2.Cart) -> dict:
+    response.headers.update(caller.headers)
+    return data(cart_json(cart))
 
 
 # -- routes ---------------------------------------------------------------------------------------
 
-@router.get("/cart", summary="Get the caller's cart, priced with the catalog's current data", responses=CART_RESPONSES)
-async def get_cart(
-    caller: CartCaller = Depends(cart_caller), state: GatewayState = Depends(get_state)
-) -> JSONResponse:
-    response = await call(caller, state.clients.cart.GetCart, cart_pb2.GetCartRequest(owner=caller.owner))
-    return cart_response(caller, response.cart)
+ProductId = Path(alias="productId", description="The product's id (UUID).",
+                 json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})
+
+
+@router.get("/cart", operation_id="cart-get", summary="Get the caller's cart, priced with the catalog's current data",
+            response_model=CartEnvelope, responses=CART_RESPONSES)
+async def get_cart(response: Response, caller: CartCaller = Depends(cart_caller),
+                   state: GatewayState = Depends(get_state)):
+    result = await call(caller, state.clients.cart.GetCart, cart_pb2.GetCartRequest(owner=caller.owner))
+    return cart_answer(caller, response, result.cart)
 
 
 @router.post(
     "/cart/items",
+    operation_id="cart-add-item",
     summary="Add a product to the cart (adds to its line; a line holds 1..100 and never more than stock)",
-    responses=CART_RESPONSES,
+    response_model=CartEnvelope,
+    responses={200: {"headers": {**SESSION_RESPONSE_HEADER, **REPLAYED_RESPONSE_HEADER}}, **PRODUCT_ERRORS,
+               **errors(422)},
 )
 async def add_cart_item(
     body: AddCartItemBody,
+    response: Response,
     caller: CartCaller = Depends(cart_caller),
     idempotency_key: str | None = Header(
         default=None,
         alias="Idempotency-Key",
+        json_schema_extra=IDEMPOTENCY_KEY_RULE,
         description="Optional (1..128 printable ASCII characters), scoped to the cart: a repeat with the same "
         "body adds nothing again and answers the cart with `Idempotent-Replayed: true`; with another body it is "
         "422 IDEMPOTENCY_KEY_REUSED. Only successful adds are remembered (at least 24 h).",
     ),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     idempotency_key = idempotency.clean_key(idempotency_key)
     request = cart_pb2.AddCartItemRequest(
         owner=caller.owner,
@@ -205,75 +164,84 @@ async def add_cart_item(
         # retry add nothing twice.
         request_id=idempotency_key or f"gw-{uuid.uuid4()}",
     )
-    response = await call(caller, state.clients.cart.AddCartItem, request)
-    result = cart_response(caller, response.cart)
-    if response.replayed:
-        result.headers[idempotency.REPLAYED_HEADER] = "true"
-    return result
+    result = await call(caller, state.clients.cart.AddCartItem, request)
+    if result.replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return cart_answer(caller, response, result.cart)
 
 
 @router.put(
     "/cart/items/{productId}",
+    operation_id="cart-set-item",
     summary="Set the quantity of a cart line (0 removes it)",
-    responses=CART_RESPONSES,
+    response_model=CartEnvelope,
+    responses={**CART_RESPONSES, **PRODUCT_ERRORS},
 )
 async def set_cart_item(
     body: SetCartItemBody,
-    product_id: str = Path(alias="productId", description="The product's id (UUID)."),
+    response: Response,
+    product_id: str = ProductId,
     caller: CartCaller = Depends(cart_caller),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     request = cart_pb2.SetCartItemQuantityRequest(
         owner=caller.owner, product_id=parse_product_id(product_id), quantity=body.quantity
     )
-    response = await call(caller, state.clients.cart.SetCartItemQuantity, request)
-    return cart_response(caller, response.cart)
+    result = await call(caller, state.clients.cart.SetCartItemQuantity, request)
+    return cart_answer(caller, response, result.cart)
 
 
 @router.delete(
     "/cart/items/{productId}",
+    operation_id="cart-remove-item",
     summary="Remove a line from the cart (404 CART_ITEM_NOT_FOUND when it is not there)",
-    responses=CART_RESPONSES,
+    response_model=CartEnvelope,
+    responses={**CART_RESPONSES, **errors(404, e404="CART_ITEM_NOT_FOUND")},
 )
 async def remove_cart_item(
-    product_id: str = Path(alias="productId", description="The product's id (UUID)."),
+    response: Response,
+    product_id: str = ProductId,
     caller: CartCaller = Depends(cart_caller),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     request = cart_pb2.RemoveCartItemRequest(owner=caller.owner, product_id=parse_product_id(product_id))
-    response = await call(caller, state.clients.cart.RemoveCartItem, request)
-    return cart_response(caller, response.cart)
+    result = await call(caller, state.clients.cart.RemoveCartItem, request)
+    return cart_answer(caller, response, result.cart)
 
 
 @router.delete(
     "/cart",
+    operation_id="cart-clear",
     status_code=204,
+    response_class=Response,
     summary="Empty the cart",
     responses={204: {"description": "Emptied.", "headers": SESSION_RESPONSE_HEADER}},
 )
 async def clear_cart(
-    caller: CartCaller = Depends(cart_caller), state: GatewayState = Depends(get_state)
-) -> Response:
+    response: Response, caller: CartCaller = Depends(cart_caller), state: GatewayState = Depends(get_state)
+) -> None:
     await call(caller, state.clients.cart.ClearCart, cart_pb2.ClearCartRequest(owner=caller.owner))
-    return Response(status_code=204, headers=caller.headers)
+    response.headers.update(caller.headers)
 
 
 @router.post(
     "/cart/merge",
+    operation_id="cart-merge",
     summary="Merge the guest cart named by X-Session-ID into the signed-in user's cart",
     description="Adds the guest cart's lines into the user's (quantities added, capped by stock and 100; "
     "lines the catalog no longer sells are dropped) and deletes the guest cart. Requires the "
     "X-Session-ID header.",
-    responses={200: {"model": CartEnvelope}},
+    response_model=CartEnvelope,
+    responses=errors(404, e404="CART_NOT_FOUND: no guest cart for the session"),
 )
 async def merge_carts(
+    response: Response,
     principal: Principal = Depends(current_user),
-    session_id: str | None = Header(default=None, alias=SESSION_HEADER, description="The guest cart's session."),
+    session_id: str = Header(alias=SESSION_HEADER, description="The guest cart's session (UUID).",
+                             json_schema_extra={"pattern": UUID_PATTERN}),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
-    if session_id is None:
-        raise ApiError.validation({SESSION_HEADER: ["is required to merge a guest cart"]})
+):
     caller = CartCaller(principal=principal, session_id=parse_session_id(session_id), issued=False)
     request = cart_pb2.MergeCartsRequest(owner=caller.owner, guest_session_id=caller.session_id)
-    response = await call(caller, state.clients.cart.MergeCarts, request)
-    return cart_response(caller, response.cart)
+    result = await call(caller, state.clients.cart.MergeCarts, request)
+    return cart_answer(caller, response, result.cart)

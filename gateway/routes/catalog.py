@@ -1,4 +1,5 @@
-"""Catalog routes (API.md "Catalog"): products, categories, reviews and the wishlist.
+"""Catalog routes (API.md "Catalog"): products, categories, reviews and the wishlist. The shapes,
+their mapping from the protos and the request bodies are in gateway/schemas/catalog.py.
 
 Rules the frontend can rely on (the catalog service enforces them; the gateway only shapes JSON):
 - Product ids must be UUIDs: a malformed id is `400 VALIDATION_ERROR` (`details.fields.productId`);
@@ -12,290 +13,77 @@ Rules the frontend can rely on (the catalog service enforces them; the gateway o
 - `category` filters include the category's subcategories; `productCount` counts ACTIVE products
   of the category and its subcategories.
 - `Idempotency-Key` on `POST /products` and `POST /products/{id}/stock-adjustments`: a repeat
-  by the same user returns the stored result; the key with another body is `409 IDEMPOTENCY_KEY_REUSED`.
+  by the same user returns the stored result; the key with another body is `422 IDEMPOTENCY_KEY_REUSED`.
+- `GET /products/{id}` (and PATCH) answers an `ETag`: the product's version, which every change
+  through the API (fields, status, stock adjustments) moves; stock sold by checkouts and new
+  reviews do not. `PATCH` with `If-Match` is refused with 412 when the version moved.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
-from pydantic import BaseModel, Field, field_validator
+from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic.alias_generators import to_camel
 
 from gateway.deps import (
-    ApiModel,
     GatewayState,
     Principal,
     current_user,
     get_state,
-    ok,
     optional_user,
-    page,
     require_admin,
     require_roles,
-    rfc3339,
     user_metadata,
 )
 from gateway.errors import ApiError
-from gateway.responses import dumps
+from gateway.openapi import errors
+from gateway.schemas.catalog import (
+    INT64_MAX,
+    PRODUCT_STATUSES,
+    SORTS,
+    Category,
+    CategoryCreateBody,
+    Product,
+    ProductCreateBody,
+    ProductUpdateBody,
+    Review,
+    ReviewCreateBody,
+    SortName,
+    StockAdjustmentBody,
+    StockLevel,
+    category_json,
+    etag_version,
+    product_etag,
+    product_json,
+    review_json,
+)
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_PATTERN, data, envelope, page, page_of, render
 from shop.catalog.v1 import catalog_pb2
 from shop.lib import idempotency
-from shop.lib.enums import EnumNames
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
 require_writer = require_roles("ADMIN", "SELLER")
-
-SORTS = {
-    "relevance": catalog_pb2.PRODUCT_SORT_RELEVANCE,
-    "newest": catalog_pb2.PRODUCT_SORT_NEWEST,
-    "price": catalog_pb2.PRODUCT_SORT_PRICE_ASC,
-    "-price": catalog_pb2.PRODUCT_SORT_PRICE_DESC,
-    "rating": catalog_pb2.PRODUCT_SORT_RATING,
-    "name": catalog_pb2.PRODUCT_SORT_NAME,
-}
-PRODUCT_STATUSES = EnumNames(catalog_pb2.ProductStatus)
 PRODUCT_ID_DOC = "The product's id (a UUID; anything else is 400)."
-
-
-# -- documented responses -------------------------------------------------------------------------
-
-class RatingOut(BaseModel):
-    average: float = Field(description="Mean of the review ratings, 2 decimals; 0 without reviews.")
-    count: int
-
-
-class ProductOut(BaseModel):
-    id: str
-    sku: str
-    name: str
-    description: str
-    priceCents: int  # noqa: N815 - the public JSON names are camelCase
-    compareAtPriceCents: int | None = Field(description="The 'was' price; null when none.")  # noqa: N815
-    currency: str
-    categorySlug: str  # noqa: N815
-    brand: str | None
-    images: list[str]
-    stock: int
-    status: Literal["ACTIVE", "DRAFT", "ARCHIVED"]
-    sellerId: str | None = Field(description="The owning seller; null for shop-owned products.")  # noqa: N815
-    rating: RatingOut
-    createdAt: str  # noqa: N815
-    updatedAt: str  # noqa: N815
-
-
-class PageOut(BaseModel):
-    nextPageToken: str | None  # noqa: N815
-    totalSize: int  # noqa: N815
-
-
-class ProductEnvelope(BaseModel):
-    data: ProductOut
-
-
-class ProductPage(BaseModel):
-    data: list[ProductOut]
-    page: PageOut
-
-
-class CategoryOut(BaseModel):
-    slug: str
-    name: str
-    parentSlug: str | None  # noqa: N815
-    productCount: int = Field(description="ACTIVE products in it and its subcategories.")  # noqa: N815
-
-
-class CategoryEnvelope(BaseModel):
-    data: CategoryOut
-
-
-class CategoryList(BaseModel):
-    data: list[CategoryOut]
-    page: PageOut
-
-
-class ReviewOut(BaseModel):
-    id: str
-    productId: str  # noqa: N815
-    userId: str  # noqa: N815
-    rating: int
-    title: str
-    body: str
-    verifiedPurchase: bool = Field(description="The user bought the product in a paid order.")  # noqa: N815
-    createdAt: str  # noqa: N815
-
-
-class ReviewEnvelope(BaseModel):
-    data: ReviewOut
-
-
-class ReviewPage(BaseModel):
-    data: list[ReviewOut]
-    page: PageOut
-
-
-class StockOut(BaseModel):
-    stock: int
-
-
-class StockEnvelope(BaseModel):
-    data: StockOut
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine-readable code, e.g. PRODUCT_NOT_FOUND.")
-    message: str
-    details: dict[str, Any] | None = Field(default=None, description="e.g. fields, productIds.")
-    requestId: str  # noqa: N815
-
-
-class ErrorEnvelope(BaseModel):
-    error: ErrorBody
-
-
-_ERRORS = {
-    400: "VALIDATION_ERROR (details.fields; malformed ids too) or INVALID_PAGE_TOKEN",
-    401: "UNAUTHENTICATED",
-    403: "FORBIDDEN: not your product, or not your role",
-    404: "PRODUCT_NOT_FOUND (unknown, archived, or a draft you cannot see)",
-    409: "SKU_TAKEN, CATEGORY_EXISTS, REVIEW_EXISTS, INSUFFICIENT_STOCK, WISHLIST_FULL",
-    422: "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with another body",
-}
-
-
-def errors(*statuses: int) -> dict[int | str, Any]:
-    """`responses=` entries documenting the error envelope for a route's error statuses."""
-    return {status: {"model": ErrorEnvelope, "description": _ERRORS[status]} for status in statuses}
-
-
-# -- request bodies -------------------------------------------------------------------------------
-
-def _has_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        return any("\ud800" <= ch <= "\udfff" for ch in value)
-    if isinstance(value, list):
-        return any(_has_surrogate(item) for item in value)
-    return False
-
-
-class CatalogBody(ApiModel):
-    """JSON may carry lone UTF-16 surrogates (`"\\ud800"`) that no UTF-8 string can hold: 400."""
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_surrogates(cls, value: Any) -> Any:
-        if _has_surrogate(value):
-            raise ValueError("is not valid Unicode text")
-        return value
-
-
-class ProductCreateBody(CatalogBody):
-    sku: str = Field(description="Unique; letters, digits, '.', '_', '-'; at most 64 characters.")
-    name: str = Field(description="1..200 characters.")
-    description: str = Field(default="", description="At most 5000 characters.")
-    price_cents: int = Field(ge=-INT64_MAX, le=INT64_MAX, description="> 0, in minor units.")
-    compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX,
-                                               description="Greater than priceCents when given.")
-    currency: str = Field(description="ISO 4217, 3 upper-case letters.")
-    category_slug: str = Field(description="An existing category.")
-    brand: str | None = Field(default=None, description="At most 100 characters.")
-    images: list[str] = Field(default_factory=list, max_length=100, description="At most 10 http(s) URLs.")
-    stock: int = Field(ge=-INT32_MAX, le=INT32_MAX, description=">= 0.")
-    status: Literal["ACTIVE", "DRAFT"] = Field(default="ACTIVE")
-
-
-class ProductUpdateBody(CatalogBody):
-    """Every field optional; only the fields sent change. `compareAtPriceCents: null` and
-    `brand: null` clear them. Stock changes go through stock adjustments."""
-
-    sku: str | None = None
-    name: str | None = None
-    description: str | None = None
-    price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX)
-    compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX)
-    currency: str | None = None
-    category_slug: str | None = None
-    brand: str | None = None
-    images: list[str] | None = Field(default=None, max_length=100)
-    status: Literal["ACTIVE", "DRAFT"] | None = None
-
-
-class StockAdjustmentBody(CatalogBody):
-    delta: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="Non-zero change of the stock.")
-    reason: str = Field(description="Why (1..200 characters), kept in the audit trail.")
-
-
-class CategoryCreateBody(CatalogBody):
-    slug: str = Field(description="Lower-case letters and digits separated by hyphens, at most 64.")
-    name: str = Field(description="1..100 characters.")
-    parent_slug: str | None = Field(default=None, description="An existing category.")
-
-
-class ReviewCreateBody(CatalogBody):
-    rating: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="1..5.")
-    title: str = Field(default="", description="At most 120 characters.")
-    body: str = Field(default="", description="At most 5000 characters.")
-
-
-# -- mapping --------------------------------------------------------------------------------------
-
-def product_json(product: catalog_pb2.Product) -> dict[str, Any]:
-    return {
-        "id": product.id,
-        "sku": product.sku,
-        "name": product.name,
-        "description": product.description,
-        "priceCents": product.price_cents,
-        "compareAtPriceCents": product.compare_at_price_cents or None,
-        "currency": product.currency_code,
-        "categorySlug": product.category_slug,
-        "brand": product.brand or None,
-        "images": list(product.images),
-        "stock": product.stock,
-        "status": PRODUCT_STATUSES.name(product.status),
-        "sellerId": product.seller_id or None,
-        "rating": {"average": round(product.rating_average, 2), "count": product.rating_count},
-        "createdAt": rfc3339(product.create_time),
-        "updatedAt": rfc3339(product.update_time),
-    }
-
-
-def category_json(category: catalog_pb2.Category) -> dict[str, Any]:
-    return {
-        "slug": category.slug,
-        "name": category.name,
-        "parentSlug": category.parent_slug or None,
-        "productCount": category.product_count,
-    }
-
-
-def review_json(review: catalog_pb2.Review) -> dict[str, Any]:
-    return {
-        "id": review.id,
-        "productId": review.product_id,
-        "userId": review.user_id,
-        "rating": review.rating,
-        "title": review.title,
-        "body": review.body,
-        "verifiedPurchase": review.verified_purchase,
-        "createdAt": rfc3339(review.create_time),
-    }
+ProductEnvelope = envelope(Product)
+ETAG_HEADER = {"ETag": {"description": "The product's version, for If-Match.", "schema": {"type": "string"}}}
 
 
 def idempotency_key(value: str | None) -> str:
     return idempotency.clean_key(value) or ""
 
 
-ProductId = Path(alias="productId", description=PRODUCT_ID_DOC)
-IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes a repeat return the first result.")
+ProductId = Path(alias="productId", description=PRODUCT_ID_DOC,
+                 json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})
+IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes a repeat return the first result.",
+                        json_schema_extra={**IDEMPOTENCY_KEY_RULE, "maxLength": 64})  # catalog keeps 64
+NOT_FOUND = "PRODUCT_NOT_FOUND (unknown, archived, or a draft you cannot see)"
 
 
 # -- products -------------------------------------------------------------------------------------
 
-@router.get("/products", summary="List and search ACTIVE products", response_model=ProductPage, responses=errors(400))
+@router.get("/products", operation_id="catalog-list-products", summary="List and search ACTIVE products",
+            response_model=page_of(Product), responses=errors(400, e400="VALIDATION_ERROR or INVALID_PAGE_TOKEN"))
 async def list_products(
     q: str = Query("", max_length=200, description="Words matched against name, description, brand, category."),
     category: str = Query("", max_length=64, description="Category slug (includes its subcategories)."),
@@ -303,7 +91,7 @@ async def list_products(
     min_price_cents: int | None = Query(None, alias="minPriceCents", ge=0, le=INT64_MAX),
     max_price_cents: int | None = Query(None, alias="maxPriceCents", ge=0, le=INT64_MAX),
     in_stock: bool = Query(False, alias="inStock", description="true: only products with stock > 0."),
-    sort: Literal["relevance", "newest", "price", "-price", "rating", "name"] | None = Query(
+    sort: SortName | None = Query(
         None, description="Default: relevance with q, else newest. price = ascending, -price = descending."
     ),
     page_size: int = Query(20, alias="pageSize", ge=1, le=100),
@@ -331,8 +119,9 @@ async def list_products(
     return page([product_json(p) for p in response.products], response.next_page_token, response.total_size)
 
 
-@router.get("/products/{productId}", summary="One product (404 for unknown or archived)",
-            response_model=ProductEnvelope, responses=errors(400, 404))
+@router.get("/products/{productId}", operation_id="catalog-get-product",
+            summary="One product (404 for unknown or archived)", response_model=ProductEnvelope,
+            responses={200: {"headers": ETAG_HEADER}, **errors(404, e404=NOT_FOUND)})
 async def get_product(
     product_id: str = ProductId,
     principal: Principal | None = Depends(optional_user),
@@ -343,19 +132,23 @@ async def get_product(
     Without a token the answer may come from the gateway's read cache (at most
     `SHOP_PRODUCT_CACHE_TTL_SECONDS` old; writes through this gateway drop it at once)."""
     cache = state.product_cache if principal is None and state.product_cache.enabled else None
-    if cache is not None and (body := cache.get(product_id.lower())) is not None:
-        return Response(body, media_type="application/json")
-    response = await state.clients.catalog.GetProduct(
-        catalog_pb2.GetProductRequest(product_id=product_id), metadata=user_metadata(principal)
-    )
-    body = dumps({"data": product_json(response.product)})
-    if cache is not None and response.product.status == catalog_pb2.PRODUCT_STATUS_ACTIVE:
-        cache.put(response.product.id, body)
-    return Response(body, media_type="application/json")
+    if cache is not None and (hit := cache.get(product_id.lower())) is not None:
+        etag, body = hit
+    else:
+        response = await state.clients.catalog.GetProduct(
+            catalog_pb2.GetProductRequest(product_id=product_id), metadata=user_metadata(principal)
+        )
+        # Validated against the documented shape once, then kept encoded (the read cache).
+        etag, body = product_etag(response.product), render(ProductEnvelope, data(product_json(response.product)))
+        if cache is not None and response.product.status == catalog_pb2.PRODUCT_STATUS_ACTIVE:
+            cache.put(response.product.id, (etag, body))
+    return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
-@router.post("/products", summary="Create a product (admin, seller; a seller owns it)", status_code=201,
-             response_model=ProductEnvelope, responses=errors(400, 401, 403, 409, 422))
+@router.post("/products", operation_id="catalog-create-product",
+             summary="Create a product (admin, seller; a seller owns it)", status_code=201,
+             response_model=ProductEnvelope,
+             responses=errors(403, 409, 422, e409="SKU_TAKEN", e403="FORBIDDEN: not an admin or seller"))
 async def create_product(
     body: ProductCreateBody,
     key: str | None = IdempotencyKey,
@@ -381,30 +174,18 @@ async def create_product(
         status=PRODUCT_STATUSES.value(body.status),
     )
     response = await state.clients.catalog.CreateProduct(request, metadata=principal.metadata)
-    return ok(product_json(response.product), 201)
+    return data(product_json(response.product))
 
 
-@router.patch("/products/{productId}", summary="Partially update a product (admin, owning seller)",
-              response_model=ProductEnvelope, responses=errors(400, 401, 403, 404, 409))
-async def update_product(
-    body: ProductUpdateBody,
-    product_id: str = ProductId,
-    principal: Principal = Depends(require_writer),
-    state: GatewayState = Depends(get_state),
-):
-    """Only the fields sent change; `compareAtPriceCents: null` and `brand: null` clear them;
-    `status` may be ACTIVE or DRAFT (DELETE archives). Another seller's product is `403`
-    (`404` when it is a draft it cannot see)."""
+def update_request(product_id: str, body: ProductUpdateBody) -> catalog_pb2.UpdateProductRequest:
+    """Only the fields sent; null clears the nullable ones and is refused for the others."""
     request = catalog_pb2.UpdateProductRequest(product_id=product_id)
     sent = body.model_fields_set
     nullable = {"compare_at_price_cents", "brand", "description"}
-    errors = {
-        to_camel(name): ["must not be null"]
-        for name in sent
-        if getattr(body, name) is None and name not in nullable
-    }
-    if errors:
-        raise ApiError.validation(errors)
+    problems = {to_camel(name): ["must not be null"] for name in sent
+                if getattr(body, name) is None and name not in nullable}
+    if problems:
+        raise ApiError.validation(problems)
     for name in ("sku", "name", "description", "price_cents", "category_slug"):
         if name in sent:
             value = getattr(body, name)
@@ -422,30 +203,69 @@ async def update_product(
         request.images.extend(body.images or [])
     if "status" in sent and body.status is not None:  # null was refused above
         request.status = PRODUCT_STATUSES.value(body.status)
-    response = await state.clients.catalog.UpdateProduct(request, metadata=principal.metadata)
-    state.product_cache.drop(response.product.id)
-    return ok(product_json(response.product))
+    return request
 
 
-@router.delete("/products/{productId}", summary="Archive a product (soft delete; admin, owning seller)",
-               status_code=204, response_class=Response, responses=errors(400, 401, 403, 404))
+def precondition(if_match: str | None) -> Timestamp | None:
+    """The product version If-Match names (None: unconditional, `*` included). A tag that names
+    no version of ours, or a list of tags, can match nothing: 412 before anything is called."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    version = etag_version(if_match)
+    if version is None:
+        raise ApiError(412, "PRECONDITION_FAILED", "If-Match does not name this product's current version (ETag).")
+    return version
+
+
+@router.patch("/products/{productId}", operation_id="catalog-update-product",
+              summary="Partially update a product (admin, owning seller)", response_model=ProductEnvelope,
+              responses={200: {"headers": ETAG_HEADER},
+                         **errors(403, 404, 409, 412, e404=NOT_FOUND, e409="SKU_TAKEN",
+                                  e403="FORBIDDEN: not your product, or not your role")})
+async def update_product(
+    body: ProductUpdateBody,
+    response: Response,
+    product_id: str = ProductId,
+    if_match: str | None = Header(None, alias="If-Match", description="The ETag of the product as read: the update "
+                                  "is made only if it is still that version, else 412 PRECONDITION_FAILED."),
+    principal: Principal = Depends(require_writer),
+    state: GatewayState = Depends(get_state),
+):
+    """Only the fields sent change; `compareAtPriceCents: null` and `brand: null` clear them;
+    `status` may be ACTIVE or DRAFT (DELETE archives). Another seller's product is `403`
+    (`404` when it is a draft it cannot see). With `If-Match`, a product changed since it was read
+    is `412 PRECONDITION_FAILED` and nothing changes (the check and the write are one transaction)."""
+    request = update_request(product_id, body)
+    expected = precondition(if_match)
+    if expected is not None:
+        request.expected_update_time.CopyFrom(expected)
+    result = await state.clients.catalog.UpdateProduct(request, metadata=principal.metadata)
+    state.product_cache.drop(result.product.id)
+    response.headers["ETag"] = product_etag(result.product)
+    return data(product_json(result.product))
+
+
+@router.delete("/products/{productId}", operation_id="catalog-archive-product",
+               summary="Archive a product (soft delete; admin, owning seller)",
+               status_code=204, response_class=Response,
+               responses=errors(403, 404, e404=NOT_FOUND, e403="FORBIDDEN: not your product, or not your role"))
 async def delete_product(
     product_id: str = ProductId,
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
-):
+) -> None:
     """Soft delete: the product becomes ARCHIVED, disappears from the catalog (GET is 404) and
     stays resolvable for old orders. Deleting an archived product again is `204`."""
     await state.clients.catalog.DeleteProduct(
         catalog_pb2.DeleteProductRequest(product_id=product_id), metadata=principal.metadata
     )
     state.product_cache.drop(product_id.lower())
-    return Response(status_code=204)
 
 
-@router.post("/products/{productId}/stock-adjustments",
+@router.post("/products/{productId}/stock-adjustments", operation_id="catalog-adjust-stock",
              summary="Adjust the stock by delta (admin, owning seller); never below 0",
-             response_model=StockEnvelope, responses=errors(400, 401, 403, 404, 409, 422))
+             response_model=envelope(StockLevel),
+             responses=errors(403, 404, 409, 422, e404=NOT_FOUND, e409="INSUFFICIENT_STOCK"))
 async def adjust_stock(
     body: StockAdjustmentBody,
     product_id: str = ProductId,
@@ -462,21 +282,22 @@ async def adjust_stock(
         metadata=principal.metadata,
     )
     state.product_cache.drop(product_id.lower())
-    return ok({"stock": response.stock})
+    return data({"stock": response.stock})
 
 
 # -- categories -----------------------------------------------------------------------------------
 
-@router.get("/categories", summary="Every category with its parent and ACTIVE product count",
-            response_model=CategoryList)
+@router.get("/categories", operation_id="catalog-list-categories",
+            summary="Every category with its parent and ACTIVE product count", response_model=page_of(Category))
 async def list_categories(state: GatewayState = Depends(get_state)):
     response = await state.clients.catalog.ListCategories(catalog_pb2.ListCategoriesRequest())
     items = [category_json(c) for c in response.categories]
     return page(items, "", len(items))
 
 
-@router.post("/categories", summary="Create a category (admin)", status_code=201, response_model=CategoryEnvelope,
-             responses=errors(400, 401, 403, 409))
+@router.post("/categories", operation_id="catalog-create-category", summary="Create a category (admin)",
+             status_code=201, response_model=envelope(Category),
+             responses=errors(403, 404, 409, e404="CATEGORY_NOT_FOUND: no such parentSlug", e409="CATEGORY_EXISTS"))
 async def create_category(
     body: CategoryCreateBody,
     principal: Principal = Depends(require_admin),
@@ -486,13 +307,14 @@ async def create_category(
         catalog_pb2.CreateCategoryRequest(slug=body.slug, name=body.name, parent_slug=body.parent_slug or ""),
         metadata=principal.metadata,
     )
-    return ok(category_json(response.category), 201)
+    return data(category_json(response.category))
 
 
 # -- reviews --------------------------------------------------------------------------------------
 
-@router.get("/products/{productId}/reviews", summary="A product's reviews, newest first",
-            response_model=ReviewPage, responses=errors(400, 404))
+@router.get("/products/{productId}/reviews", operation_id="catalog-list-reviews",
+            summary="A product's reviews, newest first", response_model=page_of(Review),
+            responses=errors(404, e404=NOT_FOUND))
 async def list_reviews(
     product_id: str = ProductId,
     page_size: int = Query(20, alias="pageSize", ge=1, le=100),
@@ -507,8 +329,9 @@ async def list_reviews(
     return page([review_json(r) for r in response.reviews], response.next_page_token, response.total_size)
 
 
-@router.post("/products/{productId}/reviews", summary="Review a product (one per user)", status_code=201,
-             response_model=ReviewEnvelope, responses=errors(400, 401, 404, 409))
+@router.post("/products/{productId}/reviews", operation_id="catalog-create-review",
+             summary="Review a product (one per user)", status_code=201, response_model=envelope(Review),
+             responses=errors(404, 409, e404=NOT_FOUND, e409="REVIEW_EXISTS"))
 async def create_review(
     body: ReviewCreateBody,
     product_id: str = ProductId,
@@ -522,13 +345,13 @@ async def create_review(
         metadata=principal.metadata,
     )
     state.product_cache.drop(product_id.lower())  # its rating changed
-    return ok(review_json(response.review), 201)
+    return data(review_json(response.review))
 
 
 # -- wishlist -------------------------------------------------------------------------------------
 
-@router.get("/wishlist", summary="The caller's saved products, most recently saved first",
-            response_model=ProductPage, responses=errors(401))
+@router.get("/wishlist", operation_id="catalog-list-wishlist",
+            summary="The caller's saved products, most recently saved first", response_model=page_of(Product))
 async def list_wishlist(principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)):
     response = await state.clients.catalog.ListWishlistItems(
         catalog_pb2.ListWishlistItemsRequest(), metadata=principal.metadata
@@ -537,23 +360,22 @@ async def list_wishlist(principal: Principal = Depends(current_user), state: Gat
     return page(items, "", len(items))
 
 
-@router.put("/wishlist/{productId}", summary="Save a product to the wishlist (idempotent)", status_code=204,
-            response_class=Response, responses=errors(400, 401, 404, 409))
+@router.put("/wishlist/{productId}", operation_id="catalog-add-to-wishlist",
+            summary="Save a product to the wishlist (idempotent)", status_code=204, response_class=Response,
+            responses=errors(404, 409, e404=NOT_FOUND, e409="WISHLIST_FULL"))
 async def add_wishlist_item(
     product_id: str = ProductId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
-):
+) -> None:
     await state.clients.catalog.AddWishlistItem(
         catalog_pb2.AddWishlistItemRequest(product_id=product_id), metadata=principal.metadata
     )
-    return Response(status_code=204)
 
 
-@router.delete("/wishlist/{productId}", summary="Remove a product from the wishlist (idempotent)",
-               status_code=204, response_class=Response, responses=errors(400, 401))
+@router.delete("/wishlist/{productId}", operation_id="catalog-remove-from-wishlist",
+               summary="Remove a product from the wishlist (idempotent)", status_code=204, response_class=Response)
 async def remove_wishlist_item(
     product_id: str = ProductId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
-):
+) -> None:
     await state.clients.catalog.RemoveWishlistItem(
         catalog_pb2.RemoveWishlistItemRequest(product_id=product_id), metadata=principal.metadata
     )
-    return Response(status_code=204)

@@ -7,157 +7,51 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any, Literal
+from typing import Any
 
 import grpc
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from gateway.deps import ApiModel, GatewayState, Principal, current_user, get_state, ok, page, require_admin, rfc3339
+from gateway.deps import GatewayState, Principal, current_user, get_state, require_admin
 from gateway.errors import ApiError
+from gateway.openapi import errors
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, data, envelope, page, page_of, render
+from gateway.schemas.orders import (
+    ORDER_STATUSES,
+    CancelBody,
+    CreateOrderBody,
+    Order,
+    OrderEvent,
+    OrderPayments,
+    OrderStatus,
+    RefundBody,
+    RefundResult,
+    StatusBody,
+    history_json,
+    order_json,
+    payment_json,
+    refund_json,
+    shipping_address_proto,
+)
 from gateway.streams import FINAL_STATUSES, End, OrderStreams, Stream
 from shop.lib import idempotency
-from shop.lib.enums import EnumNames
 from shop.lib.errors import decode_rpc_error
 from shop.orders.v1 import orders_pb2
 
 router = APIRouter(prefix="/api/v1", tags=["orders"])
 
 REPLAYED_HEADER = idempotency.REPLAYED_HEADER
-ORDER_STATUSES = EnumNames(orders_pb2.OrderStatus)
-STATUSES = ORDER_STATUSES.names
 # An SSE comment line this often while nothing happens keeps proxies from closing the stream.
 KEEPALIVE_SECONDS = 15.0
-
-
-# -- bodies ------------------------------------------------------------------------------------
-
-class AddressBody(ApiModel):
-    first_name: str = Field(max_length=200)
-    last_name: str = Field(max_length=200)
-    line1: str = Field(max_length=200)
-    line2: str | None = Field(None, max_length=200)
-    city: str = Field(max_length=200)
-    state: str | None = Field(None, max_length=200)
-    postal_code: str = Field(max_length=200)
-    country: str = Field(description="ISO 3166-1 alpha-2", max_length=200)
-    phone: str | None = Field(None, max_length=32)
-
-
-class PaymentBody(ApiModel):
-    method: Literal["card"] = "card"
-    token: str = Field(min_length=1, max_length=255, description="a provider token, e.g. tok_visa in the sandbox")
-
-
-class CreateOrderBody(ApiModel):
-    shipping_address: AddressBody | None = None
-    address_id: str | None = Field(None, description="one of the user's saved addresses instead of shippingAddress")
-    payment: PaymentBody
-
-
-class CancelBody(ApiModel):
-    reason: str | None = Field(None, max_length=300)
-
-
-class StatusBody(ApiModel):
-    status: Literal["PROCESSING", "SHIPPED", "DELIVERED"]
-    carrier: str | None = Field(None, max_length=100)
-    tracking_number: str | None = Field(None, max_length=100)
-
-
-class RefundBody(ApiModel):
-    amount_cents: int | None = Field(None, gt=0, description="default: what remains captured")
-    reason: str = Field("", max_length=500)
-
-
-# -- shaping -----------------------------------------------------------------------------------
-
-def status_name(value: int) -> str:
-    return ORDER_STATUSES.name(value)
-
-
-def history_json(entry: orders_pb2.HistoryEntry) -> dict[str, Any]:
-    return {"status": status_name(entry.status), "at": rfc3339(entry.time), "note": entry.note or None}
-
-
-def order_json(order: orders_pb2.Order) -> dict[str, Any]:
-    address = order.shipping_address
-    payment = None
-    if order.HasField("payment"):
-        payment = {
-            "id": order.payment.id or None,
-            "status": order.payment.status or None,
-            "method": order.payment.method or None,
-            "brand": order.payment.brand or None,
-            "last4": order.payment.last4 or None,
-        }
-    return {
-        "id": order.id,
-        "number": order.number,
-        "userId": order.user_id,
-        "status": status_name(order.status),
-        "items": [
-            {
-                "productId": item.product_id,
-                "sku": item.sku,
-                "name": item.name,
-                "unitPriceCents": item.unit_price_cents,
-                "quantity": item.quantity,
-                "lineTotalCents": item.line_total_cents,
-            }
-            for item in order.items
-        ],
-        "subtotalCents": order.subtotal_cents,
-        "taxCents": order.tax_cents,
-        "shippingCents": order.shipping_cents,
-        "totalCents": order.total_cents,
-        "currency": order.currency_code,
-        "shippingAddress": {
-            "firstName": address.first_name,
-            "lastName": address.last_name,
-            "line1": address.line1,
-            "line2": address.line2 or None,
-            "city": address.city,
-            "state": address.state or None,
-            "postalCode": address.postal_code,
-            "country": address.country,
-            "phone": address.phone or None,
-        },
-        "payment": payment,
-        "carrier": order.carrier or None,
-        "trackingNumber": order.tracking_number or None,
-        "history": [history_json(entry) for entry in order.history],
-        "createdAt": rfc3339(order.create_time),
-        "updatedAt": rfc3339(order.update_time),
-    }
-
-
-def refund_json(refund: orders_pb2.RefundRecord) -> dict[str, Any]:
-    return {
-        "id": refund.id,
-        "paymentId": refund.payment_id,
-        "amountCents": refund.amount_cents,
-        "status": refund.status,
-        "reason": refund.reason or None,
-        "createdAt": rfc3339(refund.create_time),
-    }
-
-
-def payment_json(payment: orders_pb2.PaymentRecord) -> dict[str, Any]:
-    return {
-        "id": payment.id,
-        "status": payment.status,
-        "method": payment.method,
-        "brand": payment.brand or None,
-        "last4": payment.last4 or None,
-        "amountCents": payment.amount_cents,
-        "capturedCents": payment.captured_cents,
-        "refundedCents": payment.refunded_cents,
-        "currency": payment.currency_code,
-        "provider": payment.provider,
-        "createdAt": rfc3339(payment.create_time),
-    }
+# How long a client waits before reconnecting (the SSE `retry` field).
+RETRY_MILLISECONDS = 3000
+OrderEnvelope = envelope(Order)
+OrderId = Path(alias="orderId", description="The order's id (UUID).")
+NOT_FOUND = "ORDER_NOT_FOUND (also another user's order)"
+REPLAYED_RESPONSE = {"headers": {REPLAYED_HEADER: {
+    "description": "true: a replay of the first request with this Idempotency-Key answered its first response.",
+    "schema": {"type": "string", "enum": ["true"]}}}}
 
 
 def require_key(key: str | None) -> str:
@@ -179,27 +73,37 @@ async def idempotent_call(call) -> tuple[Any, dict[str, str]]:
         raise error from None
 
 
-_KEY_HEADER = Header(None, alias="Idempotency-Key", description="required; a replay returns the first response")
+# Required: documented so, and refused as 400 IDEMPOTENCY_KEY_REQUIRED (not a generic validation error) when missing.
+_KEY_HEADER = Header(None, alias="Idempotency-Key",
+                     description="Required (1..128 printable ASCII characters); a replay returns the first response.",
+                     json_schema_extra={"x-required": True, **IDEMPOTENCY_KEY_RULE})
 
 
 # -- routes ------------------------------------------------------------------------------------
 
 @router.post(
     "/orders",
+    operation_id="orders-create",
     status_code=201,
     summary="Check out the cart",
     description="Turns the user's cart into a PAID order (charged, stock committed, cart cleared). "
     "`Idempotency-Key` is required; a replay returns the first response with `Idempotent-Replayed: true`. "
-    "Errors: 400 IDEMPOTENCY_KEY_REQUIRED / VALIDATION_ERROR, 402 PAYMENT_DECLINED (the order is kept as "
-    "PAYMENT_FAILED), 404 ADDRESS_NOT_FOUND, 409 CART_EMPTY / INSUFFICIENT_STOCK (details.productIds) / "
-    "PRODUCT_UNAVAILABLE / REQUEST_IN_PROGRESS, 422 IDEMPOTENCY_KEY_REUSED.",
+    "`shippingAddress` may be a saved address exactly as `GET /users/me/addresses` returned it.",
+    response_model=OrderEnvelope,
+    responses={201: REPLAYED_RESPONSE, **errors(
+        402, 404, 409, 422,
+        e400="IDEMPOTENCY_KEY_REQUIRED, INVALID_PAYMENT_TOKEN or VALIDATION_ERROR",
+        e402="PAYMENT_DECLINED: the order is kept as PAYMENT_FAILED, the cart is kept",
+        e404="ADDRESS_NOT_FOUND",
+        e409="CART_EMPTY, INSUFFICIENT_STOCK (details.productIds), PRODUCT_UNAVAILABLE or REQUEST_IN_PROGRESS")},
 )
 async def create_order(
     body: CreateOrderBody,
+    response: Response,
     idempotency_key: str | None = _KEY_HEADER,
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     key = require_key(idempotency_key)
     if (body.shipping_address is None) == (body.address_id is None):
         raise ApiError.validation({"shippingAddress": ["give either shippingAddress or addressId"]})
@@ -209,36 +113,34 @@ async def create_order(
         payment_token=body.payment.token,
     )
     if body.shipping_address is not None:
-        a = body.shipping_address
-        request.shipping_address.CopyFrom(
-            orders_pb2.ShippingAddress(
-                first_name=a.first_name, last_name=a.last_name, line1=a.line1, line2=a.line2 or "",
-                city=a.city, state=a.state or "", postal_code=a.postal_code, country=a.country, phone=a.phone or "",
-            )
-        )
+        request.shipping_address.CopyFrom(shipping_address_proto(body.shipping_address))
     else:
         request.address_id = body.address_id or ""
-    response, headers = await idempotent_call(
+    result, headers = await idempotent_call(
         state.clients.orders.CreateOrder(request, metadata=principal.metadata, timeout=30)
     )
-    if response.replayed:
+    if result.replayed:
         headers[REPLAYED_HEADER] = "true"
-    return ok(order_json(response.order), 201, headers=headers)
+    response.headers.update(headers)
+    return data(order_json(result.order))
 
 
 @router.get(
     "/orders",
+    operation_id="orders-list",
     summary="List orders",
     description="The user's own orders, newest first; admins see every order and may filter by userId.",
+    response_model=page_of(Order),
+    responses=errors(400, e400="VALIDATION_ERROR or INVALID_PAGE_TOKEN"),
 )
 async def list_orders(
-    status: Literal[STATUSES] | None = Query(None, description="only orders in this status"),  # type: ignore[valid-type]
+    status: OrderStatus | None = Query(None, description="only orders in this status"),
     user_id: str | None = Query(None, alias="userId", description="admins only: one user's orders"),
     page_size: int = Query(20, alias="pageSize", ge=1, le=100),
     page_token: str = Query("", alias="pageToken"),
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     request = orders_pb2.ListOrdersRequest(page_size=page_size, page_token=page_token, user_id=user_id or "")
     if status:
         request.status = ORDER_STATUSES.value(status)
@@ -246,50 +148,57 @@ async def list_orders(
     return page([order_json(order) for order in response.orders], response.next_page_token, response.total_size)
 
 
-@router.get("/orders/{order_id}", summary="Get an order", description="Owner or admin; else 404 ORDER_NOT_FOUND.")
-async def get_order(
-    order_id: str, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
-) -> JSONResponse:
+@router.get("/orders/{orderId}", operation_id="orders-get", summary="Get an order",
+            description="Owner or admin; else 404 ORDER_NOT_FOUND.", response_model=OrderEnvelope,
+            responses=errors(404, e404=NOT_FOUND))
+async def get_order(order_id: str = OrderId, principal: Principal = Depends(current_user),
+                    state: GatewayState = Depends(get_state)):
     response = await state.clients.orders.GetOrder(
         orders_pb2.GetOrderRequest(order_id=order_id), metadata=principal.metadata
     )
-    return ok(order_json(response.order))
+    return data(order_json(response.order))
 
 
 @router.post(
-    "/orders/{order_id}/cancel",
+    "/orders/{orderId}/cancel",
+    operation_id="orders-cancel",
     summary="Cancel an order",
     description="Owner or admin; from PENDING, PAID or PROCESSING only (else 409 ORDER_NOT_CANCELLABLE). "
     "Refunds what was captured and puts the stock back. While the order's payment outcome is not known "
     "yet (a charge may be under way): 409 PAYMENT_IN_PROGRESS with Retry-After.",
+    response_model=OrderEnvelope,
+    responses=errors(404, 409, e404=NOT_FOUND, e409="ORDER_NOT_CANCELLABLE or PAYMENT_IN_PROGRESS (Retry-After)"),
 )
 async def cancel_order(
-    order_id: str,
+    order_id: str = OrderId,
     body: CancelBody | None = None,
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     response = await state.clients.orders.CancelOrder(
         orders_pb2.CancelOrderRequest(order_id=order_id, reason=(body.reason if body else None) or ""),
         metadata=principal.metadata,
         timeout=30,
     )
     await state.shared.order_changed(order_id)
-    return ok(order_json(response.order))
+    return data(order_json(response.order))
 
 
 @router.patch(
-    "/orders/{order_id}/status",
+    "/orders/{orderId}/status",
+    operation_id="orders-update-status",
     summary="Move an order along fulfilment",
     description="Admin: PAID→PROCESSING→SHIPPED→DELIVERED only (else 409 INVALID_TRANSITION); "
     "SHIPPED needs carrier and trackingNumber (400).",
+    response_model=OrderEnvelope,
+    responses=errors(403, 404, 409, e404=NOT_FOUND, e409="INVALID_TRANSITION"),
 )
 async def update_order_status(
-    order_id: str,
     body: StatusBody,
+    order_id: str = OrderId,
     principal: Principal = Depends(require_admin),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     response = await state.clients.orders.UpdateOrderStatus(
         orders_pb2.UpdateOrderStatusRequest(
             order_id=order_id,
@@ -300,26 +209,33 @@ async def update_order_status(
         metadata=principal.metadata,
     )
     await state.shared.order_changed(order_id)
-    return ok(order_json(response.order))
+    return data(order_json(response.order))
 
 
 @router.get(
-    "/orders/{order_id}/events",
+    "/orders/{orderId}/events",
+    operation_id="orders-events",
     summary="Stream an order's status changes (Server-Sent Events)",
-    description="`text/event-stream`: first the current status, then one `event: status` per change "
-    "(`data` = {status, at, note, order}); ends when the order reaches a final status. Owner or admin. "
-    "A stream lasts at most SHOP_SSE_MAX_LIFETIME_SECONDS and never past its access token (reconnect "
-    "with a fresh one); a revoked session ends it with `event: error` `{\"code\": \"UNAUTHENTICATED\"}`. "
-    "Too many streams of the user: 429 TOO_MANY_STREAMS; of the gateway: 503 STREAMS_UNAVAILABLE.",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    description="`text/event-stream`: one `event: status` per status change, its `id` the change's position in "
+    "the order's history and its `data` an OrderEvent ({status, at, note, order}). Without `Last-Event-ID` the "
+    "stream starts with the current status; with it (a reconnect), with every change after that id. The first "
+    "frame carries `retry` (ms). `: keep-alive` comments while nothing happens. Ends when the order reaches a "
+    "final status. Owner or admin. A stream lasts at most SHOP_SSE_MAX_LIFETIME_SECONDS and never past its "
+    "access token (reconnect with a fresh one and Last-Event-ID); a revoked session ends it with "
+    "`event: error` `{\"code\": \"UNAUTHENTICATED\"}`.",
+    response_class=EventSourceResponse,
+    responses={200: {"description": "The event stream; each `data` is an OrderEvent.",
+                     "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+               **errors(404, 429, 503, e404=NOT_FOUND, e429="TOO_MANY_STREAMS of the user (Retry-After)",
+                        e503="STREAMS_UNAVAILABLE: too many streams on the gateway (Retry-After)")},
 )
 async def order_events(
-    order_id: str,
-    request: Request,
+    order_id: str = OrderId,
+    last_event_id: str | None = Header(None, alias="Last-Event-ID", description="The id of the last event "
+                                       "received: the stream resumes after it."),
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
-) -> StreamingResponse:
+) -> EventSourceResponse:
     hub = state.streams
     expiry = principal.caller.claims.get("exp")
     stream = hub.open(order_id, principal.user_id, principal.caller.session_id or "", principal.token,
@@ -332,84 +248,109 @@ async def order_events(
     except BaseException:
         hub.close(stream)
         raise
-    return StreamingResponse(
-        _events(first.order, stream, hub, request), media_type="text/event-stream",
+    return EventSourceResponse(
+        _events(first.order, stream, hub, _resume_from(last_event_id)),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        ping=KEEPALIVE_SECONDS, ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+        sep="\n",
     )
 
 
-def _frame(entry: orders_pb2.HistoryEntry, order: orders_pb2.Order) -> bytes:
-    data = {**history_json(entry), "order": order_json(order)}
-    return f"event: status\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def _resume_from(last_event_id: str | None) -> int | None:
+    """How many history entries the client has (Last-Event-ID), or None: start from the current status."""
+    if last_event_id is None or not last_event_id.strip().isdigit():
+        return None
+    return int(last_event_id.strip())
 
 
-async def _events(order: orders_pb2.Order, stream: Stream, hub: OrderStreams, request: Request):
-    """The current status, then each new history entry the hub's reads bring, until a final status,
-    the stream's deadline, the session's revocation or the client leaving."""
+def _status_event(position: int | None, entry: orders_pb2.HistoryEntry, order: orders_pb2.Order) -> ServerSentEvent:
+    """An `event: status` whose data is a validated OrderEvent; its id the entry's 1-based position."""
+    body = render(OrderEvent, {**history_json(entry), "order": order_json(order)})
+    return ServerSentEvent(body.decode(), event="status", id=None if position is None else str(position), sep="\n")
+
+
+def _first_events(order: orders_pb2.Order, resume: int | None) -> list[ServerSentEvent]:
+    history = order.history
+    if resume is not None and resume <= len(history):
+        events = [_status_event(i + 1, history[i], order) for i in range(resume, len(history))]
+    elif history:
+        events = [_status_event(len(history), history[-1], order)]
+    else:
+        events = [_status_event(None, orders_pb2.HistoryEntry(status=order.status, time=order.update_time), order)]
+    if events:
+        events[0].retry = RETRY_MILLISECONDS
+    else:  # a reconnect that missed nothing: still tell the client how long to wait next time
+        events = [ServerSentEvent(comment="resumed", retry=RETRY_MILLISECONDS, sep="\n")]
+    return events
+
+
+async def _events(order: orders_pb2.Order, stream: Stream, hub: OrderStreams, resume: int | None):
+    """The current status (or what a reconnect missed), then each new history entry the hub's
+    reads bring, until a final status, the stream's deadline or the session's revocation.
+    sse-starlette sends the pings and cancels this generator when the client leaves."""
     try:
-        current = order.history[-1] if order.history else orders_pb2.HistoryEntry(
-            status=order.status, time=order.update_time
-        )
-        yield _frame(current, order)
-        sent = len(order.history)
+        for event in _first_events(order, resume):
+            yield event
+        sent = max(len(order.history), resume or 0)
         while order.status not in FINAL_STATUSES:
-            timeout = min(KEEPALIVE_SECONDS, stream.deadline - time.monotonic())
+            timeout = stream.deadline - time.monotonic()
             if timeout <= 0:
                 break
             try:
                 item = await asyncio.wait_for(stream.queue.get(), timeout)
             except TimeoutError:
-                if await request.is_disconnected():
-                    break
-                if time.monotonic() < stream.deadline:
-                    yield b": keep-alive\n\n"
-                continue
+                break
             if isinstance(item, End):
                 if item.code:
-                    yield f"event: error\ndata: {json.dumps({'code': item.code})}\n\n".encode()
+                    yield ServerSentEvent(json.dumps({"code": item.code}), event="error", sep="\n")
                 break
             order = item
-            for entry in order.history[sent:]:
-                yield _frame(entry, order)
+            for position in range(sent, len(order.history)):
+                yield _status_event(position + 1, order.history[position], order)
             sent = max(sent, len(order.history))
     finally:
         hub.close(stream)
 
 
 @router.get(
-    "/orders/{order_id}/payments",
+    "/orders/{orderId}/payments",
+    operation_id="orders-list-payments",
     summary="Payments and refunds of an order",
     description="Owner or admin: `{payments: [...], refunds: [...]}` from the payments service.",
+    response_model=envelope(OrderPayments),
+    responses=errors(404, e404=NOT_FOUND),
 )
-async def order_payments(
-    order_id: str, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
-) -> JSONResponse:
+async def order_payments(order_id: str = OrderId, principal: Principal = Depends(current_user),
+                         state: GatewayState = Depends(get_state)):
     response = await state.clients.orders.ListOrderPayments(
         orders_pb2.ListOrderPaymentsRequest(order_id=order_id), metadata=principal.metadata
     )
-    return ok(
-        {
-            "payments": [payment_json(payment) for payment in response.payments],
-            "refunds": [refund_json(refund) for refund in response.refunds],
-        }
-    )
+    return data({
+        "payments": [payment_json(payment) for payment in response.payments],
+        "refunds": [refund_json(refund) for refund in response.refunds],
+    })
 
 
 @router.post(
-    "/orders/{order_id}/refunds",
+    "/orders/{orderId}/refunds",
+    operation_id="orders-refund",
     status_code=201,
     summary="Refund an order",
     description="Admin; `Idempotency-Key` required. `{amountCents?, reason}` (default: what remains) → 201 "
-    "`{refund, order}`; more than remains → 409 REFUND_EXCEEDS_CAPTURED; a full refund makes the order "
-    "REFUNDED and restocks it if it has not shipped.",
+    "`{refund, order}`; a full refund makes the order REFUNDED and restocks it if it has not shipped.",
+    response_model=envelope(RefundResult),
+    responses={201: REPLAYED_RESPONSE, **errors(
+        403, 404, 409, 422, e400="IDEMPOTENCY_KEY_REQUIRED or VALIDATION_ERROR", e404=NOT_FOUND,
+        e409="REFUND_EXCEEDS_CAPTURED, NOTHING_TO_REFUND or REQUEST_IN_PROGRESS")},
 )
 async def create_refund(
-    order_id: str,
     body: RefundBody,
+    response: Response,
+    order_id: str = OrderId,
     idempotency_key: str | None = _KEY_HEADER,
     principal: Principal = Depends(require_admin),
     state: GatewayState = Depends(get_state),
-) -> JSONResponse:
+):
     key = require_key(idempotency_key)
     request = orders_pb2.CreateRefundRequest(
         order_id=order_id,
@@ -417,10 +358,11 @@ async def create_refund(
         reason=body.reason,
         request_id=key,
     )
-    response, headers = await idempotent_call(
+    result, headers = await idempotent_call(
         state.clients.orders.CreateRefund(request, metadata=principal.metadata, timeout=30)
     )
-    if response.replayed:
+    if result.replayed:
         headers[REPLAYED_HEADER] = "true"
+    response.headers.update(headers)
     await state.shared.order_changed(order_id)
-    return ok({"refund": refund_json(response.refund), "order": order_json(response.order)}, 201, headers=headers)
+    return data({"refund": refund_json(result.refund), "order": order_json(result.order)})

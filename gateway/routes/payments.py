@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
-from gateway.deps import GatewayState, get_state, ok
+from gateway.deps import GatewayState, get_state
 from gateway.errors import ApiError
+from gateway.openapi import errors
+from gateway.schemas.common import data, envelope
+from gateway.schemas.system import WebhookResult
 from shop.payments.v1 import payments_pb2
 
 router = APIRouter(prefix="/api/v1", tags=["payments"])
@@ -14,8 +17,11 @@ router = APIRouter(prefix="/api/v1", tags=["payments"])
 # The header that carries each provider's signature (`t=<unix seconds>,v1=<hex HMAC-SHA256>`).
 SIGNATURE_HEADERS = {"stripe": "stripe-signature", "sandbox": "sandbox-signature"}
 
+
 @router.post(
     "/payments/webhooks/{provider}",
+    operation_id="payments-receive-webhook",
+    response_model=envelope(WebhookResult),
     summary="Receive a payment provider's webhook event",
     description=(
         "Called by the payment provider, not by frontends. The raw JSON body is verified with the "
@@ -25,9 +31,8 @@ SIGNATURE_HEADERS = {"stripe": "stripe-signature", "sandbox": "sandbox-signature
     ),
     responses={
         200: {"description": "Event accepted (or already processed)."},
-        400: {"description": "INVALID_SIGNATURE or INVALID_EVENT; nothing changed."},
-        404: {"description": "UNKNOWN_PROVIDER."},
-        409: {"description": "PAYMENT_NOT_READY: the event's payment is not recorded yet; deliver it again."},
+        **errors(400, 404, 409, e400="INVALID_SIGNATURE or INVALID_EVENT; nothing changed.", e404="UNKNOWN_PROVIDER",
+                 e409="PAYMENT_NOT_READY: the event's payment is not recorded yet; deliver it again."),
     },
     openapi_extra={
         "requestBody": {
@@ -47,4 +52,4 @@ async def receive_webhook(provider: str, request: Request, state: GatewayState =
     response = await state.clients.payments.HandleWebhook(
         payments_pb2.HandleWebhookRequest(provider=provider, payload=payload, signature=signature)
     )
-    return ok({"eventId": response.event_id, "type": response.event_type, "duplicate": response.duplicate})
+    return data({"eventId": response.event_id, "type": response.event_type, "duplicate": response.duplicate})

@@ -549,7 +549,7 @@ async def test_catalog_routes_are_documented(suite):
         operation = spec["paths"][path][method]
         assert operation["summary"], (method, path)
     assert "404" in spec["paths"]["/api/v1/products/{productId}"]["get"]["responses"]
-    product = spec["components"]["schemas"]["ProductOut"]["properties"]
+    product = spec["components"]["schemas"]["Product"]["properties"]
     assert {"priceCents", "compareAtPriceCents", "rating", "sellerId"} <= set(product)
 
 

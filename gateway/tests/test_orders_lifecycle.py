@@ -356,19 +356,19 @@ async def test_a_pending_order_is_not_cancellable_while_its_checkout_runs(suite)
 async def test_openapi_documents_the_order_routes(http):
     spec = (await http.get("/openapi.json")).json()
     expected = {
-        ("/api/v1/orders", "post"), ("/api/v1/orders", "get"), ("/api/v1/orders/{order_id}", "get"),
-        ("/api/v1/orders/{order_id}/cancel", "post"), ("/api/v1/orders/{order_id}/status", "patch"),
-        ("/api/v1/orders/{order_id}/events", "get"), ("/api/v1/orders/{order_id}/payments", "get"),
-        ("/api/v1/orders/{order_id}/refunds", "post"),
+        ("/api/v1/orders", "post"), ("/api/v1/orders", "get"), ("/api/v1/orders/{orderId}", "get"),
+        ("/api/v1/orders/{orderId}/cancel", "post"), ("/api/v1/orders/{orderId}/status", "patch"),
+        ("/api/v1/orders/{orderId}/events", "get"), ("/api/v1/orders/{orderId}/payments", "get"),
+        ("/api/v1/orders/{orderId}/refunds", "post"),
     }
     for path, method in expected:
         operation = spec["paths"][path][method]
         assert operation["summary"], (path, method)
-    for path in ("/api/v1/orders", "/api/v1/orders/{order_id}/refunds"):
+    for path in ("/api/v1/orders", "/api/v1/orders/{orderId}/refunds"):
         operation = spec["paths"][path]["post"]
         assert "201" in operation["responses"]
         assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in operation["parameters"])
-    assert "text/event-stream" in spec["paths"]["/api/v1/orders/{order_id}/events"]["get"]["responses"]["200"]["content"]
+    assert "text/event-stream" in spec["paths"]["/api/v1/orders/{orderId}/events"]["get"]["responses"]["200"]["content"]
 
 
 async def test_a_quiet_stream_sends_keep_alive_comments(suite, monkeypatch):

@@ -234,6 +234,13 @@ def check_manageable(product: _Product | None, user_id: str | None, role: str | 
     return visible
 
 
+def check_version(current: datetime, expected: datetime | None) -> None:
+    """An update made against a version the client read (REST If-Match): refused, changing
+    nothing, when the product changed since (412 PRECONDITION_FAILED at the gateway)."""
+    if expected is not None and current != expected:
+        raise Conflict("The product changed since it was read; read it again and retry.", code="PRECONDITION_FAILED")
+
+
 def already_archived(product: Any | None, user_id: str | None, role: str | None) -> bool:
     """Archiving twice is fine for whoever could archive it (True: nothing to do); anyone else
     gets what `check_manageable` says."""

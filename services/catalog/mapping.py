@@ -3,6 +3,7 @@ values the use cases take, rows (ORM objects or lean rows with the same attribut
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from services.catalog import domain
@@ -82,6 +83,13 @@ def product_changes(request: catalog_pb2.UpdateProductRequest) -> dict[str, Any]
     if status is not None:
         raw["status"] = status
     return raw
+
+
+def expected_update_time(request: catalog_pb2.UpdateProductRequest) -> datetime | None:
+    """The version an update was made against (If-Match), or None."""
+    if not request.HasField("expected_update_time"):
+        return None
+    return request.expected_update_time.ToDatetime(tzinfo=UTC)
 
 
 # -- rows -> protos --------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ transaction that it opens and commits. Rules are domain.py's, queries repository
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -148,13 +149,15 @@ class Products:
             raise sku_taken(fields["sku"]) from None
 
     async def update_product(self, product_id: str, changes: dict[str, Any], user_id: str | None,
-                             role: str | None) -> Product:
+                             role: str | None, expected_update: datetime | None = None) -> Product:
         """A partial update (`changes` validated by domain.validate_product) by an admin or the
-        owning seller, under the product's row lock."""
+        owning seller, under the product's row lock; with `expected_update`, only while the
+        product is still that version (domain.check_version)."""
         try:
             async with self.db.transaction() as session:
                 product = await queries.product_for_update(session, product_id)
                 product = domain.check_manageable(product, user_id, role)
+                domain.check_version(product.updated_at, expected_update)
                 price = changes.get("price_cents", product.price_cents)
                 compare_at = changes.get("compare_at_price_cents", product.compare_at_price_cents)
                 domain.check_prices(price, compare_at)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from services.catalog import domain
 from services.catalog.mapping import (
     category_proto,
+    expected_update_time,
     new_product_fields,
     product_changes,
     product_proto,
@@ -81,7 +82,8 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         caller = require_role(ROLE_ADMIN, ROLE_SELLER)
         product_id = domain.parse_uuid(request.product_id)
         changes = domain.validate_product(product_changes(request), creating=False)
-        product = await self.products.update_product(product_id, changes, caller.user_id, caller.role)
+        product = await self.products.update_product(product_id, changes, caller.user_id, caller.role,
+                                                     expected_update_time(request))
         return catalog_pb2.UpdateProductResponse(product=product_proto(product))
 
     async def DeleteProduct(self, request, context):

@@ -313,7 +313,8 @@ export const orders = {
   /**
    * Follows an order's status over Server-Sent Events (GET /orders/{id}/events). EventSource
    * cannot send the Authorization header, so the stream is read with fetch. Reconnects with a
-   * growing pause while the order is not final; returns the function that stops it.
+   * growing pause while the order is not final, sending Last-Event-ID so that no change is
+   * missed in between; returns the function that stops it.
    * @param {string} id
    * @param {{onStatus: (event: {status: string, at: string, note: string|null, order: any}) => void,
    *          onError?: (error: ApiError) => void, onLive?: (live: boolean) => void}} handlers
@@ -322,17 +323,22 @@ export const orders = {
     const controller = new AbortController();
     let stopped = false;
     let last = null;
+    /** @type {string|null} */
+    let lastEventId = null;
     const follow = async () => {
       for (let attempt = 0; !stopped; attempt += 1) {
         try {
+          /** @type {Record<string, string>} */
+          const headers = { Accept: 'text/event-stream', Authorization: `Bearer ${state.accessToken}` };
+          if (lastEventId) headers['Last-Event-ID'] = lastEventId;
           const response = await fetch(`${BASE}/orders/${encodeURIComponent(id)}/events`, {
-            headers: { Accept: 'text/event-stream', Authorization: `Bearer ${state.accessToken}` },
-            signal: controller.signal,
+            headers, signal: controller.signal,
           });
           if (response.status === 401 && (await refreshSession())) continue;
           if (!response.ok) throw await errorFrom(response);
           onLive(true);
-          await readEvents(response, (event, payload) => {
+          await readEvents(response, (event, payload, eventId) => {
+            if (eventId) lastEventId = eventId;
             if (event === 'status') {
               attempt = 0;
               last = payload.status;
@@ -360,7 +366,11 @@ export const orders = {
   },
 };
 
-/** Reads `event:`/`data:` blocks of a text/event-stream body until it ends. */
+/**
+ * Reads `id:`/`event:`/`data:` blocks of a text/event-stream body until it ends.
+ * @param {Response} response
+ * @param {(event: string, payload: any, id: string|null) => void} dispatch
+ */
 async function readEvents(response, dispatch) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = '';
@@ -373,9 +383,12 @@ async function readEvents(response, dispatch) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       let event = 'message';
+      /** @type {string|null} */
+      let eventId = null;
       const lines = [];
       for (const line of block.split('\n')) {
-        if (line.startsWith('event:')) event = line.slice(6).trim();
+        if (line.startsWith('id:')) eventId = line.slice(3).trim();
+        else if (line.startsWith('event:')) event = line.slice(6).trim();
         else if (line.startsWith('data:')) lines.push(line.slice(5).replace(/^ /, ''));
       }
       if (lines.length) {
@@ -385,7 +398,7 @@ async function readEvents(response, dispatch) {
         } catch {
           continue;
         }
-        dispatch(event, payload);
+        dispatch(event, payload, eventId);
       }
     }
   }

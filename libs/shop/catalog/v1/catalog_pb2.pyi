@@ -591,6 +591,7 @@ class UpdateProductRequest(_message.Message):
     IMAGES_FIELD_NUMBER: _builtins.int
     UPDATE_IMAGES_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
+    EXPECTED_UPDATE_TIME_FIELD_NUMBER: _builtins.int
     product_id: _builtins.str
     sku: _builtins.str
     name: _builtins.str
@@ -605,6 +606,12 @@ class UpdateProductRequest(_message.Message):
     @_builtins.property
     def images(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Replaces the images when update_images is true."""
+
+    @_builtins.property
+    def expected_update_time(self) -> _timestamp_pb2.Timestamp:
+        """Optimistic concurrency (the REST ETag / If-Match): when set, the update is refused with
+        FAILED_PRECONDITION, reason PRECONDITION_FAILED, unless the product's update_time still equals it.
+        """
 
     def __init__(
         self,
@@ -621,10 +628,11 @@ class UpdateProductRequest(_message.Message):
         images: _abc.Iterable[_builtins.str] | None = ...,
         update_images: _builtins.bool = ...,
         status: Global___ProductStatus.ValueType = ...,
+        expected_update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_brand", b"_brand", "_category_slug", b"_category_slug", "_compare_at_price_cents", b"_compare_at_price_cents", "_currency_code", b"_currency_code", "_description", b"_description", "_name", b"_name", "_price_cents", b"_price_cents", "_sku", b"_sku", "brand", b"brand", "category_slug", b"category_slug", "compare_at_price_cents", b"compare_at_price_cents", "currency_code", b"currency_code", "description", b"description", "name", b"name", "price_cents", b"price_cents", "sku", b"sku"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_brand", b"_brand", "_category_slug", b"_category_slug", "_compare_at_price_cents", b"_compare_at_price_cents", "_currency_code", b"_currency_code", "_description", b"_description", "_name", b"_name", "_price_cents", b"_price_cents", "_sku", b"_sku", "brand", b"brand", "category_slug", b"category_slug", "compare_at_price_cents", b"compare_at_price_cents", "currency_code", b"currency_code", "description", b"description", "expected_update_time", b"expected_update_time", "name", b"name", "price_cents", b"price_cents", "sku", b"sku"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_brand", b"_brand", "_category_slug", b"_category_slug", "_compare_at_price_cents", b"_compare_at_price_cents", "_currency_code", b"_currency_code", "_description", b"_description", "_name", b"_name", "_price_cents", b"_price_cents", "_sku", b"_sku", "brand", b"brand", "category_slug", b"category_slug", "compare_at_price_cents", b"compare_at_price_cents", "currency_code", b"currency_code", "description", b"description", "images", b"images", "name", b"name", "price_cents", b"price_cents", "product_id", b"product_id", "sku", b"sku", "status", b"status", "update_images", b"update_images"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_brand", b"_brand", "_category_slug", b"_category_slug", "_compare_at_price_cents", b"_compare_at_price_cents", "_currency_code", b"_currency_code", "_description", b"_description", "_name", b"_name", "_price_cents", b"_price_cents", "_sku", b"_sku", "brand", b"brand", "category_slug", b"category_slug", "compare_at_price_cents", b"compare_at_price_cents", "currency_code", b"currency_code", "description", b"description", "expected_update_time", b"expected_update_time", "images", b"images", "name", b"name", "price_cents", b"price_cents", "product_id", b"product_id", "sku", b"sku", "status", b"status", "update_images", b"update_images"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__brand: _TypeAlias = _typing.Literal["brand"]  # noqa: Y015
     _WhichOneofArgType__brand: _TypeAlias = _typing.Literal["_brand", b"_brand"]  # noqa: Y015
