@@ -71,8 +71,8 @@ def envelope(model: type[BaseModel]) -> type[BaseModel]:
 @cache
 def page_of(model: type[BaseModel]) -> type[BaseModel]:
     """`{"data": [<model>], "page": PageInfo}`, named `<Model>Page`."""
-    return create_model(f"{model.__name__}Page", __module__=model.__module__,
-                        data=(list[model], ...), page=(PageInfo, ...))
+    items = list[model]  # type: ignore[valid-type]  # a model class known at run time only
+    return create_model(f"{model.__name__}Page", __module__=model.__module__, data=(items, ...), page=(PageInfo, ...))
 
 
 def render(model: type[BaseModel], content: Any) -> bytes:

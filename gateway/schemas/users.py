@@ -100,7 +100,7 @@ class SavedAddress(Address):
     """An address of the user's address book: `Address` plus its read-only fields."""
 
     id: Uuid
-    label: str  # type: ignore[assignment]
+    label: str
     is_default: bool
 
 
@@ -178,8 +178,9 @@ def _text(max_length: int, pattern: str) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length, "pattern": pattern}
 
 
-COUNTRY_RULE = {"enum": sorted(COUNTRY_CODES), "description": "ISO 3166-1 alpha-2 (case and spaces are forgiven)."}
-PHONE_RULE = {"pattern": PHONE_PATTERN, "description": "A possible number for the country, "
+COUNTRY_RULE: dict[str, Any] = {"enum": sorted(COUNTRY_CODES),
+                                "description": "ISO 3166-1 alpha-2 (case and spaces are forgiven)."}
+PHONE_RULE: dict[str, Any] = {"pattern": PHONE_PATTERN, "description": "A possible number for the country, "
               "e.g. +1 555 0100; empty or null: none."}
 
 
@@ -221,10 +222,10 @@ class AddressPatch(ApiModel):
     is_default: Annotated[bool | None, omit_or({"type": "boolean"})] = None
 
 
-PASSWORD_RULE = {"minLength": 8, "pattern": r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[^\x00]*$",
+PASSWORD_RULE: dict[str, Any] = {"minLength": 8, "pattern": r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[^\x00]*$",
                  "description": "8+ characters, at most 72 bytes of UTF-8, with a lower-case letter, an upper-case "
                  "letter and a digit; never truncated."}
-REQUIRED_TEXT = {"minLength": 1, "pattern": NON_BLANK}
+REQUIRED_TEXT: dict[str, Any] = {"minLength": 1, "pattern": NON_BLANK}
 
 
 class RegisterBody(ApiModel):
