@@ -155,8 +155,10 @@ def shop_processes(run_local: subprocess.Popen) -> dict[str, int]:
     return named
 
 
-def start_cached_gateway(gateway_pid: int, port: int, log: Path) -> subprocess.Popen:
-    env = {**procfs.environ(gateway_pid), "SHOP_HTTP_PORT": str(port), "SHOP_PRODUCT_CACHE_TTL_SECONDS": "1"}
+def start_cached_gateway(gateway_pid: int, port: int, metrics_port: int, log: Path) -> subprocess.Popen:
+    # Metrics on a port of its own: the first gateway holds its, and no public port serves them.
+    env = {**procfs.environ(gateway_pid), "SHOP_HTTP_PORT": str(port), "SHOP_PRODUCT_CACHE_TTL_SECONDS": "1",
+           "SHOP_METRICS_PORT": str(metrics_port)}
     return start_process([sys.executable, "-m", "gateway"], env, log)
 
 

@@ -189,7 +189,7 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
 def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> None:
     """Product by id through the second gateway (cache TTL 1 s); hit ratio over the measured window."""
     def counts() -> dict[str, float]:
-        return cache_counts(httpx.get(bench.urls["cached"] + "/metrics", timeout=10).text)
+        return cache_counts(httpx.get(bench.urls["cached-metrics"], timeout=10).text)
 
     before: dict[str, float] = {}
     r = bench.wrk_scenario("product-cached", "product by id (cached)", "cached", products,
@@ -217,8 +217,11 @@ def start_extras(args: argparse.Namespace, named: dict[str, int], urls: dict[str
     extras: dict[str, Any] = {}
     if "product-cached" in args.scenarios:
         port = stack.free_port()
-        extras["gw-cached"] = stack.start_cached_gateway(named["gateway"], port, workdir / "gateway-cached.log")
+        metrics_port = stack.free_port()
+        extras["gw-cached"] = stack.start_cached_gateway(named["gateway"], port, metrics_port,
+                                                         workdir / "gateway-cached.log")
         urls["cached"] = f"http://127.0.0.1:{port}"
+        urls["cached-metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
         stack.wait_ready(urls["cached"] + "/readyz", extras["gw-cached"], "the cached gateway")
     if "baseline" in args.scenarios and db_urls:
         port = stack.free_port()
