@@ -300,7 +300,10 @@ async def test_events_see_changes_made_elsewhere_by_polling(suite):
                 first = json.loads(line[5:])
                 break
         assert first["status"] == "PAID"
-        suite.sql(
+        # In a thread: the UPDATE may wait for the row lock of the order's outbox, which runs on
+        # this event loop (the services are in-process); a blocking call here would deadlock it.
+        await asyncio.to_thread(
+            suite.sql,
             "orders",
             "WITH u AS (UPDATE orders SET status = 'PROCESSING' WHERE id = %s RETURNING id) "
             "INSERT INTO order_history (id, order_id, seq, status, note, at) "
