@@ -13,7 +13,7 @@ REPLICAS ?= 1
 help:
 	@echo "make run        start the five services and the gateway on http://127.0.0.1:8000 (REPLICAS=2 for two of each)"
 	@echo "make test       install everything and run the whole test suite"
-	@echo "make lint       buf lint + ruff + mypy + bandit"
+	@echo "make lint       buf lint + ruff (check and format) + mypy + bandit"
 	@echo "make protos     regenerate libs/shop/*/v1 from protos/"
 	@echo "make bench      measure the shop against a bare baseline (ARGS='--seconds 15' passes options)"
 	@echo "make chaos      the longer invariant runs: concurrency tests 20x, 500 stock-model machines, the fault campaign over SEEDS seeds (20)"

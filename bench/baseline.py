@@ -57,8 +57,13 @@ def product_json(row: dict[str, Any]) -> dict[str, Any]:
 def create_app(database_url: str) -> FastAPI:
     # autocommit: one statement per request (no BEGIN before it, no ROLLBACK when the connection
     # goes back to the pool), as lean as the shop's own read path; a slower baseline would flatter us.
-    pool = AsyncConnectionPool(database_url, min_size=POOL_SIZE, max_size=POOL_SIZE, open=False,
-                               kwargs={"row_factory": dict_row, "autocommit": True})
+    pool = AsyncConnectionPool(
+        database_url,
+        min_size=POOL_SIZE,
+        max_size=POOL_SIZE,
+        open=False,
+        kwargs={"row_factory": dict_row, "autocommit": True},
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -88,8 +93,16 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--database-url", required=True)
     args = parser.parse_args()
-    uvicorn.run(create_app(args.database_url), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools",
-                workers=1, access_log=False, log_level="warning")
+    uvicorn.run(
+        create_app(args.database_url),
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        workers=1,
+        access_log=False,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,14 @@ from bench.wrk import Measurement
 
 STOCK_RAISE = 1_000_000
 PASSWORD = "Passw0rd!x"
-ADDRESS = {"firstName": "Bench", "lastName": "User", "line1": "1 Main St", "city": "Springfield",
-           "postalCode": "12345", "country": "US"}
+ADDRESS = {
+    "firstName": "Bench",
+    "lastName": "User",
+    "line1": "1 Main St",
+    "city": "Springfield",
+    "postalCode": "12345",
+    "country": "US",
+}
 PREPARE_CONCURRENCY = 8
 
 
@@ -34,8 +40,9 @@ def client(base_url: str, connections: int) -> httpx.AsyncClient:
 
 def expect(response: httpx.Response, *statuses: int) -> httpx.Response:
     if response.status_code not in statuses:
-        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
-                           f"{response.status_code} {response.text[:300]}")
+        raise RuntimeError(
+            f"{response.request.method} {response.request.url.path}: {response.status_code} {response.text[:300]}"
+        )
     return response
 
 
@@ -51,6 +58,7 @@ async def gather_limited(jobs: list[Awaitable], limit: int = PREPARE_CONCURRENCY
 
 # -- preparation ----------------------------------------------------------------------------------
 
+
 async def product_ids(http: httpx.AsyncClient) -> list[str]:
     ids, token = [], ""
     while True:
@@ -64,11 +72,16 @@ async def product_ids(http: httpx.AsyncClient) -> list[str]:
 async def raise_stock(http: httpx.AsyncClient, admin_email: str, admin_password: str, ids: list[str]) -> None:
     login = expect(await http.post("/api/v1/auth/login", json={"email": admin_email, "password": admin_password}), 200)
     headers = {"Authorization": f"Bearer {login.json()['data']['tokens']['accessToken']}"}
-    responses = await gather_limited([
-        http.post(f"/api/v1/products/{pid}/stock-adjustments", headers=headers,
-                  json={"delta": STOCK_RAISE, "reason": "bench: stock for the load"})
-        for pid in ids
-    ])
+    responses = await gather_limited(
+        [
+            http.post(
+                f"/api/v1/products/{pid}/stock-adjustments",
+                headers=headers,
+                json={"delta": STOCK_RAISE, "reason": "bench: stock for the load"},
+            )
+            for pid in ids
+        ]
+    )
     for response in responses:
         expect(response, 200)
 
@@ -89,8 +102,12 @@ async def guest_carts(http: httpx.AsyncClient, ids: list[str], count: int, lines
 
 
 async def buyer(http: httpx.AsyncClient, product_id: str) -> str:
-    body = {"email": f"bench-{uuid.uuid4().hex[:12]}@example.com", "password": PASSWORD,
-            "firstName": "Bench", "lastName": "Buyer"}
+    body = {
+        "email": f"bench-{uuid.uuid4().hex[:12]}@example.com",
+        "password": PASSWORD,
+        "firstName": "Bench",
+        "lastName": "Buyer",
+    }
     token = expect(await http.post("/api/v1/auth/register", json=body), 201).json()["data"]["tokens"]["accessToken"]
     expect(await add(http, {"Authorization": f"Bearer {token}"}, product_id), 200, 201)
     return token
@@ -102,6 +119,7 @@ async def buyers(http: httpx.AsyncClient, products: list[str]) -> list[str]:
 
 
 # -- measuring ------------------------------------------------------------------------------------
+
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
@@ -137,9 +155,16 @@ class Recorder:
         seconds = time.monotonic() - self.started
         cpu = (procfs.cpu_seconds(os.getpid()) or 0.0) - self.cpu_started
         lat = sorted(self.latencies)
-        return Measurement(ok=len(lat), errors=sum(self.error_kinds.values()), seconds=seconds,
-                           p50_ms=percentile(lat, 0.50) * 1000, p95_ms=percentile(lat, 0.95) * 1000,
-                           p99_ms=percentile(lat, 0.99) * 1000, loadgen_cpu=cpu, error_kinds=dict(self.error_kinds))
+        return Measurement(
+            ok=len(lat),
+            errors=sum(self.error_kinds.values()),
+            seconds=seconds,
+            p50_ms=percentile(lat, 0.50) * 1000,
+            p95_ms=percentile(lat, 0.95) * 1000,
+            p99_ms=percentile(lat, 0.99) * 1000,
+            loadgen_cpu=cpu,
+            error_kinds=dict(self.error_kinds),
+        )
 
 
 async def checkout(http: httpx.AsyncClient, tokens: list[str], concurrency: int) -> Measurement:

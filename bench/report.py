@@ -42,28 +42,36 @@ def add_ratios(rows: list[dict[str, Any]]) -> float | None:
 
 
 def header(info: dict[str, Any]) -> str:
-    return (f"the shop on {info['database']}, {info['replicas']} replica(s) per service, "
-            f"{info['connections']} connections, {info['seconds']} s per scenario after {info['warmup']} s warm-up, "
-            f"{info['cores']} cores, git {info['git_sha']}{' (dirty)' if info['git_dirty'] else ''}, all on 127.0.0.1")
+    return (
+        f"the shop on {info['database']}, {info['replicas']} replica(s) per service, "
+        f"{info['connections']} connections, {info['seconds']} s per scenario after {info['warmup']} s warm-up, "
+        f"{info['cores']} cores, git {info['git_sha']}{' (dirty)' if info['git_dirty'] else ''}, all on 127.0.0.1"
+    )
 
 
 def table_head(columns: list[str]) -> str:
     cpu = " ".join(f"{c:>{max(len(c), 7)}}" for c in columns)
-    return (f"{'scenario':<{NAME_WIDTH}} | {'req/s':>8} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | "
-            f"{'errors':>6} | {'×base':>6} | CPU ms/req: {cpu}")
+    return (
+        f"{'scenario':<{NAME_WIDTH}} | {'req/s':>8} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | "
+        f"{'errors':>6} | {'×base':>6} | CPU ms/req: {cpu}"
+    )
 
 
 def table_row(r: dict[str, Any], columns: list[str]) -> str:
     ratio = f"{r['x_baseline']:.3f}" if r.get("x_baseline") is not None else "n/a"
     cpu = " ".join(f"{r['cpu_ms_per_request'].get(c, 0.0):>{max(len(c), 7)}.3f}" for c in columns)
-    return (f"{r['label']:<{NAME_WIDTH}} | {r['requests_per_s']:>8.1f} | {r['p50_ms']:>7.2f} | {r['p95_ms']:>7.2f} | "
-            f"{r['p99_ms']:>7.2f} | {r['errors']:>6} | {ratio:>6} | {'':11} {cpu}")
+    return (
+        f"{r['label']:<{NAME_WIDTH}} | {r['requests_per_s']:>8.1f} | {r['p50_ms']:>7.2f} | {r['p95_ms']:>7.2f} | "
+        f"{r['p99_ms']:>7.2f} | {r['errors']:>6} | {ratio:>6} | {'':11} {cpu}"
+    )
 
 
-LEGEND = ("CPU ms/req: CPU time per successful request (per order for checkout) in the measured window; "
-          "postgres = every postgres process on the machine; loadgen = wrk, or the bench process for the httpx flows "
-          "(checkout); other = the machine's busy time beyond all of these: kernel work done for them "
-          "(loopback networking, writeback of commits: highest for writes) plus anything else running")
+LEGEND = (
+    "CPU ms/req: CPU time per successful request (per order for checkout) in the measured window; "
+    "postgres = every postgres process on the machine; loadgen = wrk, or the bench process for the httpx flows "
+    "(checkout); other = the machine's busy time beyond all of these: kernel work done for them "
+    "(loopback networking, writeback of commits: highest for writes) plus anything else running"
+)
 
 
 def rss_line(rss: dict[str, float]) -> str:

@@ -67,15 +67,26 @@ async def main() -> None:
             conn.execute(f'CREATE DATABASE "{database}"')
         url = ADMIN_URL.rsplit("/", 1)[0] + "/" + database
     port = free_port()
-    env = {**os.environ, "SHOP_ENV": "test", "SHOP_DATABASE_URL": url, "SHOP_GRPC_ADDRESS": f"127.0.0.1:{port}",
-           "SHOP_SERVICE_KEY": KEYS["catalog"], "SHOP_SERVICE_PUBLIC_KEYS": PUBLIC_KEYS,
-           "SHOP_PAGE_TOKEN_SECRET": "bench-page-token-secret-0123456789abcdef",
-           "SHOP_LOG_LEVEL": "WARNING", "SHOP_AUTH_TARGET": f"127.0.0.1:{free_port()}"}
+    env = {
+        **os.environ,
+        "SHOP_ENV": "test",
+        "SHOP_DATABASE_URL": url,
+        "SHOP_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "SHOP_SERVICE_KEY": KEYS["catalog"],
+        "SHOP_SERVICE_PUBLIC_KEYS": PUBLIC_KEYS,
+        "SHOP_PAGE_TOKEN_SECRET": "bench-page-token-secret-0123456789abcdef",
+        "SHOP_LOG_LEVEL": "WARNING",
+        "SHOP_AUTH_TARGET": f"127.0.0.1:{free_port()}",
+    }
     log = open(tmp / "catalog.log", "wb")  # noqa: SIM115, ASYNC230
     command = [sys.executable, "-m", "services.catalog"]
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220
-    clients = ServiceClients(BaseShopSettings(env="test", service_key=KEYS["orders"], service_public_keys=PUBLIC_KEYS,
-                                              catalog_target=f"127.0.0.1:{port}"), "orders")
+    clients = ServiceClients(
+        BaseShopSettings(
+            env="test", service_key=KEYS["orders"], service_public_keys=PUBLIC_KEYS, catalog_target=f"127.0.0.1:{port}"
+        ),
+        "orders",
+    )
     try:
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
         health = health_pb2_grpc.HealthStub(channel)
@@ -97,8 +108,10 @@ async def main() -> None:
         else:
             conn = psycopg.connect(url, autocommit=True)
             ph = "%s"
-        conn.execute(f"INSERT INTO categories (slug, name, created_at) VALUES ({ph}, 'Bench', CURRENT_TIMESTAMP)",  # noqa: S608
-                     (category,))
+        conn.execute(
+            f"INSERT INTO categories (slug, name, created_at) VALUES ({ph}, 'Bench', CURRENT_TIMESTAMP)",  # noqa: S608
+            (category,),
+        )
         insert_product = (
             "INSERT INTO products (id, sku, name, description, price_cents, currency, category_slug, images, "
             "stock, status, rating_average, rating_count, search_text, created_at, updated_at) VALUES "
@@ -106,7 +119,8 @@ async def main() -> None:
         ).replace("?", ph)
         for index, product in enumerate(products):
             conn.execute(
-                insert_product, (product, f"B-{product[:8]}", f"Bench product {index}", category),
+                insert_product,
+                (product, f"B-{product[:8]}", f"Bench product {index}", category),
             )
         if args.sqlite:
             conn.commit()
@@ -123,7 +137,8 @@ async def main() -> None:
             await clients.catalog.CommitReservation(commit)
             if args.record_purchases:
                 await clients.catalog.RecordPurchases(
-                    R.RecordPurchasesRequest(order_id=rid, user_id=user, product_ids=products))
+                    R.RecordPurchasesRequest(order_id=rid, user_id=user, product_ids=products)
+                )
 
         for _ in range(args.warmup):
             await pair()
@@ -133,9 +148,11 @@ async def main() -> None:
         cpu1, wall1 = cpu_seconds(server.pid), time.perf_counter()
         calls = 2 + (1 if args.record_purchases else 0)
         per_pair = (cpu1 - cpu0) / args.calls * 1000
-        print(f"{'sqlite' if args.sqlite else 'postgresql'} pairs={args.calls} user_id={args.user_id} "
-              f"record_purchases={args.record_purchases}: catalog CPU {per_pair:.3f} ms per pair "
-              f"({per_pair / calls:.3f} ms per call), wall {(wall1 - wall0) / args.calls * 1000:.3f} ms per pair")
+        print(
+            f"{'sqlite' if args.sqlite else 'postgresql'} pairs={args.calls} user_id={args.user_id} "
+            f"record_purchases={args.record_purchases}: catalog CPU {per_pair:.3f} ms per pair "
+            f"({per_pair / calls:.3f} ms per call), wall {(wall1 - wall0) / args.calls * 1000:.3f} ms per pair"
+        )
     finally:
         await clients.close()
         server.terminate()

@@ -87,8 +87,9 @@ def free_port() -> int:
 
 def start_process(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def start_shop(var_dir: Path, http_port: int, replicas: int, urls: dict[str, str] | None) -> subprocess.Popen:
@@ -108,8 +109,9 @@ def start_shop(var_dir: Path, http_port: int, replicas: int, urls: dict[str, str
     for service, url in (urls or {}).items():
         env[f"SHOP_{service.upper()}_DATABASE_URL"] = url
     var_dir.mkdir(parents=True, exist_ok=True)
-    return start_process([sys.executable, "-m", "scripts.run_local", "--replicas", str(replicas)], env,
-                         var_dir / "run_local.log")
+    return start_process(
+        [sys.executable, "-m", "scripts.run_local", "--replicas", str(replicas)], env, var_dir / "run_local.log"
+    )
 
 
 def wait_ready(url: str, process: subprocess.Popen, what: str) -> None:
@@ -157,15 +159,20 @@ def shop_processes(run_local: subprocess.Popen) -> dict[str, int]:
 
 def start_cached_gateway(gateway_pid: int, port: int, metrics_port: int, log: Path) -> subprocess.Popen:
     # Metrics on a port of its own: the first gateway holds its, and no public port serves them.
-    env = {**procfs.environ(gateway_pid), "SHOP_HTTP_PORT": str(port), "SHOP_PRODUCT_CACHE_TTL_SECONDS": "1",
-           "SHOP_METRICS_PORT": str(metrics_port)}
+    env = {
+        **procfs.environ(gateway_pid),
+        "SHOP_HTTP_PORT": str(port),
+        "SHOP_PRODUCT_CACHE_TTL_SECONDS": "1",
+        "SHOP_METRICS_PORT": str(metrics_port),
+    }
     return start_process([sys.executable, "-m", "gateway"], env, log)
 
 
 def start_baseline(port: int, database_url: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return start_process([sys.executable, "-m", "bench.baseline", "--port", str(port), "--database-url",
-                          database_url], env, log)
+    return start_process(
+        [sys.executable, "-m", "bench.baseline", "--port", str(port), "--database-url", database_url], env, log
+    )
 
 
 def stop(process: subprocess.Popen, timeout: float = 60) -> None:

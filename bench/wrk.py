@@ -105,8 +105,10 @@ def ensure_wrk() -> str:
         subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, env=env, stdout=subprocess.DEVNULL)
     except (OSError, subprocess.CalledProcessError) as exc:
-        raise SystemExit(f"make bench needs wrk and could not install it ({exc}); "
-                         "install it yourself (Debian/Ubuntu: apt-get install wrk)") from exc
+        raise SystemExit(
+            f"make bench needs wrk and could not install it ({exc}); "
+            "install it yourself (Debian/Ubuntu: apt-get install wrk)"
+        ) from exc
     found = shutil.which("wrk")
     if not found:
         raise SystemExit("make bench needs wrk: apt-get install wrk ran but no wrk is on PATH")
@@ -134,16 +136,26 @@ def write_script(directory: Path, name: str, items: list[tuple[str, dict[str, st
 def write_cart_add_script(directory: Path, product_ids: list[str], connections: int) -> Path:
     path = directory / "cart-add.lua"
     ids = "{" + ", ".join(lua_string(pid) for pid in product_ids) + "}"
-    done = LUA[LUA.index("done = function"):]
-    path.write_text(CART_ADD_LUA % {"ids": ids, "pool_size": max(64, 8 * connections), "adds_per_cart": ADDS_PER_CART}
-                    + done % {"marker": MARKER})
+    done = LUA[LUA.index("done = function") :]
+    path.write_text(
+        CART_ADD_LUA % {"ids": ids, "pool_size": max(64, 8 * connections), "adds_per_cart": ADDS_PER_CART}
+        + done % {"marker": MARKER}
+    )
     return path
 
 
 def run(wrk: str, base_url: str, script: Path, seconds: int, connections: int, threads: int) -> Measurement:
     """One wrk run of `seconds` (whole seconds: wrk's resolution)."""
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_SECONDS}s",
-               "-s", str(script), base_url]
+    command = [
+        wrk,
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        f"--timeout={TIMEOUT_SECONDS}s",
+        "-s",
+        str(script),
+        base_url,
+    ]
     output = script.with_suffix(".out")
     with output.open("w+") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -161,7 +173,7 @@ def parse(text: str, cpu: float) -> Measurement:
     lines = [line for line in text.splitlines() if line.startswith(MARKER)]
     if not lines:
         raise RuntimeError(f"wrk printed no summary: {text.strip()}")
-    summary = json.loads(lines[-1][len(MARKER):])
+    summary = json.loads(lines[-1][len(MARKER) :])
     kinds = {kind: summary[kind] for kind in ("status", "connect", "read", "write", "timeout") if summary[kind]}
     return Measurement(
         ok=summary["requests"] - summary["status"],

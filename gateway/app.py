@@ -61,8 +61,15 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         allow_origins=settings.cors_origin_list,
         allow_credentials=True,
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match", "Last-Event-ID",
-                       "X-Request-ID", "X-Session-ID"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "If-Match",
+            "Last-Event-ID",
+            "X-Request-ID",
+            "X-Session-ID",
+        ],
         expose_headers=["X-Request-ID", "X-Session-ID", "Idempotent-Replayed", "Retry-After", "ETag"],
         max_age=600,
     )

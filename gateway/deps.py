@@ -136,4 +136,3 @@ def client_ip(request: Request) -> str:
 def is_https(request: Request) -> bool:
     https = getattr(request.state, "https", None)
     return https if https is not None else request.url.scheme == "https"
-

@@ -75,8 +75,14 @@ class ApiError(Exception):
     def from_shop_error(cls, error: ShopError) -> ApiError:
         """A shop.lib error raised in the gateway itself (a shared kit's ValidationError, say),
         answered exactly as the same error coming back from a service."""
-        remote = RemoteError(error.grpc_code, error.code, error.message, details=dict(error.details),
-                             fields=dict(error.fields), retry_after=error.retry_after)
+        remote = RemoteError(
+            error.grpc_code,
+            error.code,
+            error.message,
+            details=dict(error.details),
+            fields=dict(error.fields),
+            retry_after=error.retry_after,
+        )
         return cls.from_remote(remote)
 
     @classmethod
@@ -98,8 +104,11 @@ async def send_error(send, status: int, code: str, message: str, headers: list |
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                        *(headers or [])],
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})

@@ -98,8 +98,13 @@ class RequestContextMiddleware:
             route_path = getattr(route, "path", None) or "unmatched"
             HTTP_REQUESTS.labels(scope["method"], route_path, str(status_holder["status"])).inc()
             HTTP_LATENCY.labels(scope["method"], route_path).observe(elapsed)
-            log.info("http", method=scope["method"], route=route_path, status=status_holder["status"],
-                     duration_ms=round(elapsed * 1000, 2))
+            log.info(
+                "http",
+                method=scope["method"],
+                route=route_path,
+                status=status_holder["status"],
+                duration_ms=round(elapsed * 1000, 2),
+            )
             structlog.contextvars.unbind_contextvars("request_id")
             request_id_var.reset(token)
 

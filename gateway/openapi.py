@@ -125,8 +125,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     components = schema.setdefault("components", {})
     components["securitySchemes"] = {
-        BEARER: {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
-                 "description": "`Authorization: Bearer <accessToken>` from login, register or refresh."}
+        BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "`Authorization: Bearer <accessToken>` from login, register or refresh.",
+        }
     }
     auth = _auth_by_operation(app)
     for path, operations in schema.get("paths", {}).items():

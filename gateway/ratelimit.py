@@ -73,8 +73,9 @@ class SharedLimiter:
             if limiter is self.memory:
                 raise
             self._redis_down_until = time.monotonic() + RETRY_REDIS_SECONDS
-            log.warning("gateway.redis_unavailable", use="rate limits", fallback="per-process limits",
-                        error=type(exc).__name__)
+            log.warning(
+                "gateway.redis_unavailable", use="rate limits", fallback="per-process limits", error=type(exc).__name__
+            )
             return await self.hit(item, *keys)
         return max(1, math.ceil(stats.reset_time - time.time()))
 
@@ -107,7 +108,12 @@ class RateLimitMiddleware:
                 continue
             retry_after = await self.limiter.hit(item, name, ip)
             if retry_after is not None:
-                await send_error(send, 429, "RATE_LIMITED", "Too many requests; slow down.",
-                                 [(b"retry-after", str(retry_after).encode())])
+                await send_error(
+                    send,
+                    429,
+                    "RATE_LIMITED",
+                    "Too many requests; slow down.",
+                    [(b"retry-after", str(retry_after).encode())],
+                )
                 return
         await self.app(scope, receive, send)

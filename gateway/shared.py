@@ -147,8 +147,12 @@ class SharedState:
                 raise
             except Exception as exc:
                 if not warned:
-                    log.warning("gateway.redis_unavailable", use="revocations",
-                                fallback="auth's revocation poll", error=type(exc).__name__)
+                    log.warning(
+                        "gateway.redis_unavailable",
+                        use="revocations",
+                        fallback="auth's revocation poll",
+                        error=type(exc).__name__,
+                    )
                     warned = True
                 await asyncio.sleep(RECONNECT_SECONDS)
             finally:

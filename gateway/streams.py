@@ -91,12 +91,19 @@ class OrderStreams:
     def open(self, order_id: str, user_id: str, session_id: str, token: str, token_expiry: float | None) -> Stream:
         """Registers a stream or refuses it (ApiError) when a cap is reached."""
         if self._per_user.get(user_id, 0) >= self.settings.sse_max_streams_per_user:
-            raise ApiError(429, "TOO_MANY_STREAMS",
-                           f"At most {self.settings.sse_max_streams_per_user} order event streams at once.",
-                           headers={"Retry-After": str(STREAMS_RETRY_AFTER_SECONDS)})
+            raise ApiError(
+                429,
+                "TOO_MANY_STREAMS",
+                f"At most {self.settings.sse_max_streams_per_user} order event streams at once.",
+                headers={"Retry-After": str(STREAMS_RETRY_AFTER_SECONDS)},
+            )
         if self._count >= self.settings.sse_max_streams:
-            raise ApiError(503, "STREAMS_UNAVAILABLE", "Too many order event streams are open; try again later.",
-                           headers={"Retry-After": str(STREAMS_RETRY_AFTER_SECONDS)})
+            raise ApiError(
+                503,
+                "STREAMS_UNAVAILABLE",
+                "Too many order event streams are open; try again later.",
+                headers={"Retry-After": str(STREAMS_RETRY_AFTER_SECONDS)},
+            )
         lifetime = self.settings.sse_max_lifetime_seconds
         if token_expiry is not None:
             lifetime = min(lifetime, max(0.0, token_expiry - time.time()))
@@ -151,8 +158,11 @@ class OrderStreams:
                     orders_pb2.GetOrderRequest(order_id=order_id), metadata=reader.metadata, timeout=5
                 )
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND,
-                                  grpc.StatusCode.PERMISSION_DENIED):
+                if exc.code() in (
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    grpc.StatusCode.NOT_FOUND,
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ):
                     reader.end(decode_rpc_error(exc).code)  # that stream's credential no longer reads it
                 return  # a transient failure: the next pass reads again
         for stream in live:

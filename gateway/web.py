@@ -24,9 +24,20 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 
 # The storefront's page paths (js/store/app.js has the same list); `{rest:path}` covers ids.
 STOREFRONT_PATHS = (
-    "/", "/products", "/products/{rest:path}", "/cart", "/checkout", "/login", "/register",
-    "/forgot-password", "/reset-password", "/verify-email", "/account", "/account/{rest:path}",
-    "/orders", "/orders/{rest:path}",
+    "/",
+    "/products",
+    "/products/{rest:path}",
+    "/cart",
+    "/checkout",
+    "/login",
+    "/register",
+    "/forgot-password",
+    "/reset-password",
+    "/verify-email",
+    "/account",
+    "/account/{rest:path}",
+    "/orders",
+    "/orders/{rest:path}",
 )
 ADMIN_PATHS = ("/admin", "/admin/{rest:path}")
 # Swagger UI for /docs, vendored like the UI's libraries (gateway/web/README.md): /docs works offline.
@@ -61,8 +72,10 @@ def _docs(openapi_url: str, title: str) -> Callable[[], Awaitable[Response]]:
     """/docs: Swagger UI from this origin's vendored files, reading /openapi.json; the online
     validator badge is off (it would call out to the internet)."""
     page = get_swagger_ui_html(
-        openapi_url=openapi_url, title=f"{title} - docs",
-        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js", swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+        openapi_url=openapi_url,
+        title=f"{title} - docs",
+        swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+        swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
         swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
         swagger_ui_parameters={"validatorUrl": None},
     )
@@ -77,8 +90,9 @@ def _docs(openapi_url: str, title: str) -> Callable[[], Awaitable[Response]]:
 def install_web(app: FastAPI) -> None:
     """Adds the UI's routes after the API's, so they never shadow an API path."""
     app.mount("/assets", StaticFiles(directory=WEB_DIR / "assets"), name="web-assets")
-    app.add_api_route("/docs", _docs(app.openapi_url or "/openapi.json", app.title), methods=["GET"],
-                      include_in_schema=False)
+    app.add_api_route(
+        "/docs", _docs(app.openapi_url or "/openapi.json", app.title), methods=["GET"], include_in_schema=False
+    )
     storefront, admin = _page("index.html"), _page("admin.html")
     for path in STOREFRONT_PATHS:
         app.add_api_route(path, storefront, methods=["GET"], include_in_schema=False)

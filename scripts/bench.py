@@ -37,8 +37,20 @@ from bench import flows, procfs, report, stack, wrk
 from bench.wrk import Measurement
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("baseline", "product", "list", "search", "categories", "cart-read", "cart-add", "healthz",
-             "product-cached", "checkout-spread", "checkout-same", "checkout-idle")
+SCENARIOS = (
+    "baseline",
+    "product",
+    "list",
+    "search",
+    "categories",
+    "cart-read",
+    "cart-add",
+    "healthz",
+    "product-cached",
+    "checkout-spread",
+    "checkout-same",
+    "checkout-idle",
+)
 SEARCH_WORDS = ("coffee", "wireless", "lamp", "headphones", "lantern")
 WRK_THREADS = 1  # one wrk thread drives tens of thousands of requests/s: cores stay with the stack
 
@@ -50,8 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--replicas", type=int, default=1, help="instances of every service (default 1)")
     parser.add_argument("--checkouts", type=int, default=100, help="orders per checkout variant (default 100)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated subset of: {','.join(SCENARIOS)}")
+    parser.add_argument(
+        "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of: {','.join(SCENARIOS)}"
+    )
     parser.add_argument("--sqlite", action="store_true", help="embedded SQLite instead of PostgreSQL (no baseline)")
     parser.add_argument("--json", type=Path, help="where to write the JSON (default var/bench/<time>-<sha>.json)")
     args = parser.parse_args(argv)
@@ -79,8 +92,9 @@ def cache_counts(metrics_text: str) -> dict[str, float]:
 class Bench:
     """One run: the processes, the data the scenarios use, and the rows measured so far."""
 
-    def __init__(self, args: argparse.Namespace, wrk_path: str, workdir: Path, processes: procfs.Processes,
-                 urls: dict[str, str]) -> None:
+    def __init__(
+        self, args: argparse.Namespace, wrk_path: str, workdir: Path, processes: procfs.Processes, urls: dict[str, str]
+    ) -> None:
         self.args = args
         self.wrk_path = wrk_path
         self.workdir = workdir
@@ -95,12 +109,22 @@ class Bench:
         cpu = self.processes.spent(before, self.processes.snapshot(), m.loadgen_cpu)
         r = report.row(scenario, label, loadgen, m, cpu)
         self.rows.append(r)
-        print(f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
-              f"{r['errors']} errors {r['error_kinds'] or ''}", flush=True)
+        print(
+            f"  {label:<{report.NAME_WIDTH}} {r['requests_per_s']:>9.1f} /s, p99 {r['p99_ms']:.1f} ms, "
+            f"{r['errors']} errors {r['error_kinds'] or ''}",
+            flush=True,
+        )
         return r
 
-    def wrk_scenario(self, scenario: str, label: str, target: str, items: list[tuple[str, dict[str, str]]],
-                     after_warmup: Callable[[], None] = lambda: None, script: Path | None = None) -> dict:
+    def wrk_scenario(
+        self,
+        scenario: str,
+        label: str,
+        target: str,
+        items: list[tuple[str, dict[str, str]]],
+        after_warmup: Callable[[], None] = lambda: None,
+        script: Path | None = None,
+    ) -> dict:
         script = script or wrk.write_script(self.workdir, scenario.replace("#", "-"), items)
 
         def run(seconds: int) -> Measurement:
@@ -112,8 +136,13 @@ class Bench:
         before = self.processes.snapshot()
         return self.record(scenario, label, "wrk", before, run(self.args.seconds))
 
-    async def flow_scenario(self, scenario: str, label: str, warm: Callable[[], Awaitable[Measurement]],
-                            measured: Callable[[], Awaitable[Measurement]]) -> dict:
+    async def flow_scenario(
+        self,
+        scenario: str,
+        label: str,
+        warm: Callable[[], Awaitable[Measurement]],
+        measured: Callable[[], Awaitable[Measurement]],
+    ) -> dict:
         if self.args.warmup > 0:
             await warm()
         before = self.processes.snapshot()
@@ -152,8 +181,12 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
     products: list[tuple[str, dict[str, str]]] = [(f"/api/v1/products/{pid}", {}) for pid in ids]
     if "baseline" in chosen and "baseline" in bench.urls:
         for run in (1, 2):
-            bench.wrk_scenario(f"baseline#{run}", f"baseline product by id #{run}", "baseline",
-                               [(f"/products/{pid}", {}) for pid in ids])
+            bench.wrk_scenario(
+                f"baseline#{run}",
+                f"baseline product by id #{run}",
+                "baseline",
+                [(f"/products/{pid}", {}) for pid in ids],
+            )
             bench.wrk_scenario(f"product#{run}", f"product by id #{run}", "shop", products)
     elif "product" in chosen:
         bench.wrk_scenario("product", "product by id", "shop", products)
@@ -161,39 +194,50 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
         "list": ("product list (20)", "shop", [("/api/v1/products?pageSize=20", {})]),
         "search": ("search", "shop", [(f"/api/v1/products?q={word}", {}) for word in SEARCH_WORDS]),
         "categories": ("categories", "shop", [("/api/v1/categories", {})]),
-        "cart-read": ("cart read (3 lines)", "shop",
-                      [("/api/v1/cart", {"X-Session-ID": s}) for s in data.get("sessions", [])]),
+        "cart-read": (
+            "cart read (3 lines)",
+            "shop",
+            [("/api/v1/cart", {"X-Session-ID": s}) for s in data.get("sessions", [])],
+        ),
     }
     for scenario, (label, target, items) in stateless.items():
         if scenario in chosen:
             bench.wrk_scenario(scenario, label, target, items)
     if "cart-add" in chosen:
-        bench.wrk_scenario("cart-add", "cart add", "shop", [],
-                           script=wrk.write_cart_add_script(bench.workdir, ids, args.connections))
+        bench.wrk_scenario(
+            "cart-add", "cart add", "shop", [], script=wrk.write_cart_add_script(bench.workdir, ids, args.connections)
+        )
     if "healthz" in chosen:
         bench.wrk_scenario("healthz", "gateway alone (/healthz)", "shop", [("/healthz", {})])
     if "product-cached" in chosen:
         product_cached(bench, products)
-    checkouts = (("spread", "checkout, different products", args.connections),
-                 ("same", "checkout, same product", args.connections),
-                 ("idle", "checkout, one at a time (idle)", 1))
+    checkouts = (
+        ("spread", "checkout, different products", args.connections),
+        ("same", "checkout, same product", args.connections),
+        ("idle", "checkout, one at a time (idle)", 1),
+    )
     for variant, label, concurrency in checkouts:
         if f"checkout-{variant}" in chosen:
             tokens = data[variant]
-            warm_tokens, measured_tokens = tokens[:warmup_checkouts(args)], tokens[warmup_checkouts(args):]
+            warm_tokens, measured_tokens = tokens[: warmup_checkouts(args)], tokens[warmup_checkouts(args) :]
             await bench.flow_scenario(
-                f"checkout-{variant}", label, functools.partial(flows.checkout, http, warm_tokens, concurrency),
-                functools.partial(flows.checkout, http, measured_tokens, concurrency))
+                f"checkout-{variant}",
+                label,
+                functools.partial(flows.checkout, http, warm_tokens, concurrency),
+                functools.partial(flows.checkout, http, measured_tokens, concurrency),
+            )
 
 
 def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> None:
     """Product by id through the second gateway (cache TTL 1 s); hit ratio over the measured window."""
+
     def counts() -> dict[str, float]:
         return cache_counts(httpx.get(bench.urls["cached-metrics"], timeout=10).text)
 
     before: dict[str, float] = {}
-    r = bench.wrk_scenario("product-cached", "product by id (cached)", "cached", products,
-                           after_warmup=lambda: before.update(counts()))
+    r = bench.wrk_scenario(
+        "product-cached", "product by id (cached)", "cached", products, after_warmup=lambda: before.update(counts())
+    )
     after = counts()
     hits = after.get("hit", 0.0) - before.get("hit", 0.0)
     misses = after.get("miss", 0.0) - before.get("miss", 0.0)
@@ -206,20 +250,23 @@ async def measure(bench: Bench) -> None:
         started = time.monotonic()
         data = await prepare(bench, http)
         bench.phases["prepare_s"] = round(time.monotonic() - started, 1)
-        print(f"data prepared (stock, guest carts, buyers) in {bench.phases['prepare_s']:.0f} s; measuring:",
-              flush=True)
+        print(
+            f"data prepared (stock, guest carts, buyers) in {bench.phases['prepare_s']:.0f} s; measuring:", flush=True
+        )
         await run_scenarios(bench, http, data)
 
 
-def start_extras(args: argparse.Namespace, named: dict[str, int], urls: dict[str, str], db_urls: dict[str, str] | None,
-                 workdir: Path) -> dict[str, Any]:
+def start_extras(
+    args: argparse.Namespace, named: dict[str, int], urls: dict[str, str], db_urls: dict[str, str] | None, workdir: Path
+) -> dict[str, Any]:
     """The cached gateway (when asked for) and the baseline (on PostgreSQL, when asked for)."""
     extras: dict[str, Any] = {}
     if "product-cached" in args.scenarios:
         port = stack.free_port()
         metrics_port = stack.free_port()
-        extras["gw-cached"] = stack.start_cached_gateway(named["gateway"], port, metrics_port,
-                                                         workdir / "gateway-cached.log")
+        extras["gw-cached"] = stack.start_cached_gateway(
+            named["gateway"], port, metrics_port, workdir / "gateway-cached.log"
+        )
         urls["cached"] = f"http://127.0.0.1:{port}"
         urls["cached-metrics"] = f"http://127.0.0.1:{metrics_port}/metrics"
         stack.wait_ready(urls["cached"] + "/readyz", extras["gw-cached"], "the cached gateway")
@@ -252,8 +299,13 @@ def run(args: argparse.Namespace, wrk_path: str, workdir: Path, db_urls: dict[st
         asyncio.run(measure(bench))
         rss = processes.rss()
         rss["bench"] = procfs.rss_mb(os.getpid())
-        return {"columns": processes.columns(), "rows": bench.rows, "rss_mb": rss,
-                "notes": bench.notes, "phases": bench.phases}
+        return {
+            "columns": processes.columns(),
+            "rows": bench.rows,
+            "rss_mb": rss,
+            "notes": bench.notes,
+            "phases": bench.phases,
+        }
     finally:
         for process in extras.values():
             stack.stop(process)
@@ -268,10 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     db_urls, drop = created if created else (None, lambda: None)
     sha = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    info = {"database": "PostgreSQL" if db_urls else "SQLite", "replicas": args.replicas,
-            "connections": args.connections, "seconds": args.seconds, "warmup": args.warmup,
-            "cores": os.cpu_count(), "git_sha": sha, "git_dirty": dirty,
-            "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    info = {
+        "database": "PostgreSQL" if db_urls else "SQLite",
+        "replicas": args.replicas,
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "warmup": args.warmup,
+        "cores": os.cpu_count(),
+        "git_sha": sha,
+        "git_dirty": dirty,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     print(report.header(info), flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="shop-bench-") as tmp:

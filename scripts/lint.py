@@ -1,7 +1,7 @@
 """`make lint` (and the first step of `make test`): the static checks, each failing the run.
 
 - `buf lint` over the protos (STANDARD);
-- `ruff check` over the code;
+- `ruff check` over the code, and `ruff format --check` (one formatting; `ruff format .` applies it);
 - `mypy` (settings in pyproject.toml [tool.mypy]: libs/shop, services, gateway with their tests,
   and scripts; the generated protobuf code through its mypy-protobuf stubs);
 - `bandit`, medium and high severity, over the hand-written runtime code (exclusions in
@@ -49,6 +49,7 @@ def bandit() -> int:
 def main() -> int:
     failed = run(str(BIN / "buf"), "lint", "protos")
     failed |= run(str(BIN / "ruff"), "check", "--quiet", ".")
+    failed |= run(str(BIN / "ruff"), "format", "--check", "--quiet", ".")
     failed |= run(str(BIN / "mypy"))
     failed |= bandit()
     return 1 if failed else 0

@@ -60,9 +60,11 @@ def dev_private_key() -> str:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519
 
-    return ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
 
 
 def service_keys() -> dict[str, Path]:
@@ -193,8 +195,9 @@ def main() -> int:
     # Migrations first, one process per service, so replicas never migrate one SQLite file at once.
     for service in SERVICES:
         print(f"migrating {service} …", flush=True)
-        subprocess.run([python, "-m", f"services.{service}", "migrate"], cwd=ROOT, check=True,
-                       env=service_env(env, service, 0))
+        subprocess.run(
+            [python, "-m", f"services.{service}", "migrate"], cwd=ROOT, check=True, env=service_env(env, service, 0)
+        )
 
     processes: list[tuple[str, subprocess.Popen]] = []
     stopping = False
@@ -208,8 +211,14 @@ def main() -> int:
 
     def start(name: str, module: str, process_env: dict[str, str]) -> None:
         log = open(LOGS / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        process = subprocess.Popen([python, "-m", module], cwd=ROOT, env=process_env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [python, "-m", module],
+            cwd=ROOT,
+            env=process_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         processes.append((name, process))
 
     try:
@@ -217,8 +226,12 @@ def main() -> int:
             for replica in range(replicas):
                 name = service if replica == 0 else f"{service}-{replica + 1}"
                 start(name, f"services.{service}", service_env(env, service, replica))
-        gateway_env = {**identity_env(env, "gateway", service_keys()), "SHOP_HTTP_HOST": "127.0.0.1",
-                       "SHOP_HTTP_PORT": str(GATEWAY_PORT), "SHOP_METRICS_PORT": str(GATEWAY_METRICS_PORT)}
+        gateway_env = {
+            **identity_env(env, "gateway", service_keys()),
+            "SHOP_HTTP_HOST": "127.0.0.1",
+            "SHOP_HTTP_PORT": str(GATEWAY_PORT),
+            "SHOP_METRICS_PORT": str(GATEWAY_METRICS_PORT),
+        }
         start("gateway", "gateway", gateway_env)
         wait_serving([f"127.0.0.1:{port(service, r)}" for service in SERVICES for r in range(replicas)], processes)
         wait_ready(f"http://127.0.0.1:{GATEWAY_PORT}/readyz", processes)
@@ -231,8 +244,11 @@ def main() -> int:
     while not stopping:
         for name, process in processes:
             if process.poll() is not None:
-                print(f"{name} exited with code {process.returncode}; stopping everything "
-                      f"(see {LOGS / (name + '.log')})", file=sys.stderr, flush=True)
+                print(
+                    f"{name} exited with code {process.returncode}; stopping everything (see {LOGS / (name + '.log')})",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 stopping = True
                 break
         time.sleep(0.5)

@@ -76,10 +76,16 @@ class _ActAsCaller(grpc.aio.UnaryUnaryClientInterceptor):
         if name not in self._identities:
             self._identities[name] = service_identity(name)
         metadata = grpc.aio.Metadata(*(details.metadata or ()), (SERVICE_METADATA_KEY, self._identities[name].mint()))
-        return await continuation(grpc.aio.ClientCallDetails(
-            method=details.method, timeout=details.timeout, metadata=metadata, credentials=details.credentials,
-            wait_for_ready=details.wait_for_ready,
-        ), request)
+        return await continuation(
+            grpc.aio.ClientCallDetails(
+                method=details.method,
+                timeout=details.timeout,
+                metadata=metadata,
+                credentials=details.credentials,
+                wait_for_ready=details.wait_for_ready,
+            ),
+            request,
+        )
 
 
 def acting_channel(target: str, service: str) -> grpc.aio.Channel:
@@ -97,6 +103,7 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------------------
 # PostgreSQL
 # ---------------------------------------------------------------------------------------------
+
 
 def _server_answers(url: str) -> bool:
     try:
@@ -139,13 +146,15 @@ def postgres_admin_url() -> str:
 # Redis (what gateway replicas share: rate limits, revoked sessions, order stream nudges)
 # ---------------------------------------------------------------------------------------------
 
+
 def redis_test_url() -> str:
     """SHOP_TEST_REDIS_URL; else the server on 127.0.0.1:6379 when it answers. Under CI=true a
     missing Redis is a failure, never a skip (like PostgreSQL above)."""
     url = os.environ.get("SHOP_TEST_REDIS_URL") or "redis://127.0.0.1:6379/0"
     try:
-        with socket.create_connection(("127.0.0.1", 6379) if "SHOP_TEST_REDIS_URL" not in os.environ
-                                      else _redis_address(url), timeout=2) as sock:
+        with socket.create_connection(
+            ("127.0.0.1", 6379) if "SHOP_TEST_REDIS_URL" not in os.environ else _redis_address(url), timeout=2
+        ) as sock:
             sock.sendall(b"PING\r\n")
             if sock.recv(16).startswith(b"+PONG"):
                 return url
@@ -195,6 +204,7 @@ class TestDatabases:
 # ---------------------------------------------------------------------------------------------
 # The suite
 # ---------------------------------------------------------------------------------------------
+
 
 def settings_class(service: str) -> type:
     module = importlib.import_module(f"services.{service}.config")
@@ -293,7 +303,9 @@ class Suite:
     def clients_as(self, name: str) -> ServiceClients:
         """Clients that call with `name`'s service identity (one set per identity)."""
         if name not in self._clients_as:
-            self._clients_as[name] = ServiceClients(BaseShopSettings(**{**self.common(), **identity_settings(name)}), name)
+            self._clients_as[name] = ServiceClients(
+                BaseShopSettings(**{**self.common(), **identity_settings(name)}), name
+            )
         return self._clients_as[name]
 
     async def _serve_gateway(self, port: int, **overrides: Any) -> tuple[Any, asyncio.Task]:
@@ -304,8 +316,9 @@ class Suite:
         app = create_app(self.gateway_settings(http_port=port, **overrides))
         # The server keeps idle connections longer than httpx's pool (5 s), so the client always
         # retires one first: never a request sent on a connection the server is closing.
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                                timeout_keep_alive=30)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_keep_alive=30
+        )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
         for _ in range(200):

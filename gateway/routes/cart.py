@@ -36,15 +36,22 @@ SESSION_RESPONSE_HEADER = {
     }
 }
 REPLAYED_RESPONSE_HEADER = {
-    idempotency.REPLAYED_HEADER: {"description": "true when a repeated Idempotency-Key answered the first result.",
-                                  "schema": {"type": "string", "enum": ["true"]}}
+    idempotency.REPLAYED_HEADER: {
+        "description": "true when a repeated Idempotency-Key answered the first result.",
+        "schema": {"type": "string", "enum": ["true"]},
+    }
 }
 CART_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"headers": SESSION_RESPONSE_HEADER}}
-PRODUCT_ERRORS = errors(404, 409, e404="PRODUCT_NOT_FOUND (or CART_ITEM_NOT_FOUND)",
-                        e409="INSUFFICIENT_STOCK, PRODUCT_UNAVAILABLE or CART_FULL")
+PRODUCT_ERRORS = errors(
+    404,
+    409,
+    e404="PRODUCT_NOT_FOUND (or CART_ITEM_NOT_FOUND)",
+    e409="INSUFFICIENT_STOCK, PRODUCT_UNAVAILABLE or CART_FULL",
+)
 
 
 # -- who the cart belongs to ----------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CartCaller:
@@ -121,14 +128,23 @@ def cart_answer(caller: CartCaller, response: Response, cart: cart_pb2.Cart) -> 
 
 # -- routes ---------------------------------------------------------------------------------------
 
-ProductId = Path(alias="productId", description="The product's id (UUID).",
-                 json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})
+ProductId = Path(
+    alias="productId",
+    description="The product's id (UUID).",
+    json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN},
+)
 
 
-@router.get("/cart", operation_id="cart-get", summary="Get the caller's cart, priced with the catalog's current data",
-            response_model=CartEnvelope, responses=CART_RESPONSES)
-async def get_cart(response: Response, caller: CartCaller = Depends(cart_caller),
-                   state: GatewayState = Depends(get_state)):
+@router.get(
+    "/cart",
+    operation_id="cart-get",
+    summary="Get the caller's cart, priced with the catalog's current data",
+    response_model=CartEnvelope,
+    responses=CART_RESPONSES,
+)
+async def get_cart(
+    response: Response, caller: CartCaller = Depends(cart_caller), state: GatewayState = Depends(get_state)
+):
     result = await call(caller, state.clients.cart.GetCart, cart_pb2.GetCartRequest(owner=caller.owner))
     return cart_answer(caller, response, result.cart)
 
@@ -138,8 +154,11 @@ async def get_cart(response: Response, caller: CartCaller = Depends(cart_caller)
     operation_id="cart-add-item",
     summary="Add a product to the cart (adds to its line; a line holds 1..100 and never more than stock)",
     response_model=CartEnvelope,
-    responses={200: {"headers": {**SESSION_RESPONSE_HEADER, **REPLAYED_RESPONSE_HEADER}}, **PRODUCT_ERRORS,
-               **errors(422)},
+    responses={
+        200: {"headers": {**SESSION_RESPONSE_HEADER, **REPLAYED_RESPONSE_HEADER}},
+        **PRODUCT_ERRORS,
+        **errors(422),
+    },
 )
 async def add_cart_item(
     body: AddCartItemBody,
@@ -237,8 +256,11 @@ async def clear_cart(
 async def merge_carts(
     response: Response,
     principal: Principal = Depends(current_user),
-    session_id: str = Header(alias=SESSION_HEADER, description="The guest cart's session (UUID).",
-                             json_schema_extra={"pattern": UUID_PATTERN}),
+    session_id: str = Header(
+        alias=SESSION_HEADER,
+        description="The guest cart's session (UUID).",
+        json_schema_extra={"pattern": UUID_PATTERN},
+    ),
     state: GatewayState = Depends(get_state),
 ):
     caller = CartCaller(principal=principal, session_id=parse_session_id(session_id), issued=False)

@@ -73,17 +73,28 @@ def idempotency_key(value: str | None) -> str:
     return idempotency.clean_key(value) or ""
 
 
-ProductId = Path(alias="productId", description=PRODUCT_ID_DOC,
-                 json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN})
-IdempotencyKey = Header(None, alias="Idempotency-Key", description="Makes a repeat return the first result.",
-                        json_schema_extra={**IDEMPOTENCY_KEY_RULE, "maxLength": 64})  # catalog keeps 64
+ProductId = Path(
+    alias="productId", description=PRODUCT_ID_DOC, json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN}
+)
+IdempotencyKey = Header(
+    None,
+    alias="Idempotency-Key",
+    description="Makes a repeat return the first result.",
+    json_schema_extra={**IDEMPOTENCY_KEY_RULE, "maxLength": 64},
+)  # catalog keeps 64
 NOT_FOUND = "PRODUCT_NOT_FOUND (unknown, archived, or a draft you cannot see)"
 
 
 # -- products -------------------------------------------------------------------------------------
 
-@router.get("/products", operation_id="catalog-list-products", summary="List and search ACTIVE products",
-            response_model=page_of(Product), responses=errors(400, e400="VALIDATION_ERROR or INVALID_PAGE_TOKEN"))
+
+@router.get(
+    "/products",
+    operation_id="catalog-list-products",
+    summary="List and search ACTIVE products",
+    response_model=page_of(Product),
+    responses=errors(400, e400="VALIDATION_ERROR or INVALID_PAGE_TOKEN"),
+)
 async def list_products(
     q: str = Query("", max_length=200, description="Words matched against name, description, brand, category."),
     category: str = Query("", max_length=64, description="Category slug (includes its subcategories)."),
@@ -119,9 +130,13 @@ async def list_products(
     return page([product_json(p) for p in response.products], response.next_page_token, response.total_size)
 
 
-@router.get("/products/{productId}", operation_id="catalog-get-product",
-            summary="One product (404 for unknown or archived)", response_model=ProductEnvelope,
-            responses={200: {"headers": ETAG_HEADER}, **errors(404, e404=NOT_FOUND)})
+@router.get(
+    "/products/{productId}",
+    operation_id="catalog-get-product",
+    summary="One product (404 for unknown or archived)",
+    response_model=ProductEnvelope,
+    responses={200: {"headers": ETAG_HEADER}, **errors(404, e404=NOT_FOUND)},
+)
 async def get_product(
     product_id: str = ProductId,
     principal: Principal | None = Depends(optional_user),
@@ -145,10 +160,14 @@ async def get_product(
     return Response(body, media_type="application/json", headers={"ETag": etag})
 
 
-@router.post("/products", operation_id="catalog-create-product",
-             summary="Create a product (admin, seller; a seller owns it)", status_code=201,
-             response_model=ProductEnvelope,
-             responses=errors(403, 409, 422, e409="SKU_TAKEN", e403="FORBIDDEN: not an admin or seller"))
+@router.post(
+    "/products",
+    operation_id="catalog-create-product",
+    summary="Create a product (admin, seller; a seller owns it)",
+    status_code=201,
+    response_model=ProductEnvelope,
+    responses=errors(403, 409, 422, e409="SKU_TAKEN", e403="FORBIDDEN: not an admin or seller"),
+)
 async def create_product(
     body: ProductCreateBody,
     key: str | None = IdempotencyKey,
@@ -182,8 +201,9 @@ def update_request(product_id: str, body: ProductUpdateBody) -> catalog_pb2.Upda
     request = catalog_pb2.UpdateProductRequest(product_id=product_id)
     sent = body.model_fields_set
     nullable = {"compare_at_price_cents", "brand", "description"}
-    problems = {to_camel(name): ["must not be null"] for name in sent
-                if getattr(body, name) is None and name not in nullable}
+    problems = {
+        to_camel(name): ["must not be null"] for name in sent if getattr(body, name) is None and name not in nullable
+    }
     if problems:
         raise ApiError.validation(problems)
     for name in ("sku", "name", "description", "price_cents", "category_slug"):
@@ -217,17 +237,28 @@ def precondition(if_match: str | None) -> Timestamp | None:
     return version
 
 
-@router.patch("/products/{productId}", operation_id="catalog-update-product",
-              summary="Partially update a product (admin, owning seller)", response_model=ProductEnvelope,
-              responses={200: {"headers": ETAG_HEADER},
-                         **errors(403, 404, 409, 412, e404=NOT_FOUND, e409="SKU_TAKEN",
-                                  e403="FORBIDDEN: not your product, or not your role")})
+@router.patch(
+    "/products/{productId}",
+    operation_id="catalog-update-product",
+    summary="Partially update a product (admin, owning seller)",
+    response_model=ProductEnvelope,
+    responses={
+        200: {"headers": ETAG_HEADER},
+        **errors(
+            403, 404, 409, 412, e404=NOT_FOUND, e409="SKU_TAKEN", e403="FORBIDDEN: not your product, or not your role"
+        ),
+    },
+)
 async def update_product(
     body: ProductUpdateBody,
     response: Response,
     product_id: str = ProductId,
-    if_match: str | None = Header(None, alias="If-Match", description="The ETag of the product as read: the update "
-                                  "is made only if it is still that version, else 412 PRECONDITION_FAILED."),
+    if_match: str | None = Header(
+        None,
+        alias="If-Match",
+        description="The ETag of the product as read: the update "
+        "is made only if it is still that version, else 412 PRECONDITION_FAILED.",
+    ),
     principal: Principal = Depends(require_writer),
     state: GatewayState = Depends(get_state),
 ):
@@ -245,10 +276,14 @@ async def update_product(
     return data(product_json(result.product))
 
 
-@router.delete("/products/{productId}", operation_id="catalog-archive-product",
-               summary="Archive a product (soft delete; admin, owning seller)",
-               status_code=204, response_class=Response,
-               responses=errors(403, 404, e404=NOT_FOUND, e403="FORBIDDEN: not your product, or not your role"))
+@router.delete(
+    "/products/{productId}",
+    operation_id="catalog-archive-product",
+    summary="Archive a product (soft delete; admin, owning seller)",
+    status_code=204,
+    response_class=Response,
+    responses=errors(403, 404, e404=NOT_FOUND, e403="FORBIDDEN: not your product, or not your role"),
+)
 async def delete_product(
     product_id: str = ProductId,
     principal: Principal = Depends(require_writer),
@@ -262,10 +297,13 @@ async def delete_product(
     state.product_cache.drop(product_id.lower())
 
 
-@router.post("/products/{productId}/stock-adjustments", operation_id="catalog-adjust-stock",
-             summary="Adjust the stock by delta (admin, owning seller); never below 0",
-             response_model=envelope(StockLevel),
-             responses=errors(403, 404, 409, 422, e404=NOT_FOUND, e409="INSUFFICIENT_STOCK"))
+@router.post(
+    "/products/{productId}/stock-adjustments",
+    operation_id="catalog-adjust-stock",
+    summary="Adjust the stock by delta (admin, owning seller); never below 0",
+    response_model=envelope(StockLevel),
+    responses=errors(403, 404, 409, 422, e404=NOT_FOUND, e409="INSUFFICIENT_STOCK"),
+)
 async def adjust_stock(
     body: StockAdjustmentBody,
     product_id: str = ProductId,
@@ -287,17 +325,27 @@ async def adjust_stock(
 
 # -- categories -----------------------------------------------------------------------------------
 
-@router.get("/categories", operation_id="catalog-list-categories",
-            summary="Every category with its parent and ACTIVE product count", response_model=page_of(Category))
+
+@router.get(
+    "/categories",
+    operation_id="catalog-list-categories",
+    summary="Every category with its parent and ACTIVE product count",
+    response_model=page_of(Category),
+)
 async def list_categories(state: GatewayState = Depends(get_state)):
     response = await state.clients.catalog.ListCategories(catalog_pb2.ListCategoriesRequest())
     items = [category_json(c) for c in response.categories]
     return page(items, "", len(items))
 
 
-@router.post("/categories", operation_id="catalog-create-category", summary="Create a category (admin)",
-             status_code=201, response_model=envelope(Category),
-             responses=errors(403, 404, 409, e404="CATEGORY_NOT_FOUND: no such parentSlug", e409="CATEGORY_EXISTS"))
+@router.post(
+    "/categories",
+    operation_id="catalog-create-category",
+    summary="Create a category (admin)",
+    status_code=201,
+    response_model=envelope(Category),
+    responses=errors(403, 404, 409, e404="CATEGORY_NOT_FOUND: no such parentSlug", e409="CATEGORY_EXISTS"),
+)
 async def create_category(
     body: CategoryCreateBody,
     principal: Principal = Depends(require_admin),
@@ -312,9 +360,14 @@ async def create_category(
 
 # -- reviews --------------------------------------------------------------------------------------
 
-@router.get("/products/{productId}/reviews", operation_id="catalog-list-reviews",
-            summary="A product's reviews, newest first", response_model=page_of(Review),
-            responses=errors(404, e404=NOT_FOUND))
+
+@router.get(
+    "/products/{productId}/reviews",
+    operation_id="catalog-list-reviews",
+    summary="A product's reviews, newest first",
+    response_model=page_of(Review),
+    responses=errors(404, e404=NOT_FOUND),
+)
 async def list_reviews(
     product_id: str = ProductId,
     page_size: int = Query(20, alias="pageSize", ge=1, le=100),
@@ -329,9 +382,14 @@ async def list_reviews(
     return page([review_json(r) for r in response.reviews], response.next_page_token, response.total_size)
 
 
-@router.post("/products/{productId}/reviews", operation_id="catalog-create-review",
-             summary="Review a product (one per user)", status_code=201, response_model=envelope(Review),
-             responses=errors(404, 409, e404=NOT_FOUND, e409="REVIEW_EXISTS"))
+@router.post(
+    "/products/{productId}/reviews",
+    operation_id="catalog-create-review",
+    summary="Review a product (one per user)",
+    status_code=201,
+    response_model=envelope(Review),
+    responses=errors(404, 409, e404=NOT_FOUND, e409="REVIEW_EXISTS"),
+)
 async def create_review(
     body: ReviewCreateBody,
     product_id: str = ProductId,
@@ -350,8 +408,13 @@ async def create_review(
 
 # -- wishlist -------------------------------------------------------------------------------------
 
-@router.get("/wishlist", operation_id="catalog-list-wishlist",
-            summary="The caller's saved products, most recently saved first", response_model=page_of(Product))
+
+@router.get(
+    "/wishlist",
+    operation_id="catalog-list-wishlist",
+    summary="The caller's saved products, most recently saved first",
+    response_model=page_of(Product),
+)
 async def list_wishlist(principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)):
     response = await state.clients.catalog.ListWishlistItems(
         catalog_pb2.ListWishlistItemsRequest(), metadata=principal.metadata
@@ -360,9 +423,14 @@ async def list_wishlist(principal: Principal = Depends(current_user), state: Gat
     return page(items, "", len(items))
 
 
-@router.put("/wishlist/{productId}", operation_id="catalog-add-to-wishlist",
-            summary="Save a product to the wishlist (idempotent)", status_code=204, response_class=Response,
-            responses=errors(404, 409, e404=NOT_FOUND, e409="WISHLIST_FULL"))
+@router.put(
+    "/wishlist/{productId}",
+    operation_id="catalog-add-to-wishlist",
+    summary="Save a product to the wishlist (idempotent)",
+    status_code=204,
+    response_class=Response,
+    responses=errors(404, 409, e404=NOT_FOUND, e409="WISHLIST_FULL"),
+)
 async def add_wishlist_item(
     product_id: str = ProductId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
 ) -> None:
@@ -371,8 +439,13 @@ async def add_wishlist_item(
     )
 
 
-@router.delete("/wishlist/{productId}", operation_id="catalog-remove-from-wishlist",
-               summary="Remove a product from the wishlist (idempotent)", status_code=204, response_class=Response)
+@router.delete(
+    "/wishlist/{productId}",
+    operation_id="catalog-remove-from-wishlist",
+    summary="Remove a product from the wishlist (idempotent)",
+    status_code=204,
+    response_class=Response,
+)
 async def remove_wishlist_item(
     product_id: str = ProductId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
 ) -> None:

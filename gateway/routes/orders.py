@@ -49,9 +49,14 @@ RETRY_MILLISECONDS = 3000
 OrderEnvelope = envelope(Order)
 OrderId = Path(alias="orderId", description="The order's id (UUID).")
 NOT_FOUND = "ORDER_NOT_FOUND (also another user's order)"
-REPLAYED_RESPONSE = {"headers": {REPLAYED_HEADER: {
-    "description": "true: a replay of the first request with this Idempotency-Key answered its first response.",
-    "schema": {"type": "string", "enum": ["true"]}}}}
+REPLAYED_RESPONSE = {
+    "headers": {
+        REPLAYED_HEADER: {
+            "description": "true: a replay of the first request with this Idempotency-Key answered its first response.",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+}
 
 
 def require_key(key: str | None) -> str:
@@ -74,12 +79,16 @@ async def idempotent_call(call) -> tuple[Any, dict[str, str]]:
 
 
 # Required: documented so, and refused as 400 IDEMPOTENCY_KEY_REQUIRED (not a generic validation error) when missing.
-_KEY_HEADER = Header(None, alias="Idempotency-Key",
-                     description="Required (1..128 printable ASCII characters); a replay returns the first response.",
-                     json_schema_extra={"x-required": True, **IDEMPOTENCY_KEY_RULE})
+_KEY_HEADER = Header(
+    None,
+    alias="Idempotency-Key",
+    description="Required (1..128 printable ASCII characters); a replay returns the first response.",
+    json_schema_extra={"x-required": True, **IDEMPOTENCY_KEY_RULE},
+)
 
 
 # -- routes ------------------------------------------------------------------------------------
+
 
 @router.post(
     "/orders",
@@ -90,12 +99,19 @@ _KEY_HEADER = Header(None, alias="Idempotency-Key",
     "`Idempotency-Key` is required; a replay returns the first response with `Idempotent-Replayed: true`. "
     "`shippingAddress` may be a saved address exactly as `GET /users/me/addresses` returned it.",
     response_model=OrderEnvelope,
-    responses={201: REPLAYED_RESPONSE, **errors(
-        402, 404, 409, 422,
-        e400="IDEMPOTENCY_KEY_REQUIRED, INVALID_PAYMENT_TOKEN or VALIDATION_ERROR",
-        e402="PAYMENT_DECLINED: the order is kept as PAYMENT_FAILED, the cart is kept",
-        e404="ADDRESS_NOT_FOUND",
-        e409="CART_EMPTY, INSUFFICIENT_STOCK (details.productIds), PRODUCT_UNAVAILABLE or REQUEST_IN_PROGRESS")},
+    responses={
+        201: REPLAYED_RESPONSE,
+        **errors(
+            402,
+            404,
+            409,
+            422,
+            e400="IDEMPOTENCY_KEY_REQUIRED, INVALID_PAYMENT_TOKEN or VALIDATION_ERROR",
+            e402="PAYMENT_DECLINED: the order is kept as PAYMENT_FAILED, the cart is kept",
+            e404="ADDRESS_NOT_FOUND",
+            e409="CART_EMPTY, INSUFFICIENT_STOCK (details.productIds), PRODUCT_UNAVAILABLE or REQUEST_IN_PROGRESS",
+        ),
+    },
 )
 async def create_order(
     body: CreateOrderBody,
@@ -148,11 +164,17 @@ async def list_orders(
     return page([order_json(order) for order in response.orders], response.next_page_token, response.total_size)
 
 
-@router.get("/orders/{orderId}", operation_id="orders-get", summary="Get an order",
-            description="Owner or admin; else 404 ORDER_NOT_FOUND.", response_model=OrderEnvelope,
-            responses=errors(404, e404=NOT_FOUND))
-async def get_order(order_id: str = OrderId, principal: Principal = Depends(current_user),
-                    state: GatewayState = Depends(get_state)):
+@router.get(
+    "/orders/{orderId}",
+    operation_id="orders-get",
+    summary="Get an order",
+    description="Owner or admin; else 404 ORDER_NOT_FOUND.",
+    response_model=OrderEnvelope,
+    responses=errors(404, e404=NOT_FOUND),
+)
+async def get_order(
+    order_id: str = OrderId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
+):
     response = await state.clients.orders.GetOrder(
         orders_pb2.GetOrderRequest(order_id=order_id), metadata=principal.metadata
     )
@@ -222,24 +244,40 @@ async def update_order_status(
     "frame carries `retry` (ms). `: keep-alive` comments while nothing happens. Ends when the order reaches a "
     "final status. Owner or admin. A stream lasts at most SHOP_SSE_MAX_LIFETIME_SECONDS and never past its "
     "access token (reconnect with a fresh one and Last-Event-ID); a revoked session ends it with "
-    "`event: error` `{\"code\": \"UNAUTHENTICATED\"}`.",
+    '`event: error` `{"code": "UNAUTHENTICATED"}`.',
     response_class=EventSourceResponse,
-    responses={200: {"description": "The event stream; each `data` is an OrderEvent.",
-                     "content": {"text/event-stream": {"schema": {"type": "string"}}}},
-               **errors(404, 429, 503, e404=NOT_FOUND, e429="TOO_MANY_STREAMS of the user (Retry-After)",
-                        e503="STREAMS_UNAVAILABLE: too many streams on the gateway (Retry-After)")},
+    responses={
+        200: {
+            "description": "The event stream; each `data` is an OrderEvent.",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        **errors(
+            404,
+            429,
+            503,
+            e404=NOT_FOUND,
+            e429="TOO_MANY_STREAMS of the user (Retry-After)",
+            e503="STREAMS_UNAVAILABLE: too many streams on the gateway (Retry-After)",
+        ),
+    },
 )
 async def order_events(
     order_id: str = OrderId,
-    last_event_id: str | None = Header(None, alias="Last-Event-ID", description="The id of the last event "
-                                       "received: the stream resumes after it."),
+    last_event_id: str | None = Header(
+        None, alias="Last-Event-ID", description="The id of the last event received: the stream resumes after it."
+    ),
     principal: Principal = Depends(current_user),
     state: GatewayState = Depends(get_state),
 ) -> EventSourceResponse:
     hub = state.streams
     expiry = principal.caller.claims.get("exp")
-    stream = hub.open(order_id, principal.user_id, principal.caller.session_id or "", principal.token,
-                      float(expiry) if isinstance(expiry, int | float) else None)
+    stream = hub.open(
+        order_id,
+        principal.user_id,
+        principal.caller.session_id or "",
+        principal.token,
+        float(expiry) if isinstance(expiry, int | float) else None,
+    )
     try:
         # The caller's own read: 404 for anyone but the owner or an admin, a JSON error, not a stream.
         first = await state.clients.orders.GetOrder(
@@ -251,7 +289,8 @@ async def order_events(
     return EventSourceResponse(
         _events(first.order, stream, hub, _resume_from(last_event_id)),
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-        ping=KEEPALIVE_SECONDS, ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
+        ping=KEEPALIVE_SECONDS,
+        ping_message_factory=lambda: ServerSentEvent(comment="keep-alive", sep="\n"),
         sep="\n",
     )
 
@@ -320,15 +359,18 @@ async def _events(order: orders_pb2.Order, stream: Stream, hub: OrderStreams, re
     response_model=envelope(OrderPayments),
     responses=errors(404, e404=NOT_FOUND),
 )
-async def order_payments(order_id: str = OrderId, principal: Principal = Depends(current_user),
-                         state: GatewayState = Depends(get_state)):
+async def order_payments(
+    order_id: str = OrderId, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
+):
     response = await state.clients.orders.ListOrderPayments(
         orders_pb2.ListOrderPaymentsRequest(order_id=order_id), metadata=principal.metadata
     )
-    return data({
-        "payments": [payment_json(payment) for payment in response.payments],
-        "refunds": [refund_json(refund) for refund in response.refunds],
-    })
+    return data(
+        {
+            "payments": [payment_json(payment) for payment in response.payments],
+            "refunds": [refund_json(refund) for refund in response.refunds],
+        }
+    )
 
 
 @router.post(
@@ -339,9 +381,18 @@ async def order_payments(order_id: str = OrderId, principal: Principal = Depends
     description="Admin; `Idempotency-Key` required. `{amountCents?, reason}` (default: what remains) → 201 "
     "`{refund, order}`; a full refund makes the order REFUNDED and restocks it if it has not shipped.",
     response_model=envelope(RefundResult),
-    responses={201: REPLAYED_RESPONSE, **errors(
-        403, 404, 409, 422, e400="IDEMPOTENCY_KEY_REQUIRED or VALIDATION_ERROR", e404=NOT_FOUND,
-        e409="REFUND_EXCEEDS_CAPTURED, NOTHING_TO_REFUND or REQUEST_IN_PROGRESS")},
+    responses={
+        201: REPLAYED_RESPONSE,
+        **errors(
+            403,
+            404,
+            409,
+            422,
+            e400="IDEMPOTENCY_KEY_REQUIRED or VALIDATION_ERROR",
+            e404=NOT_FOUND,
+            e409="REFUND_EXCEEDS_CAPTURED, NOTHING_TO_REFUND or REQUEST_IN_PROGRESS",
+        ),
+    },
 )
 async def create_refund(
     body: RefundBody,

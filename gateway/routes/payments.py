@@ -26,13 +26,19 @@ SIGNATURE_HEADERS = {"stripe": "stripe-signature", "sandbox": "sandbox-signature
     description=(
         "Called by the payment provider, not by frontends. The raw JSON body is verified with the "
         "signature header (`Stripe-Signature` for `stripe`, `Sandbox-Signature` for `sandbox`): "
-        "`t=<unix seconds>,v1=<hex HMAC-SHA256 of \"{t}.{body}\">`, 300 s tolerance. "
+        '`t=<unix seconds>,v1=<hex HMAC-SHA256 of "{t}.{body}">`, 300 s tolerance. '
         "Each event id is applied once; a repeat answers 200 with `duplicate: true` and changes nothing."
     ),
     responses={
         200: {"description": "Event accepted (or already processed)."},
-        **errors(400, 404, 409, e400="INVALID_SIGNATURE or INVALID_EVENT; nothing changed.", e404="UNKNOWN_PROVIDER",
-                 e409="PAYMENT_NOT_READY: the event's payment is not recorded yet; deliver it again."),
+        **errors(
+            400,
+            404,
+            409,
+            e400="INVALID_SIGNATURE or INVALID_EVENT; nothing changed.",
+            e404="UNKNOWN_PROVIDER",
+            e409="PAYMENT_NOT_READY: the event's payment is not recorded yet; deliver it again.",
+        ),
     },
     openapi_extra={
         "requestBody": {

@@ -22,8 +22,9 @@ router = APIRouter(tags=["operations"])
 HEALTHY = render(Health, {"status": "ok"})  # validated once; probes call it often
 
 
-@router.get("/healthz", operation_id="operations-healthz", summary="200 while the gateway process runs",
-            response_model=Health)
+@router.get(
+    "/healthz", operation_id="operations-healthz", summary="200 while the gateway process runs", response_model=Health
+)
 async def healthz() -> Response:
     return Response(HEALTHY, media_type="application/json")
 
@@ -40,9 +41,13 @@ async def _health(state: GatewayState, service: str) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
-@router.get("/readyz", operation_id="operations-readyz",
-            summary="200 while the gateway can serve (some backends may be down), else 503", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "No backend is SERVING."}})
+@router.get(
+    "/readyz",
+    operation_id="operations-readyz",
+    summary="200 while the gateway can serve (some backends may be down), else 503",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "No backend is SERVING."}},
+)
 async def readyz(response: Response, state: GatewayState = Depends(get_state)):
     """Each backend's gRPC health. One backend down does not take the gateway out of its Service:
     the routes that need it answer 503 SERVICE_UNAVAILABLE, the others (browsing while orders is
@@ -55,8 +60,12 @@ async def readyz(response: Response, state: GatewayState = Depends(get_state)):
     return {"services": services}
 
 
-@router.get("/.well-known/jwks.json", operation_id="operations-jwks", summary="Public keys that verify access tokens",
-            response_model=Jwks)
+@router.get(
+    "/.well-known/jwks.json",
+    operation_id="operations-jwks",
+    summary="Public keys that verify access tokens",
+    response_model=Jwks,
+)
 async def jwks(response: Response, state: GatewayState = Depends(get_state)):
     result = await state.clients.auth.GetJwks(auth_pb2.GetJwksRequest())
     response.headers["Cache-Control"] = "public, max-age=300"

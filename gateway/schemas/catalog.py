@@ -29,6 +29,7 @@ SortName = Literal["relevance", "newest", "price", "-price", "rating", "name"]
 
 # -- responses ------------------------------------------------------------------------------------
 
+
 class Rating(OutModel):
     average: float = Field(description="Mean of the review ratings, 2 decimals; 0 without reviews.")
     count: int
@@ -143,6 +144,7 @@ def review_json(review: catalog_pb2.Review) -> dict[str, Any]:
 
 # -- request bodies -------------------------------------------------------------------------------
 
+
 class CatalogBody(ApiModel):
     """JSON may carry lone UTF-16 surrogates (`"\\ud800"`) that no UTF-8 string can hold: 400."""
 
@@ -158,11 +160,16 @@ class ProductCreateBody(CatalogBody):
     sku: str = Field(description="Unique; letters, digits, '.', '_', '-'; at most 64 characters.")
     name: str = Field(description="1..200 characters.")
     description: str = Field(default="", description="At most 5000 characters.")
-    price_cents: int = Field(ge=-INT64_MAX, le=INT64_MAX, description="> 0, in minor units.",
-                             json_schema_extra={"minimum": 1})
-    compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX,
-                                               description="Greater than priceCents when given.",
-                                               json_schema_extra={"minimum": 1})
+    price_cents: int = Field(
+        ge=-INT64_MAX, le=INT64_MAX, description="> 0, in minor units.", json_schema_extra={"minimum": 1}
+    )
+    compare_at_price_cents: int | None = Field(
+        default=None,
+        ge=-INT64_MAX,
+        le=INT64_MAX,
+        description="Greater than priceCents when given.",
+        json_schema_extra={"minimum": 1},
+    )
     currency: str = Field(description="ISO 4217, 3 upper-case letters.")
     category_slug: str = Field(description="An existing category.")
     brand: str | None = Field(default=None, description="At most 100 characters.")
@@ -180,33 +187,45 @@ class ProductUpdateBody(CatalogBody):
     name: Annotated[str | None, omit_or({"type": "string"})] = None
     description: str | None = None
     price_cents: Annotated[int | None, omit_or({"type": "integer", "minimum": 1, "maximum": INT64_MAX})] = Field(
-        default=None, ge=-INT64_MAX, le=INT64_MAX)
-    compare_at_price_cents: int | None = Field(default=None, ge=-INT64_MAX, le=INT64_MAX,
-                                               json_schema_extra={"minimum": 1})
+        default=None, ge=-INT64_MAX, le=INT64_MAX
+    )
+    compare_at_price_cents: int | None = Field(
+        default=None, ge=-INT64_MAX, le=INT64_MAX, json_schema_extra={"minimum": 1}
+    )
     currency: Annotated[str | None, omit_or({"type": "string"})] = None
     category_slug: Annotated[str | None, omit_or({"type": "string"})] = None
     brand: str | None = None
     images: Annotated[list[str] | None, omit_or({"type": "array", "items": {"type": "string"}, "maxItems": 10})] = (
-        Field(default=None, max_length=100))
+        Field(default=None, max_length=100)
+    )
     status: Annotated[Literal["ACTIVE", "DRAFT"] | None, omit_or({"enum": ["ACTIVE", "DRAFT"]})] = None
 
 
 class StockAdjustmentBody(CatalogBody):
-    delta: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="Non-zero change of the stock.",
-                       json_schema_extra={"not": {"const": 0}})
-    reason: str = Field(description="Why (1..200 characters), kept in the audit trail.",
-                        json_schema_extra={"maxLength": 200, "pattern": NON_BLANK})
+    delta: int = Field(
+        ge=-INT32_MAX,
+        le=INT32_MAX,
+        description="Non-zero change of the stock.",
+        json_schema_extra={"not": {"const": 0}},
+    )
+    reason: str = Field(
+        description="Why (1..200 characters), kept in the audit trail.",
+        json_schema_extra={"maxLength": 200, "pattern": NON_BLANK},
+    )
 
 
 class CategoryCreateBody(CatalogBody):
-    slug: str = Field(description="Lower-case letters and digits separated by hyphens, at most 64.",
-                      json_schema_extra={"pattern": r"^\s*[a-z0-9]+(-[a-z0-9]+)*\s*$", "maxLength": 64})
+    slug: str = Field(
+        description="Lower-case letters and digits separated by hyphens, at most 64.",
+        json_schema_extra={"pattern": r"^\s*[a-z0-9]+(-[a-z0-9]+)*\s*$", "maxLength": 64},
+    )
     name: str = Field(description="1..100 characters.", json_schema_extra={"maxLength": 100, "pattern": NON_BLANK})
     parent_slug: str | None = Field(default=None, description="An existing category.")
 
 
 class ReviewCreateBody(CatalogBody):
-    rating: int = Field(ge=-INT32_MAX, le=INT32_MAX, description="1..5.",
-                        json_schema_extra={"minimum": 1, "maximum": 5})
+    rating: int = Field(
+        ge=-INT32_MAX, le=INT32_MAX, description="1..5.", json_schema_extra={"minimum": 1, "maximum": 5}
+    )
     title: str = Field(default="", description="At most 120 characters.")
     body: str = Field(default="", description="At most 5000 characters.")

@@ -15,12 +15,14 @@ from shop.lib.enums import EnumNames
 from shop.orders.v1 import orders_pb2
 
 ORDER_STATUSES = EnumNames(orders_pb2.OrderStatus)
-OrderStatus = Literal["PENDING", "PAID", "PAYMENT_FAILED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED",
-                      "REFUNDED"]
+OrderStatus = Literal[
+    "PENDING", "PAID", "PAYMENT_FAILED", "PROCESSING", "SHIPPED", "DELIVERED", "CANCELLED", "REFUNDED"
+]
 assert set(OrderStatus.__args__) == set(ORDER_STATUSES.names), "the proto's statuses changed"  # type: ignore[attr-defined]
 
 
 # -- responses ------------------------------------------------------------------------------------
+
 
 class OrderItem(OutModel):
     product_id: Uuid
@@ -197,13 +199,20 @@ def payment_json(payment: orders_pb2.PaymentRecord) -> dict[str, Any]:
 def shipping_address_proto(address: AddressInput) -> orders_pb2.ShippingAddress:
     """An address as sent (new or saved): its label and read-only fields mean nothing on an order."""
     return orders_pb2.ShippingAddress(
-        first_name=address.first_name, last_name=address.last_name, line1=address.line1,
-        line2=address.line2 or "", city=address.city, state=address.state or "",
-        postal_code=address.postal_code, country=address.country, phone=address.phone or "",
+        first_name=address.first_name,
+        last_name=address.last_name,
+        line1=address.line1,
+        line2=address.line2 or "",
+        city=address.city,
+        state=address.state or "",
+        postal_code=address.postal_code,
+        country=address.country,
+        phone=address.phone or "",
     )
 
 
 # -- request bodies -------------------------------------------------------------------------------
+
 
 class PaymentBody(ApiModel):
     method: Literal["card"] = "card"
@@ -229,6 +238,11 @@ class StatusBody(ApiModel):
 
 
 class RefundBody(ApiModel):
-    amount_cents: int | None = Field(None, gt=0, le=2**63 - 1, description="Default: what remains captured.",
-                                     json_schema_extra={"maximum": 2**53 - 1})
+    amount_cents: int | None = Field(
+        None,
+        gt=0,
+        le=2**63 - 1,
+        description="Default: what remains captured.",
+        json_schema_extra={"maximum": 2**53 - 1},
+    )
     reason: str = Field("", max_length=500)

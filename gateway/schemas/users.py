@@ -30,6 +30,7 @@ PHONE_PATTERN = r"^\s*(\+?[0-9][0-9 ().-]{3,30})?\s*$"
 
 # -- responses ------------------------------------------------------------------------------------
 
+
 class User(OutModel):
     id: Uuid
     email: str
@@ -161,6 +162,7 @@ def address_json(address: auth_pb2.Address) -> dict[str, Any]:
 # bodies only document them (`rule`), so the answers stay the services' and the document tells a
 # client generator (or schemathesis) what is valid.
 
+
 def rule(default: Any = ..., *, description: str | None = None, **constraints: Any) -> Any:
     """A field whose JSON Schema constraints are documented, enforced by the service."""
     return Field(default, description=description, json_schema_extra=constraints or None)
@@ -178,10 +180,14 @@ def _text(max_length: int, pattern: str) -> dict[str, Any]:
     return {"type": "string", "maxLength": max_length, "pattern": pattern}
 
 
-COUNTRY_RULE: dict[str, Any] = {"enum": sorted(COUNTRY_CODES),
-                                "description": "ISO 3166-1 alpha-2 (case and spaces are forgiven)."}
-PHONE_RULE: dict[str, Any] = {"pattern": PHONE_PATTERN, "description": "A possible number for the country, "
-              "e.g. +1 555 0100; empty or null: none."}
+COUNTRY_RULE: dict[str, Any] = {
+    "enum": sorted(COUNTRY_CODES),
+    "description": "ISO 3166-1 alpha-2 (case and spaces are forgiven).",
+}
+PHONE_RULE: dict[str, Any] = {
+    "pattern": PHONE_PATTERN,
+    "description": "A possible number for the country, e.g. +1 555 0100; empty or null: none.",
+}
 
 
 class AddressInput(ApiModel):
@@ -195,8 +201,9 @@ class AddressInput(ApiModel):
     line1: str = Field(max_length=200, json_schema_extra={"pattern": NAME_PATTERN})
     line2: str | None = Field(None, max_length=200, json_schema_extra={"pattern": OPTIONAL_TEXT_PATTERN})
     city: str = Field(max_length=200, json_schema_extra={"maxLength": 100, "pattern": NAME_PATTERN})
-    state: str | None = Field(None, max_length=200, json_schema_extra={"maxLength": 100,
-                                                                        "pattern": OPTIONAL_TEXT_PATTERN})
+    state: str | None = Field(
+        None, max_length=200, json_schema_extra={"maxLength": 100, "pattern": OPTIONAL_TEXT_PATTERN}
+    )
     postal_code: str = Field(max_length=200, json_schema_extra={"maxLength": 40, "pattern": POSTAL_CODE_PATTERN})
     country: str = Field(max_length=200, json_schema_extra=COUNTRY_RULE)
     phone: str | None = Field(None, max_length=200, json_schema_extra=PHONE_RULE)
@@ -222,9 +229,12 @@ class AddressPatch(ApiModel):
     is_default: Annotated[bool | None, omit_or({"type": "boolean"})] = None
 
 
-PASSWORD_RULE: dict[str, Any] = {"minLength": 8, "pattern": r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[^\x00]*$",
-                 "description": "8+ characters, at most 72 bytes of UTF-8, with a lower-case letter, an upper-case "
-                 "letter and a digit; never truncated."}
+PASSWORD_RULE: dict[str, Any] = {
+    "minLength": 8,
+    "pattern": r"^(?=.*[a-z])(?=.*[A-Z])(?=.*[0-9])[^\x00]*$",
+    "description": "8+ characters, at most 72 bytes of UTF-8, with a lower-case letter, an upper-case "
+    "letter and a digit; never truncated.",
+}
 REQUIRED_TEXT: dict[str, Any] = {"minLength": 1, "pattern": NON_BLANK}
 
 
@@ -278,8 +288,9 @@ class DisableMfaBody(ApiModel):
 class ProfilePatch(ApiModel):
     first_name: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
     last_name: Annotated[str | None, omit_or(_text(50, NAME_PATTERN))] = None
-    phone: str | None = rule(None, pattern=PHONE_PATTERN,
-                             description="International form, e.g. +49 30 1234567; null clears it.")
+    phone: str | None = rule(
+        None, pattern=PHONE_PATTERN, description="International form, e.g. +49 30 1234567; null clears it."
+    )
 
 
 class PasswordBody(ApiModel):

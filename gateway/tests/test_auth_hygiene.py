@@ -48,8 +48,11 @@ async def test_a_hash_of_another_cost_is_rehashed_at_the_next_login(suite, fresh
 
 async def test_a_password_change_and_a_reset_are_mailed_to_the_account(suite, fresh):
     user = await suite.register()
-    response = await fresh.post("/api/v1/auth/password/change", headers=user["headers"],
-                                json={"currentPassword": user["password"], "newPassword": "N3w-passw0rd!"})
+    response = await fresh.post(
+        "/api/v1/auth/password/change",
+        headers=user["headers"],
+        json={"currentPassword": user["password"], "newPassword": "N3w-passw0rd!"},
+    )
     assert response.status_code in (200, 204), response.text
     [notice] = await wait_for_mails(suite.mail_dir, user["email"], PASSWORD_CHANGED)
     assert "/account" in notice.get_content()
@@ -98,19 +101,28 @@ async def test_a_session_ends_after_its_absolute_lifetime_whatever_its_refreshes
     session_id = suite.sql("auth", "SELECT id FROM sessions WHERE user_id = %s", (user["user"]["id"],))[0][0]
 
     # Started just inside the lifetime: it refreshes, but its new end is the absolute one.
-    suite.sql("auth", "UPDATE sessions SET created_at = now() - make_interval(days => %s) + interval '1 hour' "
-              "WHERE id = %s", (max_days, session_id))
+    suite.sql(
+        "auth",
+        "UPDATE sessions SET created_at = now() - make_interval(days => %s) + interval '1 hour' WHERE id = %s",
+        (max_days, session_id),
+    )
     refreshed = await fresh.post(REFRESH, json={"refreshToken": token})
     assert refreshed.status_code == 200, refreshed.text
     token = refreshed.json()["data"]["tokens"]["refreshToken"]
-    [(ends_in,)] = suite.sql("auth", "SELECT extract(epoch FROM expires_at - now()) FROM sessions WHERE id = %s",
-                             (session_id,))
+    [(ends_in,)] = suite.sql(
+        "auth", "SELECT extract(epoch FROM expires_at - now()) FROM sessions WHERE id = %s", (session_id,)
+    )
     assert 0 < ends_in <= 3600
 
     # Past it: refused, however recently the token was issued.
-    suite.sql("auth", "UPDATE sessions SET created_at = now() - make_interval(days => %s + 1), "
-              "expires_at = now() + interval '29 days' WHERE id = %s", (max_days, session_id))
-    suite.sql("auth", "UPDATE refresh_tokens SET expires_at = now() + interval '29 days' WHERE session_id = %s",
-              (session_id,))
+    suite.sql(
+        "auth",
+        "UPDATE sessions SET created_at = now() - make_interval(days => %s + 1), "
+        "expires_at = now() + interval '29 days' WHERE id = %s",
+        (max_days, session_id),
+    )
+    suite.sql(
+        "auth", "UPDATE refresh_tokens SET expires_at = now() + interval '29 days' WHERE session_id = %s", (session_id,)
+    )
     expired = await fresh.post(REFRESH, json={"refreshToken": token})
     assert expired.status_code == 401 and expired.json()["error"]["code"] == "INVALID_REFRESH_TOKEN"

@@ -67,8 +67,10 @@ async def test_enable_gives_ten_hashed_single_use_recovery_codes(suite):
     user = await suite.register()
     secret, codes = await enable_mfa(suite, user)
     assert len(codes) == 10 and len(set(codes)) == 10
-    stored = {row[0] for row in suite.sql("auth", "SELECT code_hash FROM recovery_codes WHERE user_id = %s",
-                                          (user["user"]["id"],))}
+    stored = {
+        row[0]
+        for row in suite.sql("auth", "SELECT code_hash FROM recovery_codes WHERE user_id = %s", (user["user"]["id"],))
+    }
     assert len(stored) == 10 and not stored & set(codes)
     assert hashlib.sha256(codes[0].replace("-", "").encode()).hexdigest() in stored
     enabled, stored_secret, _ = mfa_row(suite, user["user"]["id"])
@@ -83,8 +85,9 @@ async def test_login_requires_a_fresh_code(suite):
     credentials = {"email": user["email"], "password": user["password"]}
     missing = await suite.http.post(LOGIN, json=credentials)
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "MFA_REQUIRED"
-    wrong = await suite.http.post(LOGIN, json={**credentials, "otp": "000000" if totp_code(secret) != "000000"
-                                                else "111111"})
+    wrong = await suite.http.post(
+        LOGIN, json={**credentials, "otp": "000000" if totp_code(secret) != "000000" else "111111"}
+    )
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "INVALID_OTP"
     # the code used to enable MFA cannot be replayed to log in
     used_step = mfa_row(suite, user["user"]["id"])[2]
@@ -121,8 +124,14 @@ async def test_recovery_code_logs_in_once(suite):
     assert ok.status_code == 200, ok.text
     again = await suite.http.post(LOGIN, json={**credentials, "otp": codes[0]})
     assert again.status_code == 401 and again.json()["error"]["code"] == "INVALID_OTP"
-    assert suite.sql("auth", "SELECT count(*) FROM recovery_codes WHERE user_id = %s AND used_at IS NOT NULL",
-                     (user["user"]["id"],))[0][0] == 1
+    assert (
+        suite.sql(
+            "auth",
+            "SELECT count(*) FROM recovery_codes WHERE user_id = %s AND used_at IS NOT NULL",
+            (user["user"]["id"],),
+        )[0][0]
+        == 1
+    )
 
 
 async def test_disable_with_a_recovery_code(suite):
@@ -146,13 +155,15 @@ async def test_disable_with_an_otp_and_bad_inputs(suite):
     secret, _ = await enable_mfa(suite, user)
     used_step = mfa_row(suite, user["user"]["id"])[2]
     # the enabling code cannot be replayed to disable
-    replay = await suite.http.post(DISABLE, json={"otp": pyotp.TOTP(secret).at(used_step * 30)},
-                                   headers=user["headers"])
+    replay = await suite.http.post(
+        DISABLE, json={"otp": pyotp.TOTP(secret).at(used_step * 30)}, headers=user["headers"]
+    )
     assert replay.status_code == 400 and replay.json()["error"]["code"] == "INVALID_OTP"
     empty = await suite.http.post(DISABLE, json={}, headers=user["headers"])
     assert empty.status_code == 400 and empty.json()["error"]["code"] == "VALIDATION_ERROR"
     assert mfa_row(suite, user["user"]["id"])[0] is True
-    response = await suite.http.post(DISABLE, json={"otp": pyotp.TOTP(secret).at((used_step + 1) * 30)},
-                                     headers=user["headers"])
+    response = await suite.http.post(
+        DISABLE, json={"otp": pyotp.TOTP(secret).at((used_step + 1) * 30)}, headers=user["headers"]
+    )
     assert response.status_code == 204, response.text
     assert mfa_row(suite, user["user"]["id"])[0] is False

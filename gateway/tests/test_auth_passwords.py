@@ -40,12 +40,15 @@ async def login_status(client, email: str, password: str) -> int:
 
 # -- change -----------------------------------------------------------------------------------------
 
+
 async def test_change_password_keeps_this_session_and_ends_the_others(suite, fresh):
     user = await suite.register()
-    other = (await fresh.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]})
-             ).json()["data"]["tokens"]
-    response = await fresh.post(CHANGE, json={"currentPassword": user["password"], "newPassword": "N3wPassword"},
-                                headers=user["headers"])
+    other = (
+        await fresh.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]})
+    ).json()["data"]["tokens"]
+    response = await fresh.post(
+        CHANGE, json={"currentPassword": user["password"], "newPassword": "N3wPassword"}, headers=user["headers"]
+    )
     assert response.status_code == 204, response.text
     assert (await fresh.get(ME, headers=user["headers"])).status_code == 200
     assert (await fresh.get(ME, headers=bearer(other["accessToken"]))).status_code == 401
@@ -57,20 +60,24 @@ async def test_change_password_keeps_this_session_and_ends_the_others(suite, fre
 async def test_wrong_current_password_is_400_and_changes_nothing(suite, fresh):
     user = await suite.register()
     before = password_hash(suite, user["user"]["id"])
-    response = await fresh.post(CHANGE, json={"currentPassword": "Wr0ngPassword", "newPassword": "N3wPassword"},
-                                headers=user["headers"])
+    response = await fresh.post(
+        CHANGE, json={"currentPassword": "Wr0ngPassword", "newPassword": "N3wPassword"}, headers=user["headers"]
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_PASSWORD"
     assert password_hash(suite, user["user"]["id"]) == before
     assert (await fresh.get(ME, headers=user["headers"])).status_code == 200
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"currentPassword": "Passw0rd!x", "newPassword": "weak"}, "newPassword"),
-    ({"currentPassword": "Passw0rd!x", "newPassword": "é" * 35 + "A1x"}, "newPassword"),
-    ({"currentPassword": "Passw0rd!x"}, "newPassword"),
-    ({"newPassword": "N3wPassword"}, "currentPassword"),
-    ({"currentPassword": "", "newPassword": "N3wPassword"}, "currentPassword"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"currentPassword": "Passw0rd!x", "newPassword": "weak"}, "newPassword"),
+        ({"currentPassword": "Passw0rd!x", "newPassword": "é" * 35 + "A1x"}, "newPassword"),
+        ({"currentPassword": "Passw0rd!x"}, "newPassword"),
+        ({"newPassword": "N3wPassword"}, "currentPassword"),
+        ({"currentPassword": "", "newPassword": "N3wPassword"}, "currentPassword"),
+    ],
+)
 async def test_change_password_bad_inputs(suite, fresh, payload, field):
     user = await suite.register()
     before = password_hash(suite, user["user"]["id"])
@@ -87,6 +94,7 @@ async def test_change_password_needs_a_token(fresh):
 
 # -- forgot and reset ---------------------------------------------------------------------------------
 
+
 async def test_forgot_is_always_202_and_mails_only_known_accounts(suite, fresh):
     unknown = new_email()
     for email in (unknown, "not an email", ""):
@@ -100,8 +108,9 @@ async def test_forgot_is_always_202_and_mails_only_known_accounts(suite, fresh):
     # only the hash of the token is stored
     assert suite.sql("auth", "SELECT count(*) FROM one_time_tokens WHERE token_hash = %s", (token,))[0][0] == 0
     digest = hashlib.sha256(token.encode()).hexdigest()
-    assert suite.sql("auth", "SELECT purpose FROM one_time_tokens WHERE token_hash = %s",
-                     (digest,)) == [("password_reset",)]
+    assert suite.sql("auth", "SELECT purpose FROM one_time_tokens WHERE token_hash = %s", (digest,)) == [
+        ("password_reset",)
+    ]
     assert await wait_for_mails(suite.mail_dir, unknown, RESET_SUBJECT, timeout=0.5) == []
     response = await fresh.post(FORGOT, json={})
     assert response.status_code == 400
@@ -144,11 +153,13 @@ async def test_expired_reset_token_is_refused(suite, fresh):
     [mail] = await wait_for_mails(suite.mail_dir, user["email"], RESET_SUBJECT)
     token = link_token(mail, RESET_LINK)
     digest = hashlib.sha256(token.encode()).hexdigest()
-    [(created, expires)] = suite.sql("auth", "SELECT created_at, expires_at FROM one_time_tokens WHERE token_hash = %s",
-                                     (digest,))
+    [(created, expires)] = suite.sql(
+        "auth", "SELECT created_at, expires_at FROM one_time_tokens WHERE token_hash = %s", (digest,)
+    )
     assert (expires - created).total_seconds() == 30 * 60
-    suite.sql("auth", "UPDATE one_time_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
-              (digest,))
+    suite.sql(
+        "auth", "UPDATE one_time_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = %s", (digest,)
+    )
     before = password_hash(suite, user["user"]["id"])
     response = await fresh.post(RESET, json={"token": token, "newPassword": "R3setPassword"})
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_TOKEN"
@@ -169,8 +180,9 @@ async def test_reset_with_a_weak_password_keeps_the_token_usable(suite, fresh):
     assert (await fresh.post(RESET, json={"token": token, "newPassword": "R3setPassword"})).status_code == 204
 
 
-@pytest.mark.parametrize("payload", [{"token": "bogus", "newPassword": "R3setPassword"},
-                                     {"token": "", "newPassword": "R3setPassword"}])
+@pytest.mark.parametrize(
+    "payload", [{"token": "bogus", "newPassword": "R3setPassword"}, {"token": "", "newPassword": "R3setPassword"}]
+)
 async def test_bad_reset_tokens(fresh, payload):
     response = await fresh.post(RESET, json=payload)
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_TOKEN"
@@ -186,15 +198,16 @@ async def test_concurrent_resets_with_one_token_exactly_one_wins(suite, fresh):
     await fresh.post(FORGOT, json={"email": user["email"]})
     [mail] = await wait_for_mails(suite.mail_dir, user["email"], RESET_SUBJECT)
     token = link_token(mail, RESET_LINK)
-    responses = await asyncio.gather(*(
-        fresh.post(RESET, json={"token": token, "newPassword": f"R3setPassword{i}"}) for i in range(5)
-    ))
+    responses = await asyncio.gather(
+        *(fresh.post(RESET, json={"token": token, "newPassword": f"R3setPassword{i}"}) for i in range(5))
+    )
     assert sorted(r.status_code for r in responses) == [204, 400, 400, 400, 400]
     winner = next(i for i, r in enumerate(responses) if r.status_code == 204)
     assert await login_status(fresh, user["email"], f"R3setPassword{winner}") == 200
 
 
 # -- SMTP backend -------------------------------------------------------------------------------------
+
 
 async def test_smtp_backend_delivers_the_reset_email(suite):
     from aiosmtpd.controller import Controller
@@ -210,11 +223,20 @@ async def test_smtp_backend_delivers_the_reset_email(suite):
     controller = Controller(Handler(), hostname="127.0.0.1", port=smtp_port)
     controller.start()
     user = await suite.register()
-    server = build_server(suite.service_settings("auth", grpc_address="127.0.0.1:0", mail_backend="smtp",
-                                                 smtp_host="127.0.0.1", smtp_port=smtp_port, run_migrations=False))
+    server = build_server(
+        suite.service_settings(
+            "auth",
+            grpc_address="127.0.0.1:0",
+            mail_backend="smtp",
+            smtp_host="127.0.0.1",
+            smtp_port=smtp_port,
+            run_migrations=False,
+        )
+    )
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
-                                                "auth_target": server.address}), "gateway")
+    clients = ServiceClients(
+        BaseShopSettings(**{**suite.common(), **identity_settings("gateway"), "auth_target": server.address}), "gateway"
+    )
     try:
         await clients.auth.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(email=user["email"]))
         for _ in range(200):

@@ -24,6 +24,7 @@ def users_with_email(suite, email: str) -> int:
 
 # -- register -------------------------------------------------------------------------------------
 
+
 async def test_register_creates_a_customer_signs_in_and_sends_a_verification_email(suite):
     raw = "  Grace.Hopper-" + new_email().upper() + "  "
     email = raw.strip().lower()
@@ -31,11 +32,25 @@ async def test_register_creates_a_customer_signs_in_and_sends_a_verification_ema
     assert response.status_code == 201, response.text
     data = response.json()["data"]
     user, tokens = data["user"], data["tokens"]
-    assert set(user) == {"id", "email", "firstName", "lastName", "phone", "role", "status", "emailVerified",
-                         "mfaEnabled", "createdAt"}
+    assert set(user) == {
+        "id",
+        "email",
+        "firstName",
+        "lastName",
+        "phone",
+        "role",
+        "status",
+        "emailVerified",
+        "mfaEnabled",
+        "createdAt",
+    }
     assert user["email"] == email
     assert (user["role"], user["status"], user["emailVerified"], user["mfaEnabled"]) == (
-        "CUSTOMER", "ACTIVE", False, False)
+        "CUSTOMER",
+        "ACTIVE",
+        False,
+        False,
+    )
     assert (user["firstName"], user["lastName"]) == ("Ada", "Lovelace")
     assert user["createdAt"].endswith("Z")
     assert set(tokens) == {"accessToken", "refreshToken", "tokenType", "expiresIn"}
@@ -131,6 +146,7 @@ async def test_72_byte_multibyte_password_works_and_is_never_truncated(suite):
 
 # -- login ----------------------------------------------------------------------------------------
 
+
 async def test_login_with_any_case_returns_user_tokens_and_cookie(suite):
     user = await suite.register()
     response = await suite.http.post(LOGIN, json={"email": "  " + user["email"].upper(), "password": user["password"]})
@@ -153,8 +169,16 @@ async def test_unknown_email_and_wrong_password_are_byte_identical(suite):
     assert unknown.headers.get("www-authenticate") == wrong.headers.get("www-authenticate")
 
 
-@pytest.mark.parametrize("payload", [{}, {"email": "a@b.com"}, {"password": "x"}, {"email": "", "password": ""},
-                                     {"email": "a@b.com", "password": "x", "extra": 1}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"email": "a@b.com"},
+        {"password": "x"},
+        {"email": "", "password": ""},
+        {"email": "a@b.com", "password": "x", "extra": 1},
+    ],
+)
 async def test_login_bad_shapes_are_400(suite, payload):
     response = await suite.http.post(LOGIN, json=payload)
     assert response.status_code == 400
@@ -176,11 +200,18 @@ async def test_five_failures_lock_the_email_until_the_window_passes(suite):
     assert suite.sql("auth", "SELECT count(*) FROM login_attempts WHERE email = %s", (user["email"],))[0][0] == 5
     # Another email is not affected.
     other = await suite.register()
-    assert (await suite.http.post(LOGIN, json={"email": other["email"], "password": other["password"]})).status_code == 200
+    assert (
+        await suite.http.post(LOGIN, json={"email": other["email"], "password": other["password"]})
+    ).status_code == 200
     # The window passes (moved back in the database rather than waiting 15 minutes).
-    suite.sql("auth", "UPDATE login_attempts SET attempted_at = attempted_at - interval '16 minutes' WHERE email = %s",
-              (user["email"],))
-    assert suite.sql("auth", "SELECT count(*) FROM sessions WHERE user_id = %s", (user["user"]["id"],)) == sessions_before
+    suite.sql(
+        "auth",
+        "UPDATE login_attempts SET attempted_at = attempted_at - interval '16 minutes' WHERE email = %s",
+        (user["email"],),
+    )
+    assert (
+        suite.sql("auth", "SELECT count(*) FROM sessions WHERE user_id = %s", (user["user"]["id"],)) == sessions_before
+    )
     response = await suite.http.post(LOGIN, json={"email": user["email"], "password": user["password"]})
     assert response.status_code == 200, response.text
 
@@ -195,9 +226,9 @@ async def test_lockout_applies_to_unknown_emails_too(suite):
 
 async def test_concurrent_guesses_check_at_most_five_passwords(suite):
     user = await suite.register()
-    responses = await asyncio.gather(*(
-        suite.http.post(LOGIN, json={"email": user["email"], "password": f"Wr0ngPassword{i}"}) for i in range(12)
-    ))
+    responses = await asyncio.gather(
+        *(suite.http.post(LOGIN, json={"email": user["email"], "password": f"Wr0ngPassword{i}"}) for i in range(12))
+    )
     codes = sorted(r.json()["error"]["code"] for r in responses)
     assert codes.count("INVALID_CREDENTIALS") == 5, codes
     assert codes.count("TOO_MANY_ATTEMPTS") == 7
@@ -206,15 +237,20 @@ async def test_concurrent_guesses_check_at_most_five_passwords(suite):
 async def test_suspended_account_is_403_only_after_the_right_password(suite):
     admin = await suite.admin()
     user = await suite.register()
-    patch = await suite.http.patch(f"/api/v1/users/{user['user']['id']}", json={"status": "SUSPENDED"},
-                                   headers=admin["headers"])
+    patch = await suite.http.patch(
+        f"/api/v1/users/{user['user']['id']}", json={"status": "SUSPENDED"}, headers=admin["headers"]
+    )
     assert patch.status_code == 200, patch.text
     wrong = await suite.http.post(LOGIN, json={"email": user["email"], "password": "Wr0ngPassword"})
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "INVALID_CREDENTIALS"
     right = await suite.http.post(LOGIN, json={"email": user["email"], "password": user["password"]})
     assert right.status_code == 403 and right.json()["error"]["code"] == "ACCOUNT_SUSPENDED"
-    assert suite.sql("auth", "SELECT count(*) FROM sessions WHERE user_id = %s AND revoked_at IS NULL",
-                     (user["user"]["id"],))[0][0] == 0
+    assert (
+        suite.sql(
+            "auth", "SELECT count(*) FROM sessions WHERE user_id = %s AND revoked_at IS NULL", (user["user"]["id"],)
+        )[0][0]
+        == 0
+    )
 
 
 async def test_verification_link_verifies_the_email_once(suite):
@@ -241,8 +277,11 @@ async def test_expired_verification_token_is_refused(suite):
     user = await suite.register()
     [mail] = await wait_for_mails(suite.mail_dir, user["email"], "Verify your email")
     token = link_token(mail, "https://shop.example/verify-email")
-    suite.sql("auth", "UPDATE one_time_tokens SET expires_at = now() - interval '1 minute' WHERE user_id = %s",
-              (user["user"]["id"],))
+    suite.sql(
+        "auth",
+        "UPDATE one_time_tokens SET expires_at = now() - interval '1 minute' WHERE user_id = %s",
+        (user["user"]["id"],),
+    )
     response = await suite.http.post("/api/v1/auth/email/verify", json={"token": token})
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_TOKEN"
     assert suite.sql("auth", "SELECT email_verified FROM users WHERE id = %s", (user["user"]["id"],))[0][0] is False

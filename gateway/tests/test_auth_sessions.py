@@ -35,8 +35,12 @@ def session_of(suite, refresh_token: str) -> tuple | None:
     import hashlib
 
     digest = hashlib.sha256(refresh_token.encode()).hexdigest()
-    rows = suite.sql("auth", "SELECT s.id, s.revoked_at, t.used FROM refresh_tokens t JOIN sessions s "
-                             "ON s.id = t.session_id WHERE t.token_hash = %s", (digest,))
+    rows = suite.sql(
+        "auth",
+        "SELECT s.id, s.revoked_at, t.used FROM refresh_tokens t JOIN sessions s "
+        "ON s.id = t.session_id WHERE t.token_hash = %s",
+        (digest,),
+    )
     return rows[0] if rows else None
 
 
@@ -53,8 +57,10 @@ async def test_refresh_rotates_and_the_old_token_stops_working(suite, fresh):
     assert claims["sid"] == session_of(suite, first["refreshToken"])[0]
     assert (await fresh.get(ME, headers=bearer(second["accessToken"]))).status_code == 200
     # only hashes are stored
-    assert suite.sql("auth", "SELECT count(*) FROM refresh_tokens WHERE token_hash = %s",
-                     (second["refreshToken"],))[0][0] == 0
+    assert (
+        suite.sql("auth", "SELECT count(*) FROM refresh_tokens WHERE token_hash = %s", (second["refreshToken"],))[0][0]
+        == 0
+    )
 
 
 async def test_reused_refresh_token_revokes_the_whole_session(suite, fresh):
@@ -101,13 +107,21 @@ async def test_a_refresh_racing_a_running_rotation_fails_without_ending_the_sess
     winner = psycopg.connect(suite.database_urls["auth"].replace("+psycopg", ""))
     try:
         # The "winning" rotation claims the token and keeps its transaction open.
-        winner.execute("UPDATE refresh_tokens SET used = true, used_at = clock_timestamp() "
-                       "WHERE token_hash = %s AND used = false", (digest,))
+        winner.execute(
+            "UPDATE refresh_tokens SET used = true, used_at = clock_timestamp() WHERE token_hash = %s AND used = false",
+            (digest,),
+        )
         racing = asyncio.create_task(fresh.post(REFRESH, json={"refreshToken": token}))
 
         async def racing_is_blocked():
-            return suite.sql("auth", "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                     "AND wait_event_type = 'Lock'")[0][0] > 0
+            return (
+                suite.sql(
+                    "auth",
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'",
+                )[0][0]
+                > 0
+            )
 
         assert await wait_until(racing_is_blocked, timeout=10)
         winner.execute("UPDATE refresh_tokens SET used_at = clock_timestamp() WHERE token_hash = %s", (digest,))
@@ -145,8 +159,11 @@ async def test_expired_refresh_token_is_refused(suite, fresh):
     user = await suite.register()
     token = user["tokens"]["refreshToken"]
     session_id = session_of(suite, token)[0]
-    suite.sql("auth", "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE session_id = %s",
-              (session_id,))
+    suite.sql(
+        "auth",
+        "UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE session_id = %s",
+        (session_id,),
+    )
     response = await fresh.post(REFRESH, json={"refreshToken": token})
     assert response.status_code == 401 and response.json()["error"]["code"] == "INVALID_REFRESH_TOKEN"
 
@@ -172,8 +189,9 @@ async def test_cookie_is_secure_over_https(suite):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="https://gw") as client:
-            response = await client.post("/api/v1/auth/login", json={"email": user["email"],
-                                                                       "password": user["password"]})
+            response = await client.post(
+                "/api/v1/auth/login", json={"email": user["email"], "password": user["password"]}
+            )
     assert response.status_code == 200, response.text
     cookie = response.headers["set-cookie"]
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -203,9 +221,19 @@ async def test_logout_with_an_expired_access_token_uses_the_refresh_token(suite,
 
     user = await suite.register()
     claims = jwt.decode(user["tokens"]["accessToken"], options={"verify_signature": False})
-    expired = SigningKey(suite.private_key_pem).mint_access_token(
-        issuer=claims["iss"], audience=claims["aud"], user_id=claims["sub"], role=claims["role"],
-        session_id=claims["sid"], lifetime=timedelta(minutes=15), now=0).token
+    expired = (
+        SigningKey(suite.private_key_pem)
+        .mint_access_token(
+            issuer=claims["iss"],
+            audience=claims["aud"],
+            user_id=claims["sub"],
+            role=claims["role"],
+            session_id=claims["sid"],
+            lifetime=timedelta(minutes=15),
+            now=0,
+        )
+        .token
+    )
     only_expired = await fresh.post(LOGOUT, headers=bearer(expired))
     assert only_expired.status_code == 401
     response = await fresh.post(LOGOUT, headers=bearer(expired), json={"refreshToken": user["tokens"]["refreshToken"]})
@@ -265,10 +293,16 @@ async def test_cannot_revoke_another_users_session(suite, fresh):
     assert (await fresh.get(ME, headers=victim["headers"])).status_code == 200
 
 
-@pytest.mark.parametrize(("method", "path"), [("GET", ME), ("GET", "/api/v1/auth/sessions"),
-                                              ("DELETE", "/api/v1/auth/sessions"),
-                                              ("DELETE", "/api/v1/auth/sessions/x"),
-                                              ("POST", "/api/v1/auth/mfa/setup")])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", ME),
+        ("GET", "/api/v1/auth/sessions"),
+        ("DELETE", "/api/v1/auth/sessions"),
+        ("DELETE", "/api/v1/auth/sessions/x"),
+        ("POST", "/api/v1/auth/mfa/setup"),
+    ],
+)
 async def test_user_routes_need_a_token(fresh, method, path):
     response = await fresh.request(method, path)
     assert response.status_code == 401 and response.json()["error"]["code"] == "UNAUTHENTICATED"
@@ -279,8 +313,12 @@ async def test_jwks_verifies_access_tokens(suite, fresh):
     response = await fresh.get("/.well-known/jwks.json")
     assert response.status_code == 200
     [key] = response.json()["keys"]
-    assert {k: key[k] for k in ("kty", "crv", "alg", "use")} == {"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
-                                                                  "use": "sig"}
+    assert {k: key[k] for k in ("kty", "crv", "alg", "use")} == {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+    }
     assert "d" not in key  # never the private part
     token = user["tokens"]["accessToken"]
     assert jwt.get_unverified_header(token)["kid"] == key["kid"]

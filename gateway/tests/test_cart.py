@@ -36,6 +36,7 @@ def assert_error(response, status: int, code: str) -> dict:
 
 # -- X-Session-ID ---------------------------------------------------------------------------------
 
+
 async def test_guest_without_session_is_issued_one(suite, http):
     response = await http.get("/api/v1/cart")
     assert response.status_code == 200, response.text
@@ -43,8 +44,13 @@ async def test_guest_without_session_is_issued_one(suite, http):
     assert str(uuid.UUID(issued)) == issued
     cart = response.json()["data"]
     assert set(cart) == CART_KEYS
-    assert cart == {"id": cart_id(session_id=issued), "items": [], "itemCount": 0, "subtotalCents": 0,
-                    "currency": "USD"}
+    assert cart == {
+        "id": cart_id(session_id=issued),
+        "items": [],
+        "itemCount": 0,
+        "subtotalCents": 0,
+        "currency": "USD",
+    }
     # a second request without a session gets another one; with it, none is issued and the cart is the same
     again = await http.get("/api/v1/cart")
     assert again.headers["x-session-id"] != issued
@@ -63,12 +69,14 @@ async def test_guest_session_issued_on_first_add_is_the_cart(suite, http):
     session = response.headers["x-session-id"]
     assert response.json()["data"]["id"] == cart_id(session_id=session)
     assert cart_rows(suite, cart_id(session_id=session)) == {product["id"]: 1}
-    assert suite.sql("cart", "SELECT user_id, session_id FROM carts WHERE id = %s",
-                     (cart_id(session_id=session),)) == [(None, session)]
+    assert suite.sql("cart", "SELECT user_id, session_id FROM carts WHERE id = %s", (cart_id(session_id=session),)) == [
+        (None, session)
+    ]
 
 
-@pytest.mark.parametrize("value", ["not-a-uuid", "", "1234", "0" * 32, f"{{{uuid.uuid4()}}}",
-                                   str(uuid.uuid4()) + "x", "' OR 1=1 --"])
+@pytest.mark.parametrize(
+    "value", ["not-a-uuid", "", "1234", "0" * 32, f"{{{uuid.uuid4()}}}", str(uuid.uuid4()) + "x", "' OR 1=1 --"]
+)
 async def test_malformed_session_id_is_400_on_every_route(suite, http, value):
     product = await make_product(suite)
     before = snapshot(suite)
@@ -98,6 +106,7 @@ async def test_session_id_is_case_insensitive(suite, http):
 
 # -- adding, setting, removing --------------------------------------------------------------------
 
+
 async def test_add_prices_the_cart_and_adds_to_the_line(suite, http):
     a = await make_product(suite, price=1999, stock=10)
     b = await make_product(suite, price=250, stock=3)
@@ -110,10 +119,24 @@ async def test_add_prices_the_cart_and_adds_to_the_line(suite, http):
     cart = response.json()["data"]
     assert set(cart) == CART_KEYS and all(set(item) == ITEM_KEYS for item in cart["items"])
     assert cart["items"] == [
-        {"productId": a["id"], "sku": a["sku"], "name": a["name"], "unitPriceCents": 1999, "quantity": 5,
-         "lineTotalCents": 9995, "available": True},
-        {"productId": b["id"], "sku": b["sku"], "name": b["name"], "unitPriceCents": 250, "quantity": 1,
-         "lineTotalCents": 250, "available": True},
+        {
+            "productId": a["id"],
+            "sku": a["sku"],
+            "name": a["name"],
+            "unitPriceCents": 1999,
+            "quantity": 5,
+            "lineTotalCents": 9995,
+            "available": True,
+        },
+        {
+            "productId": b["id"],
+            "sku": b["sku"],
+            "name": b["name"],
+            "unitPriceCents": 250,
+            "quantity": 1,
+            "lineTotalCents": 250,
+            "available": True,
+        },
     ]
     assert cart["itemCount"] == 6 and cart["subtotalCents"] == 10245 and cart["currency"] == "USD"
     assert (await http.get("/api/v1/cart", headers=headers)).json()["data"] == cart
@@ -189,16 +212,19 @@ async def test_bad_add_bodies_are_400_and_change_nothing(suite, http):
     await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 2}, headers=headers)
     before = snapshot(suite)
     for body, field in BAD_ADD_BODIES:
-        body = {key: (value.replace("PID", product["id"]) if isinstance(value, str) else value)
-                for key, value in body.items()}
+        body = {
+            key: (value.replace("PID", product["id"]) if isinstance(value, str) else value)
+            for key, value in body.items()
+        }
         if isinstance(body.get("productId"), list):
             body["productId"] = [product["id"]]
         response = await http.post("/api/v1/cart/items", json=body, headers=headers)
         error = assert_error(response, 400, "VALIDATION_ERROR")
         assert field in error["details"]["fields"], (body, error)
     for raw in (b"not json", b"[1, 2]", b'"x"', b"", b'{"productId": '):
-        response = await http.post("/api/v1/cart/items", content=raw,
-                                   headers={**headers, "Content-Type": "application/json"})
+        response = await http.post(
+            "/api/v1/cart/items", content=raw, headers={**headers, "Content-Type": "application/json"}
+        )
         assert_error(response, 400, "VALIDATION_ERROR")
     assert snapshot(suite) == before
 
@@ -210,10 +236,16 @@ async def test_unknown_archived_and_draft_products_are_404(suite, http):
     headers = guest()
     before = snapshot(suite)
     for product_id in (str(uuid.uuid4()), archived["id"], draft["id"]):
-        assert_error(await http.post("/api/v1/cart/items", json={"productId": product_id}, headers=headers),
-                     404, "PRODUCT_NOT_FOUND")
-        assert_error(await http.put(f"/api/v1/cart/items/{product_id}", json={"quantity": 1}, headers=headers),
-                     404, "PRODUCT_NOT_FOUND")
+        assert_error(
+            await http.post("/api/v1/cart/items", json={"productId": product_id}, headers=headers),
+            404,
+            "PRODUCT_NOT_FOUND",
+        )
+        assert_error(
+            await http.put(f"/api/v1/cart/items/{product_id}", json={"quantity": 1}, headers=headers),
+            404,
+            "PRODUCT_NOT_FOUND",
+        )
     assert snapshot(suite) == before
 
 
@@ -222,28 +254,42 @@ async def test_stock_and_line_limits(suite, http):
     plenty = await make_product(suite, stock=1000)
     headers = guest()
     before = snapshot(suite)
-    error = assert_error(await http.post("/api/v1/cart/items", json={"productId": scarce["id"], "quantity": 4},
-                                         headers=headers), 409, "INSUFFICIENT_STOCK")
+    error = assert_error(
+        await http.post("/api/v1/cart/items", json={"productId": scarce["id"], "quantity": 4}, headers=headers),
+        409,
+        "INSUFFICIENT_STOCK",
+    )
     assert error["details"]["productIds"] == [scarce["id"]]
     assert snapshot(suite) == before  # not even an empty cart was created
     await http.post("/api/v1/cart/items", json={"productId": scarce["id"], "quantity": 2}, headers=headers)
     await http.post("/api/v1/cart/items", json={"productId": plenty["id"], "quantity": 60}, headers=headers)
     before = snapshot(suite)
     # the line would exceed stock (2 + 2 > 3) or 100 (60 + 41)
-    assert_error(await http.post("/api/v1/cart/items", json={"productId": scarce["id"], "quantity": 2},
-                                 headers=headers), 409, "INSUFFICIENT_STOCK")
-    error = assert_error(await http.post("/api/v1/cart/items", json={"productId": plenty["id"], "quantity": 41},
-                                         headers=headers), 400, "VALIDATION_ERROR")
+    assert_error(
+        await http.post("/api/v1/cart/items", json={"productId": scarce["id"], "quantity": 2}, headers=headers),
+        409,
+        "INSUFFICIENT_STOCK",
+    )
+    error = assert_error(
+        await http.post("/api/v1/cart/items", json={"productId": plenty["id"], "quantity": 41}, headers=headers),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert "quantity" in error["details"]["fields"]
-    assert_error(await http.put(f"/api/v1/cart/items/{scarce['id']}", json={"quantity": 4}, headers=headers),
-                 409, "INSUFFICIENT_STOCK")
+    assert_error(
+        await http.put(f"/api/v1/cart/items/{scarce['id']}", json={"quantity": 4}, headers=headers),
+        409,
+        "INSUFFICIENT_STOCK",
+    )
     assert snapshot(suite) == before
     # exactly at the limits is fine
     response = await http.post("/api/v1/cart/items", json={"productId": plenty["id"], "quantity": 40}, headers=headers)
     assert response.status_code == 200, response.text
     response = await http.put(f"/api/v1/cart/items/{scarce['id']}", json={"quantity": 3}, headers=headers)
-    assert {i["productId"]: i["quantity"] for i in response.json()["data"]["items"]} == {scarce["id"]: 3,
-                                                                                        plenty["id"]: 100}
+    assert {i["productId"]: i["quantity"] for i in response.json()["data"]["items"]} == {
+        scarce["id"]: 3,
+        plenty["id"]: 100,
+    }
 
 
 async def test_bad_put_and_delete_inputs_change_nothing(suite, http):
@@ -253,24 +299,37 @@ async def test_bad_put_and_delete_inputs_change_nothing(suite, http):
     await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 2}, headers=headers)
     before = snapshot(suite)
     url = f"/api/v1/cart/items/{product['id']}"
-    for body in ({"quantity": -1}, {"quantity": 101}, {"quantity": "3"}, {"quantity": 1.5}, {"quantity": None},
-                 {}, {"quantity": 2**63}, {"quantity": 3, "extra": 1}):
+    for body in (
+        {"quantity": -1},
+        {"quantity": 101},
+        {"quantity": "3"},
+        {"quantity": 1.5},
+        {"quantity": None},
+        {},
+        {"quantity": 2**63},
+        {"quantity": 3, "extra": 1},
+    ):
         error = assert_error(await http.put(url, json=body, headers=headers), 400, "VALIDATION_ERROR")
         assert error["details"]["fields"]
     for bad_id in ("not-a-uuid", "123", product["id"][:-1], product["id"].replace("-", "")):
-        for response in (await http.put(f"/api/v1/cart/items/{bad_id}", json={"quantity": 1}, headers=headers),
-                         await http.delete(f"/api/v1/cart/items/{bad_id}", headers=headers)):
+        for response in (
+            await http.put(f"/api/v1/cart/items/{bad_id}", json={"quantity": 1}, headers=headers),
+            await http.delete(f"/api/v1/cart/items/{bad_id}", headers=headers),
+        ):
             error = assert_error(response, 400, "VALIDATION_ERROR")
             assert "productId" in error["details"]["fields"]
     # a product that is not in the cart: nothing to remove
-    for response in (await http.delete(f"/api/v1/cart/items/{other['id']}", headers=headers),
-                     await http.put(f"/api/v1/cart/items/{other['id']}", json={"quantity": 0}, headers=headers),
-                     await http.delete(f"/api/v1/cart/items/{uuid.uuid4()}", headers=headers)):
+    for response in (
+        await http.delete(f"/api/v1/cart/items/{other['id']}", headers=headers),
+        await http.put(f"/api/v1/cart/items/{other['id']}", json={"quantity": 0}, headers=headers),
+        await http.delete(f"/api/v1/cart/items/{uuid.uuid4()}", headers=headers),
+    ):
         assert_error(response, 404, "CART_ITEM_NOT_FOUND")
     assert snapshot(suite) == before
 
 
 # -- pricing follows the catalog ------------------------------------------------------------------
+
 
 async def test_pricing_follows_catalog_price_changes(suite, http):
     product = await make_product(suite, price=1000, stock=10)
@@ -281,8 +340,12 @@ async def test_pricing_follows_catalog_price_changes(suite, http):
     assert cart["items"][0]["unitPriceCents"] == 1250 and cart["items"][0]["lineTotalCents"] == 3750
     assert cart["subtotalCents"] == 3750
     # the cart never stored a price
-    columns = {row[0] for row in suite.sql("cart", "SELECT column_name FROM information_schema.columns "
-                                                   "WHERE table_name IN ('carts', 'cart_items')")}
+    columns = {
+        row[0]
+        for row in suite.sql(
+            "cart", "SELECT column_name FROM information_schema.columns WHERE table_name IN ('carts', 'cart_items')"
+        )
+    }
     assert not any("price" in column or "total" in column for column in columns)
 
 
@@ -331,13 +394,15 @@ async def test_reading_a_cart_is_one_batch_call(suite, http, monkeypatch):
 
 # -- whose cart -----------------------------------------------------------------------------------
 
+
 async def test_users_and_sessions_only_reach_their_own_cart(suite, http):
     product = await make_product(suite, stock=20)
     alice, bob = await suite.register(), await suite.register()
     session = str(uuid.uuid4())
     await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 3}, headers=alice["headers"])
-    await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 5},
-                    headers={"X-Session-ID": session})
+    await http.post(
+        "/api/v1/cart/items", json={"productId": product["id"], "quantity": 5}, headers={"X-Session-ID": session}
+    )
     alice_cart = cart_id(user_id=alice["user"]["id"])
     bob_view = (await http.get("/api/v1/cart", headers=bob["headers"])).json()["data"]
     assert bob_view["items"] == [] and bob_view["id"] == cart_id(user_id=bob["user"]["id"])
@@ -348,8 +413,9 @@ async def test_users_and_sessions_only_reach_their_own_cart(suite, http):
     assert mixed["id"] == alice_cart and mixed["items"][0]["quantity"] == 3
     before = snapshot(suite)
     # bob cannot touch alice's line: his own cart has no such line
-    assert_error(await http.delete(f"/api/v1/cart/items/{product['id']}", headers=bob["headers"]),
-                 404, "CART_ITEM_NOT_FOUND")
+    assert_error(
+        await http.delete(f"/api/v1/cart/items/{product['id']}", headers=bob["headers"]), 404, "CART_ITEM_NOT_FOUND"
+    )
     assert (await http.delete("/api/v1/cart", headers=bob["headers"])).status_code == 204
     assert cart_rows(suite, alice_cart) == {product["id"]: 3}
     assert cart_rows(suite, cart_id(session_id=session)) == {product["id"]: 5}
@@ -362,8 +428,11 @@ async def test_bad_tokens_are_401_not_a_guest_cart(suite, http):
     for value in ("Bearer nope", "Basic abc", "Bearer", "Bearer a.b.c"):
         headers = {"Authorization": value, **guest()}
         assert_error(await http.get("/api/v1/cart", headers=headers), 401, "UNAUTHENTICATED")
-        assert_error(await http.post("/api/v1/cart/items", json={"productId": product["id"]}, headers=headers),
-                     401, "UNAUTHENTICATED")
+        assert_error(
+            await http.post("/api/v1/cart/items", json={"productId": product["id"]}, headers=headers),
+            401,
+            "UNAUTHENTICATED",
+        )
     assert snapshot(suite) == before
 
 
@@ -382,6 +451,7 @@ async def test_signed_out_access_token_is_refused(suite, http):
 
 # -- merge ----------------------------------------------------------------------------------------
 
+
 async def test_merge_adds_caps_and_deletes_the_guest_cart(suite, http):
     both = await make_product(suite, price=100, stock=50)
     capped_by_stock = await make_product(suite, price=200, stock=6)
@@ -392,12 +462,14 @@ async def test_merge_adds_caps_and_deletes_the_guest_cart(suite, http):
     session = str(uuid.uuid4())
     g = {"X-Session-ID": session}
     for product, quantity in ((both, 3), (capped_by_stock, 4), (capped_by_100, 60), (guest_only, 2), (archived, 1)):
-        response = await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": quantity},
-                                   headers=g)
+        response = await http.post(
+            "/api/v1/cart/items", json={"productId": product["id"], "quantity": quantity}, headers=g
+        )
         assert response.status_code == 200, response.text
     for product, quantity in ((both, 2), (capped_by_stock, 5), (capped_by_100, 70)):
-        response = await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": quantity},
-                                   headers=user["headers"])
+        response = await http.post(
+            "/api/v1/cart/items", json={"productId": product["id"], "quantity": quantity}, headers=user["headers"]
+        )
         assert response.status_code == 200, response.text
     await archive(suite, archived["id"])
     response = await http.post("/api/v1/cart/merge", headers={**user["headers"], **g})
@@ -429,12 +501,16 @@ async def test_merge_refusals_change_nothing(suite, http):
     error = assert_error(await http.post("/api/v1/cart/merge", headers=user["headers"]), 400, "VALIDATION_ERROR")
     assert "X-Session-ID" in error["details"]["fields"]
     for bad in ("nope", "", session + "0"):
-        assert_error(await http.post("/api/v1/cart/merge", headers={**user["headers"], "X-Session-ID": bad}),
-                     400, "VALIDATION_ERROR")
+        assert_error(
+            await http.post("/api/v1/cart/merge", headers={**user["headers"], "X-Session-ID": bad}),
+            400,
+            "VALIDATION_ERROR",
+        )
     assert snapshot(suite) == before
 
 
 # -- Idempotency-Key on POST /cart/items ---------------------------------------------------------
+
 
 async def test_idempotency_key_replays_without_adding_again(suite, http):
     product = await make_product(suite, price=300, stock=50)
@@ -457,11 +533,15 @@ async def test_idempotency_key_replays_without_adding_again(suite, http):
     # the same key with another body is refused and changes nothing
     before = snapshot(suite)
     for changed in ({"productId": product["id"], "quantity": 3}, {"productId": other["id"], "quantity": 2}):
-        assert_error(await http.post("/api/v1/cart/items", json=changed, headers=headers), 422,
-                     "IDEMPOTENCY_KEY_REUSED")
+        assert_error(
+            await http.post("/api/v1/cart/items", json=changed, headers=headers), 422, "IDEMPOTENCY_KEY_REUSED"
+        )
     for bad in ("x" * 129, ""):  # one rule for every key (shop.lib.idempotency): 1..128
-        error = assert_error(await http.post("/api/v1/cart/items", json=body, headers={**headers, "Idempotency-Key": bad}),
-                             400, "VALIDATION_ERROR")
+        error = assert_error(
+            await http.post("/api/v1/cart/items", json=body, headers={**headers, "Idempotency-Key": bad}),
+            400,
+            "VALIDATION_ERROR",
+        )
         assert "Idempotency-Key" in error["details"]["fields"]
     assert snapshot(suite) == before
     # keys are scoped to the cart: another guest may use the same key
@@ -490,15 +570,18 @@ async def test_a_refused_add_does_not_burn_its_key(suite, http):
 
 # -- concurrency ----------------------------------------------------------------------------------
 
+
 async def test_concurrent_adds_to_one_line_lose_no_update(suite, http):
     product = await make_product(suite, stock=100)
     user = await suite.register()
     session = {"X-Session-ID": str(uuid.uuid4())}
-    for headers, owner in ((user["headers"], cart_id(user_id=user["user"]["id"])),
-                           (session, cart_id(session_id=session["X-Session-ID"]))):
-        responses = await asyncio.gather(*(
-            http.post("/api/v1/cart/items", json={"productId": product["id"]}, headers=headers) for _ in range(20)
-        ))
+    for headers, owner in (
+        (user["headers"], cart_id(user_id=user["user"]["id"])),
+        (session, cart_id(session_id=session["X-Session-ID"])),
+    ):
+        responses = await asyncio.gather(
+            *(http.post("/api/v1/cart/items", json={"productId": product["id"]}, headers=headers) for _ in range(20))
+        )
         assert [r.status_code for r in responses] == [200] * 20
         assert cart_rows(suite, owner) == {product["id"]: 20}
         assert sorted(r.json()["data"]["items"][0]["quantity"] for r in responses)[-1] == 20
@@ -507,10 +590,12 @@ async def test_concurrent_adds_to_one_line_lose_no_update(suite, http):
 async def test_concurrent_adds_never_exceed_stock(suite, http):
     product = await make_product(suite, stock=7)
     headers = guest()
-    responses = await asyncio.gather(*(
-        http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 2}, headers=headers)
-        for _ in range(10)
-    ))
+    responses = await asyncio.gather(
+        *(
+            http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 2}, headers=headers)
+            for _ in range(10)
+        )
+    )
     codes = sorted(r.status_code for r in responses)
     assert codes == [200] * 3 + [409] * 7
     assert cart_rows(suite, cart_id(session_id=headers["X-Session-ID"])) == {product["id"]: 6}
@@ -522,20 +607,25 @@ async def test_concurrent_merges_add_the_guest_cart_once(suite, http):
     session = {"X-Session-ID": str(uuid.uuid4())}
     await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 3}, headers=session)
     await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": 2}, headers=user["headers"])
-    responses = await asyncio.gather(*(
-        http.post("/api/v1/cart/merge", headers={**user["headers"], **session}) for _ in range(5)
-    ))
+    responses = await asyncio.gather(
+        *(http.post("/api/v1/cart/merge", headers={**user["headers"], **session}) for _ in range(5))
+    )
     assert [r.status_code for r in responses] == [200] * 5
     assert cart_rows(suite, cart_id(user_id=user["user"]["id"])) == {product["id"]: 5}
-    assert suite.sql("cart", "SELECT count(*) FROM carts WHERE id = %s",
-                     (cart_id(session_id=session["X-Session-ID"]),)) == [(0,)]
+    assert suite.sql(
+        "cart", "SELECT count(*) FROM carts WHERE id = %s", (cart_id(session_id=session["X-Session-ID"]),)
+    ) == [(0,)]
 
 
 async def test_openapi_documents_the_cart(http):
     spec = (await http.get("/openapi.json")).json()
     paths = spec["paths"]
-    for path, methods in {"/api/v1/cart": {"get", "delete"}, "/api/v1/cart/items": {"post"},
-                          "/api/v1/cart/items/{productId}": {"put", "delete"}, "/api/v1/cart/merge": {"post"}}.items():
+    for path, methods in {
+        "/api/v1/cart": {"get", "delete"},
+        "/api/v1/cart/items": {"post"},
+        "/api/v1/cart/items/{productId}": {"put", "delete"},
+        "/api/v1/cart/merge": {"post"},
+    }.items():
         assert methods <= set(paths[path]), path
         for method in methods:
             assert paths[path][method]["summary"]

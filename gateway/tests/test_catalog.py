@@ -27,8 +27,9 @@ async def people(suite):
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def category(suite, people):
     slug = f"gw-{uuid.uuid4().hex[:8]}"
-    response = await suite.http.post(f"{API}/categories", json={"slug": slug, "name": "Gateway tests"},
-                                     headers=people["admin"]["headers"])
+    response = await suite.http.post(
+        f"{API}/categories", json={"slug": slug, "name": "Gateway tests"}, headers=people["admin"]["headers"]
+    )
     assert response.status_code == 201, response.text
     return slug
 
@@ -49,7 +50,9 @@ def product_body(category: str, **overrides):
 
 
 async def create(suite, who, category, **overrides):
-    response = await suite.http.post(f"{API}/products", json=product_body(category, **overrides), headers=who["headers"])
+    response = await suite.http.post(
+        f"{API}/products", json=product_body(category, **overrides), headers=who["headers"]
+    )
     assert response.status_code == 201, response.text
     return response.json()["data"]
 
@@ -82,14 +85,30 @@ def error_of(response):
 
 # -- products --------------------------------------------------------------------------------------
 
+
 async def test_create_and_get_product_shape(suite, people, category):
     body = product_body(category, compareAtPriceCents=15900)
     response = await suite.http.post(f"{API}/products", json=body, headers=people["admin"]["headers"])
     assert response.status_code == 201, response.text
     product = response.json()["data"]
-    assert set(product) == {"id", "sku", "name", "description", "priceCents", "compareAtPriceCents", "currency",
-                            "categorySlug", "brand", "images", "stock", "status", "sellerId", "rating",
-                            "createdAt", "updatedAt"}
+    assert set(product) == {
+        "id",
+        "sku",
+        "name",
+        "description",
+        "priceCents",
+        "compareAtPriceCents",
+        "currency",
+        "categorySlug",
+        "brand",
+        "images",
+        "stock",
+        "status",
+        "sellerId",
+        "rating",
+        "createdAt",
+        "updatedAt",
+    }
     assert product["sku"] == body["sku"] and product["priceCents"] == 12900 and product["compareAtPriceCents"] == 15900
     assert product["status"] == "ACTIVE" and product["sellerId"] is None
     assert product["rating"] == {"average": 0.0, "count": 0}
@@ -143,8 +162,9 @@ BAD_CREATES = [
 @pytest.mark.parametrize(("overrides", "field"), BAD_CREATES)
 async def test_create_product_rejects_bad_input(suite, people, category, overrides, field):
     before = product_count(suite)
-    response = await suite.http.post(f"{API}/products", json=product_body(category, **overrides),
-                                     headers=people["admin"]["headers"])
+    response = await suite.http.post(
+        f"{API}/products", json=product_body(category, **overrides), headers=people["admin"]["headers"]
+    )
     assert response.status_code == 400, response.text
     error = error_of(response)
     assert error["code"] == "VALIDATION_ERROR"
@@ -159,8 +179,9 @@ async def test_create_product_missing_fields_and_bad_json(suite, people, categor
     response = await suite.http.post(f"{API}/products", json=body, headers=people["admin"]["headers"])
     assert response.status_code == 400
     assert {"sku", "priceCents"} <= set(error_of(response)["details"]["fields"])
-    response = await suite.http.post(f"{API}/products", content=b"{nope", headers={
-        **people["admin"]["headers"], "Content-Type": "application/json"})
+    response = await suite.http.post(
+        f"{API}/products", content=b"{nope", headers={**people["admin"]["headers"], "Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     response = await suite.http.post(f"{API}/products", json=[1, 2], headers=people["admin"]["headers"])
     assert response.status_code == 400
@@ -169,17 +190,20 @@ async def test_create_product_missing_fields_and_bad_json(suite, people, categor
 
 async def test_sku_is_unique(suite, people, category):
     first = await create(suite, people["admin"], category)
-    response = await suite.http.post(f"{API}/products", json=product_body(category, sku=first["sku"]),
-                                     headers=people["seller"]["headers"])
+    response = await suite.http.post(
+        f"{API}/products", json=product_body(category, sku=first["sku"]), headers=people["seller"]["headers"]
+    )
     assert response.status_code == 409
     assert error_of(response)["code"] == "SKU_TAKEN"
     assert suite.sql("catalog", "SELECT count(*) FROM products WHERE sku = %s", (first["sku"],)) == [(1,)]
     # concurrent creates with one SKU: exactly one wins
     sku = f"RACE-{uuid.uuid4().hex[:8]}"
-    responses = await asyncio.gather(*(
-        suite.http.post(f"{API}/products", json=product_body(category, sku=sku), headers=people["admin"]["headers"])
-        for _ in range(8)
-    ))
+    responses = await asyncio.gather(
+        *(
+            suite.http.post(f"{API}/products", json=product_body(category, sku=sku), headers=people["admin"]["headers"])
+            for _ in range(8)
+        )
+    )
     assert sorted(r.status_code for r in responses) == [201] + [409] * 7
     assert suite.sql("catalog", "SELECT count(*) FROM products WHERE sku = %s", (sku,)) == [(1,)]
 
@@ -197,11 +221,15 @@ async def test_create_product_idempotency_key(suite, people, category):
     assert reused.status_code == 422
     assert error_of(reused)["code"] == "IDEMPOTENCY_KEY_REUSED"
     # the same key from another user is another request
-    other = await suite.http.post(f"{API}/products", json=product_body(category),
-                                  headers={**people["seller"]["headers"], "Idempotency-Key": key})
+    other = await suite.http.post(
+        f"{API}/products", json=product_body(category), headers={**people["seller"]["headers"], "Idempotency-Key": key}
+    )
     assert other.status_code == 201
-    too_long = await suite.http.post(f"{API}/products", json=product_body(category),
-                                     headers={**people["admin"]["headers"], "Idempotency-Key": "k" * 129})
+    too_long = await suite.http.post(
+        f"{API}/products",
+        json=product_body(category),
+        headers={**people["admin"]["headers"], "Idempotency-Key": "k" * 129},
+    )
     assert too_long.status_code == 400  # one rule for every key (shop.lib.idempotency): 1..128
 
 
@@ -209,8 +237,9 @@ async def test_roles_and_ownership(suite, people, category):
     before = product_count(suite)
     anonymous = await suite.http.post(f"{API}/products", json=product_body(category))
     assert anonymous.status_code == 401 and error_of(anonymous)["code"] == "UNAUTHENTICATED"
-    customer = await suite.http.post(f"{API}/products", json=product_body(category),
-                                     headers=people["customer"]["headers"])
+    customer = await suite.http.post(
+        f"{API}/products", json=product_body(category), headers=people["customer"]["headers"]
+    )
     assert customer.status_code == 403 and error_of(customer)["code"] == "FORBIDDEN"
     assert product_count(suite) == before
 
@@ -222,18 +251,21 @@ async def test_roles_and_ownership(suite, people, category):
         responses = [
             await suite.http.patch(f"{API}/products/{mine['id']}", json={"name": "Mine now"}, headers=headers),
             await suite.http.delete(f"{API}/products/{mine['id']}", headers=headers),
-            await suite.http.post(f"{API}/products/{mine['id']}/stock-adjustments",
-                                  json={"delta": -5, "reason": "theft"}, headers=headers),
+            await suite.http.post(
+                f"{API}/products/{mine['id']}/stock-adjustments", json={"delta": -5, "reason": "theft"}, headers=headers
+            ),
         ]
         assert [r.status_code for r in responses] == [403, 403, 403], [r.text for r in responses]
         assert all(error_of(r)["code"] == "FORBIDDEN" for r in responses)
     assert row(suite, mine["id"]) == snapshot
     # the owner and an admin may
-    owner = await suite.http.patch(f"{API}/products/{mine['id']}", json={"name": "Renamed by owner"},
-                                   headers=people["seller"]["headers"])
+    owner = await suite.http.patch(
+        f"{API}/products/{mine['id']}", json={"name": "Renamed by owner"}, headers=people["seller"]["headers"]
+    )
     assert owner.status_code == 200 and owner.json()["data"]["name"] == "Renamed by owner"
-    admin = await suite.http.patch(f"{API}/products/{mine['id']}", json={"name": "Renamed by admin"},
-                                   headers=people["admin"]["headers"])
+    admin = await suite.http.patch(
+        f"{API}/products/{mine['id']}", json={"name": "Renamed by admin"}, headers=people["admin"]["headers"]
+    )
     assert admin.status_code == 200 and admin.json()["data"]["sellerId"] == people["seller"]["user"]["id"]
 
 
@@ -264,7 +296,11 @@ async def test_patch_is_partial_and_validated(suite, people, category):
     assert response.status_code == 200, response.text
     data = response.json()["data"]
     assert (data["name"], data["priceCents"], data["compareAtPriceCents"], data["brand"]) == (
-        "Trail Runner 4", 9900, 20000, "Stride")
+        "Trail Runner 4",
+        9900,
+        20000,
+        "Stride",
+    )
     assert data["sku"] == product["sku"] and data["description"] == product["description"]
     assert datetime.fromisoformat(data["updatedAt"]) >= datetime.fromisoformat(product["updatedAt"])
     cleared = await suite.http.patch(url, json={"compareAtPriceCents": None, "brand": None}, headers=headers)
@@ -313,21 +349,27 @@ async def test_delete_archives(suite, people, category):
     assert (await suite.http.delete(url, headers=people["admin"]["headers"])).status_code == 204
     assert (await suite.http.patch(url, json={"name": "x"}, headers=people["admin"]["headers"])).status_code == 404
     # old orders still resolve it
-    batch = await suite.stub("catalog").BatchGetProducts(catalog_pb2.BatchGetProductsRequest(product_ids=[product["id"]]))
+    batch = await suite.stub("catalog").BatchGetProducts(
+        catalog_pb2.BatchGetProductsRequest(product_ids=[product["id"]])
+    )
     assert [p.status for p in batch.products] == [catalog_pb2.PRODUCT_STATUS_ARCHIVED]
 
 
 async def test_malformed_and_unknown_product_ids(suite, people):
     headers = people["admin"]["headers"]
     unknown = str(uuid.uuid4())
-    for product_id, status, code in (("not-a-uuid", 400, "VALIDATION_ERROR"), ("1234", 400, "VALIDATION_ERROR"),
-                                     (unknown, 404, "PRODUCT_NOT_FOUND")):
+    for product_id, status, code in (
+        ("not-a-uuid", 400, "VALIDATION_ERROR"),
+        ("1234", 400, "VALIDATION_ERROR"),
+        (unknown, 404, "PRODUCT_NOT_FOUND"),
+    ):
         responses = [
             await suite.http.get(f"{API}/products/{product_id}"),
             await suite.http.patch(f"{API}/products/{product_id}", json={"name": "x"}, headers=headers),
             await suite.http.delete(f"{API}/products/{product_id}", headers=headers),
-            await suite.http.post(f"{API}/products/{product_id}/stock-adjustments",
-                                  json={"delta": 1, "reason": "count"}, headers=headers),
+            await suite.http.post(
+                f"{API}/products/{product_id}/stock-adjustments", json={"delta": 1, "reason": "count"}, headers=headers
+            ),
             await suite.http.get(f"{API}/products/{product_id}/reviews"),
             await suite.http.post(f"{API}/products/{product_id}/reviews", json={"rating": 5}, headers=headers),
             await suite.http.put(f"{API}/wishlist/{product_id}", headers=headers),
@@ -342,6 +384,7 @@ async def test_malformed_and_unknown_product_ids(suite, people):
 
 # -- stock adjustments -----------------------------------------------------------------------------
 
+
 async def test_stock_adjustments(suite, people, category):
     product = await create(suite, people["seller"], category, stock=10)
     url, headers = f"{API}/products/{product['id']}/stock-adjustments", people["seller"]["headers"]
@@ -349,10 +392,15 @@ async def test_stock_adjustments(suite, people, category):
     assert response.status_code == 200 and response.json()["data"] == {"stock": 15}
     response = await suite.http.post(url, json={"delta": -16, "reason": "Count"}, headers=headers)
     assert response.status_code == 409 and error_of(response)["code"] == "INSUFFICIENT_STOCK"
-    for body, field in (({"delta": 0, "reason": "x"}, "delta"), ({"delta": 10**7, "reason": "x"}, "delta"),
-                        ({"delta": 2**40, "reason": "x"}, "delta"), ({"delta": "5", "reason": "x"}, "delta"),
-                        ({"delta": 1, "reason": ""}, "reason"), ({"delta": 1}, "reason"),
-                        ({"delta": 1, "reason": "r" * 201}, "reason")):
+    for body, field in (
+        ({"delta": 0, "reason": "x"}, "delta"),
+        ({"delta": 10**7, "reason": "x"}, "delta"),
+        ({"delta": 2**40, "reason": "x"}, "delta"),
+        ({"delta": "5", "reason": "x"}, "delta"),
+        ({"delta": 1, "reason": ""}, "reason"),
+        ({"delta": 1}, "reason"),
+        ({"delta": 1, "reason": "r" * 201}, "reason"),
+    ):
         response = await suite.http.post(url, json=body, headers=headers)
         assert response.status_code == 400, (body, response.text)
         assert field in error_of(response)["details"]["fields"]
@@ -362,22 +410,26 @@ async def test_stock_adjustments(suite, people, category):
     again = await suite.http.post(url, json={"delta": -3, "reason": "Damaged"}, headers=keyed)
     assert first.json()["data"] == again.json()["data"] == {"stock": 12}
     assert row(suite, product["id"])[0][5] == 12
-    assert suite.sql("catalog", "SELECT count(*), sum(delta) FROM stock_adjustments WHERE product_id = %s",
-                     (product["id"],)) == [(2, 2)]
+    assert suite.sql(
+        "catalog", "SELECT count(*), sum(delta) FROM stock_adjustments WHERE product_id = %s", (product["id"],)
+    ) == [(2, 2)]
 
 
 async def test_concurrent_stock_removals_never_go_below_zero(suite, people, category):
     product = await create(suite, people["admin"], category, stock=10)
     url = f"{API}/products/{product['id']}/stock-adjustments"
-    responses = await asyncio.gather(*(
-        suite.http.post(url, json={"delta": -1, "reason": "sold offline"}, headers=people["admin"]["headers"])
-        for _ in range(25)
-    ))
+    responses = await asyncio.gather(
+        *(
+            suite.http.post(url, json={"delta": -1, "reason": "sold offline"}, headers=people["admin"]["headers"])
+            for _ in range(25)
+        )
+    )
     assert sorted(r.status_code for r in responses) == [200] * 10 + [409] * 15
     assert row(suite, product["id"])[0][5] == 0
 
 
 # -- categories ------------------------------------------------------------------------------------
+
 
 async def test_categories(suite, people):
     parent, child = f"p-{uuid.uuid4().hex[:8]}", f"c-{uuid.uuid4().hex[:8]}"
@@ -385,8 +437,9 @@ async def test_categories(suite, people):
     response = await suite.http.post(f"{API}/categories", json={"slug": parent, "name": "Parent"}, headers=headers)
     assert response.status_code == 201
     assert response.json()["data"] == {"slug": parent, "name": "Parent", "parentSlug": None, "productCount": 0}
-    response = await suite.http.post(f"{API}/categories", json={"slug": child, "name": "Child", "parentSlug": parent},
-                                     headers=headers)
+    response = await suite.http.post(
+        f"{API}/categories", json={"slug": child, "name": "Child", "parentSlug": parent}, headers=headers
+    )
     assert response.status_code == 201 and response.json()["data"]["parentSlug"] == parent
     await create(suite, people["admin"], child)
     await create(suite, people["admin"], child)
@@ -402,16 +455,22 @@ async def test_categories(suite, people):
     count = suite.sql("catalog", "SELECT count(*) FROM categories")[0][0]
     duplicate = await suite.http.post(f"{API}/categories", json={"slug": child, "name": "Again"}, headers=headers)
     assert duplicate.status_code == 409 and error_of(duplicate)["code"] == "CATEGORY_EXISTS"
-    for body, field in (({"slug": "Bad Slug", "name": "x"}, "slug"), ({"slug": "a--b", "name": "x"}, "slug"),
-                        ({"slug": "s" * 65, "name": "x"}, "slug"), ({"slug": "okay-slug", "name": ""}, "name"),
-                        ({"slug": "okay-slug", "name": "x", "parentSlug": "nope"}, "parentSlug"),
-                        ({"slug": "okay-slug"}, "name"), ({"slug": 5, "name": "x"}, "slug")):
+    for body, field in (
+        ({"slug": "Bad Slug", "name": "x"}, "slug"),
+        ({"slug": "a--b", "name": "x"}, "slug"),
+        ({"slug": "s" * 65, "name": "x"}, "slug"),
+        ({"slug": "okay-slug", "name": ""}, "name"),
+        ({"slug": "okay-slug", "name": "x", "parentSlug": "nope"}, "parentSlug"),
+        ({"slug": "okay-slug"}, "name"),
+        ({"slug": 5, "name": "x"}, "slug"),
+    ):
         response = await suite.http.post(f"{API}/categories", json=body, headers=headers)
         assert response.status_code == 400, (body, response.text)
         assert field in error_of(response)["details"]["fields"]
     for who, status in (("customer", 403), ("seller", 403)):
-        response = await suite.http.post(f"{API}/categories", json={"slug": "nope-x", "name": "x"},
-                                         headers=people[who]["headers"])
+        response = await suite.http.post(
+            f"{API}/categories", json={"slug": "nope-x", "name": "x"}, headers=people[who]["headers"]
+        )
         assert response.status_code == status
     assert (await suite.http.post(f"{API}/categories", json={"slug": "nope-x", "name": "x"})).status_code == 401
     assert suite.sql("catalog", "SELECT count(*) FROM categories")[0][0] == count
@@ -419,14 +478,19 @@ async def test_categories(suite, people):
 
 # -- reviews ---------------------------------------------------------------------------------------
 
+
 async def test_reviews(suite, people, category):
     product = await create(suite, people["admin"], category)
     url = f"{API}/products/{product['id']}/reviews"
     buyer = await suite.register()
-    await suite.stub("catalog").RecordPurchases(catalog_pb2.RecordPurchasesRequest(
-        order_id=str(uuid.uuid4()), user_id=buyer["user"]["id"], product_ids=[product["id"]]))
-    response = await suite.http.post(url, json={"rating": 4, "title": "Good", "body": "Comfy."},
-                                     headers=buyer["headers"])
+    await suite.stub("catalog").RecordPurchases(
+        catalog_pb2.RecordPurchasesRequest(
+            order_id=str(uuid.uuid4()), user_id=buyer["user"]["id"], product_ids=[product["id"]]
+        )
+    )
+    response = await suite.http.post(
+        url, json={"rating": 4, "title": "Good", "body": "Comfy."}, headers=buyer["headers"]
+    )
     assert response.status_code == 201, response.text
     review = response.json()["data"]
     assert review["verifiedPurchase"] is True and review["userId"] == buyer["user"]["id"]
@@ -439,9 +503,16 @@ async def test_reviews(suite, people, category):
     duplicate = await suite.http.post(url, json={"rating": 5}, headers=buyer["headers"])
     assert duplicate.status_code == 409 and error_of(duplicate)["code"] == "REVIEW_EXISTS"
     newcomer = await suite.register()
-    for body, field in (({"rating": 0}, "rating"), ({"rating": 6}, "rating"), ({"rating": "5"}, "rating"),
-                        ({"rating": 4.5}, "rating"), ({}, "rating"), ({"rating": 2**40}, "rating"),
-                        ({"rating": 5, "title": "t" * 121}, "title"), ({"rating": 5, "body": "b" * 5001}, "body")):
+    for body, field in (
+        ({"rating": 0}, "rating"),
+        ({"rating": 6}, "rating"),
+        ({"rating": "5"}, "rating"),
+        ({"rating": 4.5}, "rating"),
+        ({}, "rating"),
+        ({"rating": 2**40}, "rating"),
+        ({"rating": 5, "title": "t" * 121}, "title"),
+        ({"rating": 5, "body": "b" * 5001}, "body"),
+    ):
         response = await suite.http.post(url, json=body, headers=newcomer["headers"])
         assert response.status_code == 400, (body, response.text)
         assert field in error_of(response)["details"]["fields"]
@@ -473,7 +544,8 @@ async def test_reviews_pagination_and_bad_tokens(suite, people, category):
             break
     assert len(seen) == len(set(seen)) == 7
     assert [r["userId"] for r in (await suite.http.get(url, params={"pageSize": 100})).json()["data"]] == [
-        u["user"]["id"] for u in reversed(users)]
+        u["user"]["id"] for u in reversed(users)
+    ]
     first = (await suite.http.get(url, params={"pageSize": 3})).json()["page"]["nextPageToken"]
     other = await create(suite, people["admin"], category)
     for params in ({"pageToken": "garbage"}, {"pageToken": first[:-2] + "AA"}, {"pageSize": 0}, {"pageSize": 101}):
@@ -489,21 +561,23 @@ async def test_concurrent_reviews_keep_the_average_right(suite, people, category
     users = await register_many(suite, 20)
     ratings = [(i % 5) + 1 for i in range(20)]
     ratings[0] = 5  # mean 3.05: a lost update would show
-    responses = await asyncio.gather(*(
-        suite.http.post(url, json={"rating": r}, headers=u["headers"]) for u, r in zip(users, ratings, strict=True)
-    ))
+    responses = await asyncio.gather(
+        *(suite.http.post(url, json={"rating": r}, headers=u["headers"]) for u, r in zip(users, ratings, strict=True))
+    )
     assert [r.status_code for r in responses] == [201] * 20
     rating = (await suite.http.get(f"{API}/products/{product['id']}")).json()["data"]["rating"]
     assert rating == {"average": round(sum(ratings) / 20, 2), "count": 20}
     # the same user racing with itself gets exactly one review
     racer = await suite.register()
-    responses = await asyncio.gather(*(suite.http.post(url, json={"rating": 1}, headers=racer["headers"])
-                                       for _ in range(5)))
+    responses = await asyncio.gather(
+        *(suite.http.post(url, json={"rating": 1}, headers=racer["headers"]) for _ in range(5))
+    )
     assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409]
     assert (await suite.http.get(f"{API}/products/{product['id']}")).json()["data"]["rating"]["count"] == 21
 
 
 # -- wishlist --------------------------------------------------------------------------------------
+
 
 async def test_wishlist(suite, people, category):
     user = await suite.register()
@@ -512,7 +586,9 @@ async def test_wishlist(suite, people, category):
     for product in (a, b, a):
         response = await suite.http.put(f"{API}/wishlist/{product['id']}", headers=headers)
         assert response.status_code == 204
-    assert suite.sql("catalog", "SELECT count(*) FROM wishlist_items WHERE user_id = %s", (user["user"]["id"],)) == [(2,)]
+    assert suite.sql("catalog", "SELECT count(*) FROM wishlist_items WHERE user_id = %s", (user["user"]["id"],)) == [
+        (2,)
+    ]
     listing = await suite.http.get(f"{API}/wishlist", headers=headers)
     assert listing.status_code == 200
     assert [p["id"] for p in listing.json()["data"]] == [b["id"], a["id"]]
@@ -538,12 +614,19 @@ async def test_wishlist(suite, people, category):
 async def test_catalog_routes_are_documented(suite):
     spec = (await suite.http.get("/openapi.json")).json()
     routes = {
-        ("get", "/api/v1/products"), ("post", "/api/v1/products"), ("get", "/api/v1/products/{productId}"),
-        ("patch", "/api/v1/products/{productId}"), ("delete", "/api/v1/products/{productId}"),
-        ("post", "/api/v1/products/{productId}/stock-adjustments"), ("get", "/api/v1/categories"),
-        ("post", "/api/v1/categories"), ("get", "/api/v1/products/{productId}/reviews"),
-        ("post", "/api/v1/products/{productId}/reviews"), ("get", "/api/v1/wishlist"),
-        ("put", "/api/v1/wishlist/{productId}"), ("delete", "/api/v1/wishlist/{productId}"),
+        ("get", "/api/v1/products"),
+        ("post", "/api/v1/products"),
+        ("get", "/api/v1/products/{productId}"),
+        ("patch", "/api/v1/products/{productId}"),
+        ("delete", "/api/v1/products/{productId}"),
+        ("post", "/api/v1/products/{productId}/stock-adjustments"),
+        ("get", "/api/v1/categories"),
+        ("post", "/api/v1/categories"),
+        ("get", "/api/v1/products/{productId}/reviews"),
+        ("post", "/api/v1/products/{productId}/reviews"),
+        ("get", "/api/v1/wishlist"),
+        ("put", "/api/v1/wishlist/{productId}"),
+        ("delete", "/api/v1/wishlist/{productId}"),
     }
     for method, path in routes:
         operation = spec["paths"][path][method]
@@ -559,8 +642,14 @@ async def test_nul_characters_are_bad_input_not_500(suite, people, category):
         response = await suite.http.get(f"{API}/products", params=params)
         assert response.status_code == 400, (params, response.text)
     before = product_count(suite)
-    for overrides in ({"name": "a\x00b"}, {"sku": "A\x00B"}, {"description": "\x00"}, {"brand": "b\x00"},
-                      {"categorySlug": "c\x00"}, {"images": ["https://img.example/a\x00.jpg"]}):
+    for overrides in (
+        {"name": "a\x00b"},
+        {"sku": "A\x00B"},
+        {"description": "\x00"},
+        {"brand": "b\x00"},
+        {"categorySlug": "c\x00"},
+        {"images": ["https://img.example/a\x00.jpg"]},
+    ):
         response = await suite.http.post(f"{API}/products", json=product_body(category, **overrides), headers=headers)
         assert response.status_code == 400, (overrides, response.text)
     assert product_count(suite) == before
@@ -570,10 +659,12 @@ async def test_nul_characters_are_bad_input_not_500(suite, people, category):
     product = await create(suite, people["admin"], category)
     for response in (
         await suite.http.patch(f"{API}/products/{product['id']}", json={"name": "\x00"}, headers=headers),
-        await suite.http.post(f"{API}/products/{product['id']}/reviews", json={"rating": 3, "title": "\x00"},
-                              headers=headers),
-        await suite.http.post(f"{API}/products/{product['id']}/stock-adjustments",
-                              json={"delta": 1, "reason": "\x00"}, headers=headers),
+        await suite.http.post(
+            f"{API}/products/{product['id']}/reviews", json={"rating": 3, "title": "\x00"}, headers=headers
+        ),
+        await suite.http.post(
+            f"{API}/products/{product['id']}/stock-adjustments", json={"delta": 1, "reason": "\x00"}, headers=headers
+        ),
     ):
         assert response.status_code == 400, response.text
     assert row(suite, product["id"])[0][1] == product["name"]
@@ -586,7 +677,8 @@ async def test_lone_surrogates_in_json_are_400(suite, people, category):
     response = await suite.http.post(f"{API}/products", content=body.encode(), headers=headers)
     assert response.status_code == 400, response.text
     assert "name" in error_of(response)["details"]["fields"]
-    response = await suite.http.post(f"{API}/categories", content=b'{"slug": "sur-x", "name": "\\udfff"}',
-                                     headers=headers)
+    response = await suite.http.post(
+        f"{API}/categories", content=b'{"slug": "sur-x", "name": "\\udfff"}', headers=headers
+    )
     assert response.status_code == 400
     assert product_count(suite) == before

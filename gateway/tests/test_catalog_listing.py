@@ -24,23 +24,37 @@ async def world(suite):
     tag = uuid.uuid4().hex[:8]
     word = f"zork{tag}"  # a word no other test uses
     parent, child, other = f"lp-{tag}", f"lc-{tag}", f"lo-{tag}"
-    for slug, name, parent_slug in ((parent, f"Outdoor {tag}", None), (child, f"Bivouacs {tag}", parent),
-                                    (other, f"Kitchen {tag}", None)):
+    for slug, name, parent_slug in (
+        (parent, f"Outdoor {tag}", None),
+        (child, f"Bivouacs {tag}", parent),
+        (other, f"Kitchen {tag}", None),
+    ):
         body = {"slug": slug, "name": name, **({"parentSlug": parent_slug} if parent_slug else {})}
         assert (await suite.http.post(f"{API}/categories", json=body, headers=headers)).status_code == 201
 
     specs = []
     for i in range(14):
-        specs.append({
-            "name": ["Alpine Tent", "alpine tent", "Basecamp Stove", "Canyon Lamp"][i % 4] + f" {word if i % 3 == 0 else ''}",
-            "description": f"Item {i}. " + (f"Mentions {word} in passing." if i % 3 == 1 else "Plain."),
-            "priceCents": [1500, 2500, 2500, 9900][i % 4],
-            "categorySlug": [parent, child][i % 2],
-            "brand": ["Summit", "summit", "Ember"][i % 3],
-            "stock": [0, 3, 7][i % 3],
-        })
-    specs.append({"name": "Kettle", "description": "For tea.", "priceCents": 4000, "categorySlug": other,
-                  "brand": "Ember", "stock": 5})
+        specs.append(
+            {
+                "name": ["Alpine Tent", "alpine tent", "Basecamp Stove", "Canyon Lamp"][i % 4]
+                + f" {word if i % 3 == 0 else ''}",
+                "description": f"Item {i}. " + (f"Mentions {word} in passing." if i % 3 == 1 else "Plain."),
+                "priceCents": [1500, 2500, 2500, 9900][i % 4],
+                "categorySlug": [parent, child][i % 2],
+                "brand": ["Summit", "summit", "Ember"][i % 3],
+                "stock": [0, 3, 7][i % 3],
+            }
+        )
+    specs.append(
+        {
+            "name": "Kettle",
+            "description": "For tea.",
+            "priceCents": 4000,
+            "categorySlug": other,
+            "brand": "Ember",
+            "stock": 5,
+        }
+    )
 
     async def make(spec, status="ACTIVE"):
         body = {"sku": f"L-{uuid.uuid4().hex[:12]}", "currency": "USD", "images": [], "status": status, **spec}
@@ -57,14 +71,23 @@ async def world(suite):
     users = await asyncio.gather(*(suite.register() for _ in range(3)))
     for product, ratings in zip(products[:6], ([5], [5], [3, 4], [1], [4, 2], [3]), strict=True):
         for user, rating in zip(users, ratings, strict=False):
-            response = await suite.http.post(f"{API}/products/{product['id']}/reviews", json={"rating": rating},
-                                             headers=user["headers"])
+            response = await suite.http.post(
+                f"{API}/products/{product['id']}/reviews", json={"rating": rating}, headers=user["headers"]
+            )
             assert response.status_code == 201
     fresh = {}
     for product in products:
         fresh[product["id"]] = (await suite.http.get(f"{API}/products/{product['id']}")).json()["data"]
-    return {"products": list(fresh.values()), "parent": parent, "child": child, "other": other, "word": word,
-            "draft": draft, "archived": archived, "headers": headers}
+    return {
+        "products": list(fresh.values()),
+        "parent": parent,
+        "child": child,
+        "other": other,
+        "word": word,
+        "draft": draft,
+        "archived": archived,
+        "headers": headers,
+    }
 
 
 async def walk(suite, params, page_size=4):
@@ -162,25 +185,42 @@ async def test_filters(suite, world):
     assert await ids(category=world["parent"]) == {p["id"] for p in everything}
     assert await ids(category=world["child"]) == {p["id"] for p in in_world(world, world["child"])}
     assert await ids(category=world["parent"], brand="SUMMIT") == {
-        p["id"] for p in everything if p["brand"].lower() == "summit"}
+        p["id"] for p in everything if p["brand"].lower() == "summit"
+    }
     assert await ids(category=world["parent"], minPriceCents=2500, maxPriceCents=2500) == {
-        p["id"] for p in everything if p["priceCents"] == 2500}
+        p["id"] for p in everything if p["priceCents"] == 2500
+    }
     assert await ids(category=world["parent"], minPriceCents=3000) == {
-        p["id"] for p in everything if p["priceCents"] >= 3000}
+        p["id"] for p in everything if p["priceCents"] >= 3000
+    }
     assert await ids(category=world["parent"], inStock="true") == {p["id"] for p in everything if p["stock"] > 0}
     assert await ids(category=world["parent"], inStock="false") == {p["id"] for p in everything}
     assert await ids(category=world["parent"], brand="summit", inStock="true", maxPriceCents=2500, q=world["word"]) == {
-        p["id"] for p in everything
-        if p["brand"].lower() == "summit" and p["stock"] > 0 and p["priceCents"] <= 2500
-        and (world["word"] in p["name"] or world["word"] in p["description"])}
+        p["id"]
+        for p in everything
+        if p["brand"].lower() == "summit"
+        and p["stock"] > 0
+        and p["priceCents"] <= 2500
+        and (world["word"] in p["name"] or world["word"] in p["description"])
+    }
     assert await ids(category="no-such-category") == set()
 
 
-@pytest.mark.parametrize("params", [
-    {"pageSize": 0}, {"pageSize": 101}, {"pageSize": "ten"}, {"sort": "cheapest"}, {"minPriceCents": -1},
-    {"maxPriceCents": "x"}, {"minPriceCents": 500, "maxPriceCents": 100}, {"inStock": "perhaps"},
-    {"minPriceCents": 10**30}, {"q": "x" * 201},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"pageSize": 0},
+        {"pageSize": 101},
+        {"pageSize": "ten"},
+        {"sort": "cheapest"},
+        {"minPriceCents": -1},
+        {"maxPriceCents": "x"},
+        {"minPriceCents": 500, "maxPriceCents": 100},
+        {"inStock": "perhaps"},
+        {"minPriceCents": 10**30},
+        {"q": "x" * 201},
+    ],
+)
 async def test_bad_list_parameters_are_400(suite, params):
     response = await suite.http.get(f"{API}/products", params=params)
     assert response.status_code == 400, response.text
@@ -209,8 +249,9 @@ async def test_forged_stale_and_foreign_page_tokens_are_400(suite, world):
         assert response.status_code == 400, params
         assert response.json()["error"]["code"] == "INVALID_PAGE_TOKEN"
     # the genuine token still works, and page size may change between pages
-    response = await suite.http.get(f"{API}/products", params={"category": world["parent"], "pageSize": 5,
-                                                               "pageToken": token})
+    response = await suite.http.get(
+        f"{API}/products", params={"category": world["parent"], "pageSize": 5, "pageToken": token}
+    )
     assert response.status_code == 200
 
 

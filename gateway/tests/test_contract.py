@@ -19,6 +19,7 @@ async def spec(http) -> dict:
 
 # -- the document ---------------------------------------------------------------------------------
 
+
 async def test_every_operation_has_an_id_a_typed_success_and_the_error_envelope(http):
     document = await spec(http)
     ids = []
@@ -51,7 +52,9 @@ async def test_every_operation_has_an_id_a_typed_success_and_the_error_envelope(
 async def test_security_and_required_headers_are_declared(http):
     document = await spec(http)
     assert document["components"]["securitySchemes"]["bearerAuth"] == {
-        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
         "description": document["components"]["securitySchemes"]["bearerAuth"]["description"],
     }
     paths = document["paths"]
@@ -77,10 +80,14 @@ async def test_405_names_every_method_of_the_path_in_allow(http):
 
 # -- one Address shape ----------------------------------------------------------------------------
 
+
 async def test_a_saved_address_as_returned_is_a_shipping_address(suite):
     user = await suite.register()
-    saved = await suite.http.post(f"{API}/users/me/addresses", json={**ADDRESS, "label": "Home", "phone": "+44 20 7946 0958"},
-                                  headers=user["headers"])
+    saved = await suite.http.post(
+        f"{API}/users/me/addresses",
+        json={**ADDRESS, "label": "Home", "phone": "+44 20 7946 0958"},
+        headers=user["headers"],
+    )
     assert saved.status_code == 201, saved.text
     address = saved.json()["data"]
     assert {"id", "label", "isDefault"} <= set(address)
@@ -88,8 +95,10 @@ async def test_a_saved_address_as_returned_is_a_shipping_address(suite):
     # times a later version may return.
     product = await make_product(suite, price=1000, stock=5)
     await add_to_cart(suite, user, product)
-    body = {"shippingAddress": {**address, "createdAt": "2025-01-01T00:00:00Z", "updatedAt": None},
-            "payment": {"method": "card", "token": "tok_visa"}}
+    body = {
+        "shippingAddress": {**address, "createdAt": "2025-01-01T00:00:00Z", "updatedAt": None},
+        "payment": {"method": "card", "token": "tok_visa"},
+    }
     response = await checkout(suite, user, body=body)
     assert response.status_code == 201, response.text
     shipped = response.json()["data"]["shippingAddress"]
@@ -112,6 +121,7 @@ async def test_an_unknown_address_field_is_still_refused(suite):
 
 # -- ETag / If-Match on products ------------------------------------------------------------------
 
+
 async def test_product_etag_and_if_match(suite):
     boss = await suite.admin()
     product_id = await make_product(suite, price=1500, stock=5)
@@ -131,23 +141,32 @@ async def test_product_etag_and_if_match(suite):
     assert stale.json()["error"]["code"] == "PRECONDITION_FAILED"
     assert (await suite.http.get(url)).json()["data"]["name"] == "Renamed"
     # A stock adjustment is a change too; tags that are no version of ours, or weak, match nothing.
-    adjusted = await suite.http.post(f"{url}/stock-adjustments", json={"delta": 1, "reason": "recount"},
-                                     headers=boss["headers"])
+    adjusted = await suite.http.post(
+        f"{url}/stock-adjustments", json={"delta": 1, "reason": "recount"}, headers=boss["headers"]
+    )
     assert adjusted.status_code == 200, adjusted.text
     for tag in (new_tag, '"nope"', "W/" + (await suite.http.get(url)).headers["etag"], "garbage"):
         refused = await suite.http.patch(url, json={"name": "x"}, headers={**boss["headers"], "If-Match": tag})
         assert refused.status_code == 412, (tag, refused.text)
     # `*` and no If-Match are unconditional; 404 and 403 come before the precondition.
-    assert (await suite.http.patch(url, json={"name": "Star"}, headers={**boss["headers"], "If-Match": "*"})).status_code == 200
-    missing = await suite.http.patch(f"{API}/products/00000000-0000-4000-8000-000000000000", json={"name": "x"},
-                                     headers={**boss["headers"], "If-Match": new_tag})
+    assert (
+        await suite.http.patch(url, json={"name": "Star"}, headers={**boss["headers"], "If-Match": "*"})
+    ).status_code == 200
+    missing = await suite.http.patch(
+        f"{API}/products/00000000-0000-4000-8000-000000000000",
+        json={"name": "x"},
+        headers={**boss["headers"], "If-Match": new_tag},
+    )
     assert missing.status_code == 404
     customer = await suite.register()
     current = (await suite.http.get(url)).headers["etag"]
-    assert (await suite.http.patch(url, json={"name": "x"}, headers={**customer["headers"], "If-Match": current})).status_code == 403
+    assert (
+        await suite.http.patch(url, json={"name": "x"}, headers={**customer["headers"], "If-Match": current})
+    ).status_code == 403
 
 
 # -- the order event stream (sse-starlette): ids, retry, Last-Event-ID ------------------------------
+
 
 async def frames(response, count: int) -> list[dict[str, str]]:
     """The first `count` events (not comments) of a stream, each as its fields."""
@@ -193,8 +212,9 @@ async def test_order_events_carry_ids_and_retry_and_resume_after_last_event_id(s
     # The admin moves it on: the live event has the next id.
     boss = await suite.admin()
     async with suite.http.stream("GET", url, headers={**user["headers"], "Last-Event-ID": "2"}) as response:
-        moved = await suite.http.patch(f"{API}/orders/{order['id']}/status", json={"status": "PROCESSING"},
-                                       headers=boss["headers"])
+        moved = await suite.http.patch(
+            f"{API}/orders/{order['id']}/status", json={"status": "PROCESSING"}, headers=boss["headers"]
+        )
         assert moved.status_code == 200, moved.text
         resumed, live = await frames(response, 2)
     assert resumed == {"retry": "3000"}  # nothing missed: only the reconnection delay

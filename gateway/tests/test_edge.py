@@ -14,7 +14,9 @@ async def test_healthz_and_readyz_report_every_service(http):
     assert (await http.get("/healthz")).status_code == 200
     response = await http.get("/readyz")
     assert response.status_code == 200, response.text
-    assert response.json()["services"] == {name: "SERVING" for name in ("auth", "catalog", "cart", "orders", "payments")}
+    assert response.json()["services"] == {
+        name: "SERVING" for name in ("auth", "catalog", "cart", "orders", "payments")
+    }
 
 
 async def test_readyz_stays_200_while_a_backend_is_down_and_is_503_when_none_answers(suite):
@@ -77,8 +79,11 @@ async def test_cors_allow_list(http):
     allowed = "http://localhost:5173"
     preflight = await http.options(
         "/api/v1/products",
-        headers={"Origin": allowed, "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "Authorization, Content-Type"},
+        headers={
+            "Origin": allowed,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == allowed
@@ -128,20 +133,34 @@ async def test_auth_write_limit_and_trusted_proxy(suite):
         proxy = httpx.ASGITransport(app=app, client=("10.0.0.9", 1))
         async with httpx.AsyncClient(transport=proxy, base_url="http://gw") as client:
             codes = [
-                (await client.post("/api/v1/auth/password/forgot", json={"email": "x@example.com"},
-                                   headers={"X-Forwarded-For": "203.0.113.7"})).status_code
+                (
+                    await client.post(
+                        "/api/v1/auth/password/forgot",
+                        json={"email": "x@example.com"},
+                        headers={"X-Forwarded-For": "203.0.113.7"},
+                    )
+                ).status_code
                 for _ in range(4)
             ]
-            other = await client.post("/api/v1/auth/password/forgot", json={"email": "x@example.com"},
-                                      headers={"X-Forwarded-For": "203.0.113.8"})
-            reads = [(await client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})).status_code
-                     for _ in range(3)]
+            other = await client.post(
+                "/api/v1/auth/password/forgot",
+                json={"email": "x@example.com"},
+                headers={"X-Forwarded-For": "203.0.113.8"},
+            )
+            reads = [
+                (await client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.7"})).status_code for _ in range(3)
+            ]
         # an untrusted peer cannot choose its identity with X-Forwarded-For
         direct = httpx.ASGITransport(app=app, client=("198.51.100.1", 1))
         async with httpx.AsyncClient(transport=direct, base_url="http://gw") as client:
             spoofed = [
-                (await client.post("/api/v1/auth/password/forgot", json={"email": "x@example.com"},
-                                   headers={"X-Forwarded-For": f"192.0.2.{i}"})).status_code
+                (
+                    await client.post(
+                        "/api/v1/auth/password/forgot",
+                        json={"email": "x@example.com"},
+                        headers={"X-Forwarded-For": f"192.0.2.{i}"},
+                    )
+                ).status_code
                 for i in range(4)
             ]
     assert codes[3] == 429 and all(code != 429 for code in codes[:3])
@@ -166,8 +185,9 @@ async def test_concurrent_requests_keep_their_own_request_ids(http):
 
 async def test_lone_surrogates_are_400_with_the_request_id(http):
     body = b'{"email": "a\\ud800@example.com", "password": "x"}'
-    response = await http.post("/api/v1/auth/login", content=body,
-                               headers={"Content-Type": "application/json", "X-Request-ID": "surrogate-1"})
+    response = await http.post(
+        "/api/v1/auth/login", content=body, headers={"Content-Type": "application/json", "X-Request-ID": "surrogate-1"}
+    )
     assert response.status_code == 400, response.text
     assert response.json()["error"]["code"] == "VALIDATION_ERROR"
     assert response.json()["error"]["requestId"] == "surrogate-1"

@@ -58,8 +58,9 @@ async def served(suite, **overrides):
 
 
 def client(app, peer: str = "127.0.0.1") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(peer, 4321)), base_url="http://gw",
-                             timeout=30)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(peer, 4321)), base_url="http://gw", timeout=30
+    )
 
 
 def random_ip() -> str:
@@ -69,11 +70,14 @@ def random_ip() -> str:
 
 # -- 1. shared limits and revocations (Redis) ------------------------------------------------------
 
+
 async def test_two_gateways_enforce_one_limit_together(suite):
     url = redis_test_url()
     ip = random_ip()
-    async with gateway(suite, redis_url=url, rate_limit_per_minute=4) as one, \
-            gateway(suite, redis_url=url, rate_limit_per_minute=4) as two:
+    async with (
+        gateway(suite, redis_url=url, rate_limit_per_minute=4) as one,
+        gateway(suite, redis_url=url, rate_limit_per_minute=4) as two,
+    ):
         async with client(one, ip) as a, client(two, ip) as b:
             codes = [(await c.get("/healthz")).status_code for c in (a, b, a, b, a, b)]
         async with client(one, random_ip()) as someone_else:
@@ -88,8 +92,10 @@ async def test_a_logout_on_one_gateway_is_refused_on_the_other_within_a_second(s
     user = await suite.register()
     token = user["tokens"]["accessToken"]
     # Both gateways poll auth only once a minute: what reaches the second one is Redis.
-    async with gateway(suite, redis_url=url, revocation_poll_seconds=60) as one, \
-            gateway(suite, redis_url=url, revocation_poll_seconds=60) as two:
+    async with (
+        gateway(suite, redis_url=url, revocation_poll_seconds=60) as one,
+        gateway(suite, redis_url=url, revocation_poll_seconds=60) as two,
+    ):
         verifier = two.state.gateway.verifier
         await verifier.verify(token)  # accepted before
         await asyncio.sleep(0.3)  # both listeners subscribed
@@ -132,6 +138,7 @@ async def test_redis_down_means_per_process_limits_and_a_warning_never_a_500(sui
 
 # -- 2. client IPs behind a proxy ------------------------------------------------------------------
 
+
 def deployed_gateway_settings(**overrides) -> GatewaySettings:
     """GatewaySettings as the Kubernetes base configures them (deploy/k8s/base/config/gateway.env)."""
     values: dict[str, Any] = {}  # the env file's text, parsed by the settings model
@@ -154,10 +161,14 @@ def test_the_kubernetes_config_trusts_the_ingress_controllers_of_common_clusters
 async def test_behind_the_deployed_proxy_rule_each_client_has_its_own_limit(suite):
     deployed = deployed_gateway_settings()
     async with gateway(suite, trusted_proxies=deployed.trusted_proxies, auth_rate_limit_per_minute=2) as app:
+
         async def forgot(peer: str, forwarded: str) -> int:
             async with client(app, peer) as c:
-                response = await c.post("/api/v1/auth/password/forgot", json={"email": "x@example.com"},
-                                        headers={"X-Forwarded-For": forwarded})
+                response = await c.post(
+                    "/api/v1/auth/password/forgot",
+                    json={"email": "x@example.com"},
+                    headers={"X-Forwarded-For": forwarded},
+                )
                 return response.status_code
 
         ingress = "10.244.0.7"
@@ -175,24 +186,32 @@ async def test_the_session_records_the_forwarded_client_and_secure_cookies_follo
     user = await suite.register()
     async with gateway(suite, trusted_proxies="10.0.0.0/8") as app:
         async with client(app, "10.1.2.3") as c:
-            login = await c.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]},
-                                 headers={"X-Forwarded-For": "203.0.113.50", "X-Forwarded-Proto": "https"})
+            login = await c.post(
+                "/api/v1/auth/login",
+                json={"email": user["email"], "password": user["password"]},
+                headers={"X-Forwarded-For": "203.0.113.50", "X-Forwarded-Proto": "https"},
+            )
             assert login.status_code == 200, login.text
             assert "secure" in login.headers["set-cookie"].lower()
             headers = {"Authorization": f"Bearer {login.json()['data']['tokens']['accessToken']}"}
             sessions = (await c.get("/api/v1/auth/sessions", headers=headers)).json()["data"]
         async with client(app, "203.0.113.60") as direct:
-            spoofed = await direct.post("/api/v1/auth/login",
-                                        json={"email": user["email"], "password": user["password"]},
-                                        headers={"X-Forwarded-For": "192.0.2.1", "X-Forwarded-Proto": "https"})
+            spoofed = await direct.post(
+                "/api/v1/auth/login",
+                json={"email": user["email"], "password": user["password"]},
+                headers={"X-Forwarded-For": "192.0.2.1", "X-Forwarded-Proto": "https"},
+            )
     assert "203.0.113.50" in {s["ip"] for s in sessions}
     assert "secure" not in spoofed.headers["set-cookie"].lower()
 
 
 def test_one_client_ip_and_one_bearer_parser_in_the_gateway():
     sources = {path: path.read_text() for path in (ROOT / "gateway").rglob("*.py") if "tests" not in path.parts}
-    forwarded = [str(p) for p, text in sources.items() if 'b"x-forwarded-for"' in text or "'x-forwarded-for'" in text
-                 or '"x-forwarded-for"' in text]
+    forwarded = [
+        str(p)
+        for p, text in sources.items()
+        if 'b"x-forwarded-for"' in text or "'x-forwarded-for'" in text or '"x-forwarded-for"' in text
+    ]
     assert forwarded == [str(ROOT / "gateway/caller.py")]
     parsers = [str(p) for p, text in sources.items() if re.search(r"\.partition\(\" \"\)", text)]
     assert parsers == [str(ROOT / "gateway/caller.py")]
@@ -205,6 +224,7 @@ def test_the_readme_says_cidr_ranges_are_accepted():
 
 
 # -- 3. readiness while some backends are down ------------------------------------------------------
+
 
 async def test_browsing_works_while_orders_is_down(suite):
     user = await suite.register()
@@ -226,6 +246,7 @@ async def test_browsing_works_while_orders_is_down(suite):
 
 
 # -- 4. order event streams --------------------------------------------------------------------------
+
 
 async def paid_order(suite, user=None):
     user = user or await suite.register()
@@ -254,13 +275,14 @@ async def test_streams_are_capped_per_user_and_per_gateway(suite):
     other, other_order = await paid_order(suite)
     path = f"/api/v1/orders/{order['id']}/events"
     async with served(suite, sse_max_streams_per_user=2, sse_max_streams=3) as (app, c):
-        async with c.stream("GET", path, headers=user["headers"]) as s1, \
-                c.stream("GET", path, headers=user["headers"]) as s2:
+        async with (
+            c.stream("GET", path, headers=user["headers"]) as s1,
+            c.stream("GET", path, headers=user["headers"]) as s2,
+        ):
             await first_event(s1)
             await first_event(s2)
             third = await c.get(path, headers=user["headers"])
-            async with c.stream("GET", f"/api/v1/orders/{other_order['id']}/events",
-                                headers=other["headers"]) as s3:
+            async with c.stream("GET", f"/api/v1/orders/{other_order['id']}/events", headers=other["headers"]) as s3:
                 await first_event(s3)
                 full = await c.get(f"/api/v1/orders/{other_order['id']}/events", headers=other["headers"])
         hub = app.state.gateway.streams
@@ -316,8 +338,9 @@ async def test_streams_share_one_read_per_order_and_never_watch_in_orders(suite,
         monkeypatch.setattr(state.clients.orders, "GetOrder", counting)
         path = f"/api/v1/orders/{order['id']}/events"
         async with contextlib.AsyncExitStack() as stack:
-            streams = [await stack.enter_async_context(c.stream("GET", path, headers=user["headers"]))
-                       for _ in range(4)]
+            streams = [
+                await stack.enter_async_context(c.stream("GET", path, headers=user["headers"])) for _ in range(4)
+            ]
             for s in streams:
                 await first_event(s)
             # no WatchOrder in the orders service: it polls nothing for these streams
@@ -331,14 +354,21 @@ async def test_streams_share_one_read_per_order_and_never_watch_in_orders(suite,
 
 # -- 5. metrics on their own port, a start without uvloop -------------------------------------------
 
+
 def test_the_gateway_starts_without_uvloop_and_serves_metrics_on_their_own_port(tmp_path):
     http_port, metrics_port = free_port(), free_port()
-    env = {**os.environ, "SHOP_HTTP_PORT": str(http_port), "SHOP_METRICS_PORT": str(metrics_port),
-           "SHOP_ENV": "test", "SHOP_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "SHOP_HTTP_PORT": str(http_port),
+        "SHOP_METRICS_PORT": str(metrics_port),
+        "SHOP_ENV": "test",
+        "SHOP_LOG_LEVEL": "WARNING",
+    }
     # uvloop made unimportable, as on a platform without it
     code = "import sys; sys.modules['uvloop'] = None; import runpy; runpy.run_module('gateway', run_name='__main__')"
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -362,6 +392,7 @@ def test_the_gateway_starts_without_uvloop_and_serves_metrics_on_their_own_port(
 
 
 # -- 6. dependency floors ------------------------------------------------------------------------------
+
 
 def declared() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())

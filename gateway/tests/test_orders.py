@@ -42,6 +42,7 @@ async def paid_order(suite, *, price: int = 2500, quantity: int = 1, stock_units
 
 # -- checkout ----------------------------------------------------------------------------------
 
+
 async def test_checkout_pays_commits_stock_clears_cart_and_mails(suite):
     user = await suite.register()
     first = await make_product(suite, price=1250, stock=5)
@@ -60,7 +61,10 @@ async def test_checkout_pays_commits_stock_clears_cart_and_mails(suite):
         (second, 399, 1, 399),
     }
     assert (order["subtotalCents"], order["taxCents"], order["shippingCents"], order["totalCents"]) == (
-        2899, 232, 999, 2899 + 232 + 999
+        2899,
+        232,
+        999,
+        2899 + 232 + 999,
     )
     assert order["currency"] == "USD"
     assert order["shippingAddress"]["country"] == "GB" and order["shippingAddress"]["line2"] is None
@@ -69,8 +73,23 @@ async def test_checkout_pays_commits_stock_clears_cart_and_mails(suite):
     assert [h["status"] for h in order["history"]] == ["PENDING", "PAID"]
     assert order["createdAt"].endswith("Z") and order["updatedAt"]
     assert set(order) == {
-        "id", "number", "userId", "status", "items", "subtotalCents", "taxCents", "shippingCents", "totalCents",
-        "currency", "shippingAddress", "payment", "carrier", "trackingNumber", "history", "createdAt", "updatedAt",
+        "id",
+        "number",
+        "userId",
+        "status",
+        "items",
+        "subtotalCents",
+        "taxCents",
+        "shippingCents",
+        "totalCents",
+        "currency",
+        "shippingAddress",
+        "payment",
+        "carrier",
+        "trackingNumber",
+        "history",
+        "createdAt",
+        "updatedAt",
     }
     # the cart reads empty with the 201; the stock is committed right after it (the outbox);
     # money captured, email queued
@@ -115,8 +134,7 @@ async def test_totals_follow_api_md(suite, price, quantity, subtotal, tax, shipp
 async def test_prices_are_snapshotted(suite):
     user, product, order = await paid_order(suite, price=1500)
     boss = await admin(suite)
-    response = await suite.http.patch(f"/api/v1/products/{product}", json={"priceCents": 9000},
-                                      headers=boss["headers"])
+    response = await suite.http.patch(f"/api/v1/products/{product}", json={"priceCents": 9000}, headers=boss["headers"])
     assert response.status_code == 200, response.text
     got = await suite.http.get(f"/api/v1/orders/{order['id']}", headers=user["headers"])
     assert got.json()["data"]["items"][0]["unitPriceCents"] == 1500
@@ -126,8 +144,16 @@ async def test_checkout_with_a_saved_address(suite):
     user = await suite.register()
     saved = await suite.http.post(
         "/api/v1/users/me/addresses",
-        json={"label": "Home", "firstName": "Grace", "lastName": "Hopper", "line1": "2 Navy Rd",
-              "city": "Arlington", "state": "VA", "postalCode": "22201", "country": "US"},
+        json={
+            "label": "Home",
+            "firstName": "Grace",
+            "lastName": "Hopper",
+            "line1": "2 Navy Rd",
+            "city": "Arlington",
+            "state": "VA",
+            "postalCode": "22201",
+            "country": "US",
+        },
         headers=user["headers"],
     )
     assert saved.status_code == 201, saved.text
@@ -139,7 +165,10 @@ async def test_checkout_with_a_saved_address(suite):
     assert response.status_code == 201, response.text
     address = response.json()["data"]["shippingAddress"]
     assert (address["firstName"], address["city"], address["state"], address["country"]) == (
-        "Grace", "Arlington", "VA", "US"
+        "Grace",
+        "Arlington",
+        "VA",
+        "US",
     )
     # another user's address id (or an unknown one) is 404 and changes nothing
     other = await suite.register()
@@ -228,14 +257,20 @@ async def test_archived_product_is_409(suite):
     ("body", "field"),
     [
         ({"payment": {"method": "card", "token": "tok_visa"}}, "shippingAddress"),
-        ({"shippingAddress": {**ADDRESS, "country": "ZZ"}, "payment": {"method": "card", "token": "tok_visa"}},
-         "shippingAddress.country"),
-        ({"shippingAddress": {**ADDRESS, "city": " "}, "payment": {"method": "card", "token": "tok_visa"}},
-         "shippingAddress.city"),
+        (
+            {"shippingAddress": {**ADDRESS, "country": "ZZ"}, "payment": {"method": "card", "token": "tok_visa"}},
+            "shippingAddress.country",
+        ),
+        (
+            {"shippingAddress": {**ADDRESS, "city": " "}, "payment": {"method": "card", "token": "tok_visa"}},
+            "shippingAddress.city",
+        ),
         ({"shippingAddress": ADDRESS, "payment": {"method": "cash", "token": "tok_visa"}}, "payment.method"),
         ({"shippingAddress": ADDRESS}, "payment"),
-        ({"shippingAddress": ADDRESS, "addressId": "x", "payment": {"method": "card", "token": "tok_visa"}},
-         "shippingAddress"),
+        (
+            {"shippingAddress": ADDRESS, "addressId": "x", "payment": {"method": "card", "token": "tok_visa"}},
+            "shippingAddress",
+        ),
     ],
 )
 async def test_bad_checkout_bodies_are_400_and_change_nothing(suite, body, field):
@@ -255,8 +290,9 @@ async def test_invalid_payment_token_is_400_and_changes_nothing(suite):
     user = await suite.register()
     product = await make_product(suite, stock=4)
     await add_to_cart(suite, user, product)
-    reservations_before = suite.sql("catalog", "SELECT count(*) FROM reservation_lines WHERE product_id = %s",
-                                    (product,))
+    reservations_before = suite.sql(
+        "catalog", "SELECT count(*) FROM reservation_lines WHERE product_id = %s", (product,)
+    )
     key = str(uuid.uuid4())
     for token in ("tok_bogus", "pm_", "x" * 300):
         response = await checkout(suite, user, key=key, token=token)
@@ -265,8 +301,10 @@ async def test_invalid_payment_token_is_400_and_changes_nothing(suite):
     # refused before anything was recorded: no order, no reservation, no payment, cart kept
     assert orders_of(suite, user) == []
     assert stock(suite, product) == 4
-    assert suite.sql("catalog", "SELECT count(*) FROM reservation_lines WHERE product_id = %s",
-                     (product,)) == reservations_before
+    assert (
+        suite.sql("catalog", "SELECT count(*) FROM reservation_lines WHERE product_id = %s", (product,))
+        == reservations_before
+    )
     cart = (await suite.http.get("/api/v1/cart", headers=user["headers"])).json()["data"]
     assert [item["productId"] for item in cart["items"]] == [product]
     # the same key with a good token then checks out (a refused request does not burn its key)
@@ -275,14 +313,16 @@ async def test_invalid_payment_token_is_400_and_changes_nothing(suite):
 
 
 async def test_checkout_needs_a_user_and_a_key(suite):
-    response = await suite.http.post("/api/v1/orders", json={"shippingAddress": ADDRESS,
-                                                             "payment": {"method": "card", "token": "tok_visa"}})
+    response = await suite.http.post(
+        "/api/v1/orders", json={"shippingAddress": ADDRESS, "payment": {"method": "card", "token": "tok_visa"}}
+    )
     assert response.status_code == 401
     user = await suite.register()
     product = await make_product(suite, stock=4)
     await add_to_cart(suite, user, product)
     response = await suite.http.post(
-        "/api/v1/orders", json={"shippingAddress": ADDRESS, "payment": {"method": "card", "token": "tok_visa"}},
+        "/api/v1/orders",
+        json={"shippingAddress": ADDRESS, "payment": {"method": "card", "token": "tok_visa"}},
         headers=user["headers"],
     )
     assert response.status_code == 400
@@ -291,6 +331,7 @@ async def test_checkout_needs_a_user_and_a_key(suite):
 
 
 # -- idempotency -------------------------------------------------------------------------------
+
 
 async def test_replays_return_the_first_response_and_charge_once(suite):
     user = await suite.register()
@@ -310,8 +351,10 @@ async def test_replays_return_the_first_response_and_charge_once(suite):
     assert suite.sql("payments", "SELECT count(*) FROM payments WHERE order_id = %s", (order_id,)) == [(1,)]
     assert stock(suite, product) == 8
     # the same key with another body is 422 and changes nothing
-    other_body = {"shippingAddress": {**ADDRESS, "city": "Paris", "country": "FR"},
-                  "payment": {"method": "card", "token": "tok_visa"}}
+    other_body = {
+        "shippingAddress": {**ADDRESS, "city": "Paris", "country": "FR"},
+        "payment": {"method": "card", "token": "tok_visa"},
+    }
     reused = await checkout(suite, user, key=key, body=other_body)
     assert reused.status_code == 422, reused.text
     assert reused.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
@@ -372,12 +415,18 @@ async def test_keys_are_kept_a_day_then_purged(suite):
     assert (await checkout(suite, user, key=key)).status_code == 409  # CART_EMPTY, stored under the key
     count = "SELECT count(*) FROM idempotency_keys WHERE user_id = %s AND key = %s"
     assert suite.sql("orders", count, (user["user"]["id"], key)) == [(1,)]
-    suite.sql("orders", "UPDATE idempotency_keys SET created_at = now() - interval '23 hours' "
-                        "WHERE user_id = %s AND key = %s", (user["user"]["id"], key))
+    suite.sql(
+        "orders",
+        "UPDATE idempotency_keys SET created_at = now() - interval '23 hours' WHERE user_id = %s AND key = %s",
+        (user["user"]["id"], key),
+    )
     await runtime.checkout.purge_once()
     assert suite.sql("orders", count, (user["user"]["id"], key)) == [(1,)]
-    suite.sql("orders", "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' "
-                        "WHERE user_id = %s AND key = %s", (user["user"]["id"], key))
+    suite.sql(
+        "orders",
+        "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE user_id = %s AND key = %s",
+        (user["user"]["id"], key),
+    )
     assert await runtime.checkout.purge_once() >= 1
     assert suite.sql("orders", count, (user["user"]["id"], key)) == [(0,)]
 

@@ -32,18 +32,21 @@ def db_order(suite, order_id: str) -> tuple:
 
 
 async def set_status(suite, order_id, status, headers, **extra):
-    return await suite.http.patch(f"/api/v1/orders/{order_id}/status", json={"status": status, **extra},
-                                  headers=headers)
+    return await suite.http.patch(
+        f"/api/v1/orders/{order_id}/status", json={"status": status, **extra}, headers=headers
+    )
 
 
 async def refund(suite, order_id, headers, body, key=None):
     return await suite.http.post(
-        f"/api/v1/orders/{order_id}/refunds", json=body,
+        f"/api/v1/orders/{order_id}/refunds",
+        json=body,
         headers={**headers, "Idempotency-Key": key or str(uuid.uuid4())},
     )
 
 
 # -- reading and listing ------------------------------------------------------------------------
+
 
 async def test_other_users_get_404_and_admins_see_everything(suite):
     user, _product, order = await paid_order(suite)
@@ -96,12 +99,14 @@ async def test_listing_is_newest_first_paginated_and_filtered(suite):
     paid = await suite.http.get("/api/v1/orders", params={"status": "PAID"}, headers=user["headers"])
     assert [o["id"] for o in paid.json()["data"]] == ids[::-1]
     # a customer's userId filter does not reach other users' orders
-    response = await suite.http.get("/api/v1/orders", params={"userId": other_user["user"]["id"]},
-                                    headers=user["headers"])
+    response = await suite.http.get(
+        "/api/v1/orders", params={"userId": other_user["user"]["id"]}, headers=user["headers"]
+    )
     assert other_order["id"] not in [o["id"] for o in response.json()["data"]]
     boss = await admin(suite)
-    response = await suite.http.get("/api/v1/orders", params={"userId": other_user["user"]["id"]},
-                                    headers=boss["headers"])
+    response = await suite.http.get(
+        "/api/v1/orders", params={"userId": other_user["user"]["id"]}, headers=boss["headers"]
+    )
     assert [o["id"] for o in response.json()["data"]] == [other_order["id"]]
     for params in ({"pageSize": 0}, {"pageSize": 101}, {"status": "LOST"}, {"pageToken": "forged"}):
         response = await suite.http.get("/api/v1/orders", params=params, headers=user["headers"])
@@ -109,13 +114,15 @@ async def test_listing_is_newest_first_paginated_and_filtered(suite):
     # a token of another query is refused
     first = await suite.http.get("/api/v1/orders", params={"pageSize": 1}, headers=user["headers"])
     response = await suite.http.get(
-        "/api/v1/orders", params={"pageSize": 1, "status": "PAID", "pageToken": first.json()["page"]["nextPageToken"]},
+        "/api/v1/orders",
+        params={"pageSize": 1, "status": "PAID", "pageToken": first.json()["page"]["nextPageToken"]},
         headers=user["headers"],
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_PAGE_TOKEN"
 
 
 # -- fulfilment ----------------------------------------------------------------------------------
+
 
 async def test_fulfilment_walks_the_ladder_with_history_and_shipping_email(suite):
     user, _product, order = await paid_order(suite)
@@ -152,11 +159,13 @@ async def test_fulfilment_walks_the_ladder_with_history_and_shipping_email(suite
 
 # -- cancel --------------------------------------------------------------------------------------
 
+
 async def test_cancel_refunds_restocks_and_mails(suite):
     user, product, order = await paid_order(suite, price=3000, quantity=2, stock_units=5)
     assert stock(suite, product) == 3
-    response = await suite.http.post(f"/api/v1/orders/{order['id']}/cancel", json={"reason": "changed my mind"},
-                                      headers=user["headers"])
+    response = await suite.http.post(
+        f"/api/v1/orders/{order['id']}/cancel", json={"reason": "changed my mind"}, headers=user["headers"]
+    )
     assert response.status_code == 200, response.text
     cancelled = response.json()["data"]
     assert cancelled["status"] == "CANCELLED"
@@ -197,6 +206,7 @@ async def test_failed_orders_cannot_be_cancelled(suite):
 
 
 # -- refunds and payments -------------------------------------------------------------------------
+
 
 async def test_partial_then_full_refund_makes_the_order_refunded_and_restocks(suite):
     user, product, order = await paid_order(suite, price=2000, quantity=1, stock_units=3)
@@ -256,6 +266,7 @@ async def test_refund_of_a_shipped_order_does_not_restock(suite):
 
 
 # -- Server-Sent Events ---------------------------------------------------------------------------
+
 
 async def test_events_stream_status_changes(suite):
     user, _product, order = await paid_order(suite)
@@ -343,7 +354,8 @@ async def test_a_pending_order_is_not_cancellable_while_its_checkout_runs(suite)
         running = asyncio.create_task(checkout(suite, user))
         rows = await eventually(
             lambda: suite.sql("orders", "SELECT id FROM orders WHERE user_id = %s", (user["user"]["id"],)),
-            timeout=10, interval=0.05,
+            timeout=10,
+            interval=0.05,
         )
         order_id = rows[0][0]
         response = await suite.http.post(f"/api/v1/orders/{order_id}/cancel", json={}, headers=user["headers"])
@@ -359,9 +371,13 @@ async def test_a_pending_order_is_not_cancellable_while_its_checkout_runs(suite)
 async def test_openapi_documents_the_order_routes(http):
     spec = (await http.get("/openapi.json")).json()
     expected = {
-        ("/api/v1/orders", "post"), ("/api/v1/orders", "get"), ("/api/v1/orders/{orderId}", "get"),
-        ("/api/v1/orders/{orderId}/cancel", "post"), ("/api/v1/orders/{orderId}/status", "patch"),
-        ("/api/v1/orders/{orderId}/events", "get"), ("/api/v1/orders/{orderId}/payments", "get"),
+        ("/api/v1/orders", "post"),
+        ("/api/v1/orders", "get"),
+        ("/api/v1/orders/{orderId}", "get"),
+        ("/api/v1/orders/{orderId}/cancel", "post"),
+        ("/api/v1/orders/{orderId}/status", "patch"),
+        ("/api/v1/orders/{orderId}/events", "get"),
+        ("/api/v1/orders/{orderId}/payments", "get"),
         ("/api/v1/orders/{orderId}/refunds", "post"),
     }
     for path, method in expected:

@@ -59,22 +59,25 @@ def charge_refunded(payment, refunded: int) -> dict:
 
 async def post(suite, body: bytes, *, signature: str | None = None, key: str | None = None, at: int | None = None):
     header = signature or signature_header(body, key or secret(suite), at or int(time.time()))
-    return await suite.http.post(URL, content=body, headers={"Sandbox-Signature": header,
-                                                             "Content-Type": "application/json"})
+    return await suite.http.post(
+        URL, content=body, headers={"Sandbox-Signature": header, "Content-Type": "application/json"}
+    )
 
 
 async def charged(suite, amount: int = 4000):
     order_id = str(uuid.uuid4())
     response = await suite.stub("payments").CreateCharge(
-        payments_pb2.CreateChargeRequest(order_id=order_id, user_id="u", amount_cents=amount, currency_code="USD",
-                                         method="card", token="tok_visa")
+        payments_pb2.CreateChargeRequest(
+            order_id=order_id, user_id="u", amount_cents=amount, currency_code="USD", method="card", token="tok_visa"
+        )
     )
     return response.payment
 
 
 def state(suite, order_id: str) -> tuple:
-    return suite.sql("payments", "SELECT status, captured_cents, refunded_cents FROM payments WHERE order_id = %s",
-                     (order_id,))[0]
+    return suite.sql(
+        "payments", "SELECT status, captured_cents, refunded_cents FROM payments WHERE order_id = %s", (order_id,)
+    )[0]
 
 
 def events(suite, event_id: str) -> list[tuple]:
@@ -179,7 +182,9 @@ async def test_partial_refund_events_out_of_order_keep_the_larger_total(suite):
 
 async def test_failure_after_success_does_not_move_back(suite):
     payment = await charged(suite)
-    response = await post(suite, event("payment_intent.payment_failed", intent(payment, status="requires_payment_method")))
+    response = await post(
+        suite, event("payment_intent.payment_failed", intent(payment, status="requires_payment_method"))
+    )
     assert response.status_code == 200
     assert state(suite, payment.order_id) == ("SUCCEEDED", 4000, 0)
 
@@ -205,8 +210,9 @@ async def test_unhandled_and_foreign_events_are_acknowledged_and_ignored(suite):
 
 
 async def test_event_for_an_order_not_recorded_yet_is_redelivered(suite):
-    ghost = type("P", (), {"provider_reference": "sbx_pi_unknown", "order_id": str(uuid.uuid4()),
-                           "amount_cents": 100})()
+    ghost = type(
+        "P", (), {"provider_reference": "sbx_pi_unknown", "order_id": str(uuid.uuid4()), "amount_cents": 100}
+    )()
     body = event("payment_intent.succeeded", intent(ghost))
     response = await post(suite, body)
     assert response.status_code == 409
@@ -223,12 +229,16 @@ async def test_malformed_events_are_400(suite):
 
 async def test_unknown_or_unconfigured_provider_is_404(suite):
     body = b"{}"
-    response = await suite.http.post("/api/v1/payments/webhooks/paypal", content=body,
-                                     headers={"Sandbox-Signature": "t=1,v1=00"})
+    response = await suite.http.post(
+        "/api/v1/payments/webhooks/paypal", content=body, headers={"Sandbox-Signature": "t=1,v1=00"}
+    )
     assert response.status_code == 404 and response.json()["error"]["code"] == "UNKNOWN_PROVIDER"
     # stripe is a known provider but this suite runs the sandbox
-    response = await suite.http.post("/api/v1/payments/webhooks/stripe", content=body,
-                                     headers={"Stripe-Signature": signature_header(body, "x", int(time.time()))})
+    response = await suite.http.post(
+        "/api/v1/payments/webhooks/stripe",
+        content=body,
+        headers={"Stripe-Signature": signature_header(body, "x", int(time.time()))},
+    )
     assert response.status_code == 404 and response.json()["error"]["code"] == "UNKNOWN_PROVIDER"
 
 
@@ -241,13 +251,20 @@ async def test_route_is_documented(suite):
 
 # -- a late capture (issue 9, fault path 3) ---------------------------------------------------------
 
+
 async def test_a_capture_after_the_charge_was_answered_declined_is_refunded_once(suite):
     """The provider declined, the order was told so (PAYMENT_FAILED), then the money is captured
     after all (a late succeeded event): payments refunds it at once, once, whatever redeliveries."""
     order_id = str(uuid.uuid4())
     stub = suite.stub("payments")
-    request = payments_pb2.CreateChargeRequest(order_id=order_id, user_id="u", amount_cents=2600,
-                                               currency_code="USD", method="card", token="tok_chargeDeclined")
+    request = payments_pb2.CreateChargeRequest(
+        order_id=order_id,
+        user_id="u",
+        amount_cents=2600,
+        currency_code="USD",
+        method="card",
+        token="tok_chargeDeclined",
+    )
     with pytest.raises(grpc.aio.AioRpcError) as declined:
         await stub.CreateCharge(request)
     assert decode_rpc_error(declined.value).code == "PAYMENT_DECLINED"
@@ -258,8 +275,9 @@ async def test_a_capture_after_the_charge_was_answered_declined_is_refunded_once
     response = await post(suite, body)
     assert response.status_code == 200, response.text
     assert state(suite, order_id) == ("REFUNDED", 2600, 2600)
-    refunds = suite.sql("payments", "SELECT request_id, status, amount_cents FROM refunds WHERE order_id = %s",
-                        (order_id,))
+    refunds = suite.sql(
+        "payments", "SELECT request_id, status, amount_cents FROM refunds WHERE order_id = %s", (order_id,)
+    )
     assert refunds == [(f"late-capture-{payment.id}", "SUCCEEDED", 2600)]
     # A redelivery and another late event change nothing and refund nothing again.
     assert (await post(suite, body)).json()["data"]["duplicate"] is True

@@ -28,15 +28,23 @@ async def admin(suite):
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def category(suite, admin):
     slug = f"cache-{uuid.uuid4().hex[:8]}"
-    response = await suite.http.post(f"{API}/categories", json={"slug": slug, "name": "Cache tests"},
-                                     headers=admin["headers"])
+    response = await suite.http.post(
+        f"{API}/categories", json={"slug": slug, "name": "Cache tests"}, headers=admin["headers"]
+    )
     assert response.status_code == 201, response.text
     return slug
 
 
 async def new_product(suite, admin, category, **overrides):
-    body = {"sku": f"C-{uuid.uuid4().hex[:10]}", "name": "Cached lamp", "priceCents": 4200, "currency": "USD",
-            "categorySlug": category, "stock": 5, **overrides}
+    body = {
+        "sku": f"C-{uuid.uuid4().hex[:10]}",
+        "name": "Cached lamp",
+        "priceCents": 4200,
+        "currency": "USD",
+        "categorySlug": category,
+        "stock": 5,
+        **overrides,
+    }
     response = await suite.http.post(f"{API}/products", json=body, headers=admin["headers"])
     assert response.status_code == 201, response.text
     return response.json()["data"]
@@ -76,14 +84,18 @@ async def test_writes_through_the_cached_gateway_are_read_at_once(suite, admin, 
         assert (await cached.patch(path, json={"name": "Renamed lamp"}, headers=admin["headers"])).status_code == 200
         assert (await cached.get(path)).json()["data"]["name"] == "Renamed lamp"
 
-        adjusted = await cached.post(f"{path}/stock-adjustments", json={"delta": 3, "reason": "recount"},
-                                     headers={**admin["headers"], "Idempotency-Key": str(uuid.uuid4())})
+        adjusted = await cached.post(
+            f"{path}/stock-adjustments",
+            json={"delta": 3, "reason": "recount"},
+            headers={**admin["headers"], "Idempotency-Key": str(uuid.uuid4())},
+        )
         assert adjusted.status_code == 200, adjusted.text
         assert (await cached.get(path)).json()["data"]["stock"] == 8
 
         customer = await suite.register()
-        review = await cached.post(f"{path}/reviews", json={"rating": 4, "title": "ok", "body": "fine"},
-                                   headers=customer["headers"])
+        review = await cached.post(
+            f"{path}/reviews", json={"rating": 4, "title": "ok", "body": "fine"}, headers=customer["headers"]
+        )
         assert review.status_code == 201, review.text
         assert (await cached.get(path)).json()["data"]["rating"] == {"average": 4.0, "count": 1}
 

@@ -45,19 +45,19 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ("users-update-me", "positive_data_acceptance"): _PHONE,
     ("orders-create", "positive_data_acceptance"): _PHONE,
     ("auth-register", "positive_data_acceptance"): _PASSWORD + "; and the email must pass email-validator's "
-                                                   "syntax rules, stricter than format: email",
+    "syntax rules, stricter than format: email",
     ("auth-change-password", "positive_data_acceptance"): _PASSWORD + "; and currentPassword must be the account's",
     ("auth-reset-password", "positive_data_acceptance"): _SECRET,
     ("auth-verify-email", "positive_data_acceptance"): _SECRET,
     ("auth-refresh", "positive_data_acceptance"): "the refresh token is a secret the API issued, sent in the body "
-                                                  "or the refreshToken cookie: one of two places",
+    "or the refreshToken cookie: one of two places",
     ("auth-mfa-enable", "positive_data_acceptance"): _OTP,
     ("auth-mfa-disable", "positive_data_acceptance"): _OTP,
     ("users-delete-me", "positive_data_acceptance"): "the password must be the account's own",
     ("catalog-create-product", "positive_data_acceptance"): "categorySlug must name an existing category, "
-                                                            "compareAtPriceCents exceed priceCents, currency be ISO 4217",
+    "compareAtPriceCents exceed priceCents, currency be ISO 4217",
     ("catalog-update-product", "positive_data_acceptance"): "categorySlug must name an existing category and "
-                                                            "compareAtPriceCents exceed the price (the sent or the stored one)",
+    "compareAtPriceCents exceed the price (the sent or the stored one)",
 }
 
 
@@ -78,8 +78,13 @@ def config_toml(report: Path) -> str:
         f'path = "{report}"',
     ]
     for (operation, check), reason in sorted(EXCLUDED.items()):
-        lines += ["", f"# {reason}", "[[operations]]", f'include-operation-id = "{operation}"',
-                  f"checks.{check}.enabled = false"]
+        lines += [
+            "",
+            f"# {reason}",
+            "[[operations]]",
+            f'include-operation-id = "{operation}"',
+            f"checks.{check}.enabled = false",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -105,9 +110,17 @@ async def test_the_live_gateway_keeps_its_contract(suite, tmp_path):
         "NO_COLOR": "1",
     }
     process = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "st"), "--config-file", str(config), "run",
-        f"{suite.base_url}/openapi.json", "--max-time", str(MAX_SECONDS),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        str(Path(sys.executable).parent / "st"),
+        "--config-file",
+        str(config),
+        "run",
+        f"{suite.base_url}/openapi.json",
+        "--max-time",
+        str(MAX_SECONDS),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await asyncio.wait_for(process.communicate(), MAX_SECONDS + 120)
     text = output.decode(errors="replace")

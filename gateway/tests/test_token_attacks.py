@@ -35,8 +35,9 @@ def forge(suite, user: dict, attack: str) -> str:
     key = SigningKey(suite.private_key_pem)
     real_private = serialization.load_pem_private_key(suite.private_key_pem.encode(), password=None)
     assert isinstance(real_private, Ed25519PrivateKey)
-    public_pem = real_private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = real_private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     header = {"kid": key.kid, "typ": "JWT"}
     if attack == "alg_none":
         return f"{b64({'alg': 'none', **header})}.{b64(claims_for(user, role='ADMIN'))}."
@@ -66,8 +67,7 @@ def forge(suite, user: dict, attack: str) -> str:
         return jwt.encode(claims_for(user), real_private, algorithm="EdDSA")
     if attack == "expired":
         past = int(time.time()) - 3600
-        return jwt.encode(claims_for(user, iat=past, exp=past + 900), real_private, algorithm="EdDSA",
-                          headers=header)
+        return jwt.encode(claims_for(user, iat=past, exp=past + 900), real_private, algorithm="EdDSA", headers=header)
     if attack == "wrong_aud":
         return jwt.encode(claims_for(user, aud="someone-else"), real_private, algorithm="EdDSA", headers=header)
     if attack == "wrong_iss":
@@ -88,9 +88,22 @@ def forge(suite, user: dict, attack: str) -> str:
     raise AssertionError(attack)
 
 
-ATTACKS = ["alg_none", "hs256_with_public_key", "hs256_with_jwk_x", "unknown_kid", "other_key_real_kid", "no_kid",
-           "expired", "wrong_aud", "wrong_iss", "no_sid", "not_access_typ", "tampered_payload",
-           "refresh_token_as_access", "garbage"]
+ATTACKS = [
+    "alg_none",
+    "hs256_with_public_key",
+    "hs256_with_jwk_x",
+    "unknown_kid",
+    "other_key_real_kid",
+    "no_kid",
+    "expired",
+    "wrong_aud",
+    "wrong_iss",
+    "no_sid",
+    "not_access_typ",
+    "tampered_payload",
+    "refresh_token_as_access",
+    "garbage",
+]
 
 
 @pytest.fixture(scope="module")
@@ -180,16 +193,27 @@ async def test_list_revocations_and_get_address_need_a_service_identity(suite):
 
     async with aio.insecure_channel(suite.servers["auth"].address) as channel:
         stub = auth_pb2_grpc.AuthServiceStub(channel)
-        for call in (lambda md: stub.ListRevocations(auth_pb2.ListRevocationsRequest(), metadata=md),
-                     lambda md: stub.GetAddress(auth_pb2.GetAddressRequest(user_id=user["user"]["id"],
-                                                                           address_id=str(uuid.uuid4())), metadata=md)):
+        for call in (
+            lambda md: stub.ListRevocations(auth_pb2.ListRevocationsRequest(), metadata=md),
+            lambda md: stub.GetAddress(
+                auth_pb2.GetAddressRequest(user_id=user["user"]["id"], address_id=str(uuid.uuid4())), metadata=md
+            ),
+        ):
             for metadata in ([], [("authorization", f"Bearer {user['tokens']['accessToken']}")]):
                 with pytest.raises(grpc.aio.AioRpcError) as error:
                     await call(metadata)
                 assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            forged = jwt.encode({"iss": "shop-internal", "aud": "shop-services", "sub": "orders",
-                                 "iat": int(time.time()), "exp": int(time.time()) + 60}, "wrong-secret-" * 4,
-                                algorithm="HS256")
+            forged = jwt.encode(
+                {
+                    "iss": "shop-internal",
+                    "aud": "shop-services",
+                    "sub": "orders",
+                    "iat": int(time.time()),
+                    "exp": int(time.time()) + 60,
+                },
+                "wrong-secret-" * 4,
+                algorithm="HS256",
+            )
             with pytest.raises(grpc.aio.AioRpcError) as error:
                 await call([("x-shop-service", forged)])
             assert error.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -197,16 +221,25 @@ async def test_list_revocations_and_get_address_need_a_service_identity(suite):
     assert response.as_of.seconds > 0
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("POST", "/api/v1/auth/login", {"email": "a\u0000@example.com", "password": "Passw0rdx"}),
-    ("POST", "/api/v1/auth/login", {"email": "a" * 300 + "@example.com", "password": "Passw0rdx"}),
-    ("POST", "/api/v1/auth/register", {"email": "a\u0000@example.com", "password": "Passw0rdx", "firstName": "A",
-                                       "lastName": "B"}),
-    ("POST", "/api/v1/auth/register", {"email": "nul@example.com", "password": "Passw0rdx\u0000", "firstName": "A\u0000",
-                                       "lastName": "B"}),
-    ("POST", "/api/v1/auth/password/forgot", {"email": "a\u0000@example.com"}),
-    ("POST", "/api/v1/auth/email/verify", {"token": "\u0000"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/v1/auth/login", {"email": "a\u0000@example.com", "password": "Passw0rdx"}),
+        ("POST", "/api/v1/auth/login", {"email": "a" * 300 + "@example.com", "password": "Passw0rdx"}),
+        (
+            "POST",
+            "/api/v1/auth/register",
+            {"email": "a\u0000@example.com", "password": "Passw0rdx", "firstName": "A", "lastName": "B"},
+        ),
+        (
+            "POST",
+            "/api/v1/auth/register",
+            {"email": "nul@example.com", "password": "Passw0rdx\u0000", "firstName": "A\u0000", "lastName": "B"},
+        ),
+        ("POST", "/api/v1/auth/password/forgot", {"email": "a\u0000@example.com"}),
+        ("POST", "/api/v1/auth/email/verify", {"token": "\u0000"}),
+    ],
+)
 async def test_hostile_strings_are_4xx_never_500(suite, method, path, body):
     response = await suite.http.request(method, path, json=body)
     assert response.status_code < 500, response.text
@@ -216,15 +249,22 @@ async def test_hostile_strings_are_4xx_never_500(suite, method, path, body):
 async def test_hostile_ids_are_404_never_500(suite):
     user = await suite.register()
     admin = await suite.admin()
-    for method, path, headers in (("DELETE", "/api/v1/auth/sessions/%00", user["headers"]),
-                                  ("DELETE", "/api/v1/auth/sessions/" + "x" * 80, user["headers"]),
-                                  ("PATCH", "/api/v1/users/me/addresses/%00", user["headers"]),
-                                  ("DELETE", "/api/v1/users/me/addresses/not-a-uuid", user["headers"]),
-                                  ("GET", "/api/v1/users/%00", admin["headers"]),
-                                  ("PATCH", "/api/v1/users/" + "9" * 60, admin["headers"])):
-        response = await suite.http.request(method, path, headers=headers,
-                                            json={"role": "SELLER"} if path.startswith("/api/v1/users/9") else
-                                            ({"city": "X"} if method == "PATCH" else None))
+    for method, path, headers in (
+        ("DELETE", "/api/v1/auth/sessions/%00", user["headers"]),
+        ("DELETE", "/api/v1/auth/sessions/" + "x" * 80, user["headers"]),
+        ("PATCH", "/api/v1/users/me/addresses/%00", user["headers"]),
+        ("DELETE", "/api/v1/users/me/addresses/not-a-uuid", user["headers"]),
+        ("GET", "/api/v1/users/%00", admin["headers"]),
+        ("PATCH", "/api/v1/users/" + "9" * 60, admin["headers"]),
+    ):
+        response = await suite.http.request(
+            method,
+            path,
+            headers=headers,
+            json={"role": "SELLER"}
+            if path.startswith("/api/v1/users/9")
+            else ({"city": "X"} if method == "PATCH" else None),
+        )
         assert response.status_code == 404, (path, response.text)
     response = await suite.http.get("/api/v1/users", params={"q": "a\u0000b"}, headers=admin["headers"])
     assert response.status_code == 400

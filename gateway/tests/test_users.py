@@ -17,8 +17,16 @@ ADDRESSES = "/api/v1/users/me/addresses"
 
 
 def address(**overrides):
-    return {"label": "Home", "firstName": "Ada", "lastName": "Lovelace", "line1": "1 Main St", "city": "Berlin",
-            "postalCode": "10115", "country": "DE", **overrides}
+    return {
+        "label": "Home",
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "line1": "1 Main St",
+        "city": "Berlin",
+        "postalCode": "10115",
+        "country": "DE",
+        **overrides,
+    }
 
 
 def user_row(suite, user_id: str) -> tuple:
@@ -26,18 +34,23 @@ def user_row(suite, user_id: str) -> tuple:
 
 
 def address_rows(suite, user_id: str) -> list[tuple]:
-    return suite.sql("auth", "SELECT id, is_default, label, country FROM addresses WHERE user_id = %s "
-                             "ORDER BY created_at, id", (user_id,))
+    return suite.sql(
+        "auth",
+        "SELECT id, is_default, label, country FROM addresses WHERE user_id = %s ORDER BY created_at, id",
+        (user_id,),
+    )
 
 
 # -- profile ----------------------------------------------------------------------------------------
+
 
 async def test_get_and_patch_profile(suite):
     user = await suite.register()
     response = await suite.http.get(ME, headers=user["headers"])
     assert response.status_code == 200 and response.json()["data"] == user["user"]
-    patched = await suite.http.patch(ME, json={"firstName": " Grace ", "phone": "+49 30 1234567"},
-                                     headers=user["headers"])
+    patched = await suite.http.patch(
+        ME, json={"firstName": " Grace ", "phone": "+49 30 1234567"}, headers=user["headers"]
+    )
     assert patched.status_code == 200, patched.text
     data = patched.json()["data"]
     assert (data["firstName"], data["lastName"], data["phone"]) == ("Grace", "User", "+49 30 1234567")
@@ -48,16 +61,19 @@ async def test_get_and_patch_profile(suite):
     assert unchanged.status_code == 200 and unchanged.json()["data"]["firstName"] == "Grace"
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"firstName": ""}, "firstName"),
-    ({"lastName": "x" * 51}, "lastName"),
-    ({"firstName": None}, "firstName"),
-    ({"phone": "call me maybe"}, "phone"),
-    ({"phone": "030 1234567"}, "phone"),  # a profile phone has no country: international form only
-    ({"email": "new@example.com"}, "email"),
-    ({"role": "ADMIN"}, "role"),
-    ({"firstName": 5}, "firstName"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"firstName": ""}, "firstName"),
+        ({"lastName": "x" * 51}, "lastName"),
+        ({"firstName": None}, "firstName"),
+        ({"phone": "call me maybe"}, "phone"),
+        ({"phone": "030 1234567"}, "phone"),  # a profile phone has no country: international form only
+        ({"email": "new@example.com"}, "email"),
+        ({"role": "ADMIN"}, "role"),
+        ({"firstName": 5}, "firstName"),
+    ],
+)
 async def test_profile_bad_inputs_change_nothing(suite, payload, field):
     user = await suite.register()
     before = user_row(suite, user["user"]["id"])
@@ -85,8 +101,12 @@ async def test_delete_account_needs_the_password_then_deactivates(suite):
     response = await suite.http.request("DELETE", ME, json={"password": user["password"]}, headers=user["headers"])
     assert response.status_code == 204, response.text
     assert user_row(suite, user["user"]["id"])[3] == "DEACTIVATED"
-    assert suite.sql("auth", "SELECT count(*) FROM sessions WHERE user_id = %s AND revoked_at IS NULL",
-                     (user["user"]["id"],))[0][0] == 0
+    assert (
+        suite.sql(
+            "auth", "SELECT count(*) FROM sessions WHERE user_id = %s AND revoked_at IS NULL", (user["user"]["id"],)
+        )[0][0]
+        == 0
+    )
     assert (await suite.http.get(ME, headers=user["headers"])).status_code == 401
     login = await suite.http.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]})
     assert login.status_code == 401 and login.json()["error"]["code"] == "INVALID_CREDENTIALS"
@@ -96,6 +116,7 @@ async def test_delete_account_needs_the_password_then_deactivates(suite):
 
 # -- addresses --------------------------------------------------------------------------------------
 
+
 async def test_address_crud_keeps_exactly_one_default(suite):
     user = await suite.register()
     uid = user["user"]["id"]
@@ -103,13 +124,29 @@ async def test_address_crud_keeps_exactly_one_default(suite):
     assert first.status_code == 201, first.text
     home = first.json()["data"]
     assert home["isDefault"] is True and home["country"] == "DE"
-    assert set(home) == {"id", "label", "firstName", "lastName", "line1", "line2", "city", "state", "postalCode",
-                         "country", "phone", "isDefault"}
-    office = (await suite.http.post(ADDRESSES, json=address(label="Office", line2="Floor 3"),
-                                    headers=user["headers"])).json()["data"]
+    assert set(home) == {
+        "id",
+        "label",
+        "firstName",
+        "lastName",
+        "line1",
+        "line2",
+        "city",
+        "state",
+        "postalCode",
+        "country",
+        "phone",
+        "isDefault",
+    }
+    office = (
+        await suite.http.post(ADDRESSES, json=address(label="Office", line2="Floor 3"), headers=user["headers"])
+    ).json()["data"]
     assert office["isDefault"] is False and office["line2"] == "Floor 3"
-    cabin = (await suite.http.post(ADDRESSES, json=address(label="Cabin", isDefault=True, country="NO"),
-                                   headers=user["headers"])).json()["data"]
+    cabin = (
+        await suite.http.post(
+            ADDRESSES, json=address(label="Cabin", isDefault=True, country="NO"), headers=user["headers"]
+        )
+    ).json()["data"]
     assert cabin["isDefault"] is True
     assert [r[1] for r in address_rows(suite, uid)] == [False, False, True]
     listed = await suite.http.get(ADDRESSES, headers=user["headers"])
@@ -117,8 +154,11 @@ async def test_address_crud_keeps_exactly_one_default(suite):
     assert [a["label"] for a in listed.json()["data"]] == ["Home", "Office", "Cabin"]
     assert listed.json()["page"]["totalSize"] == 3
     # PATCH: make Office the default, change its city, clear line2
-    patched = await suite.http.patch(f"{ADDRESSES}/{office['id']}", json={"isDefault": True, "city": "Hamburg",
-                                                                          "line2": None}, headers=user["headers"])
+    patched = await suite.http.patch(
+        f"{ADDRESSES}/{office['id']}",
+        json={"isDefault": True, "city": "Hamburg", "line2": None},
+        headers=user["headers"],
+    )
     assert patched.status_code == 200, patched.text
     assert (patched.json()["data"]["city"], patched.json()["data"]["line2"]) == ("Hamburg", None)
     assert [r[1] for r in address_rows(suite, uid)] == [False, True, False]
@@ -154,19 +194,22 @@ async def test_unsetting_the_default_directly_is_refused(suite):
     assert address_rows(suite, user["user"]["id"])[0][1] is True
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"country": "XX"}, "country"),
-    ({"country": "Germany"}, "country"),
-    ({"country": ""}, "country"),
-    ({"postalCode": ""}, "postalCode"),
-    ({"postalCode": "<script>"}, "postalCode"),
-    ({"label": ""}, "label"),
-    ({"line1": "x" * 201}, "line1"),
-    ({"city": "   "}, "city"),
-    ({"phone": "nope"}, "phone"),
-    ({"isDefault": "yes"}, "isDefault"),
-    ({"userId": str(uuid.uuid4())}, "userId"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"country": "XX"}, "country"),
+        ({"country": "Germany"}, "country"),
+        ({"country": ""}, "country"),
+        ({"postalCode": ""}, "postalCode"),
+        ({"postalCode": "<script>"}, "postalCode"),
+        ({"label": ""}, "label"),
+        ({"line1": "x" * 201}, "line1"),
+        ({"city": "   "}, "city"),
+        ({"phone": "nope"}, "phone"),
+        ({"isDefault": "yes"}, "isDefault"),
+        ({"userId": str(uuid.uuid4())}, "userId"),
+    ],
+)
 async def test_address_bad_inputs_create_nothing(suite, overrides, field):
     user = await suite.register()
     response = await suite.http.post(ADDRESSES, json=address(**overrides), headers=user["headers"])
@@ -181,7 +224,8 @@ async def test_address_missing_fields(suite):
     response = await suite.http.post(ADDRESSES, json={"label": "Home"}, headers=user["headers"])
     assert response.status_code == 400
     assert {"firstName", "lastName", "line1", "city", "postalCode", "country"} <= set(
-        response.json()["error"]["details"]["fields"])
+        response.json()["error"]["details"]["fields"]
+    )
     assert address_rows(suite, user["user"]["id"]) == []
 
 
@@ -212,9 +256,9 @@ async def test_another_users_address_is_404(suite):
 
 async def test_concurrent_first_addresses_leave_one_default(suite):
     user = await suite.register()
-    responses = await asyncio.gather(*(
-        suite.http.post(ADDRESSES, json=address(label=f"A{i}"), headers=user["headers"]) for i in range(6)
-    ))
+    responses = await asyncio.gather(
+        *(suite.http.post(ADDRESSES, json=address(label=f"A{i}"), headers=user["headers"]) for i in range(6))
+    )
     assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
     rows = address_rows(suite, user["user"]["id"])
     assert len(rows) == 6 and sum(1 for r in rows if r[1]) == 1
@@ -223,7 +267,9 @@ async def test_concurrent_first_addresses_leave_one_default(suite):
 async def test_address_limit(suite):
     user = await suite.register()
     for i in range(20):
-        assert (await suite.http.post(ADDRESSES, json=address(label=f"A{i}"), headers=user["headers"])).status_code == 201
+        assert (
+            await suite.http.post(ADDRESSES, json=address(label=f"A{i}"), headers=user["headers"])
+        ).status_code == 201
     response = await suite.http.post(ADDRESSES, json=address(label="One too many"), headers=user["headers"])
     assert response.status_code == 409 and response.json()["error"]["code"] == "ADDRESS_LIMIT_REACHED"
     assert len(address_rows(suite, user["user"]["id"])) == 20
@@ -245,8 +291,10 @@ async def test_get_address_is_for_services_only(suite):
     async with aio.insecure_channel(suite.servers["auth"].address) as channel:
         raw = auth_pb2_grpc_stub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as error:
-            await raw.GetAddress(auth_pb2.GetAddressRequest(user_id=owner["user"]["id"], address_id=home["id"]),
-                                 metadata=[("authorization", f"Bearer {owner['tokens']['accessToken']}")])
+            await raw.GetAddress(
+                auth_pb2.GetAddressRequest(user_id=owner["user"]["id"], address_id=home["id"]),
+                metadata=[("authorization", f"Bearer {owner['tokens']['accessToken']}")],
+            )
         assert error.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
@@ -258,12 +306,16 @@ def auth_pb2_grpc_stub(channel):
 
 # -- admin ------------------------------------------------------------------------------------------
 
+
 async def test_admin_routes_need_the_admin_role(suite):
     customer = await suite.register()
     seller = await suite.user_with_role("SELLER")
     for principal in (customer, seller):
-        for method, path, body in (("GET", "/api/v1/users", None), ("GET", f"/api/v1/users/{customer['user']['id']}", None),
-                                   ("PATCH", f"/api/v1/users/{customer['user']['id']}", {"role": "ADMIN"})):
+        for method, path, body in (
+            ("GET", "/api/v1/users", None),
+            ("GET", f"/api/v1/users/{customer['user']['id']}", None),
+            ("PATCH", f"/api/v1/users/{customer['user']['id']}", {"role": "ADMIN"}),
+        ):
             response = await suite.http.request(method, path, json=body, headers=principal["headers"])
             assert response.status_code == 403, response.text
             assert response.json()["error"]["code"] == "FORBIDDEN"
@@ -275,10 +327,12 @@ async def test_admin_lists_users_with_filters_and_keyset_pages(suite):
     admin = await suite.admin()
     tag = uuid.uuid4().hex[:8]
     created = [await suite.register(email=f"list-{tag}-{i}@example.com") for i in range(5)]
-    await suite.http.patch(f"/api/v1/users/{created[0]['user']['id']}", json={"role": "SELLER"},
-                           headers=admin["headers"])
-    await suite.http.patch(f"/api/v1/users/{created[1]['user']['id']}", json={"status": "SUSPENDED"},
-                           headers=admin["headers"])
+    await suite.http.patch(
+        f"/api/v1/users/{created[0]['user']['id']}", json={"role": "SELLER"}, headers=admin["headers"]
+    )
+    await suite.http.patch(
+        f"/api/v1/users/{created[1]['user']['id']}", json={"status": "SUSPENDED"}, headers=admin["headers"]
+    )
     seen, token, pages = [], None, 0
     while True:
         params = {"q": f"LIST-{tag}", "pageSize": 2}
@@ -297,15 +351,25 @@ async def test_admin_lists_users_with_filters_and_keyset_pages(suite):
     assert seen == [u["user"]["id"] for u in reversed(created)]  # newest first, stable
     sellers = await suite.http.get("/api/v1/users", params={"q": tag, "role": "SELLER"}, headers=admin["headers"])
     assert [u["id"] for u in sellers.json()["data"]] == [created[0]["user"]["id"]]
-    suspended = await suite.http.get("/api/v1/users", params={"q": tag, "status": "SUSPENDED"},
-                                     headers=admin["headers"])
+    suspended = await suite.http.get(
+        "/api/v1/users", params={"q": tag, "status": "SUSPENDED"}, headers=admin["headers"]
+    )
     assert [u["id"] for u in suspended.json()["data"]] == [created[1]["user"]["id"]]
     by_name = await suite.http.get("/api/v1/users", params={"q": "%"}, headers=admin["headers"])
     assert by_name.status_code == 200 and by_name.json()["data"] == []  # wildcards are literal
 
 
-@pytest.mark.parametrize("params", [{"pageSize": 0}, {"pageSize": 101}, {"pageToken": "forged"},
-                                    {"role": "ROOT"}, {"status": "BANNED"}, {"q": "x" * 101}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"pageSize": 0},
+        {"pageSize": 101},
+        {"pageToken": "forged"},
+        {"role": "ROOT"},
+        {"status": "BANNED"},
+        {"q": "x" * 101},
+    ],
+)
 async def test_admin_list_bad_queries(suite, params):
     admin = await suite.admin()
     response = await suite.http.get("/api/v1/users", params=params, headers=admin["headers"])
@@ -320,8 +384,9 @@ async def test_page_token_of_another_query_is_refused(suite):
     first = await suite.http.get("/api/v1/users", params={"pageSize": 1}, headers=admin["headers"])
     token = first.json()["page"]["nextPageToken"]
     assert token
-    response = await suite.http.get("/api/v1/users", params={"pageSize": 1, "pageToken": token, "role": "ADMIN"},
-                                    headers=admin["headers"])
+    response = await suite.http.get(
+        "/api/v1/users", params={"pageSize": 1, "pageToken": token, "role": "ADMIN"}, headers=admin["headers"]
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_PAGE_TOKEN"
 
 
@@ -337,15 +402,15 @@ async def test_admin_get_and_patch_user(suite):
         bad = await suite.http.patch(path, json=body, headers=admin["headers"])
         assert bad.status_code == 400, (body, bad.text)
     assert suite.sql("auth", "SELECT role, status FROM users WHERE id = %s", (user["user"]["id"],)) == [
-        ("CUSTOMER", "ACTIVE")]
+        ("CUSTOMER", "ACTIVE")
+    ]
     promoted = await suite.http.patch(path, json={"role": "SELLER"}, headers=admin["headers"])
     assert promoted.status_code == 200 and promoted.json()["data"]["role"] == "SELLER"
     # a role change ends the sessions: no token keeps the old role
     assert (await suite.http.get("/api/v1/auth/me", headers=user["headers"])).status_code == 401
     login = await suite.http.post("/api/v1/auth/login", json={"email": user["email"], "password": user["password"]})
     assert login.json()["data"]["user"]["role"] == "SELLER"
-    unknown = await suite.http.patch(f"/api/v1/users/{uuid.uuid4()}", json={"role": "SELLER"},
-                                     headers=admin["headers"])
+    unknown = await suite.http.patch(f"/api/v1/users/{uuid.uuid4()}", json={"role": "SELLER"}, headers=admin["headers"])
     assert unknown.status_code == 404
 
 
@@ -356,7 +421,8 @@ async def test_admin_cannot_demote_or_suspend_themselves(suite):
         response = await suite.http.patch(path, json=body, headers=admin["headers"])
         assert response.status_code == 409 and response.json()["error"]["code"] == "CANNOT_CHANGE_SELF"
     assert suite.sql("auth", "SELECT role, status FROM users WHERE id = %s", (admin["user"]["id"],)) == [
-        ("ADMIN", "ACTIVE")]
+        ("ADMIN", "ACTIVE")
+    ]
 
 
 async def test_suspension_refuses_issued_tokens_within_5_seconds_everywhere(suite):
@@ -368,8 +434,9 @@ async def test_suspension_refuses_issued_tokens_within_5_seconds_everywhere(suit
 
     assert (await suite.http.get("/api/v1/wishlist", headers=headers)).status_code == 200
     await suite.stub("catalog").ListWishlistItems(catalog_pb2.ListWishlistItemsRequest(), metadata=metadata)
-    response = await suite.http.patch(f"/api/v1/users/{user['user']['id']}", json={"status": "SUSPENDED"},
-                                      headers=admin["headers"])
+    response = await suite.http.patch(
+        f"/api/v1/users/{user['user']['id']}", json={"status": "SUSPENDED"}, headers=admin["headers"]
+    )
     assert response.status_code == 200 and response.json()["data"]["status"] == "SUSPENDED"
     loop = asyncio.get_running_loop()
     started = loop.time()

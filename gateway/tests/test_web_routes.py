@@ -10,9 +10,22 @@ import pytest
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
-STOREFRONT = ["/", "/products", "/products/0b8f6d2e-1111-4222-8333-944445555666", "/cart", "/checkout", "/login",
-              "/register", "/forgot-password", "/reset-password?token=abc", "/verify-email?token=abc", "/account",
-              "/account/security", "/orders", "/orders/0b8f6d2e-1111-4222-8333-944445555666"]
+STOREFRONT = [
+    "/",
+    "/products",
+    "/products/0b8f6d2e-1111-4222-8333-944445555666",
+    "/cart",
+    "/checkout",
+    "/login",
+    "/register",
+    "/forgot-password",
+    "/reset-password?token=abc",
+    "/verify-email?token=abc",
+    "/account",
+    "/account/security",
+    "/orders",
+    "/orders/0b8f6d2e-1111-4222-8333-944445555666",
+]
 ADMIN = ["/admin", "/admin/products", "/admin/products/new", "/admin/orders/x", "/admin/users"]
 
 
@@ -34,8 +47,9 @@ async def test_admin_paths_serve_the_admin_console(http, path):
     assert "/assets/js/admin/app.js" in response.text
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/api/v1/products/x/nope", "/api", "/nope",
-                                  "/assets/js/nope.js", "/adminx"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/nope", "/api/v1/products/x/nope", "/api", "/nope", "/assets/js/nope.js", "/adminx"]
+)
 async def test_other_paths_keep_the_json_404_envelope(http, path):
     response = await http.get(path)
     assert response.status_code == 404
@@ -52,7 +66,9 @@ async def test_assets_are_served(http):
 
 async def test_ui_routes_are_not_in_the_openapi_document(http):
     paths = (await http.get("/openapi.json")).json()["paths"]
-    assert not [path for path in paths if not path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/.well-known"))]
+    assert not [
+        path for path in paths if not path.startswith(("/api/", "/healthz", "/readyz", "/metrics", "/.well-known"))
+    ]
 
 
 def test_the_import_map_hash_in_the_policy_matches_the_page():

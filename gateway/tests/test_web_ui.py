@@ -129,8 +129,9 @@ async def shop(suite):
     boss = await suite.admin()
     tag = uuid.uuid4().hex[:6]
     slug = f"ui-{tag}"
-    response = await suite.http.post("/api/v1/categories", json={"slug": slug, "name": f"Kitchen {tag}"},
-                                     headers=boss["headers"])
+    response = await suite.http.post(
+        "/api/v1/categories", json={"slug": slug, "name": f"Kitchen {tag}"}, headers=boss["headers"]
+    )
     assert response.status_code == 201, response.text
     products = []
     for name, price, images in [
@@ -138,10 +139,21 @@ async def shop(suite):
         (f"Zephyr{tag} teapot", 2500, []),
         (f"Zephyr{tag} mug", 1200, ["https://unreachable.invalid/mug.png"]),
     ]:
-        response = await suite.http.post("/api/v1/products", headers=boss["headers"], json={
-            "sku": f"UI-{uuid.uuid4().hex[:8]}", "name": name, "description": f"A {name.split()[-1]} for the UI test.",
-            "priceCents": price, "currency": "USD", "categorySlug": slug, "brand": "Zephyr", "images": images,
-            "stock": 50})
+        response = await suite.http.post(
+            "/api/v1/products",
+            headers=boss["headers"],
+            json={
+                "sku": f"UI-{uuid.uuid4().hex[:8]}",
+                "name": name,
+                "description": f"A {name.split()[-1]} for the UI test.",
+                "priceCents": price,
+                "currency": "USD",
+                "categorySlug": slug,
+                "brand": "Zephyr",
+                "images": images,
+                "stock": 50,
+            },
+        )
         assert response.status_code == 201, response.text
         products.append(response.json()["data"])
     return {"admin": boss, "tag": f"Zephyr{tag}", "slug": slug, "products": products}
@@ -274,8 +286,9 @@ async def test_guest_to_live_order(suite, shop, open_context):
         await admin_page.get_by_role("link", name=heading, exact=True).click()
         await expect(admin_page.get_by_role("heading", name=heading, level=1)).to_be_visible()
         await shot(admin_page, f"12-admin-{name}")
-    assert customer.console_errors == [] or all("Failed to load resource" in e for e in customer.console_errors), \
+    assert customer.console_errors == [] or all("Failed to load resource" in e for e in customer.console_errors), (
         customer.console_errors
+    )
 
 
 async def test_the_admin_console_refuses_a_customer(suite, open_context):

@@ -39,8 +39,9 @@ def invalid_token() -> InvalidArgument:
 
 
 class Accounts:
-    def __init__(self, settings: AuthSettings, db: Database, *, credentials: Credentials, sessions: Sessions,
-                 send_mail: SendMail) -> None:
+    def __init__(
+        self, settings: AuthSettings, db: Database, *, credentials: Credentials, sessions: Sessions, send_mail: SendMail
+    ) -> None:
         self.settings = settings
         self.db = db
         self.credentials = credentials
@@ -52,8 +53,9 @@ class Accounts:
 
     # -- registration and login ----------------------------------------------------------------------
 
-    async def register(self, email: str, password: str, first_name: str, last_name: str,
-                       client: Client) -> tuple[User, IssuedTokens]:
+    async def register(
+        self, email: str, password: str, first_name: str, last_name: str, client: Client
+    ) -> tuple[User, IssuedTokens]:
         problems = FieldErrors()
         try:
             email = domain.normalize_email(email)
@@ -71,13 +73,26 @@ class Accounts:
                 if await repository.email_exists(session, email):
                     raise email_taken()
                 user = await repository.add_user(
-                    session, email=email, password_hash=password_hash, first_name=first_name, last_name=last_name,
-                    phone="", role="CUSTOMER", status=domain.STATUS_ACTIVE, email_verified=False, mfa_enabled=False,
-                    created_at=now, updated_at=now,
+                    session,
+                    email=email,
+                    password_hash=password_hash,
+                    first_name=first_name,
+                    last_name=last_name,
+                    phone="",
+                    role="CUSTOMER",
+                    status=domain.STATUS_ACTIVE,
+                    email_verified=False,
+                    mfa_enabled=False,
+                    created_at=now,
+                    updated_at=now,
                 )
                 await repository.add_one_time_token(
-                    session, user.id, domain.PURPOSE_EMAIL_VERIFICATION, domain.token_digest(verification_token),
-                    now, now + timedelta(hours=self.settings.email_verification_ttl_hours),
+                    session,
+                    user.id,
+                    domain.PURPOSE_EMAIL_VERIFICATION,
+                    domain.token_digest(verification_token),
+                    now,
+                    now + timedelta(hours=self.settings.email_verification_ttl_hours),
                 )
                 tokens = await self.sessions.start(session, user, client, now)
         except IntegrityError:  # a concurrent registration of the same email won
@@ -174,8 +189,9 @@ class Accounts:
             problems.add("currentPassword", "is required")
         domain.check_password(problems, "newPassword", new_password)
         problems.raise_if_any()
-        await self.credentials.check_own_password(user, current_password,
-                                                  message="The current password is not correct.")
+        await self.credentials.check_own_password(
+            user, current_password, message="The current password is not correct."
+        )
         password_hash = await self.credentials.hash(new_password)
         now = utcnow()
         async with self.db.transaction() as session:
@@ -202,7 +218,11 @@ class Accounts:
             # A newer request voids every older token.
             await repository.void_tokens(session, user.id, domain.PURPOSE_PASSWORD_RESET, now)
             await repository.add_one_time_token(
-                session, user.id, domain.PURPOSE_PASSWORD_RESET, domain.token_digest(token), now,
+                session,
+                user.id,
+                domain.PURPOSE_PASSWORD_RESET,
+                domain.token_digest(token),
+                now,
                 now + timedelta(minutes=self.settings.password_reset_ttl_minutes),
             )
         self._mail(email, emails.password_reset(self.settings, token))

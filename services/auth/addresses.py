@@ -41,15 +41,15 @@ class Addresses:
             await repository.get_user(session, user_id, for_update=True)
             count = await repository.count_addresses(session, user_id)
             if count >= domain.MAX_ADDRESSES_PER_USER:
-                raise Conflict(f"At most {domain.MAX_ADDRESSES_PER_USER} addresses per account.",
-                               code="ADDRESS_LIMIT_REACHED")
+                raise Conflict(
+                    f"At most {domain.MAX_ADDRESSES_PER_USER} addresses per account.", code="ADDRESS_LIMIT_REACHED"
+                )
             default = domain.new_address_is_default(count, is_default)
             if default:
                 await repository.clear_default_address(session, user_id)
             return await repository.add_address(session, user_id, default, utcnow(), **fields)
 
-    async def update(self, caller: Caller, address_id: str, given: dict[str, str],
-                     is_default: bool | None) -> Address:
+    async def update(self, caller: Caller, address_id: str, given: dict[str, str], is_default: bool | None) -> Address:
         """`given` holds only the attributes the request set; `is_default` None leaves it as it is.
         A phone given without a country is checked against the stored country, once the row is read."""
         phone_alone = "phone" in given and "country" not in given

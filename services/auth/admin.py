@@ -33,8 +33,9 @@ class Admin:
         self.db = db
         self.page_tokens = PageTokens(settings.page_token_secret)
 
-    async def list_users(self, *, role: str | None, status: str | None, query: str, size: int,
-                         page_token: str) -> tuple[Sequence[User], str, int]:
+    async def list_users(
+        self, *, role: str | None, status: str | None, query: str, size: int, page_token: str
+    ) -> tuple[Sequence[User], str, int]:
         """One page, newest first (keyset on created_at, id), the next page's token and the total."""
         size = page_size(size)
         query = query.strip()
@@ -43,8 +44,9 @@ class Admin:
         if domain.has_control_chars(query):
             raise ValidationError.single("q", "must not contain control characters")
         query_fp = fingerprint(role=role, status=status, q=query.lower())
-        after = self.page_tokens.decode_after(page_token, query_fp, parse_key=aware_datetime,
-                                              key_field="c", id_field="i")
+        after = self.page_tokens.decode_after(
+            page_token, query_fp, parse_key=aware_datetime, key_field="c", id_field="i"
+        )
         async with self.db.session() as session:
             rows, total = await repository.list_users(
                 session, role=role, status=status, query=query, after=after, limit=size + 1
@@ -76,8 +78,9 @@ class Admin:
             user = await repository.get_user(session, user_id, for_update=True)
             if user is None:
                 raise user_not_found()
-            change = domain.UserChange.between(role=user.role, status=user.status, wanted_role=role,
-                                               wanted_status=status)
+            change = domain.UserChange.between(
+                role=user.role, status=user.status, wanted_role=role, wanted_status=status
+            )
             if user.id == caller.user_id and change.changes_anything:
                 raise Conflict("Administrators cannot change their own role or status.", code="CANNOT_CHANGE_SELF")
             if change.role:
@@ -107,9 +110,18 @@ async def bootstrap_admin(settings: AuthSettings, db: Database) -> None:
     now = utcnow()
     try:
         async with db.transaction() as session:
-            await repository.add_user(session, email=email, password_hash=password_hash, first_name="Admin",
-                                      last_name="User", role="ADMIN", status=domain.STATUS_ACTIVE,
-                                      email_verified=True, created_at=now, updated_at=now)
+            await repository.add_user(
+                session,
+                email=email,
+                password_hash=password_hash,
+                first_name="Admin",
+                last_name="User",
+                role="ADMIN",
+                status=domain.STATUS_ACTIVE,
+                email_verified=True,
+                created_at=now,
+                updated_at=now,
+            )
     except IntegrityError:  # another replica created it first
         return
     log.info("admin.created", email=email)

@@ -66,11 +66,11 @@ class Credentials:
         async with self.db.transaction() as session:
             await repository.delete_attempt(session, attempt_id)
 
-    async def check_own_password(self, user: User, password: str, *,
-                                 message: str = "The password is not correct.") -> None:
+    async def check_own_password(
+        self, user: User, password: str, *, message: str = "The password is not correct."
+    ) -> None:
         """A signed-in user confirming their password: counted like logins; 400 INVALID_PASSWORD.
         On success the caller's transaction clears the attempts (repository.clear_attempts)."""
         await self.begin_attempt(user.email)
         if not await self.verify(password, user.password_hash):
             raise InvalidArgument(message, code="INVALID_PASSWORD")
-

@@ -54,6 +54,7 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 
 # -- validation ---------------------------------------------------------------------------------
 
+
 def normalize_email(raw: str) -> str:
     """Trimmed and lower-cased; ValueError with a message when it is not an email address."""
     email = raw.strip().lower()
@@ -100,8 +101,9 @@ def check_password(problems: FieldErrors, field_name: str, password: str) -> Non
         problems.add(field_name, message)
 
 
-def clean_name(problems: FieldErrors, field_name: str, value: str, *, max_chars: int = NAME_MAX_CHARS,
-               required: bool = True) -> str:
+def clean_name(
+    problems: FieldErrors, field_name: str, value: str, *, max_chars: int = NAME_MAX_CHARS, required: bool = True
+) -> str:
     value = value.strip()
     if not value:
         if required:
@@ -156,6 +158,7 @@ def clean_address_fields(values: dict[str, str], country: str | None = None) -> 
 
 # -- passwords ----------------------------------------------------------------------------------
 
+
 def hash_password(password: str, rounds: int) -> str:
     """bcrypt; the caller has checked the policy (≤ 72 bytes), so nothing is ever truncated."""
     encoded = password.encode("utf-8")
@@ -185,6 +188,7 @@ def verify_password(password: str, password_hash: str) -> bool:
 
 # -- opaque tokens --------------------------------------------------------------------------------
 
+
 def new_opaque_token() -> str:
     """256 random bits, URL-safe."""
     return secrets.token_urlsafe(32)
@@ -196,6 +200,7 @@ def token_digest(token: str) -> str:
 
 
 # -- refresh-token rotation -----------------------------------------------------------------------
+
 
 class Refresh(Enum):
     """How a refresh ends: rotated, or refused for one of three reasons."""
@@ -217,12 +222,21 @@ def unclaimed_refresh(*, known: bool, used_at: datetime | None, started: datetim
     return Refresh.REUSED
 
 
-def may_rotate(*, session_revoked_at: datetime | None, session_expires_at: datetime, token_expires_at: datetime,
-               session_ends_at: datetime | None = None, user_status: str, now: datetime) -> bool:
+def may_rotate(
+    *,
+    session_revoked_at: datetime | None,
+    session_expires_at: datetime,
+    token_expires_at: datetime,
+    session_ends_at: datetime | None = None,
+    user_status: str,
+    now: datetime,
+) -> bool:
     """A claimed token rotates only while its session is live (not revoked, not expired, not past
     its absolute end), the token unexpired and the user ACTIVE."""
     return (
-        session_revoked_at is None and session_expires_at > now and token_expires_at > now
+        session_revoked_at is None
+        and session_expires_at > now
+        and token_expires_at > now
         and (session_ends_at is None or session_ends_at > now)
         and user_status == STATUS_ACTIVE
     )
@@ -235,6 +249,7 @@ def session_expiry(now: datetime, lifetime: timedelta, *, started_at: datetime, 
 
 
 # -- login lockout --------------------------------------------------------------------------------
+
 
 def lockout_retry_after(
     failures: Iterable[datetime], now: datetime, *, max_failures: int, window: timedelta
@@ -252,6 +267,7 @@ def lockout_retry_after(
 
 
 # -- TOTP (RFC 6238) and recovery codes -------------------------------------------------------------
+
 
 def new_totp_secret() -> str:
     return pyotp.random_base32(32)
@@ -295,7 +311,7 @@ def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
     codes = []
     for _ in range(count):
         raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()
-        codes.append("-".join(raw[i:i + 4] for i in range(0, 16, 4)))
+        codes.append("-".join(raw[i : i + 4] for i in range(0, 16, 4)))
     return codes
 
 
@@ -309,12 +325,14 @@ def recovery_code_digest(code: str) -> str:
 
 # -- addresses -----------------------------------------------------------------------------------
 
+
 def new_address_is_default(existing: int, requested: bool) -> bool:
     """The first address is the default; a later one only when asked (exactly one default)."""
     return existing == 0 or requested
 
 
 # -- users ---------------------------------------------------------------------------------------
+
 
 def may_sign_in(status: str | None) -> bool:
     """Unknown and deactivated accounts look alike at login: the same INVALID_CREDENTIALS."""

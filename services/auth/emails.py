@@ -50,7 +50,7 @@ def password_changed(settings: AuthSettings) -> Mail:
         "Your password was changed",
         "The password of your shop account was just changed.\n\n"
         "If it was you, there is nothing to do. If it was not, reset your password at once "
-        f"(\"Forgot password\" on the sign-in page) and review your sessions: {_account_link(settings)}\n",
+        f'("Forgot password" on the sign-in page) and review your sessions: {_account_link(settings)}\n',
     )
 
 

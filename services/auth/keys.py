@@ -120,8 +120,16 @@ class SigningKey:
         return json.dumps({"keys": [self.public_jwk, *self._previous]}, separators=(",", ":"))
 
     def mint_access_token(
-        self, *, issuer: str, audience: str, user_id: str, role: str, session_id: str, lifetime: timedelta,
-        now: float | None = None, email: str = "",
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        user_id: str,
+        role: str,
+        session_id: str,
+        lifetime: timedelta,
+        now: float | None = None,
+        email: str = "",
     ) -> AccessToken:
         issued = int(now if now is not None else time.time())
         expires = issued + int(lifetime.total_seconds())

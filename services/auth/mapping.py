@@ -16,8 +16,18 @@ if TYPE_CHECKING:
     from services.auth.sessions import IssuedTokens
 
 # The address attributes a request may carry (Address message, UpdateAddressRequest fields).
-ADDRESS_ATTRIBUTES = ("label", "first_name", "last_name", "line1", "line2", "city", "state", "postal_code",
-                      "country", "phone")
+ADDRESS_ATTRIBUTES = (
+    "label",
+    "first_name",
+    "last_name",
+    "line1",
+    "line2",
+    "city",
+    "state",
+    "postal_code",
+    "country",
+    "phone",
+)
 PROFILE_ATTRIBUTES = ("first_name", "last_name", "phone")
 
 
@@ -30,6 +40,7 @@ USER_STATUSES = EnumNames(auth_pb2.UserStatus)
 
 # -- requests -> values ---------------------------------------------------------------------------
 
+
 def given_fields(message, names: Sequence[str]) -> dict[str, str]:
     """The optional fields the request really set (proto3 `optional`): a patch."""
     return {name: getattr(message, name) for name in names if message.HasField(name)}
@@ -41,6 +52,7 @@ def address_fields(address: auth_pb2.Address) -> dict[str, str]:
 
 
 # -- rows -> protos -------------------------------------------------------------------------------
+
 
 def user_proto(user: User) -> auth_pb2.User:
     return auth_pb2.User(

@@ -47,8 +47,14 @@ def attempts_key(user: User) -> str:
 
 
 class Mfa:
-    def __init__(self, settings: AuthSettings, db: Database, *, credentials: Credentials,
-                 send_mail: Callable[[str, str, str], None]) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        db: Database,
+        *,
+        credentials: Credentials,
+        send_mail: Callable[[str, str, str], None],
+    ) -> None:
         self.settings = settings
         self.db = db
         self.credentials = credentials
@@ -112,8 +118,9 @@ class Mfa:
                 step = domain.match_totp(user.mfa_secret or "", otp, now, user.mfa_last_step)
                 if step is None or not await repository.claim_totp_step(session, user.id, step):
                     raise invalid_otp()
-            elif not await repository.consume_recovery_code(session, user.id,
-                                                            domain.recovery_code_digest(recovery_code), now):
+            elif not await repository.consume_recovery_code(
+                session, user.id, domain.recovery_code_digest(recovery_code), now
+            ):
                 raise InvalidArgument("The recovery code is not valid.", code="INVALID_RECOVERY_CODE")
             row = await lock_signed_in_user(session, user.id)
             await session.refresh(row)

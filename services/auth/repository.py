@@ -29,6 +29,7 @@ from shop.lib.db import affected_rows
 
 # -- users ----------------------------------------------------------------------------------------
 
+
 async def get_user(session: AsyncSession, user_id: str, *, for_update: bool = False) -> User | None:
     query = select(User).where(User.id == user_id)
     if for_update:
@@ -89,27 +90,32 @@ async def list_users(
     page_conditions = list(conditions)
     if after is not None:
         created, user_id = after
-        page_conditions.append(
-            or_(User.created_at < created, and_(User.created_at == created, User.id < user_id))
-        )
+        page_conditions.append(or_(User.created_at < created, and_(User.created_at == created, User.id < user_id)))
     rows = (
-        await session.execute(
-            select(User).where(*page_conditions).order_by(User.created_at.desc(), User.id.desc()).limit(limit)
+        (
+            await session.execute(
+                select(User).where(*page_conditions).order_by(User.created_at.desc(), User.id.desc()).limit(limit)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return rows, int(total)
 
 
 # -- sessions and refresh tokens ------------------------------------------------------------------
 
+
 async def get_session(session: AsyncSession, session_id: str) -> AuthSession | None:
     return (await session.execute(select(AuthSession).where(AuthSession.id == session_id))).scalar_one_or_none()
 
 
-async def add_session(session: AsyncSession, user_id: str, now: datetime, expires_at: datetime,
-                      user_agent: str, ip: str) -> AuthSession:
-    row = AuthSession(user_id=user_id, created_at=now, last_used_at=now, expires_at=expires_at,
-                      user_agent=user_agent, ip=ip)
+async def add_session(
+    session: AsyncSession, user_id: str, now: datetime, expires_at: datetime, user_agent: str, ip: str
+) -> AuthSession:
+    row = AuthSession(
+        user_id=user_id, created_at=now, last_used_at=now, expires_at=expires_at, user_agent=user_agent, ip=ip
+    )
     session.add(row)
     await session.flush()
     return row
@@ -135,12 +141,16 @@ async def session_is_active(session: AsyncSession, session_id: str, user_id: str
 
 async def active_sessions(session: AsyncSession, user_id: str, now: datetime) -> Sequence[AuthSession]:
     return (
-        await session.execute(
-            select(AuthSession)
-            .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
-            .order_by(AuthSession.created_at.desc(), AuthSession.id.desc())
+        (
+            await session.execute(
+                select(AuthSession)
+                .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None), AuthSession.expires_at > now)
+                .order_by(AuthSession.created_at.desc(), AuthSession.id.desc())
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
 
 
 async def add_refresh_token(
@@ -185,8 +195,9 @@ async def find_refresh_token(session: AsyncSession, token_hash: str) -> RefreshT
     ).scalar_one_or_none()
 
 
-async def touch_session(session: AsyncSession, session_id: str, now: datetime, expires_at: datetime,
-                        user_agent: str, ip: str) -> None:
+async def touch_session(
+    session: AsyncSession, session_id: str, now: datetime, expires_at: datetime, user_agent: str, ip: str
+) -> None:
     values: dict = {"last_used_at": now, "expires_at": expires_at}
     if user_agent:
         values["user_agent"] = user_agent
@@ -195,14 +206,13 @@ async def touch_session(session: AsyncSession, session_id: str, now: datetime, e
     await session.execute(update(AuthSession).where(AuthSession.id == session_id).values(**values))
 
 
-async def revoke_session(session: AsyncSession, session_id: str, reason: str, now: datetime,
-                         *, user_id: str | None = None) -> bool:
+async def revoke_session(
+    session: AsyncSession, session_id: str, reason: str, now: datetime, *, user_id: str | None = None
+) -> bool:
     conditions = [AuthSession.id == session_id, AuthSession.revoked_at.is_(None)]
     if user_id is not None:
         conditions.append(AuthSession.user_id == user_id)
-    result = await session.execute(
-        update(AuthSession).where(*conditions).values(revoked_at=now, revoke_reason=reason)
-    )
+    result = await session.execute(update(AuthSession).where(*conditions).values(revoked_at=now, revoke_reason=reason))
     return affected_rows(result) == 1
 
 
@@ -230,6 +240,7 @@ async def revoked_since(session: AsyncSession, since: datetime) -> Sequence[tupl
 
 # -- login attempts -------------------------------------------------------------------------------
 
+
 async def lock_email(session: AsyncSession, email: str) -> None:
     """Serializes lockout bookkeeping per email for the transaction (PostgreSQL advisory lock;
     SQLite transactions are serialized already by BEGIN IMMEDIATE)."""
@@ -245,8 +256,9 @@ async def recent_attempts(session: AsyncSession, email: str, since: datetime) ->
 
 
 async def add_attempt(session: AsyncSession, email: str, now: datetime, prune_before: datetime) -> str:
-    await session.execute(delete(LoginAttempt).where(LoginAttempt.email == email,
-                                                     LoginAttempt.attempted_at <= prune_before))
+    await session.execute(
+        delete(LoginAttempt).where(LoginAttempt.email == email, LoginAttempt.attempted_at <= prune_before)
+    )
     attempt = LoginAttempt(email=email, attempted_at=now)
     session.add(attempt)
     await session.flush()
@@ -270,6 +282,7 @@ async def set_password_hash(session: AsyncSession, user_id: str, old_hash: str, 
 
 # -- one-time tokens (password reset, email verification) -----------------------------------------
 
+
 async def void_tokens(session: AsyncSession, user_id: str, purpose: str, now: datetime) -> None:
     await session.execute(
         update(OneTimeToken)
@@ -278,10 +291,12 @@ async def void_tokens(session: AsyncSession, user_id: str, purpose: str, now: da
     )
 
 
-async def add_one_time_token(session: AsyncSession, user_id: str, purpose: str, token_hash: str,
-                             now: datetime, expires_at: datetime) -> None:
-    session.add(OneTimeToken(user_id=user_id, purpose=purpose, token_hash=token_hash, created_at=now,
-                             expires_at=expires_at))
+async def add_one_time_token(
+    session: AsyncSession, user_id: str, purpose: str, token_hash: str, now: datetime, expires_at: datetime
+) -> None:
+    session.add(
+        OneTimeToken(user_id=user_id, purpose=purpose, token_hash=token_hash, created_at=now, expires_at=expires_at)
+    )
     await session.flush()
 
 
@@ -319,6 +334,7 @@ async def token_is_usable(session: AsyncSession, token_hash: str, purpose: str, 
 
 # -- MFA recovery codes ---------------------------------------------------------------------------
 
+
 async def replace_recovery_codes(session: AsyncSession, user_id: str, digests: list[str]) -> None:
     await session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user_id))
     session.add_all(RecoveryCode(user_id=user_id, code_hash=digest) for digest in digests)
@@ -340,12 +356,17 @@ async def delete_recovery_codes(session: AsyncSession, user_id: str) -> None:
 
 # -- addresses ------------------------------------------------------------------------------------
 
+
 async def list_addresses(session: AsyncSession, user_id: str) -> Sequence[Address]:
     return (
-        await session.execute(
-            select(Address).where(Address.user_id == user_id).order_by(Address.created_at, Address.id)
+        (
+            await session.execute(
+                select(Address).where(Address.user_id == user_id).order_by(Address.created_at, Address.id)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
 
 
 async def get_address(session: AsyncSession, user_id: str, address_id: str) -> Address | None:
@@ -355,9 +376,11 @@ async def get_address(session: AsyncSession, user_id: str, address_id: str) -> A
 
 
 async def count_addresses(session: AsyncSession, user_id: str) -> int:
-    return int((await session.execute(
-        select(func.count()).select_from(Address).where(Address.user_id == user_id)
-    )).scalar_one())
+    return int(
+        (
+            await session.execute(select(func.count()).select_from(Address).where(Address.user_id == user_id))
+        ).scalar_one()
+    )
 
 
 async def add_address(session: AsyncSession, user_id: str, is_default: bool, now: datetime, **values) -> Address:
@@ -388,6 +411,7 @@ async def oldest_address(session: AsyncSession, user_id: str) -> Address | None:
 
 
 # -- housekeeping ---------------------------------------------------------------------------------
+
 
 async def delete_stale_rows(session: AsyncSession, attempts_before: datetime, tokens_before: datetime) -> int:
     """Login attempts that left the lockout window, and one-time tokens long expired."""

@@ -45,8 +45,9 @@ class Runtime:
         # The use cases, one per concern; each owns the transactions of its writes.
         self.sessions = Sessions(settings, self.db, self.signing_key)
         credentials = Credentials(settings, self.db)
-        self.accounts = Accounts(settings, self.db, credentials=credentials, sessions=self.sessions,
-                                 send_mail=self.send_mail_later)
+        self.accounts = Accounts(
+            settings, self.db, credentials=credentials, sessions=self.sessions, send_mail=self.send_mail_later
+        )
         self.mfa = Mfa(settings, self.db, credentials=credentials, send_mail=self.send_mail_later)
         self.addresses = Addresses(self.db)
         self.admin = admin.Admin(settings, self.db)

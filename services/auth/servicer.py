@@ -44,8 +44,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     # -- accounts (accounts.py) ----------------------------------------------------------------------
 
     async def Register(self, request, context):
-        user, tokens = await self.accounts.register(request.email, request.password, request.first_name,
-                                                    request.last_name, client_of(request))
+        user, tokens = await self.accounts.register(
+            request.email, request.password, request.first_name, request.last_name, client_of(request)
+        )
         return auth_pb2.RegisterResponse(user=user_proto(user), tokens=tokens_proto(tokens))
 
     async def Login(self, request, context):
@@ -139,8 +140,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def UpdateAddress(self, request, context):
         caller = require_user()
         is_default = request.is_default if request.HasField("is_default") else None
-        row = await self.addresses.update(caller, request.address_id, given_fields(request, ADDRESS_ATTRIBUTES),
-                                          is_default)
+        row = await self.addresses.update(
+            caller, request.address_id, given_fields(request, ADDRESS_ATTRIBUTES), is_default
+        )
         return auth_pb2.UpdateAddressResponse(address=address_proto(row))
 
     async def DeleteAddress(self, request, context):
@@ -157,11 +159,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def ListUsers(self, request, context):
         require_admin()
         rows, next_token, total = await self.admin.list_users(
-            role=ROLES.optional(request.role), status=USER_STATUSES.optional(request.status), query=request.query,
-            size=request.page_size, page_token=request.page_token,
+            role=ROLES.optional(request.role),
+            status=USER_STATUSES.optional(request.status),
+            query=request.query,
+            size=request.page_size,
+            page_token=request.page_token,
         )
-        return auth_pb2.ListUsersResponse(users=[user_proto(u) for u in rows], next_page_token=next_token,
-                                          total_size=total)
+        return auth_pb2.ListUsersResponse(
+            users=[user_proto(u) for u in rows], next_page_token=next_token, total_size=total
+        )
 
     async def GetUser(self, request, context):
         require_admin()
@@ -170,6 +176,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 
     async def UpdateUser(self, request, context):
         caller = require_admin()
-        user = await self.admin.update_user(caller, request.user_id, role=ROLES.optional(request.role),
-                                            status=USER_STATUSES.optional(request.status))
+        user = await self.admin.update_user(
+            caller, request.user_id, role=ROLES.optional(request.role), status=USER_STATUSES.optional(request.status)
+        )
         return auth_pb2.UpdateUserResponse(user=user_proto(user))

@@ -84,8 +84,9 @@ class Sessions:
     def max_lifetime(self) -> timedelta:
         return timedelta(days=self.settings.session_max_lifetime_days)
 
-    def issue(self, user: User, session_id: str, refresh_token: str, expires_at: datetime,
-              now: datetime) -> IssuedTokens:
+    def issue(
+        self, user: User, session_id: str, refresh_token: str, expires_at: datetime, now: datetime
+    ) -> IssuedTokens:
         access = self.signing_key.mint_access_token(
             issuer=self.settings.jwt_issuer,
             audience=self.settings.jwt_audience,
@@ -120,37 +121,47 @@ class Sessions:
             claimed = await repository.claim_refresh_token(session, digest, started)
             if claimed is None:
                 known = await repository.find_refresh_token(session, digest)
-                outcome = domain.unclaimed_refresh(known=known is not None,
-                                                   used_at=known.used_at if known else None, started=started)
+                outcome = domain.unclaimed_refresh(
+                    known=known is not None, used_at=known.used_at if known else None, started=started
+                )
                 if outcome is Refresh.REUSED and known is not None:
                     await repository.revoke_session(session, known.session_id, "refresh_token_reused", now)
             else:
                 tokens = await self._rotate(session, claimed.session_id, claimed.expires_at, client, now)
                 outcome = Refresh.INVALID if tokens is None else Refresh.ROTATED
                 if tokens is not None:
-                    await repository.finish_rotation(session, claimed.id,
-                                                     await repository.db_clock(session, utcnow()))
+                    await repository.finish_rotation(session, claimed.id, await repository.db_clock(session, utcnow()))
         if outcome is Refresh.REUSED:
-            raise Unauthenticated("This refresh token was already used; the session has been ended.",
-                                  code="REFRESH_TOKEN_REUSED")
+            raise Unauthenticated(
+                "This refresh token was already used; the session has been ended.", code="REFRESH_TOKEN_REUSED"
+            )
         if outcome is Refresh.RACED:
-            raise Unauthenticated("This refresh token was used by a concurrent request.",
-                                  code="REFRESH_TOKEN_REUSED")
+            raise Unauthenticated("This refresh token was used by a concurrent request.", code="REFRESH_TOKEN_REUSED")
         if tokens is None:
             raise invalid_refresh_token()
         return tokens
 
-    async def _rotate(self, session: AsyncSession, session_id: str, token_expires_at: datetime, client: Client,
-                      now: datetime) -> IssuedTokens | None:
+    async def _rotate(
+        self, session: AsyncSession, session_id: str, token_expires_at: datetime, client: Client, now: datetime
+    ) -> IssuedTokens | None:
         row = await repository.get_session(session, session_id)
         user = await repository.get_user(session, row.user_id) if row is not None else None
-        if row is None or user is None or not domain.may_rotate(
-            session_revoked_at=row.revoked_at, session_expires_at=row.expires_at, token_expires_at=token_expires_at,
-            session_ends_at=row.created_at + self.max_lifetime, user_status=user.status, now=now,
+        if (
+            row is None
+            or user is None
+            or not domain.may_rotate(
+                session_revoked_at=row.revoked_at,
+                session_expires_at=row.expires_at,
+                token_expires_at=token_expires_at,
+                session_ends_at=row.created_at + self.max_lifetime,
+                user_status=user.status,
+                now=now,
+            )
         ):
             return None
-        expires_at = domain.session_expiry(now, self.lifetime, started_at=row.created_at,
-                                           max_lifetime=self.max_lifetime)
+        expires_at = domain.session_expiry(
+            now, self.lifetime, started_at=row.created_at, max_lifetime=self.max_lifetime
+        )
         new_token = domain.new_opaque_token()
         await repository.add_refresh_token(session, row.id, domain.token_digest(new_token), now, expires_at)
         await repository.touch_session(session, row.id, now, expires_at, client.user_agent[:512], client.ip[:64])
@@ -182,8 +193,9 @@ class Sessions:
         if not domain.is_uuid(session_id):
             raise session_not_found()
         async with self.db.transaction() as session:
-            revoked = await repository.revoke_session(session, session_id, "revoked_by_user", utcnow(),
-                                                      user_id=caller.user_id)
+            revoked = await repository.revoke_session(
+                session, session_id, "revoked_by_user", utcnow(), user_id=caller.user_id
+            )
         if not revoked:
             raise session_not_found()
 

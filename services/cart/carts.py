@@ -23,8 +23,9 @@ from shop.lib.idempotency import check_replay
 # -- pricing ----------------------------------------------------------------------------------------
 
 
-async def products(runtime, product_ids: list[str], known: dict[str, ProductInfo] | None = None
-                   ) -> dict[str, ProductInfo]:
+async def products(
+    runtime, product_ids: list[str], known: dict[str, ProductInfo] | None = None
+) -> dict[str, ProductInfo]:
     """The catalog's current data for these products, in ONE BatchGetProducts call (any status;
     missing ids are simply absent). `known`: fetched moments ago in the same RPC, not asked again."""
     known = known or {}
@@ -37,8 +38,9 @@ async def products(runtime, product_ids: list[str], known: dict[str, ProductInfo
     return {**known, **{product.id: product_info(product) for product in response.products}}
 
 
-async def priced(runtime, owner: Owner, known: dict[str, ProductInfo] | None = None,
-                 lines: list[Line] | None = None) -> PricedCart:
+async def priced(
+    runtime, owner: Owner, known: dict[str, ProductInfo] | None = None, lines: list[Line] | None = None
+) -> PricedCart:
     """The cart priced now. `lines` read by the write that just ended are not read again."""
     if lines is None:
         lines = await repository.read_lines(runtime.db, owner.cart_id)
@@ -53,8 +55,9 @@ async def get_cart(runtime, owner: Owner) -> PricedCart:
     return await priced(runtime, owner)
 
 
-async def add_item(runtime, owner: Owner, product_id: str, quantity: int, request_id: str | None
-                   ) -> tuple[PricedCart, bool]:
+async def add_item(
+    runtime, owner: Owner, product_id: str, quantity: int, request_id: str | None
+) -> tuple[PricedCart, bool]:
     """Adds `quantity` to the product's line; with a `request_id` (idempotency key) a repeat adds
     nothing and answers the cart `replayed`. The key is recorded in the add's own transaction."""
     fingerprint = domain.add_fingerprint(product_id, quantity)
@@ -106,8 +109,9 @@ async def remove_item(runtime, owner: Owner, product_id: str) -> PricedCart:
         if not await repository.lock_cart(tx, owner.cart_id) or not await repository.remove_line(
             tx, owner.cart_id, product_id
         ):
-            raise NotFound("This product is not in the cart.", code="CART_ITEM_NOT_FOUND",
-                           details={"productId": product_id})
+            raise NotFound(
+                "This product is not in the cart.", code="CART_ITEM_NOT_FOUND", details={"productId": product_id}
+            )
         await repository.touch_cart(tx, owner, now)
     return await priced(runtime, owner)
 
@@ -150,16 +154,16 @@ async def _check_room(runtime, tx: Transaction, cart_id: str, product_id: str) -
         domain.check_room_for_new_line(line_count, runtime.settings.max_cart_lines)
 
 
-async def _merge_lines(runtime, tx: Transaction, cart_id: str, guest_lines: list[Line],
-                       catalog: dict[str, ProductInfo], now: datetime) -> None:
+async def _merge_lines(
+    runtime, tx: Transaction, cart_id: str, guest_lines: list[Line], catalog: dict[str, ProductInfo], now: datetime
+) -> None:
     """Each guest line merged into the user's cart; lines that cannot be sold, or do not fit in a
     full cart, are dropped."""
     existing = {line.product_id: line.quantity for line in await repository.lines(tx, cart_id)}
     line_count = len(existing)
     for line in guest_lines:
         current = existing.get(line.product_id, 0)
-        merged = domain.merged_quantity(current, line.quantity, catalog.get(line.product_id),
-                                        runtime.settings.currency)
+        merged = domain.merged_quantity(current, line.quantity, catalog.get(line.product_id), runtime.settings.currency)
         if merged is None or merged == current:
             continue
         if not current:

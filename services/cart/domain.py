@@ -30,6 +30,7 @@ CART_ID_NAMESPACE = uuid.UUID("5d0f8f0e-3c4b-4f51-9a53-6b1f0c2a7e11")
 
 # -- ids ------------------------------------------------------------------------------------------
 
+
 def parse_uuid(value: str, field_name: str) -> str:
     """A UUID in its canonical lower-case form, or 400 VALIDATION_ERROR naming the field."""
     if not value:
@@ -44,6 +45,7 @@ def parse_uuid(value: str, field_name: str) -> str:
 
 
 # -- owners ---------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Owner:
@@ -95,6 +97,7 @@ def resolve_owner(caller: Caller, user_id: str, session_id: str, user_owner_serv
 
 # -- idempotency keys (the key rule and the replay check are shop.lib.idempotency's) ----------------
 
+
 def add_fingerprint(product_id: str, quantity: int) -> str:
     """What an AddCartItem asked for: a repeated key must ask for the same. (The formula predates
     the kit's message fingerprint; fingerprints already stored keep matching.)"""
@@ -129,8 +132,7 @@ def check_same_checkout_owner(recorded_cart_id: str | None, cart_id: str) -> Non
         raise key_reused("This checkout id was used for another cart.")
 
 
-def restored_lines(existing: Mapping[str, int], taken: Iterable[Line], max_lines: int = MAX_CART_LINES
-                   ) -> list[Line]:
+def restored_lines(existing: Mapping[str, int], taken: Iterable[Line], max_lines: int = MAX_CART_LINES) -> list[Line]:
     """The lines to set when a checkout's `taken` lines go back into a cart that now holds
     `existing` ({product: quantity}): quantities added and capped at 100 per line; a line for a
     product the cart lacks needs room under `max_lines`, else it is dropped. No stock check: the
@@ -157,6 +159,7 @@ def checkout_cutoff(now: datetime, ttl_days: int) -> datetime:
 
 # -- quantities -----------------------------------------------------------------------------------
 
+
 def validate_add_quantity(quantity: int) -> int:
     if quantity < 1 or quantity > MAX_LINE_QUANTITY:
         raise ValidationError.single("quantity", f"must be an integer between 1 and {MAX_LINE_QUANTITY}")
@@ -172,6 +175,7 @@ def validate_set_quantity(quantity: int) -> int:
 
 
 # -- products as the cart sees them ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ProductInfo:
@@ -246,6 +250,7 @@ def add_refusal(existing: int, added: int, product: ProductInfo) -> Exception:
 
 # -- pricing --------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Line:
     product_id: str
@@ -307,6 +312,7 @@ def price_cart(cart_id: str, lines: Iterable[Line], products: Mapping[str, Produ
 
 # -- merging a guest cart into a user's -----------------------------------------------------------
 
+
 def merged_quantity(existing: int, guest: int, product: ProductInfo | None, currency: str) -> int | None:
     """The user's line after adding a guest line to it: quantities added, capped by stock and
     100. The user's own quantity is never lowered by a merge. None when the guest line is dropped
@@ -319,6 +325,7 @@ def merged_quantity(existing: int, guest: int, product: ProductInfo | None, curr
 
 
 # -- expiry ---------------------------------------------------------------------------------------
+
 
 def guest_cart_cutoff(now: datetime, ttl_days: int) -> datetime:
     """Guest carts last changed before this instant have expired."""

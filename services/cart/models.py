@@ -20,9 +20,7 @@ class CartBase(DeclarativeBase):
 
 class Cart(CartBase):
     __tablename__ = "carts"
-    __table_args__ = (
-        CheckConstraint("(user_id IS NULL) <> (session_id IS NULL)", name="one_owner"),
-    )
+    __table_args__ = (CheckConstraint("(user_id IS NULL) <> (session_id IS NULL)", name="one_owner"),)
 
     # Derived from the owner (domain.cart_id_for), so a cart has the same id before and after it
     # is first written, and get-or-create is one INSERT ... ON CONFLICT.
@@ -42,9 +40,7 @@ class CartItem(CartBase):
     )
 
     id: Mapped[str] = mapped_column(UUIDString(), primary_key=True, default=new_id)
-    cart_id: Mapped[str] = mapped_column(
-        UUIDString(), ForeignKey("carts.id", ondelete="CASCADE"), nullable=False
-    )
+    cart_id: Mapped[str] = mapped_column(UUIDString(), ForeignKey("carts.id", ondelete="CASCADE"), nullable=False)
     product_id: Mapped[str] = mapped_column(UUIDString(), nullable=False)
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, nullable=False)
@@ -58,9 +54,7 @@ class CartRequest(CartBase):
     __table_args__ = (UniqueConstraint("cart_id", "request_id"),)
 
     id: Mapped[str] = mapped_column(UUIDString(), primary_key=True, default=new_id)
-    cart_id: Mapped[str] = mapped_column(
-        UUIDString(), ForeignKey("carts.id", ondelete="CASCADE"), nullable=False
-    )
+    cart_id: Mapped[str] = mapped_column(UUIDString(), ForeignKey("carts.id", ondelete="CASCADE"), nullable=False)
     # The Idempotency-Key (shop.lib.idempotency: 1..128 printable ASCII).
     request_id: Mapped[str] = mapped_column(String(128), nullable=False)
     # sha256 of what was asked (product and quantity): the same key with another body is refused.

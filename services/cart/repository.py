@@ -86,8 +86,13 @@ REMEMBER_REQUEST = Query(
 )
 # CheckoutCart / RestoreCart. `lines` is bound as JSON text (PostgreSQL casts it to json from the
 # column; SQLite stores the text) and read back as a list through the column's JSON type.
-_CHECKOUT_COLUMNS = [CartCheckout.cart_id, CartCheckout.user_id, CartCheckout.session_id, CartCheckout.lines,
-                     CartCheckout.state]
+_CHECKOUT_COLUMNS = [
+    CartCheckout.cart_id,
+    CartCheckout.user_id,
+    CartCheckout.session_id,
+    CartCheckout.lines,
+    CartCheckout.state,
+]
 RECORD_CHECKOUT = Query(
     "INSERT INTO cart_checkouts (checkout_id, cart_id, user_id, session_id, lines, state, created_at) "
     "VALUES (:checkout_id, :cart_id, :user_id, :session_id, :lines, :state, :now) "
@@ -103,7 +108,7 @@ LOCK_CHECKOUT = Query(
     "SELECT cart_id, user_id, session_id, lines, state FROM cart_checkouts WHERE checkout_id = :checkout_id",
     _CHECKOUT_COLUMNS,
     postgres_sql="SELECT cart_id, user_id, session_id, lines, state FROM cart_checkouts "
-                 "WHERE checkout_id = :checkout_id FOR UPDATE",
+    "WHERE checkout_id = :checkout_id FOR UPDATE",
 )
 MARK_CHECKOUT_RESTORED = Query(
     "UPDATE cart_checkouts SET state = 'restored' WHERE checkout_id = :checkout_id AND state = 'taken'"
@@ -148,13 +153,15 @@ async def line_quantity(tx: Transaction, cart_id: str, product_id: str) -> int:
     return int(row.quantity) if row is not None else 0
 
 
-async def add_quantity(tx: Transaction, cart_id: str, product_id: str, quantity: int, cap: int, now: datetime
-                       ) -> int | None:
+async def add_quantity(
+    tx: Transaction, cart_id: str, product_id: str, quantity: int, cap: int, now: datetime
+) -> int | None:
     """Adds `quantity` to the line atomically unless the result would exceed `cap`.
     Returns the line's new quantity, or None when refused (nothing changed).
     The caller has checked that `quantity <= cap` for a new line."""
-    row = await tx.one(ADD_QUANTITY, id=new_id(), cart_id=cart_id, product_id=product_id, quantity=quantity,
-                       now=now, cap=cap)
+    row = await tx.one(
+        ADD_QUANTITY, id=new_id(), cart_id=cart_id, product_id=product_id, quantity=quantity, now=now, cap=cap
+    )
     return None if row is None else int(row.quantity)
 
 
@@ -196,11 +203,16 @@ async def read_request_fingerprint(db: Database, cart_id: str, request_id: str) 
     return None if row is None else row.fingerprint
 
 
-async def remember_request(tx: Transaction, cart_id: str, request_id: str, fingerprint: str, now: datetime
-                           ) -> str | None:
+async def remember_request(
+    tx: Transaction, cart_id: str, request_id: str, fingerprint: str, now: datetime
+) -> str | None:
     """Records an idempotency key; None when it is new, else the fingerprint already stored."""
-    if await tx.one(REMEMBER_REQUEST, id=new_id(), cart_id=cart_id, request_id=request_id,
-                    fingerprint=fingerprint, now=now) is not None:
+    if (
+        await tx.one(
+            REMEMBER_REQUEST, id=new_id(), cart_id=cart_id, request_id=request_id, fingerprint=fingerprint, now=now
+        )
+        is not None
+    ):
         return None
     return await request_fingerprint(tx, cart_id, request_id)
 
@@ -210,6 +222,7 @@ async def delete_old_requests(tx: Transaction, cutoff: datetime) -> int:
 
 
 # -- checkouts ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Checkout:
@@ -236,15 +249,21 @@ def _checkout(row) -> Checkout | None:
     )
 
 
-async def record_checkout(tx: Transaction, checkout_id: str, owner: Owner | None, lines: list[Line], state: str,
-                          now: datetime) -> bool:
+async def record_checkout(
+    tx: Transaction, checkout_id: str, owner: Owner | None, lines: list[Line], state: str, now: datetime
+) -> bool:
     """Records a checkout; False (nothing written) when the id is recorded already. A concurrent
     insert of the same id waits for that transaction, so the loser then reads the winner's row."""
     payload = json.dumps([{"product_id": line.product_id, "quantity": line.quantity} for line in lines])
     row = await tx.one(
-        RECORD_CHECKOUT, checkout_id=checkout_id, cart_id=owner.cart_id if owner else None,
-        user_id=owner.user_id if owner else None, session_id=owner.session_id if owner else None,
-        lines=payload, state=state, now=now,
+        RECORD_CHECKOUT,
+        checkout_id=checkout_id,
+        cart_id=owner.cart_id if owner else None,
+        user_id=owner.user_id if owner else None,
+        session_id=owner.session_id if owner else None,
+        lines=payload,
+        state=state,
+        now=now,
     )
     return row is not None
 

@@ -76,6 +76,7 @@ def parse_uuid(value: str, field_name: str = "productId") -> str:
 
 # -- products ----------------------------------------------------------------------------------
 
+
 def _check_text(errors: FieldErrors, name: str, value: str, *, min_len: int, max_len: int) -> str:
     errors.no_nul(name, value)
     value = value.strip()
@@ -117,8 +118,12 @@ def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any
     Returns them normalised. Cross-field rules are checked by `check_prices`."""
     errors = FieldErrors()
     out: dict[str, Any] = {}
-    for name, rest_name in (("sku", "sku"), ("currency", "currency"), ("category_slug", "categorySlug"),
-                            ("brand", "brand")):
+    for name, rest_name in (
+        ("sku", "sku"),
+        ("currency", "currency"),
+        ("category_slug", "categorySlug"),
+        ("brand", "brand"),
+    ):
         errors.no_nul(rest_name, fields.get(name))
     if "sku" in fields:
         sku = fields["sku"].strip()
@@ -132,8 +137,9 @@ def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any
     if "name" in fields:
         out["name"] = _check_text(errors, "name", fields["name"], min_len=1, max_len=NAME_MAX)
     if "description" in fields:
-        out["description"] = _check_text(errors, "description", fields["description"], min_len=0,
-                                         max_len=DESCRIPTION_MAX)
+        out["description"] = _check_text(
+            errors, "description", fields["description"], min_len=0, max_len=DESCRIPTION_MAX
+        )
     if "price_cents" in fields:
         _check_price(errors, "priceCents", fields["price_cents"])
         out["price_cents"] = fields["price_cents"]
@@ -172,8 +178,13 @@ def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any
             errors.add("status", "must be ACTIVE or DRAFT (DELETE archives a product)")
         out["status"] = status
     if creating:
-        for required, rest_name in (("sku", "sku"), ("name", "name"), ("price_cents", "priceCents"),
-                                    ("currency", "currency"), ("category_slug", "categorySlug")):
+        for required, rest_name in (
+            ("sku", "sku"),
+            ("name", "name"),
+            ("price_cents", "priceCents"),
+            ("currency", "currency"),
+            ("category_slug", "categorySlug"),
+        ):
             if required not in fields:
                 errors.add(rest_name, "is required")
     errors.raise_if_any()
@@ -290,6 +301,7 @@ def check_adjustment(product_id: str, stock: int, delta: int) -> None:
 
 # -- categories --------------------------------------------------------------------------------
 
+
 def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str, str | None]:
     errors = FieldErrors()
     slug = slug.strip()
@@ -331,6 +343,7 @@ def rolled_up_counts(direct: dict[str, int], parents: dict[str, str | None]) -> 
 
 # -- reviews -----------------------------------------------------------------------------------
 
+
 def validate_review(rating: int, title: str, body: str) -> tuple[int, str, str]:
     errors = FieldErrors()
     if not 1 <= rating <= 5:
@@ -343,12 +356,14 @@ def validate_review(rating: int, title: str, body: str) -> tuple[int, str, str]:
 
 # -- wishlist ----------------------------------------------------------------------------------
 
+
 def check_wishlist_room(count: int) -> None:
     if count >= MAX_WISHLIST_ITEMS:
         raise Conflict(f"A wishlist holds at most {MAX_WISHLIST_ITEMS} products.", code="WISHLIST_FULL")
 
 
 # -- listing -----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ProductQuery:
@@ -362,8 +377,12 @@ class ProductQuery:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         return {
-            "q": self.query, "category": self.category_slug, "brand": self.brand.lower(),
-            "min": self.min_price_cents, "max": self.max_price_cents, "inStock": self.in_stock_only,
+            "q": self.query,
+            "category": self.category_slug,
+            "brand": self.brand.lower(),
+            "min": self.min_price_cents,
+            "max": self.max_price_cents,
+            "inStock": self.in_stock_only,
             "sort": self.sort,
         }
 
@@ -373,8 +392,14 @@ def search_words(query: str) -> list[str]:
 
 
 def product_query(
-    *, query: str, category_slug: str, brand: str, min_price_cents: int | None, max_price_cents: int | None,
-    in_stock_only: bool, sort: str | None,
+    *,
+    query: str,
+    category_slug: str,
+    brand: str,
+    min_price_cents: int | None,
+    max_price_cents: int | None,
+    in_stock_only: bool,
+    sort: str | None,
 ) -> ProductQuery:
     errors = FieldErrors()
     query = " ".join(query.split())
@@ -396,11 +421,13 @@ def product_query(
     errors.no_nul("category", category_slug)
     errors.no_nul("brand", brand)
     errors.raise_if_any()
-    return ProductQuery(query, category_slug.strip(), brand.strip(), min_price_cents, max_price_cents,
-                        in_stock_only, sort)
+    return ProductQuery(
+        query, category_slug.strip(), brand.strip(), min_price_cents, max_price_cents, in_stock_only, sort
+    )
 
 
 # -- reservations ------------------------------------------------------------------------------
+
 
 def validate_reservation_id(value: str) -> str:
     value = value.strip()
@@ -446,6 +473,7 @@ def merge_lines(lines: list[tuple[str, int]]) -> list[tuple[str, int]]:
 
 # -- the reservation protocol: what each status allows (stock.py runs it in one transaction) ----
 
+
 def reservation_not_found() -> NotFound:
     return NotFound("Reservation not found.", code="RESERVATION_NOT_FOUND")
 
@@ -463,16 +491,20 @@ def shortfall(lines: list[tuple[str, int]], found: dict[str, Any]) -> Conflict:
     even if its stock came back since (a concurrent release)."""
     unavailable = [p for p, _ in lines if p not in found or found[p].status != ACTIVE]
     if unavailable:
-        return Conflict("Some products are not available any more.", code="PRODUCT_UNAVAILABLE",
-                        details={"productIds": unavailable})
+        return Conflict(
+            "Some products are not available any more.", code="PRODUCT_UNAVAILABLE", details={"productIds": unavailable}
+        )
     short = [lines[0][0]] + [p for p, q in lines[1:] if found[p].stock < q]
     return Conflict("Not enough stock for some products.", code="INSUFFICIENT_STOCK", details={"productIds": short})
 
 
 def released_stock_gone(cause: Conflict) -> Conflict:
     """Committing a RELEASED reservation whose stock cannot be taken again."""
-    return Conflict("The reservation was released (expired or cancelled) and its stock is gone.",
-                    code="RESERVATION_RELEASED", details=cause.details)
+    return Conflict(
+        "The reservation was released (expired or cancelled) and its stock is gone.",
+        code="RESERVATION_RELEASED",
+        details=cause.details,
+    )
 
 
 @dataclass(frozen=True)
@@ -517,8 +549,9 @@ def release_step(status: str, expires_at: datetime, *, expired_before: datetime 
     if status in (COMMITTED, RESTOCKED):
         if expired_before is not None:
             return None
-        raise Conflict("The reservation is committed; use RestockReservation to put its stock back.",
-                       code="RESERVATION_COMMITTED")
+        raise Conflict(
+            "The reservation is committed; use RestockReservation to put its stock back.", code="RESERVATION_COMMITTED"
+        )
     if status == RESERVED:
         if expired_before is not None and expires_at >= expired_before:
             return None

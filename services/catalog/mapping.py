@@ -29,6 +29,7 @@ RESERVATION_STATUSES = EnumNames(catalog_pb2.ReservationStatus)
 
 # -- requests -> values ----------------------------------------------------------------------------
 
+
 def status_field(value: int, *, creating: bool) -> str | None:
     if value == catalog_pb2.PRODUCT_STATUS_UNSPECIFIED:
         return domain.ACTIVE if creating else None
@@ -94,6 +95,7 @@ def expected_update_time(request: catalog_pb2.UpdateProductRequest) -> datetime 
 
 # -- rows -> protos --------------------------------------------------------------------------------
 
+
 def product_proto(product: Any) -> catalog_pb2.Product:
     """A product (ORM object or lean row with the columns of `PRODUCT_COLUMNS`)."""
     return catalog_pb2.Product(
@@ -148,8 +150,12 @@ def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
         expire_time=to_timestamp(view.expires_at),
         priced_lines=[
             catalog_pb2.ReservedLine(
-                product_id=line.product_id, quantity=line.quantity, sku=line.sku, name=line.name,
-                unit_price_cents=line.unit_price_cents, currency_code=line.currency_code,
+                product_id=line.product_id,
+                quantity=line.quantity,
+                sku=line.sku,
+                name=line.name,
+                unit_price_cents=line.unit_price_cents,
+                currency_code=line.currency_code,
             )
             for line in view.priced_lines
         ],

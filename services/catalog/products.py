@@ -63,8 +63,9 @@ class Products:
     async def list_page(self, query: domain.ProductQuery, size: int, page_token: str) -> tuple[list[Any], str, int]:
         """ListProducts: (rows, next page token, total); the token binds the filters and sort."""
         query_fp = fingerprint(kind="products", **query.fingerprint_fields())
-        after = self.tokens.decode_after(page_token, query_fp,
-                                         parse_key=lambda raw: self.parse_sort_key(query.sort, raw))
+        after = self.tokens.decode_after(
+            page_token, query_fp, parse_key=lambda raw: self.parse_sort_key(query.sort, raw)
+        )
         page = await self.list_products(query, size, after)
         next_token = ""
         if page.has_more and page.last_id is not None:  # has_more means a last row (size >= 1)
@@ -148,8 +149,14 @@ class Products:
                     return existing
             raise sku_taken(fields["sku"]) from None
 
-    async def update_product(self, product_id: str, changes: dict[str, Any], user_id: str | None,
-                             role: str | None, expected_update: datetime | None = None) -> Product:
+    async def update_product(
+        self,
+        product_id: str,
+        changes: dict[str, Any],
+        user_id: str | None,
+        role: str | None,
+        expected_update: datetime | None = None,
+    ) -> Product:
         """A partial update (`changes` validated by domain.validate_product) by an admin or the
         owning seller, under the product's row lock; with `expected_update`, only while the
         product is still that version (domain.check_version)."""
@@ -189,8 +196,9 @@ class Products:
             product.updated_at = utcnow()
 
 
-def new_product(fields: dict[str, Any], seller_id: str | None, request_id: str | None,
-                categories: dict[str, Any]) -> Product:
+def new_product(
+    fields: dict[str, Any], seller_id: str | None, request_id: str | None, categories: dict[str, Any]
+) -> Product:
     now = utcnow()
     return Product(
         id=new_id(),

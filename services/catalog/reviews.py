@@ -26,8 +26,9 @@ class Reviews:
         self.db = db
         self.tokens = tokens
 
-    async def list_page(self, product_id: str, user_id: str | None, role: str | None, size: int,
-                        page_token: str) -> tuple[list[Any], str, int]:
+    async def list_page(
+        self, product_id: str, user_id: str | None, role: str | None, size: int, page_token: str
+    ) -> tuple[list[Any], str, int]:
         """A visible product's reviews, newest first: (rows, next page token, total)."""
         query_fp = fingerprint(kind="reviews", product=product_id)
         after = self.tokens.decode_after(page_token, query_fp, parse_key=aware_datetime, key_field="t")
@@ -36,15 +37,17 @@ class Reviews:
         if after is None:
             rows = await self.db.read_all(queries.REVIEWS, product_id=product_id, limit=size + 1)
         else:
-            rows = await self.db.read_all(queries.REVIEWS_AFTER, product_id=product_id, limit=size + 1,
-                                          last_time=after[0], last_id=after[1])
+            rows = await self.db.read_all(
+                queries.REVIEWS_AFTER, product_id=product_id, limit=size + 1, last_time=after[0], last_id=after[1]
+            )
         if len(rows) <= size:
             return rows, "", total
         last = rows[size - 1]
         return rows[:size], self.tokens.encode_after(last.created_at, last.id, query_fp, key_field="t"), total
 
-    async def create_review(self, product_id: str, user_id: str, role: str | None, rating: int, title: str,
-                            body: str) -> Review:
+    async def create_review(
+        self, product_id: str, user_id: str, role: str | None, rating: int, title: str, body: str
+    ) -> Review:
         """One review per user and product (REVIEW_EXISTS); `verified_purchase` if the user bought
         it. The product's rating is recomputed in the same transaction."""
         try:
@@ -55,8 +58,14 @@ class Reviews:
                 if await queries.reviewed(session, product_id, user_id):
                     raise review_exists()
                 review = Review(
-                    id=new_id(), product_id=product_id, user_id=user_id, rating=rating, title=title, body=body,
-                    verified_purchase=await queries.purchased(session, user_id, product_id), created_at=utcnow(),
+                    id=new_id(),
+                    product_id=product_id,
+                    user_id=user_id,
+                    rating=rating,
+                    title=title,
+                    body=body,
+                    verified_purchase=await queries.purchased(session, user_id, product_id),
+                    created_at=utcnow(),
                 )
                 await queries.add_review(session, review)
                 await queries.refresh_rating(session, product_id)

@@ -82,8 +82,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         caller = require_role(ROLE_ADMIN, ROLE_SELLER)
         product_id = domain.parse_uuid(request.product_id)
         changes = domain.validate_product(product_changes(request), creating=False)
-        product = await self.products.update_product(product_id, changes, caller.user_id, caller.role,
-                                                     expected_update_time(request))
+        product = await self.products.update_product(
+            product_id, changes, caller.user_id, caller.role, expected_update_time(request)
+        )
         return catalog_pb2.UpdateProductResponse(product=product_proto(product))
 
     async def DeleteProduct(self, request, context):
@@ -97,8 +98,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         product_id = domain.parse_uuid(request.product_id)
         reason = domain.validate_stock_adjustment(request.delta, request.reason)
         request_id = request_key(caller, request.request_id)
-        stock = await self.stock.adjust_stock(product_id, request.delta, reason, caller.user_id, caller.role,
-                                              request_id)
+        stock = await self.stock.adjust_stock(
+            product_id, request.delta, reason, caller.user_id, caller.role, request_id
+        )
         return catalog_pb2.AdjustStockResponse(stock=stock)
 
     # -- categories ----------------------------------------------------------------------------
@@ -157,8 +159,9 @@ class CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         require_caller("catalog.ReserveStock")
         reservation_id = domain.validate_reservation_id(request.reservation_id)
         lines = domain.merge_lines([(line.product_id, line.quantity) for line in request.lines])
-        view = await self.stock.reserve(reservation_id, lines, self.runtime.settings.reservation_ttl_seconds,
-                                        renew=request.renew)
+        view = await self.stock.reserve(
+            reservation_id, lines, self.runtime.settings.reservation_ttl_seconds, renew=request.renew
+        )
         return catalog_pb2.ReserveStockResponse(reservation=reservation_proto(view))
 
     async def CommitReservation(self, request, context):

@@ -31,8 +31,9 @@ class Stock:
 
     # -- reservations (lean path) ----------------------------------------------------------------
 
-    async def reserve(self, reservation_id: str, lines: list[tuple[str, int]], ttl_seconds: float,
-                      renew: bool = False) -> ReservationView:
+    async def reserve(
+        self, reservation_id: str, lines: list[tuple[str, int]], ttl_seconds: float, renew: bool = False
+    ) -> ReservationView:
         """All lines or none, one conditional UPDATE per line in product-id order, in one transaction.
         Idempotent: the reservation row is claimed first (`INSERT ... ON CONFLICT DO NOTHING`), so a
         concurrent twin waits on the primary key and then reads the winner's result; a repeat never
@@ -73,12 +74,12 @@ class Stock:
                 await queries.set_status(tx, reservation_id, step.to, now)
                 view.status = step.to
             if user_id is not None:
-                await queries.record_reserved_purchases(tx, reservation_id, user_id, now,
-                                                        postgres=self.db.is_postgres)
+                await queries.record_reserved_purchases(tx, reservation_id, user_id, now, postgres=self.db.is_postgres)
             return view
 
-    async def release_reservation(self, reservation_id: str, *, only_expired_before: datetime | None = None
-                                  ) -> ReservationView | None:
+    async def release_reservation(
+        self, reservation_id: str, *, only_expired_before: datetime | None = None
+    ) -> ReservationView | None:
         """RESERVED -> RELEASED, its stock back. `only_expired_before` (the sweep): None when the
         reservation was committed or renewed meanwhile (re-checked under the row lock)."""
         async with self.db.write() as tx:
@@ -119,8 +120,9 @@ class Stock:
 
     # -- manual adjustments (ORM) ----------------------------------------------------------------
 
-    async def adjust_stock(self, product_id: str, delta: int, reason: str, user_id: str | None, role: str | None,
-                           request_id: str | None) -> int:
+    async def adjust_stock(
+        self, product_id: str, delta: int, reason: str, user_id: str | None, role: str | None, request_id: str | None
+    ) -> int:
         """AdjustStock by an admin or the owning seller, audited in `stock_adjustments`; never below
         0. A repeat of `request_id` answers what the first one did. Returns the new stock."""
         try:
@@ -137,10 +139,19 @@ class Stock:
                 stock = await queries.change_stock(session, product_id, delta, utcnow())
                 if stock is None:
                     raise Conflict("Not enough stock.", code="INSUFFICIENT_STOCK", details={"productIds": [product_id]})
-                await queries.add_adjustment(session, StockAdjustment(
-                    id=new_id(), product_id=product_id, delta=delta, reason=reason, user_id=user_id,
-                    request_id=request_id, stock_after=stock, created_at=utcnow(),
-                ))
+                await queries.add_adjustment(
+                    session,
+                    StockAdjustment(
+                        id=new_id(),
+                        product_id=product_id,
+                        delta=delta,
+                        reason=reason,
+                        user_id=user_id,
+                        request_id=request_id,
+                        stock_after=stock,
+                        created_at=utcnow(),
+                    ),
+                )
             return stock
         except IntegrityError:
             if request_id is None:

@@ -207,12 +207,32 @@ class Checkout:
         now = utcnow()
         lease = now + timedelta(seconds=self.settings.stale_after_seconds)
         async with self.db.write() as tx:
-            await tx.execute(repository.INSERT_KEY, id=new_id(), user_id=user_id, key=key, operation=OPERATION,
-                             fingerprint=fingerprint, order_id=order_id, lease=lease, now=now)
-            await tx.execute(repository.INSERT_ORDER, id=order_id, number=domain.order_number(now), user_id=user_id,
-                             email=email, key=key, status=domain.PENDING, stage=str(Stage.NEW),
-                             address=json.dumps(address), method=request.payment_method,
-                             token=request.payment_token, lease=lease, now=now)
+            await tx.execute(
+                repository.INSERT_KEY,
+                id=new_id(),
+                user_id=user_id,
+                key=key,
+                operation=OPERATION,
+                fingerprint=fingerprint,
+                order_id=order_id,
+                lease=lease,
+                now=now,
+            )
+            await tx.execute(
+                repository.INSERT_ORDER,
+                id=order_id,
+                number=domain.order_number(now),
+                user_id=user_id,
+                email=email,
+                key=key,
+                status=domain.PENDING,
+                stage=str(Stage.NEW),
+                address=json.dumps(address),
+                method=request.payment_method,
+                token=request.payment_token,
+                lease=lease,
+                now=now,
+            )
             await repository.append_history(tx, order_id, domain.PENDING, "Checkout started.", now)
 
     # -- the saga ------------------------------------------------------------------------------
@@ -232,8 +252,11 @@ class Checkout:
                 raise
             # A service the saga needs did not answer (a timeout, a restart): the order keeps its
             # stage and the client's retry with the same key continues it. A 503, never a 500.
-            raise Unavailable("The checkout could not finish yet; retry with the same Idempotency-Key.",
-                              code="SERVICE_UNAVAILABLE", retry_after=1) from None
+            raise Unavailable(
+                "The checkout could not finish yet; retry with the same Idempotency-Key.",
+                code="SERVICE_UNAVAILABLE",
+                retry_after=1,
+            ) from None
 
     def _forget(self, task: asyncio.Future) -> None:
         self._tasks.discard(task)

@@ -226,8 +226,9 @@ _CAMEL = {
 MAX_ADDRESS_FIELD = 200
 
 
-def validate_address(address: dict[str, str], prefix: str = "shippingAddress", *, saved: bool = False
-                     ) -> dict[str, str]:
+def validate_address(
+    address: dict[str, str], prefix: str = "shippingAddress", *, saved: bool = False
+) -> dict[str, str]:
     """A normalised copy (trimmed, country upper-cased) or 400 with every bad field. The country
     and phone rules are shop.lib.addresses' (the phone a possible number for the country). A
     `saved` address (auth's address book) keeps its phone as auth accepted it when it was saved:
@@ -263,6 +264,7 @@ def validate_payment(method: str, token: str) -> None:
 
 
 # -- emails ------------------------------------------------------------------------------------
+
 
 def paid_email(number: str, total_cents: int, currency: str, frontend_url: str, order_id: str) -> tuple[str, str]:
     return (

@@ -54,8 +54,9 @@ class Lifecycle:
         assert view is not None
         return view
 
-    async def list(self, caller: Caller, *, status: str | None, user_id: str, size: int, page_token: str
-                   ) -> tuple[list[OrderView], str, int]:
+    async def list(
+        self, caller: Caller, *, status: str | None, user_id: str, size: int, page_token: str
+    ) -> tuple[list[OrderView], str, int]:
         """A page of orders, newest first: (views, next page token, total)."""
         size = page_size(size)
         # Customers see their own orders whatever userId they pass; admins see all or one user's.
@@ -92,8 +93,14 @@ class Lifecycle:
                 running = order.lease_until is not None and order.lease_until > now
                 domain.check_pending_cancellable(order.stage, running)
                 stage, payment_token, failure_code = str(domain.Stage.DONE), "", "CANCELLED"
-            await tx.execute(repository.CANCEL, order_id=order.id, stage=stage, payment_token=payment_token,
-                             failure_code=failure_code, now=now)
+            await tx.execute(
+                repository.CANCEL,
+                order_id=order.id,
+                stage=stage,
+                payment_token=payment_token,
+                failure_code=failure_code,
+                now=now,
+            )
             who = "admin" if caller.is_admin and caller.user_id != order.user_id else "customer"
             note = f"Cancelled by the {who}." + (f" Reason: {reason}" if reason else "")
             await repository.append_history(tx, order.id, domain.CANCELLED, note, now)
@@ -102,8 +109,9 @@ class Lifecycle:
             await repository.append_outbox(tx, order.id, OutboxKind.RETURN_STOCK, {}, now)
             if failure_code == "CANCELLED":  # a stalled checkout may have taken the cart
                 await repository.append_outbox(tx, order.id, OutboxKind.RESTORE_CART, {}, now)
-            await repository.append_outbox(tx, order.id, OutboxKind.EMAIL, {"template": "cancelled", "reason": reason},
-                                           now)
+            await repository.append_outbox(
+                tx, order.id, OutboxKind.EMAIL, {"template": "cancelled", "reason": reason}, now
+            )
             if stage == domain.Stage.DONE and failure_code == "CANCELLED":
                 # A stalled checkout: whatever the old key waits for ends here.
                 cancelled = Conflict("The order was cancelled.", code="ORDER_CANCELLED")

@@ -93,6 +93,7 @@ def watch_message(view: OrderView, entry: Any = None) -> orders_pb2.WatchOrderRe
 
 # -- the payments service's records ------------------------------------------------------------
 
+
 def refund_record(refund: payments_pb2.Refund) -> orders_pb2.RefundRecord:
     return orders_pb2.RefundRecord(
         id=refund.id,
@@ -128,6 +129,7 @@ def order_payments_proto(listing: payments_pb2.ListPaymentsResponse) -> orders_p
 
 
 # -- stored errors -----------------------------------------------------------------------------
+
 
 def http_status_of(error: ShopError) -> int:
     return HTTP_STATUS_BY_REASON.get(error.code) or HTTP_STATUS_BY_GRPC_CODE.get(error.grpc_code, 500)

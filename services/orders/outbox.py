@@ -84,7 +84,7 @@ class OutboxRelay:
             return False
 
     async def _run_order(self, order_id: str, *, due_only: bool) -> str:
-        """"done" (nothing left), "failed" (a row must wait for a retry) or "locked" (another relay)."""
+        """ "done" (nothing left), "failed" (a row must wait for a retry) or "locked" (another relay)."""
         now = utcnow()
         until = now + timedelta(seconds=self.settings.outbox_lock_seconds)
         async with self.db.write() as tx:
@@ -119,7 +119,8 @@ class OutboxRelay:
                     await tx.execute(repository.OUTBOX_DONE, id=row_id, now=now)
                 if learned:
                     await tx.execute(
-                        repository.NOTE_EFFECT, order_id=order_id,
+                        repository.NOTE_EFFECT,
+                        order_id=order_id,
                         reservation_state=learned.get("reservation_state"),
                         refunded_cents=learned.get("refunded_cents"),
                         payment_status=learned.get("payment_status"),
@@ -143,11 +144,21 @@ class OutboxRelay:
         dead = isinstance(exc, PermanentFailure) or attempts >= self.settings.outbox_max_attempts
         delay = min(self.settings.outbox_max_backoff_seconds, 0.25 * (2 ** min(attempts, 10)))
         async with self.db.write() as tx:
-            await tx.execute(repository.OUTBOX_FAILED, id=row.id, state="dead" if dead else "pending",
-                             attempts=attempts, reason=reason[:2000], retry_at=utcnow() + timedelta(seconds=delay))
+            await tx.execute(
+                repository.OUTBOX_FAILED,
+                id=row.id,
+                state="dead" if dead else "pending",
+                attempts=attempts,
+                reason=reason[:2000],
+                retry_at=utcnow() + timedelta(seconds=delay),
+            )
         (log.error if dead else log.warning)(
-            "outbox.failed", order_id=row.order_id, kind=row.kind,
-            attempts=attempts, reason=reason, dead=dead,
+            "outbox.failed",
+            order_id=row.order_id,
+            kind=row.kind,
+            attempts=attempts,
+            reason=reason,
+            dead=dead,
         )
         return dead
 
@@ -174,14 +185,24 @@ class OutboxRelay:
             current = await tx.one(repository.ORDER_FOR_UPDATE, order_id=order.id)
             if current is None or current.status not in (domain.PAID, domain.PROCESSING):
                 return
-            await tx.execute(repository.SET_STATUS, order_id=order.id, status=domain.CANCELLED,
-                             failure_code="STOCK_UNAVAILABLE", now=now)
+            await tx.execute(
+                repository.SET_STATUS,
+                order_id=order.id,
+                status=domain.CANCELLED,
+                failure_code="STOCK_UNAVAILABLE",
+                now=now,
+            )
             await repository.append_history(tx, order.id, domain.CANCELLED, note, now)
-            await repository.append_outbox(tx, order.id, OutboxKind.REFUND,
-                                           {"reason": "Out of stock", "request_id": f"cancel-{order.id}"}, now)
-            await repository.append_outbox(tx, order.id, OutboxKind.EMAIL,
-                                           {"template": "cancelled", "reason": "The goods were no longer in stock."},
-                                           now)
+            await repository.append_outbox(
+                tx, order.id, OutboxKind.REFUND, {"reason": "Out of stock", "request_id": f"cancel-{order.id}"}, now
+            )
+            await repository.append_outbox(
+                tx,
+                order.id,
+                OutboxKind.EMAIL,
+                {"template": "cancelled", "reason": "The goods were no longer in stock."},
+                now,
+            )
         log.warning("outbox.unfulfillable", order_id=order.id)
         self.events.notify(order.id)
         self.soon(order.id)

@@ -37,13 +37,25 @@ if TYPE_CHECKING:
 
 REFUND_OPERATION = "refund"
 # Answers that refused the refund and changed nothing: the key is freed for a corrected retry.
-REFUSALS = (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,
-            grpc.StatusCode.ALREADY_EXISTS)
+REFUSALS = (
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.ALREADY_EXISTS,
+)
 
 
 class Refunds:
-    def __init__(self, *, settings, db: Database, clients: ServiceClients, events: OrderEvents,
-                 outbox: OutboxRelay, lifecycle: Lifecycle) -> None:
+    def __init__(
+        self,
+        *,
+        settings,
+        db: Database,
+        clients: ServiceClients,
+        events: OrderEvents,
+        outbox: OutboxRelay,
+        lifecycle: Lifecycle,
+    ) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
@@ -56,8 +68,9 @@ class Refunds:
         await self.lifecycle.get(caller, order_id)
         return await self.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
 
-    async def refund(self, caller: Caller, request: orders_pb2.CreateRefundRequest
-                     ) -> tuple[orders_pb2.CreateRefundResponse, bool]:
+    async def refund(
+        self, caller: Caller, request: orders_pb2.CreateRefundRequest
+    ) -> tuple[orders_pb2.CreateRefundResponse, bool]:
         """The refund's answer and whether it is a replay of the key's stored one."""
         key = clean_key(request.request_id, required=True)
         reason = domain.validate_refund(request.amount_cents, request.reason)
@@ -95,16 +108,22 @@ class Refunds:
         try:
             async with self.db.transaction() as session:
                 row = repository.insert_key(
-                    session, user_id=user_id, key=key, operation=REFUND_OPERATION, fingerprint=fp,
-                    state="in_progress", order_id=order_id,
+                    session,
+                    user_id=user_id,
+                    key=key,
+                    operation=REFUND_OPERATION,
+                    fingerprint=fp,
+                    state="in_progress",
+                    order_id=order_id,
                     locked_until=utcnow() + timedelta(seconds=self.settings.stale_after_seconds),
                 )
         except IntegrityError:
             raise in_progress() from None
         return row.id
 
-    async def _refund(self, order_id: str, amount_cents: int, reason: str, request_id: str
-                      ) -> orders_pb2.CreateRefundResponse:
+    async def _refund(
+        self, order_id: str, amount_cents: int, reason: str, request_id: str
+    ) -> orders_pb2.CreateRefundResponse:
         """Checks what remains refundable, asks payments, records its answer on the order."""
         listing = await self.clients.payments.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id))
         order = await repository.order_row(self.db, order_id)

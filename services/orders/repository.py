@@ -36,13 +36,19 @@ async def get_order(session: AsyncSession, order_id: str, *, for_update: bool = 
 
 async def load_view(session: AsyncSession, order: Order) -> OrderView:
     items = (
-        await session.execute(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.position))
-    ).scalars().all()
+        (await session.execute(select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.position)))
+        .scalars()
+        .all()
+    )
     history = (
-        await session.execute(
-            select(OrderHistory).where(OrderHistory.order_id == order.id).order_by(OrderHistory.seq)
+        (
+            await session.execute(
+                select(OrderHistory).where(OrderHistory.order_id == order.id).order_by(OrderHistory.seq)
+            )
         )
-    ).scalars().all()
+        .scalars()
+        .all()
+    )
     return OrderView(order, list(items), list(history))
 
 
@@ -75,13 +81,17 @@ async def set_status(
 
 # -- leases ------------------------------------------------------------------------------------
 
+
 async def claim_lease(session: AsyncSession, order_id: str, seconds: float) -> bool:
     """Takes the saga lease of an unfinished order unless someone else holds it."""
     now = utcnow()
     result = await session.execute(
         update(Order)
-        .where(Order.id == order_id, Order.stage.in_(domain.UNFINISHED_STAGES),
-               or_(Order.lease_until.is_(None), Order.lease_until < now))
+        .where(
+            Order.id == order_id,
+            Order.stage.in_(domain.UNFINISHED_STAGES),
+            or_(Order.lease_until.is_(None), Order.lease_until < now),
+        )
         .values(lease_until=now + timedelta(seconds=seconds))
     )
     return affected_rows(result) == 1
@@ -104,6 +114,7 @@ async def stale_unfinished(session: AsyncSession, limit: int = 50) -> list[str]:
 
 # -- outbox ------------------------------------------------------------------------------------
 
+
 async def orders_with_due_outbox(session: AsyncSession, limit: int = 50) -> list[str]:
     now = utcnow()
     rows = await session.execute(
@@ -122,6 +133,7 @@ async def orders_with_due_outbox(session: AsyncSession, limit: int = 50) -> list
 
 
 # -- idempotency keys --------------------------------------------------------------------------
+
 
 async def get_idempotency(
     session: AsyncSession, user_id: str, key: str, *, for_update: bool = False
@@ -174,6 +186,7 @@ async def purge_idempotency(session: AsyncSession, older_than: datetime) -> int:
 
 # -- listing -----------------------------------------------------------------------------------
 
+
 async def list_orders(
     session: AsyncSession,
     *,
@@ -211,9 +224,7 @@ async def load_views(session: AsyncSession, orders: list[Order]) -> list[OrderVi
     ).scalars():
         items[item.order_id].append(item)
     for entry in (
-        await session.execute(
-            select(OrderHistory).where(OrderHistory.order_id.in_(ids)).order_by(OrderHistory.seq)
-        )
+        await session.execute(select(OrderHistory).where(OrderHistory.order_id.in_(ids)).order_by(OrderHistory.seq))
     ).scalars():
         history[entry.order_id].append(entry)
     return [OrderView(order, items[order.id], history[order.id]) for order in orders]
@@ -223,8 +234,15 @@ async def load_views(session: AsyncSession, orders: list[Order]) -> list[OrderVi
 
 _TS = UTCDateTime()
 _ORDER_COLUMNS = list(Order.__table__.c)
-_ITEM_COLUMNS = [OrderItem.position, OrderItem.product_id, OrderItem.sku, OrderItem.name,
-                 OrderItem.unit_price_cents, OrderItem.quantity, OrderItem.line_total_cents]
+_ITEM_COLUMNS = [
+    OrderItem.position,
+    OrderItem.product_id,
+    OrderItem.sku,
+    OrderItem.name,
+    OrderItem.unit_price_cents,
+    OrderItem.quantity,
+    OrderItem.line_total_cents,
+]
 _HISTORY_COLUMNS = [OrderHistory.seq, OrderHistory.status, OrderHistory.note, OrderHistory.at]
 _KEY_COLUMNS = list(IdempotencyKey.__table__.c)
 
@@ -242,8 +260,11 @@ HISTORY = Query(_select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id
 HISTORY_SINCE = Query(
     _select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id AND seq > :after_seq", "seq"), _HISTORY_COLUMNS
 )
-ORDER_FOR_UPDATE = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS,
-                         postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE")
+ORDER_FOR_UPDATE = Query(
+    _select(_ORDER_COLUMNS, "orders", "id = :order_id"),
+    _ORDER_COLUMNS,
+    postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE",
+)
 KEY_ROW = Query(_select(_KEY_COLUMNS, "idempotency_keys", 'user_id = :user_id AND "key" = :key'), _KEY_COLUMNS)
 INSERT_KEY = Query(
     'INSERT INTO idempotency_keys (id, user_id, "key", operation, fingerprint, state, order_id, locked_until, '
@@ -325,8 +346,15 @@ RELEASE_OUTBOX = Query(
     "UPDATE orders SET outbox_lock_until = NULL WHERE id = :order_id AND outbox_lock_until = :until",
     types={"until": _TS},
 )
-_OUTBOX_COLUMNS = [OutboxEntry.id, OutboxEntry.order_id, OutboxEntry.seq, OutboxEntry.kind, OutboxEntry.payload,
-                   OutboxEntry.attempts, OutboxEntry.next_attempt_at]
+_OUTBOX_COLUMNS = [
+    OutboxEntry.id,
+    OutboxEntry.order_id,
+    OutboxEntry.seq,
+    OutboxEntry.kind,
+    OutboxEntry.payload,
+    OutboxEntry.attempts,
+    OutboxEntry.next_attempt_at,
+]
 PENDING_OUTBOX = Query(
     _select(_OUTBOX_COLUMNS, "outbox", "order_id = :order_id AND state = 'pending'", "seq"), _OUTBOX_COLUMNS
 )
@@ -379,21 +407,31 @@ async def history_since(db: Database, order_id: str, after_seq: int) -> list:
     return await db.read_all(HISTORY_SINCE, order_id=order_id, after_seq=after_seq)
 
 
-async def advance(tx: Transaction, order_id: str, from_stage: str, to_stage: str, *, lease_seconds: float,
-                  now: datetime) -> bool:
+async def advance(
+    tx: Transaction, order_id: str, from_stage: str, to_stage: str, *, lease_seconds: float, now: datetime
+) -> bool:
     """Moves an order from the stage its driver saw to the next one, renewing the lease, and locks
     the row for the rest of the transaction. False when someone else moved it first."""
     lease = None if to_stage == domain.Stage.DONE else now + timedelta(seconds=lease_seconds)
-    changed = await tx.execute(ADVANCE, order_id=order_id, from_stage=str(from_stage), to_stage=str(to_stage),
-                               lease=lease, now=now)
+    changed = await tx.execute(
+        ADVANCE, order_id=order_id, from_stage=str(from_stage), to_stage=str(to_stage), lease=lease, now=now
+    )
     return changed == 1
 
 
 async def append_history(tx: Transaction, order_id: str, status: str, note: str, now: datetime) -> None:
-    await tx.execute(INSERT_HISTORY, id=new_id(), order_id=order_id, same_order_id=order_id, status=status,
-                     note=note[:500], now=now)
+    await tx.execute(
+        INSERT_HISTORY, id=new_id(), order_id=order_id, same_order_id=order_id, status=status, note=note[:500], now=now
+    )
 
 
 async def append_outbox(tx: Transaction, order_id: str, kind: str, payload: dict[str, Any], now: datetime) -> None:
-    await tx.execute(INSERT_OUTBOX, id=new_id(), order_id=order_id, same_order_id=order_id, kind=str(kind),
-                     payload=json.dumps(payload), now=now)
+    await tx.execute(
+        INSERT_OUTBOX,
+        id=new_id(),
+        order_id=order_id,
+        same_order_id=order_id,
+        kind=str(kind),
+        payload=json.dumps(payload),
+        now=now,
+    )

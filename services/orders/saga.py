@@ -139,26 +139,45 @@ class Saga:
             return await self.not_reserved(order, stage, remote)
         if reservation.status in (catalog_pb2.RESERVATION_STATUS_RELEASED, catalog_pb2.RESERVATION_STATUS_RESTOCKED):
             # Released meanwhile (expired, or compensated by someone): never charge without stock.
-            return await self.finish(order, stage, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
-                                     effects=[(OutboxKind.RESTORE_CART, {})])
+            return await self.finish(
+                order,
+                stage,
+                domain.CANCELLED,
+                "The stock reservation lapsed.",
+                error=lapsed(),
+                effects=[(OutboxKind.RESTORE_CART, {})],
+            )
         priced = list(reservation.priced_lines) or await self.price_from_catalog(lines)
         totals = domain.compute_totals([(line.unit_price_cents, line.quantity) for line in priced])
         now = utcnow()
         async with self.db.write() as tx:
-            if not await repository.advance(tx, order.id, stage, Stage.RESERVED,
-                                            lease_seconds=self.settings.stale_after_seconds, now=now):
+            if not await repository.advance(
+                tx, order.id, stage, Stage.RESERVED, lease_seconds=self.settings.stale_after_seconds, now=now
+            ):
                 return False  # someone else moved it: read it again
             if stage == Stage.NEW:
                 for position, line in enumerate(priced):
                     await tx.execute(
-                        repository.INSERT_ITEM, id=new_id(), order_id=order.id, position=position,
-                        product_id=line.product_id, sku=line.sku, name=line.name,
-                        unit_price_cents=line.unit_price_cents, quantity=line.quantity,
+                        repository.INSERT_ITEM,
+                        id=new_id(),
+                        order_id=order.id,
+                        position=position,
+                        product_id=line.product_id,
+                        sku=line.sku,
+                        name=line.name,
+                        unit_price_cents=line.unit_price_cents,
+                        quantity=line.quantity,
                         line_total_cents=line.unit_price_cents * line.quantity,
                     )
-            await tx.execute(repository.SET_TOTALS, order_id=order.id, subtotal=totals.subtotal_cents,
-                             tax=totals.tax_cents, shipping=totals.shipping_cents, total=totals.total_cents,
-                             currency=(priced[0].currency_code or "USD"))
+            await tx.execute(
+                repository.SET_TOTALS,
+                order_id=order.id,
+                subtotal=totals.subtotal_cents,
+                tax=totals.tax_cents,
+                shipping=totals.shipping_cents,
+                total=totals.total_cents,
+                currency=(priced[0].currency_code or "USD"),
+            )
         crash_point(self.settings, "after_stock_reserved")
         return False  # RESERVED: the charge reads the order with its totals
 
@@ -166,14 +185,23 @@ class Saga:
         """The catalog refused the reservation (not a transient failure): the order ends here."""
         error = remote.to_shop_error()
         if remote.code == "PRODUCT_UNAVAILABLE":
-            unavailable = Conflict("Some products in your cart are no longer available.",
-                                   code="PRODUCT_UNAVAILABLE", details=dict(error.details))
+            unavailable = Conflict(
+                "Some products in your cart are no longer available.",
+                code="PRODUCT_UNAVAILABLE",
+                details=dict(error.details),
+            )
             await self.restore_cart(order.id)
             return await self.abandon(order, stage, unavailable)
         short = remote.code == "INSUFFICIENT_STOCK"
         note = "Insufficient stock." if short else f"Stock not reserved: {remote.code}."
-        return await self.finish(order, stage, domain.CANCELLED, note, error=error,
-                          effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
+        return await self.finish(
+            order,
+            stage,
+            domain.CANCELLED,
+            note,
+            error=error,
+            effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})],
+        )
 
     async def price_from_catalog(self, lines: list[tuple[str, int]]) -> list[catalog_pb2.ReservedLine]:
         """Prices from the products themselves (a catalog of the previous version answers no
@@ -184,8 +212,11 @@ class Saga:
         products = {product.id: product for product in response.products}
         return [
             catalog_pb2.ReservedLine(
-                product_id=product_id, quantity=quantity, sku=products[product_id].sku,
-                name=products[product_id].name, unit_price_cents=products[product_id].price_cents,
+                product_id=product_id,
+                quantity=quantity,
+                sku=products[product_id].sku,
+                name=products[product_id].name,
+                unit_price_cents=products[product_id].price_cents,
                 currency_code=products[product_id].currency_code,
             )
             for product_id, quantity in lines
@@ -238,16 +269,29 @@ class Saga:
             error = PaymentDeclined("The payment was declined.", details=details)
         crash_point(self.settings, "after_charge")
         if error is None and payment is not None:
-            done = await self.finish(order, Stage.RESERVED, domain.PAID, "Payment received.", payment=payment,
-                              effects=[(OutboxKind.COMMIT_RESERVATION, {}), (OutboxKind.EMAIL, {"template": "paid"})])
+            done = await self.finish(
+                order,
+                Stage.RESERVED,
+                domain.PAID,
+                "Payment received.",
+                payment=payment,
+                effects=[(OutboxKind.COMMIT_RESERVATION, {}), (OutboxKind.EMAIL, {"template": "paid"})],
+            )
             crash_point(self.settings, "after_paid_recorded")
             return done
         assert error is not None
         if payment is None and error.code == "PAYMENT_DECLINED":
             payment = await self.stored_payment(order.id)
         note = "Payment declined." if error.code == "PAYMENT_DECLINED" else f"Payment failed: {error.code}."
-        done = await self.finish(order, Stage.RESERVED, domain.PAYMENT_FAILED, note, error=error, payment=payment,
-                          effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
+        done = await self.finish(
+            order,
+            Stage.RESERVED,
+            domain.PAYMENT_FAILED,
+            note,
+            error=error,
+            payment=payment,
+            effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})],
+        )
         crash_point(self.settings, "after_payment_failed_recorded")
         return done
 
@@ -265,8 +309,14 @@ class Saga:
                 raise
         if await self.stored_payment(order.id) is not None:
             return True
-        await self.finish(order, Stage.RESERVED, domain.CANCELLED, "The stock reservation lapsed.", error=lapsed(),
-                          effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})])
+        await self.finish(
+            order,
+            Stage.RESERVED,
+            domain.CANCELLED,
+            "The stock reservation lapsed.",
+            error=lapsed(),
+            effects=[(OutboxKind.RELEASE_RESERVATION, {}), (OutboxKind.RESTORE_CART, {})],
+        )
         return False
 
     async def stored_payment(self, order_id: str) -> payments_pb2.Payment | None:
@@ -310,7 +360,9 @@ class Saga:
             if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
                 return False
             await tx.execute(
-                repository.SET_OUTCOME, order_id=order.id, status=status,
+                repository.SET_OUTCOME,
+                order_id=order.id,
+                status=status,
                 failure_code=error.code if error is not None else order.failure_code,
                 payment_id=payment.id if payment is not None else order.payment_id,
                 payment_status=payment_status,
@@ -332,20 +384,25 @@ class Saga:
         return True
 
 
-async def complete_key(tx: Transaction, order_id: str, now: datetime, *, body: bytes | None = None,
-                       error: ShopError | None = None) -> None:
+async def complete_key(
+    tx: Transaction, order_id: str, now: datetime, *, body: bytes | None = None, error: ShopError | None = None
+) -> None:
     """The checkout's idempotency key gets its final answer (a 201 body, or the stored error): the
     saga's outcome, or a cancel of a stalled checkout (`lifecycle.cancel`), in the caller's
     transaction."""
     await tx.execute(
-        repository.COMPLETE_KEY, order_id=order_id, now=now,
+        repository.COMPLETE_KEY,
+        order_id=order_id,
+        now=now,
         status=http_status_of(error) if error is not None else 201,
-        body=body, error=json.dumps(error_to_stored(error)) if error is not None else None,
+        body=body,
+        error=json.dumps(error_to_stored(error)) if error is not None else None,
     )
 
 
-def reserve_request(order_id: str, lines: list[tuple[str, int]], *, renew: bool = False
-                    ) -> catalog_pb2.ReserveStockRequest:
+def reserve_request(
+    order_id: str, lines: list[tuple[str, int]], *, renew: bool = False
+) -> catalog_pb2.ReserveStockRequest:
     return catalog_pb2.ReserveStockRequest(
         reservation_id=order_id,
         lines=[catalog_pb2.StockLine(product_id=product_id, quantity=quantity) for product_id, quantity in lines],

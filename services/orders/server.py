@@ -38,13 +38,21 @@ class Runtime:
         self.events = OrderEvents()
         # Tests only: (step, user id) → an event the checkout waits for at that step.
         self.holds: dict[tuple[str, str], asyncio.Event] = {}
-        self.outbox = OutboxRelay(settings=settings, db=self.db, clients=self.clients,
-                                  mailer=build_mailer(settings), events=self.events)
-        self.checkout = Checkout(settings=settings, db=self.db, clients=self.clients, events=self.events,
-                                 outbox=self.outbox, hold=self.hold)
+        self.outbox = OutboxRelay(
+            settings=settings, db=self.db, clients=self.clients, mailer=build_mailer(settings), events=self.events
+        )
+        self.checkout = Checkout(
+            settings=settings, db=self.db, clients=self.clients, events=self.events, outbox=self.outbox, hold=self.hold
+        )
         self.lifecycle = Lifecycle(settings=settings, db=self.db, events=self.events, outbox=self.outbox)
-        self.refunds = Refunds(settings=settings, db=self.db, clients=self.clients, events=self.events,
-                               outbox=self.outbox, lifecycle=self.lifecycle)
+        self.refunds = Refunds(
+            settings=settings,
+            db=self.db,
+            clients=self.clients,
+            events=self.events,
+            outbox=self.outbox,
+            lifecycle=self.lifecycle,
+        )
 
     async def hold(self, step: str, user_id: str) -> bool:
         """Tests only: wait once at a named checkout step for this user until the test releases

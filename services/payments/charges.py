@@ -53,8 +53,7 @@ async def create_charge(runtime, charge: domain.ChargeRequest) -> Any:
     if payment.status == domain.DECLINED:
         if not payment.declined_answered:
             async with runtime.db.write() as tx:
-                await tx.execute(repository.MARK_DECLINED_ANSWERED, payment_id=payment.id, answered=True,
-                                 now=utcnow())
+                await tx.execute(repository.MARK_DECLINED_ANSWERED, payment_id=payment.id, answered=True, now=utcnow())
         raise _declined(payment)
     return payment
 
@@ -68,8 +67,12 @@ async def list_payments(runtime, order_id: str) -> tuple[Any | None, list]:
 
 def _new_payment(runtime, charge: domain.ChargeRequest) -> dict:
     return repository.new_payment_values(
-        order_id=charge.order_id, user_id=charge.user_id, method=charge.method,
-        amount_cents=charge.amount_cents, currency_code=charge.currency_code, provider=runtime.provider.name,
+        order_id=charge.order_id,
+        user_id=charge.user_id,
+        method=charge.method,
+        amount_cents=charge.amount_cents,
+        currency_code=charge.currency_code,
+        provider=runtime.provider.name,
     )
 
 
@@ -128,11 +131,17 @@ async def _record_charge(runtime, charge: domain.ChargeRequest, result) -> Any:
             payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
         assert payment is not None
         before = domain.PaymentState(
-            payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
+            payment.status,
+            payment.amount_cents,
+            payment.captured_cents,
+            payment.refunded_cents,
             payment.decline_code,
         )
         after = domain.apply_charge(
-            before, succeeded=result.succeeded, pending=result.pending, captured_cents=result.captured_cents,
+            before,
+            succeeded=result.succeeded,
+            pending=result.pending,
+            captured_cents=result.captured_cents,
             decline_code=result.decline_code,
         )
         wanted = {

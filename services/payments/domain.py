@@ -126,8 +126,9 @@ def status_for_amounts(current: str, captured_cents: int, refunded_cents: int) -
     return higher(current, implied)
 
 
-def apply_charge(state: PaymentState, *, succeeded: bool, pending: bool, captured_cents: int,
-                 decline_code: str) -> PaymentState:
+def apply_charge(
+    state: PaymentState, *, succeeded: bool, pending: bool, captured_cents: int, decline_code: str
+) -> PaymentState:
     """The payment after the provider's answer to CreateCharge, recorded after the call: like an
     event, it only moves the status up (a webhook that got there first is kept), a decline only
     ends a PENDING payment, and the captured amount only grows (capped by the amount)."""
@@ -146,6 +147,7 @@ def higher(current: str, candidate: str) -> str:
 
 
 # -- webhook signatures (Stripe's scheme, also used by the sandbox provider) ---------------------
+
 
 class InvalidSignature(InvalidArgument):
     default_code = "INVALID_SIGNATURE"

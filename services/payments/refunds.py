@@ -23,8 +23,9 @@ from shop.lib.server import crash_point
 log = structlog.get_logger("payments")
 
 
-async def create_refund(runtime, order_id: str, amount_cents: int, reason: str, request_id: str
-                        ) -> tuple[Payment, Refund]:
+async def create_refund(
+    runtime, order_id: str, amount_cents: int, reason: str, request_id: str
+) -> tuple[Payment, Refund]:
     """The three steps of a refund (see the module docstring), for a validated request: the
     payment and the refund as they are after it."""
     payment, refund = await _reserve(runtime, order_id, amount_cents, reason, request_id)
@@ -52,8 +53,7 @@ async def create_refund(runtime, order_id: str, amount_cents: int, reason: str, 
     return payment, refund
 
 
-async def _reserve(runtime, order_id: str, amount_cents: int, reason: str, request_id: str
-                   ) -> tuple[Payment, Refund]:
+async def _reserve(runtime, order_id: str, amount_cents: int, reason: str, request_id: str) -> tuple[Payment, Refund]:
     """Transaction 1 (short, the payment row locked so concurrent refunds see each other's
     reservations): the refund of this request id, reserved and recorded PENDING if new."""
     async with runtime.db.transaction() as session:
@@ -85,12 +85,10 @@ async def _reserve(runtime, order_id: str, amount_cents: int, reason: str, reque
     return payment, refund
 
 
-async def _finish(runtime, order_id: str, refund_id: str, request_id: str, reference: str
-                  ) -> tuple[Payment, Refund]:
+async def _finish(runtime, order_id: str, refund_id: str, request_id: str, reference: str) -> tuple[Payment, Refund]:
     """Transaction 2: the refund SUCCEEDED, the payment's status following its amounts."""
     async with runtime.db.transaction() as session:
-        await repository.finish_refund(session, refund_id, status=domain.REFUND_SUCCEEDED,
-                                       provider_reference=reference)
+        await repository.finish_refund(session, refund_id, status=domain.REFUND_SUCCEEDED, provider_reference=reference)
         payment = await repository.payment_by_order(session, order_id, for_update=True)
         assert payment is not None
         # refunded_cents counts the reservations still waiting for the provider: not refunded yet

@@ -23,8 +23,9 @@ async def payment_by_order(session: AsyncSession, order_id: str, *, for_update: 
     return (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()
 
 
-async def payment_by_reference(session: AsyncSession, provider: str, reference: str, *, for_update: bool = False
-                               ) -> Payment | None:
+async def payment_by_reference(
+    session: AsyncSession, provider: str, reference: str, *, for_update: bool = False
+) -> Payment | None:
     if not reference:
         return None
     query = select(Payment).where(Payment.provider == provider, Payment.provider_reference == reference)
@@ -109,8 +110,9 @@ async def insert_event_if_new(session: AsyncSession, **values: Any) -> bool:
     return (await session.execute(statement)).first() is not None
 
 
-async def set_event_outcome(session: AsyncSession, provider: str, event_id: str, outcome: str,
-                            payment_id: str | None) -> None:
+async def set_event_outcome(
+    session: AsyncSession, provider: str, event_id: str, outcome: str, payment_id: str | None
+) -> None:
     await session.execute(
         update(WebhookEvent)
         .where(WebhookEvent.provider == provider, WebhookEvent.event_id == event_id)
@@ -138,8 +140,10 @@ INSERT_PAYMENT = Query(
     _PAYMENT_COLUMNS,
     types={"now": _TS},
 )
-PAYMENT_OF_ORDER = Query(f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
-                         _PAYMENT_COLUMNS)
+PAYMENT_OF_ORDER = Query(
+    f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
+    _PAYMENT_COLUMNS,
+)
 # SQLite writers are serialised (BEGIN IMMEDIATE): no row lock there.
 PAYMENT_OF_ORDER_FOR_UPDATE = Query(
     f"SELECT {_PAYMENT_NAMES} FROM payments WHERE order_id = :order_id",  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
@@ -167,8 +171,17 @@ REFUNDS_OF_ORDER = Query(
 )
 
 
-def new_payment_values(*, order_id: str, user_id: str, method: str, amount_cents: int, currency_code: str,
-                       provider: str) -> dict[str, Any]:
+def new_payment_values(
+    *, order_id: str, user_id: str, method: str, amount_cents: int, currency_code: str, provider: str
+) -> dict[str, Any]:
     """The parameters of INSERT_PAYMENT for a new PENDING charge."""
-    return {"id": new_id(), "order_id": order_id, "user_id": user_id, "method": method,
-            "amount_cents": amount_cents, "currency_code": currency_code, "provider": provider, "now": utcnow()}
+    return {
+        "id": new_id(),
+        "order_id": order_id,
+        "user_id": user_id,
+        "method": method,
+        "amount_cents": amount_cents,
+        "currency_code": currency_code,
+        "provider": provider,
+        "now": utcnow(),
+    }

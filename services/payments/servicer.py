@@ -24,7 +24,11 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
     async def CreateCharge(self, request, context):
         require_caller("payments.CreateCharge")
         charge = domain.validate_charge(
-            request.order_id, request.user_id, request.amount_cents, request.currency_code, request.method,
+            request.order_id,
+            request.user_id,
+            request.amount_cents,
+            request.currency_code,
+            request.method,
             request.token,
         )
         payment = await charges.create_charge(self.runtime, charge)

@@ -57,7 +57,10 @@ async def _apply_event(session, provider: str, event) -> None:
             raise Aborted("The payment of this event is not recorded yet.", code="PAYMENT_NOT_READY")
         if payment is not None:
             before = domain.PaymentState(
-                payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents,
+                payment.status,
+                payment.amount_cents,
+                payment.captured_cents,
+                payment.refunded_cents,
                 payment.decline_code,
             )
             after = domain.apply_event(before, event)
@@ -92,8 +95,13 @@ async def _refund_late_capture(runtime, event) -> None:
     if payment is None or not payment.declined_answered or payment.captured_cents <= 0:
         return
     try:
-        await refunds.create_refund(runtime, payment.order_id, 0, "Captured after the charge was answered declined",
-                                    f"late-capture-{payment.id}")
+        await refunds.create_refund(
+            runtime,
+            payment.order_id,
+            0,
+            "Captured after the charge was answered declined",
+            f"late-capture-{payment.id}",
+        )
     except Conflict as exc:
         if exc.code == "REFUND_FAILED":  # the provider refused it: a person must look (logged, not retried)
             log.error("payment.late_capture_refund_refused", order_id=payment.order_id)

@@ -20,14 +20,49 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ON_CI = os.environ.get("CI") == "true"
-SCENARIOS = {"baseline#1", "product#1", "baseline#2", "product#2", "list", "search", "categories", "cart-read",
-             "cart-add", "healthz", "product-cached", "checkout-spread", "checkout-same", "checkout-idle"}
-PROCESSES = {"gateway", "auth", "catalog", "cart", "orders", "payments", "gw-cached", "baseline", "postgres",
-             "loadgen", "other"}
+SCENARIOS = {
+    "baseline#1",
+    "product#1",
+    "baseline#2",
+    "product#2",
+    "list",
+    "search",
+    "categories",
+    "cart-read",
+    "cart-add",
+    "healthz",
+    "product-cached",
+    "checkout-spread",
+    "checkout-same",
+    "checkout-idle",
+}
+PROCESSES = {
+    "gateway",
+    "auth",
+    "catalog",
+    "cart",
+    "orders",
+    "payments",
+    "gw-cached",
+    "baseline",
+    "postgres",
+    "loadgen",
+    "other",
+}
 # Which process must have spent CPU in which scenario (proves the pids were found and read).
-BUSY = [("baseline#1", "baseline"), ("product#1", "gateway"), ("product#1", "catalog"), ("product#1", "postgres"),
-        ("product#1", "loadgen"), ("product-cached", "gw-cached"), ("cart-read", "cart"), ("cart-add", "loadgen"),
-        ("checkout-spread", "auth"), ("checkout-spread", "orders"), ("checkout-spread", "payments")]
+BUSY = [
+    ("baseline#1", "baseline"),
+    ("product#1", "gateway"),
+    ("product#1", "catalog"),
+    ("product#1", "postgres"),
+    ("product#1", "loadgen"),
+    ("product-cached", "gw-cached"),
+    ("cart-read", "cart"),
+    ("cart-add", "loadgen"),
+    ("checkout-spread", "auth"),
+    ("checkout-spread", "orders"),
+    ("checkout-spread", "payments"),
+]
 
 
 def postgres_answers() -> bool:
@@ -53,9 +88,25 @@ def test_bench_runs_every_scenario_and_reports_every_process(tmp_path):
     out = tmp_path / "bench.json"
 
     completed = subprocess.run(
-        [sys.executable, "-m", "scripts.bench", "--seconds", "1", "--warmup", "0", "--checkouts", "20",
-         "--connections", "4", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=220,
+        [
+            sys.executable,
+            "-m",
+            "scripts.bench",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--checkouts",
+            "20",
+            "--connections",
+            "4",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=220,
     )
 
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]

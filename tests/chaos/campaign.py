@@ -41,10 +41,24 @@ from services.payments.domain import signature_header
 from services.payments.providers.sandbox_faults import connect as connect_ledger
 from tests.chaos.stack import ADMIN_EMAIL, ADMIN_PASSWORD, WEBHOOK_SECRET, Stack
 
-ADDRESS = {"firstName": "Ada", "lastName": "Lovelace", "line1": "1 Main Street", "city": "London",
-           "postalCode": "N1 1AA", "country": "GB"}
-FAULT_KINDS = ("kill_orders", "kill_catalog", "kill_payments", "provider_slow", "provider_unavailable",
-               "provider_late", "expire_reservations", "cancel_inflight")
+ADDRESS = {
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "line1": "1 Main Street",
+    "city": "London",
+    "postalCode": "N1 1AA",
+    "country": "GB",
+}
+FAULT_KINDS = (
+    "kill_orders",
+    "kill_catalog",
+    "kill_payments",
+    "provider_slow",
+    "provider_unavailable",
+    "provider_late",
+    "expire_reservations",
+    "cancel_inflight",
+)
 RETRYABLE_STATUSES = {500, 502, 503, 504}
 KEPT_STATUSES = {"PAID", "PROCESSING", "SHIPPED", "DELIVERED"}
 SOLD_STATUSES = {"PAID", "PROCESSING", "SHIPPED"}
@@ -120,8 +134,12 @@ class SeedReport:
             f"  every answer:  {dict(sorted(self.answers.items()))}",
             f"  orders:        {dict(sorted(self.orders_by_status.items()))}",
             f"  faults:        {dict(sorted(self.faults.items()))}",
-            "  settled:       " + (f"after {self.settled_after:.1f} s" if self.settled_after is not None
-                                   else "NOT within the recovery window"),
+            "  settled:       "
+            + (
+                f"after {self.settled_after:.1f} s"
+                if self.settled_after is not None
+                else "NOT within the recovery window"
+            ),
             f"  violations:    {len(self.violations)}",
         ]
         lines += [f"    - {violation}" for violation in self.violations]
@@ -165,17 +183,26 @@ class Campaign:
         rng, config = self.rng, self.config
         for _ in range(config.products):
             self.products.append({"stock": rng.randint(3, 6), "price": rng.choice([1500, 2500, 4000, 7000, 12000])})
-        tokens = ["tok_visa"] * 14 + ["tok_mastercard"] * 2 + ["tok_chargeDeclined"] * 2 + [
-            "tok_chargeDeclinedInsufficientFunds"]
+        tokens = (
+            ["tok_visa"] * 14
+            + ["tok_mastercard"] * 2
+            + ["tok_chargeDeclined"] * 2
+            + ["tok_chargeDeclinedInsufficientFunds"]
+        )
         for index in range(config.buyers):
             count = 1 if rng.random() < 0.7 else 2
             chosen = rng.sample(range(config.products), count)
             lines = [(product, 1 if rng.random() < 0.75 else 2) for product in chosen]
-            self.buyers.append(Buyer(
-                index=index, lines=lines, token=rng.choice(tokens),
-                start_at=rng.uniform(0, config.run_seconds * 0.75),
-                cancel_after_paid=rng.random() < 0.15, key=_key(rng),
-            ))
+            self.buyers.append(
+                Buyer(
+                    index=index,
+                    lines=lines,
+                    token=rng.choice(tokens),
+                    start_at=rng.uniform(0, config.run_seconds * 0.75),
+                    cancel_after_paid=rng.random() < 0.15,
+                    key=_key(rng),
+                )
+            )
         count = rng.randint(7, 11)
         times = sorted(rng.uniform(0.5, config.run_seconds) for _ in range(count))
         for at in times:
@@ -188,9 +215,11 @@ class Campaign:
             elif kind == "provider_unavailable":
                 params = {"charge_first": rng.random() < 0.5, "for_seconds": round(rng.uniform(1, 5), 2)}
             elif kind == "provider_late":
-                params = {"late_seconds": round(rng.uniform(1.5, 6.0), 2),
-                          "late_outcome": rng.choice(["token", "token", "succeeded", "declined"]),
-                          "for_seconds": round(rng.uniform(2, 7), 2)}
+                params = {
+                    "late_seconds": round(rng.uniform(1.5, 6.0), 2),
+                    "late_outcome": rng.choice(["token", "token", "succeeded", "declined"]),
+                    "for_seconds": round(rng.uniform(2, 7), 2),
+                }
             elif kind == "expire_reservations":
                 params = {"fraction": round(rng.uniform(0.3, 1.0), 2), "pick": rng.random()}
             elif kind == "cancel_inflight":
@@ -231,16 +260,25 @@ class Campaign:
         response = await self._post("/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD})
         assert response.status_code == 200, response.text
         self.admin_headers = {"Authorization": f"Bearer {response.json()['data']['tokens']['accessToken']}"}
-        response = await self._post("/api/v1/categories", json={"slug": "chaos", "name": "Chaos"},
-                                   headers=self.admin_headers)
+        response = await self._post(
+            "/api/v1/categories", json={"slug": "chaos", "name": "Chaos"}, headers=self.admin_headers
+        )
         assert response.status_code in (201, 409), response.text
         for index, product in enumerate(self.products):
             sku = f"CHAOS-{self.seed}-{index}-{uuid.uuid4().hex[:6].upper()}"
-            response = await self._post("/api/v1/products", headers=self.admin_headers, json={
-                "sku": sku, "name": f"Chaos product {sku}", "description": "Made by the fault campaign.",
-                "priceCents": product["price"], "currency": "USD", "categorySlug": "chaos",
-                "stock": product["stock"],
-            })
+            response = await self._post(
+                "/api/v1/products",
+                headers=self.admin_headers,
+                json={
+                    "sku": sku,
+                    "name": f"Chaos product {sku}",
+                    "description": "Made by the fault campaign.",
+                    "priceCents": product["price"],
+                    "currency": "USD",
+                    "categorySlug": "chaos",
+                    "stock": product["stock"],
+                },
+            )
             assert response.status_code == 201, response.text
             product["id"] = response.json()["data"]["id"]
         semaphore = asyncio.Semaphore(8)
@@ -248,14 +286,24 @@ class Campaign:
         async def prepare(buyer: Buyer) -> None:
             async with semaphore:
                 email = f"chaos-{self.seed}-{buyer.index}-{uuid.uuid4().hex[:8]}@example.com"
-                response = await self._post("/api/v1/auth/register", json={
-                    "email": email, "password": "Passw0rd!x", "firstName": "Chaos", "lastName": f"Buyer{buyer.index}"})
+                response = await self._post(
+                    "/api/v1/auth/register",
+                    json={
+                        "email": email,
+                        "password": "Passw0rd!x",
+                        "firstName": "Chaos",
+                        "lastName": f"Buyer{buyer.index}",
+                    },
+                )
                 assert response.status_code == 201, response.text
                 data = response.json()["data"]
                 buyer.user = {**data, "headers": {"Authorization": f"Bearer {data['tokens']['accessToken']}"}}
                 for product, quantity in buyer.lines:
-                    response = await self._post("/api/v1/cart/items", headers=buyer.user["headers"], json={
-                        "productId": self.products[product]["id"], "quantity": quantity})
+                    response = await self._post(
+                        "/api/v1/cart/items",
+                        headers=buyer.user["headers"],
+                        json={"productId": self.products[product]["id"], "quantity": quantity},
+                    )
                     assert response.status_code == 200, response.text
 
         await asyncio.gather(*(prepare(buyer) for buyer in self.buyers))
@@ -311,16 +359,22 @@ class Campaign:
         details = (body.get("error") or {}).get("details") or {}
         if details.get("orderId"):
             return details["orderId"]
-        rows = self.stack.sql("orders", "SELECT id FROM orders WHERE user_id = %s AND idempotency_key = %s",
-                              (buyer.user_id, buyer.key))
+        rows = self.stack.sql(
+            "orders", "SELECT id FROM orders WHERE user_id = %s AND idempotency_key = %s", (buyer.user_id, buyer.key)
+        )
         return rows[0][0] if rows else None
 
-    async def cancel(self, buyer: Buyer, order_id: str, answers: list, give_up_at: float,
-                     *, retry: bool = True) -> None:
+    async def cancel(
+        self, buyer: Buyer, order_id: str, answers: list, give_up_at: float, *, retry: bool = True
+    ) -> None:
         while True:
             try:
-                response = await self.http.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "chaos"},
-                                                 headers=buyer.user["headers"], timeout=40)
+                response = await self.http.post(
+                    f"/api/v1/orders/{order_id}/cancel",
+                    json={"reason": "chaos"},
+                    headers=buyer.user["headers"],
+                    timeout=40,
+                )
             except httpx.HTTPError as exc:
                 answers.append(type(exc).__name__)
             else:
@@ -337,7 +391,8 @@ class Campaign:
     def _seed_orders(self, status: str | None = None) -> list[tuple[str, str]]:
         """(order id, user id) of this seed's orders, in a stable order (by user index, then id)."""
         rows = self.stack.sql(
-            "orders", "SELECT id, user_id, status FROM orders WHERE user_id = ANY(%s)", (list(self.by_user),))
+            "orders", "SELECT id, user_id, status FROM orders WHERE user_id = ANY(%s)", (list(self.by_user),)
+        )
         rows = [(order_id, user_id) for order_id, user_id, st in rows if status is None or st == status]
         return sorted(rows, key=lambda row: (self.by_user[row[1]].index, row[0]))
 
@@ -362,8 +417,10 @@ class Campaign:
             plan = {
                 "provider_slow": {"delay_seconds": params.get("delay_seconds", 0)},
                 "provider_unavailable": {"unavailable": True, "charge_first": params.get("charge_first", False)},
-                "provider_late": {"late_seconds": params.get("late_seconds", 0),
-                                  "late_outcome": params.get("late_outcome", "token")},
+                "provider_late": {
+                    "late_seconds": params.get("late_seconds", 0),
+                    "late_outcome": params.get("late_outcome", "token"),
+                },
             }[kind]
             self._plan_version += 1
             version = self._plan_version
@@ -379,13 +436,19 @@ class Campaign:
             task.add_done_callback(self._webhook_tasks.discard)
         elif kind == "expire_reservations":
             reserved = self.stack.sql(
-                "catalog", "SELECT id FROM reservations WHERE status = 'RESERVED' AND id = ANY(%s) ORDER BY id",
-                ([order_id for order_id, _ in self._seed_orders()],))
+                "catalog",
+                "SELECT id FROM reservations WHERE status = 'RESERVED' AND id = ANY(%s) ORDER BY id",
+                ([order_id for order_id, _ in self._seed_orders()],),
+            )
             ids = [row[0] for row in reserved]
             chosen = _pick(ids, params["fraction"], params["pick"])
             if chosen:
-                self.stack.sql("catalog", "UPDATE reservations SET expires_at = now() - interval '1 second' "
-                               "WHERE id = ANY(%s) AND status = 'RESERVED'", (chosen,))
+                self.stack.sql(
+                    "catalog",
+                    "UPDATE reservations SET expires_at = now() - interval '1 second' "
+                    "WHERE id = ANY(%s) AND status = 'RESERVED'",
+                    (chosen,),
+                )
             self.report.faults["reservations_expired"] += len(chosen)
             note += f" → expired {chosen}"
         elif kind == "cancel_inflight":
@@ -402,6 +465,7 @@ class Campaign:
     async def injector(self) -> None:
         """Each fault at its time, in its own task (a restart takes seconds on a busy machine and
         must not push the later faults out of the window); then waits for every restart."""
+
         async def one(fault: Fault) -> None:
             await self._sleep_until(fault.at)
             try:
@@ -420,7 +484,9 @@ class Campaign:
             while not self._stop_webhooks.is_set():
                 rows = ledger.execute(
                     "SELECT id, type, order_id, user_id, body, available_at FROM events "
-                    "WHERE available_at <= ? ORDER BY available_at, id", (time.time(),)).fetchall()
+                    "WHERE available_at <= ? ORDER BY available_at, id",
+                    (time.time(),),
+                ).fetchall()
                 for event_id, kind, order_id, user_id, body, _available in rows:
                     if event_id in self._seen_events or user_id not in self.by_user:
                         continue
@@ -446,9 +512,12 @@ class Campaign:
         while True:
             header = signature_header(body, WEBHOOK_SECRET, int(time.time()))
             try:
-                response = await self.http.post("/api/v1/payments/webhooks/sandbox", content=body, timeout=20,
-                                                headers={"Sandbox-Signature": header,
-                                                         "Content-Type": "application/json"})
+                response = await self.http.post(
+                    "/api/v1/payments/webhooks/sandbox",
+                    content=body,
+                    timeout=20,
+                    headers={"Sandbox-Signature": header, "Content-Type": "application/json"},
+                )
                 status = response.status_code
             except httpx.HTTPError:
                 status = 0
@@ -456,7 +525,7 @@ class Campaign:
                 if event_id not in self._first_delivery:
                     self._first_delivery[event_id] = time.time()
                     made = self._event_order[order_id]
-                    if any(later in self._first_delivery for later in made[made.index(event_id) + 1:]):
+                    if any(later in self._first_delivery for later in made[made.index(event_id) + 1 :]):
                         self.report.faults["webhook_out_of_order"] += 1
                 self._delivered.add(event_id)
                 return
@@ -478,8 +547,10 @@ class Campaign:
         async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=40) as http:
             self.http = http
             await self.setup()
-            initial = {p["id"]: int(self.stack.sql("catalog", "SELECT stock FROM products WHERE id = %s",
-                                                   (p["id"],))[0][0]) for p in self.products}
+            initial = {
+                p["id"]: int(self.stack.sql("catalog", "SELECT stock FROM products WHERE id = %s", (p["id"],))[0][0])
+                for p in self.products
+            }
             self._t0 = time.monotonic()
             give_up_at = self.config.run_seconds + self.config.recovery_seconds
             buyers = [asyncio.create_task(self.buy(buyer, give_up_at)) for buyer in self.buyers]
@@ -522,12 +593,14 @@ class Campaign:
         ids = [order_id for order_id, _ in orders]
         if self._seed_orders("PENDING"):
             return False
-        outbox = self.stack.sql("orders", "SELECT count(*) FROM outbox WHERE order_id = ANY(%s) AND state = 'pending'",
-                                (ids,))[0][0]
+        outbox = self.stack.sql(
+            "orders", "SELECT count(*) FROM outbox WHERE order_id = ANY(%s) AND state = 'pending'", (ids,)
+        )[0][0]
         if outbox:
             return False
-        reserved = self.stack.sql("catalog", "SELECT count(*) FROM reservations WHERE id = ANY(%s) AND "
-                                  "status = 'RESERVED'", (ids,))[0][0]
+        reserved = self.stack.sql(
+            "catalog", "SELECT count(*) FROM reservations WHERE id = ANY(%s) AND status = 'RESERVED'", (ids,)
+        )[0][0]
         return not reserved and not self._pending_webhooks(ledger)
 
     # -- the invariants --------------------------------------------------------------------------
@@ -535,9 +608,14 @@ class Campaign:
     def check_invariants(self, initial: dict[str, int]) -> None:
         v = self.report.violations
         product_ids = list(initial)
-        orders = {row[0]: row for row in self.stack.sql(
-            "orders", "SELECT id, user_id, status, total_cents, stage FROM orders WHERE user_id = ANY(%s)",
-            (list(self.by_user),))}
+        orders = {
+            row[0]: row
+            for row in self.stack.sql(
+                "orders",
+                "SELECT id, user_id, status, total_cents, stage FROM orders WHERE user_id = ANY(%s)",
+                (list(self.by_user),),
+            )
+        }
         order_ids = list(orders)
         self.report.orders_by_status.update(row[2] for row in orders.values())
 
@@ -545,17 +623,25 @@ class Campaign:
         #    the units of sold orders are the committed units.
         lines = collections.defaultdict(dict)
         for status, product_id, quantity in self.stack.sql(
-            "catalog", "SELECT r.status, l.product_id, COALESCE(SUM(l.quantity), 0) FROM reservation_lines l "
+            "catalog",
+            "SELECT r.status, l.product_id, COALESCE(SUM(l.quantity), 0) FROM reservation_lines l "
             "JOIN reservations r ON r.id = l.reservation_id WHERE l.product_id = ANY(%s) GROUP BY r.status, l.product_id",
-            (product_ids,)):
+            (product_ids,),
+        ):
             lines[product_id][status] = int(quantity)
-        adjusted = dict(self.stack.sql(
-            "catalog", "SELECT product_id, COALESCE(SUM(delta), 0) FROM stock_adjustments WHERE product_id = ANY(%s) "
-            "GROUP BY product_id", (product_ids,)))
+        adjusted = dict(
+            self.stack.sql(
+                "catalog",
+                "SELECT product_id, COALESCE(SUM(delta), 0) FROM stock_adjustments WHERE product_id = ANY(%s) "
+                "GROUP BY product_id",
+                (product_ids,),
+            )
+        )
         on_hand = dict(self.stack.sql("catalog", "SELECT id, stock FROM products WHERE id = ANY(%s)", (product_ids,)))
         sold_units = collections.Counter()
         for order_id, product_id, quantity in self.stack.sql(
-            "orders", "SELECT order_id, product_id, quantity FROM order_items WHERE order_id = ANY(%s)", (order_ids,)):
+            "orders", "SELECT order_id, product_id, quantity FROM order_items WHERE order_id = ANY(%s)", (order_ids,)
+        ):
             if orders[order_id][2] in SOLD_STATUSES:
                 sold_units[product_id] += int(quantity)
         for product_id in product_ids:
@@ -564,33 +650,48 @@ class Campaign:
             expected = initial[product_id] + int(adjusted.get(product_id, 0))
             total = stock + held.get("RESERVED", 0) + held.get("COMMITTED", 0)
             if total != expected:
-                v.append(Violation("stock conserved", product_id,
-                                   f"on hand {stock} + reserved {held.get('RESERVED', 0)} + committed "
-                                   f"{held.get('COMMITTED', 0)} = {total}, expected {expected}"))
+                v.append(
+                    Violation(
+                        "stock conserved",
+                        product_id,
+                        f"on hand {stock} + reserved {held.get('RESERVED', 0)} + committed "
+                        f"{held.get('COMMITTED', 0)} = {total}, expected {expected}",
+                    )
+                )
             if stock < 0:
                 v.append(Violation("stock >= 0", product_id, f"on hand {stock}"))
             if sold_units[product_id] != held.get("COMMITTED", 0):
                 oversold = sold_units[product_id] - expected
-                v.append(Violation("sold = committed", product_id,
-                                   f"{sold_units[product_id]} units in paid orders, {held.get('COMMITTED', 0)} committed"
-                                   + (f", {expected} ever in stock: OVERSOLD by {oversold}" if oversold > 0 else "")))
+                v.append(
+                    Violation(
+                        "sold = committed",
+                        product_id,
+                        f"{sold_units[product_id]} units in paid orders, {held.get('COMMITTED', 0)} committed"
+                        + (f", {expected} ever in stock: OVERSOLD by {oversold}" if oversold > 0 else ""),
+                    )
+                )
 
         # 2. Money: captured − refunded in payments' books and in the provider's (the sandbox
         #    ledger) is what the order kept; one charge per order.
         payments = collections.defaultdict(list)
         for order_id, captured, refunded, status, reference in self.stack.sql(
-            "payments", "SELECT order_id, captured_cents, refunded_cents, status, provider_reference FROM payments "
-            "WHERE order_id = ANY(%s)", (order_ids,)):
+            "payments",
+            "SELECT order_id, captured_cents, refunded_cents, status, provider_reference FROM payments "
+            "WHERE order_id = ANY(%s)",
+            (order_ids,),
+        ):
             payments[order_id].append((int(captured), int(refunded), status, reference))
         ledger = connect_ledger(self.stack.faults_dir / "ledger.sqlite3")
         try:
             charges = collections.defaultdict(list)
             for order_id, reference, amount, outcome, decide_at in ledger.execute(
-                "SELECT order_id, reference, amount_cents, outcome, decide_at FROM charges"):
+                "SELECT order_id, reference, amount_cents, outcome, decide_at FROM charges"
+            ):
                 if order_id in orders:
                     charges[order_id].append((reference, int(amount), outcome, decide_at))
             for order_id, decide_at, created_at in ledger.execute(
-                "SELECT order_id, decide_at, created_at FROM charges"):
+                "SELECT order_id, decide_at, created_at FROM charges"
+            ):
                 if order_id in orders and decide_at > created_at + 0.5:
                     self.report.faults["provider_charges_answered_late"] += 1
             refunds = collections.Counter()
@@ -605,26 +706,42 @@ class Campaign:
                 v.append(Violation("one payment per order", order_id, f"{len(rows)} payments rows"))
             books = sum(captured - refunded for captured, refunded, _, _ in rows)
             if books != kept:
-                v.append(Violation("money kept (payments)", order_id,
-                                   f"order {status} (stage {stage}) keeps {kept}, payments captured−refunded = {books} "
-                                   f"{[(c, r, s) for c, r, s, _ in rows]}"))
+                v.append(
+                    Violation(
+                        "money kept (payments)",
+                        order_id,
+                        f"order {status} (stage {stage}) keeps {kept}, payments captured−refunded = {books} "
+                        f"{[(c, r, s) for c, r, s, _ in rows]}",
+                    )
+                )
             provider_charges = charges.get(order_id, [])
             captures = [c for c in provider_charges if c[2] == "succeeded" and c[3] <= time.time()]
             if len(captures) > 1 or len(provider_charges) > 1:
                 v.append(Violation("one capture per order", order_id, f"provider charges {provider_charges}"))
             at_provider = sum(amount - refunds[reference] for reference, amount, *_ in captures)
             if at_provider != kept:
-                v.append(Violation("money kept (provider)", order_id,
-                                   f"order {status} (stage {stage}) keeps {kept}, the provider holds {at_provider} "
-                                   f"(charges {[(c[1], c[2]) for c in provider_charges]}, "
-                                   f"refunded {[refunds[c[0]] for c in provider_charges]})"))
+                v.append(
+                    Violation(
+                        "money kept (provider)",
+                        order_id,
+                        f"order {status} (stage {stage}) keeps {kept}, the provider holds {at_provider} "
+                        f"(charges {[(c[1], c[2]) for c in provider_charges]}, "
+                        f"refunded {[refunds[c[0]] for c in provider_charges]})",
+                    )
+                )
             if rows and provider_charges and rows[0][3] and rows[0][3] != provider_charges[0][0]:
-                v.append(Violation("one capture per order", order_id,
-                                   f"payments recorded {rows[0][3]}, the provider charged {provider_charges[0][0]}"))
+                v.append(
+                    Violation(
+                        "one capture per order",
+                        order_id,
+                        f"payments recorded {rows[0][3]}, the provider charged {provider_charges[0][0]}",
+                    )
+                )
 
         # 3. Orders are final; a paid order's stock is committed; a failed one holds none.
-        reservations = dict(self.stack.sql("catalog", "SELECT id, status FROM reservations WHERE id = ANY(%s)",
-                                           (order_ids,)))
+        reservations = dict(
+            self.stack.sql("catalog", "SELECT id, status FROM reservations WHERE id = ANY(%s)", (order_ids,))
+        )
         for order_id, (_, _user, status, _total, stage) in orders.items():
             reservation = reservations.get(order_id)
             if status == "PENDING":
@@ -642,12 +759,25 @@ class Campaign:
             order = orders.get(order_id) if order_id else None
             if status == 201 and order is None:
                 v.append(Violation("answer ⇒ order", str(order_id), f"buyer {buyer.index} was answered 201, no order"))
-            elif status == 201 and order[2] not in KEPT_STATUSES and not (
-                order[2] == "CANCELLED" and (buyer.cancel_after_paid or self._cancelled_by_injector(order_id)
-                                             or self._stock_lost_after_payment(order_id))):
-                v.append(Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 201, order {order[2]}"))
+            elif (
+                status == 201
+                and order[2] not in KEPT_STATUSES
+                and not (
+                    order[2] == "CANCELLED"
+                    and (
+                        buyer.cancel_after_paid
+                        or self._cancelled_by_injector(order_id)
+                        or self._stock_lost_after_payment(order_id)
+                    )
+                )
+            ):
+                v.append(
+                    Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 201, order {order[2]}")
+                )
             elif status == 402 and order is not None and order[2] in KEPT_STATUSES:
-                v.append(Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 402, order {order[2]}"))
+                v.append(
+                    Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 402, order {order[2]}")
+                )
 
     def _stock_lost_after_payment(self, order_id: str) -> bool:
         """The documented rule for a paid order whose reservation lapsed (here: expired early by
@@ -675,9 +805,13 @@ class Campaign:
                 response, label = None, type(exc).__name__
             order_id = self._order_id_of(buyer, 0, {})
             if response is None or response.status_code in RETRYABLE_STATUSES or code == "REQUEST_IN_PROGRESS":
-                self.report.violations.append(Violation(
-                    "a final answer after recovery", str(order_id),
-                    f"buyer {buyer.index} key {buyer.key}: still {label}; its last answers {buyer.answers[-4:]}"))
+                self.report.violations.append(
+                    Violation(
+                        "a final answer after recovery",
+                        str(order_id),
+                        f"buyer {buyer.index} key {buyer.key}: still {label}; its last answers {buyer.answers[-4:]}",
+                    )
+                )
             else:
                 self.report.outcomes[f"{label} (after recovery)"] += 1
         answered = [buyer for buyer in self.buyers if buyer.final is not None]
@@ -694,9 +828,13 @@ class Campaign:
             code = _error_code(response)
             replay = (response.status_code, code, self._order_id_of(buyer, response.status_code, body))
             if replay != buyer.final:
-                self.report.violations.append(Violation(
-                    "replay = first answer", str(buyer.final[2]),
-                    f"buyer {buyer.index} key {buyer.key}: first {buyer.final}, replay {replay}"))
+                self.report.violations.append(
+                    Violation(
+                        "replay = first answer",
+                        str(buyer.final[2]),
+                        f"buyer {buyer.index} key {buyer.key}: first {buyer.final}, replay {replay}",
+                    )
+                )
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -716,8 +854,9 @@ def _pick(items: list, fraction: float, pick: float) -> list:
     return [items[(start + i) % len(items)] for i in range(count)]
 
 
-async def run_campaign(stack: Stack, seeds: list[int], config: Config | None = None,
-                       per_seed_timeout: float = 240) -> list[SeedReport]:
+async def run_campaign(
+    stack: Stack, seeds: list[int], config: Config | None = None, per_seed_timeout: float = 240
+) -> list[SeedReport]:
     reports = []
     for seed in seeds:
         campaign = Campaign(stack, seed, config)
@@ -741,8 +880,20 @@ async def run_campaign(stack: Stack, seeds: list[int], config: Config | None = N
 
 
 def dumps(reports: list[SeedReport]) -> str:
-    return json.dumps([{
-        "seed": r.seed, "buyers": r.buyers, "checkouts": r.checkouts, "outcomes": dict(r.outcomes),
-        "faults": dict(r.faults), "orders": dict(r.orders_by_status), "settled_after": r.settled_after,
-        "violations": [str(x) for x in r.violations], "errors": r.errors,
-    } for r in reports], indent=1)
+    return json.dumps(
+        [
+            {
+                "seed": r.seed,
+                "buyers": r.buyers,
+                "checkouts": r.checkouts,
+                "outcomes": dict(r.outcomes),
+                "faults": dict(r.faults),
+                "orders": dict(r.orders_by_status),
+                "settled_after": r.settled_after,
+                "violations": [str(x) for x in r.violations],
+                "errors": r.errors,
+            }
+            for r in reports
+        ],
+        indent=1,
+    )

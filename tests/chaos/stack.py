@@ -82,50 +82,60 @@ class Stack:
     def env(self, name: str) -> dict[str, str]:
         env = {**self.common_env(), **identity_env(name)}
         if name == "gateway":
-            env.update({
-                "SHOP_HTTP_HOST": "127.0.0.1",
-                "SHOP_HTTP_PORT": str(self.gateway_port),
-                "SHOP_RATE_LIMIT_PER_MINUTE": "0",
-                "SHOP_AUTH_RATE_LIMIT_PER_MINUTE": "0",
-                "SHOP_PRODUCT_CACHE_TTL_SECONDS": "0",
-            })
+            env.update(
+                {
+                    "SHOP_HTTP_HOST": "127.0.0.1",
+                    "SHOP_HTTP_PORT": str(self.gateway_port),
+                    "SHOP_RATE_LIMIT_PER_MINUTE": "0",
+                    "SHOP_AUTH_RATE_LIMIT_PER_MINUTE": "0",
+                    "SHOP_PRODUCT_CACHE_TTL_SECONDS": "0",
+                }
+            )
             return env
-        env.update({
-            "SHOP_DATABASE_URL": self.urls[name],
-            "SHOP_GRPC_ADDRESS": f"127.0.0.1:{self.ports[name]}",
-            "SHOP_GRACE_SECONDS": "1",
-            # At most 6 connections per service: the suite's own services and other test runs
-            # share the PostgreSQL server (max_connections 100).
-            "SHOP_DB_POOL_SIZE": "2",
-            "SHOP_DB_MAX_OVERFLOW": "4",
-            "SHOP_MAIL_BACKEND": "file",
-            "SHOP_MAIL_DIR": str(self.tmp / "mail"),
-            "SHOP_FRONTEND_URL": "https://shop.example",
-        })
+        env.update(
+            {
+                "SHOP_DATABASE_URL": self.urls[name],
+                "SHOP_GRPC_ADDRESS": f"127.0.0.1:{self.ports[name]}",
+                "SHOP_GRACE_SECONDS": "1",
+                # At most 6 connections per service: the suite's own services and other test runs
+                # share the PostgreSQL server (max_connections 100).
+                "SHOP_DB_POOL_SIZE": "2",
+                "SHOP_DB_MAX_OVERFLOW": "4",
+                "SHOP_MAIL_BACKEND": "file",
+                "SHOP_MAIL_DIR": str(self.tmp / "mail"),
+                "SHOP_FRONTEND_URL": "https://shop.example",
+            }
+        )
         if name == "auth":
-            env.update({
-                "SHOP_JWT_PRIVATE_KEY": self.private_key,
-                "SHOP_BCRYPT_ROUNDS": "4",
-                "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
-                "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            })
+            env.update(
+                {
+                    "SHOP_JWT_PRIVATE_KEY": self.private_key,
+                    "SHOP_BCRYPT_ROUNDS": "4",
+                    "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
+                    "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+                }
+            )
         elif name == "catalog":
             env["SHOP_SWEEP_INTERVAL_SECONDS"] = "1"
         elif name == "orders":
-            env.update({
-                "SHOP_STALE_AFTER_SECONDS": "2",
-                "SHOP_RECOVERY_INTERVAL_SECONDS": "0.5",
-                "SHOP_OUTBOX_INTERVAL_SECONDS": "0.2",
-                "SHOP_OUTBOX_LOCK_SECONDS": "3",
-                "SHOP_RPC_TIMEOUT_SECONDS": str(ORDERS_RPC_TIMEOUT_SECONDS),
-            })
+            env.update(
+                {
+                    "SHOP_STALE_AFTER_SECONDS": "2",
+                    "SHOP_RECOVERY_INTERVAL_SECONDS": "0.5",
+                    "SHOP_OUTBOX_INTERVAL_SECONDS": "0.2",
+                    "SHOP_OUTBOX_LOCK_SECONDS": "3",
+                    "SHOP_RPC_TIMEOUT_SECONDS": str(ORDERS_RPC_TIMEOUT_SECONDS),
+                }
+            )
         elif name == "payments":
-            env.update({
-                "SHOP_PAYMENT_PROVIDER": "sandbox",
-                "SHOP_SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "SHOP_SANDBOX_FAULTS_DIR": str(self.faults_dir),
-                "SHOP_PROVIDER_BREAKER_RESET_SECONDS": "2",
-            })
+            env.update(
+                {
+                    "SHOP_PAYMENT_PROVIDER": "sandbox",
+                    "SHOP_SANDBOX_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "SHOP_SANDBOX_FAULTS_DIR": str(self.faults_dir),
+                    "SHOP_PROVIDER_BREAKER_RESET_SECONDS": "2",
+                }
+            )
         return env
 
     # -- processes ---------------------------------------------------------------------------
@@ -135,8 +145,12 @@ class Stack:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", module], cwd=ROOT, env={**os.environ, **self.env(name)},
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                [sys.executable, "-m", module],
+                cwd=ROOT,
+                env={**os.environ, **self.env(name)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         finally:
             log.close()

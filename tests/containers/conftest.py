@@ -105,7 +105,10 @@ def docker() -> str:
     with timed("engine setup"):
         proc = subprocess.run(
             ["bash", str(REPO / "deploy" / "offline" / "setup-engine.sh")],
-            capture_output=True, text=True, timeout=900, check=False,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
     cli = _docker_cli()
     if proc.returncode != 0 or not _answers(cli):
@@ -113,12 +116,16 @@ def docker() -> str:
     return cli
 
 
-def _run(args: list[str], *, env: dict | None = None, timeout: float = 600, check: bool = True,
-         input: str | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False, input=input)
+def _run(
+    args: list[str], *, env: dict | None = None, timeout: float = 600, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        args, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False, input=input
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -136,8 +143,22 @@ def images(docker: str) -> str:
     try:
         with timed("build (6 images)"):
             for target in TARGETS:
-                _run([docker, "build", "--quiet", "--network", "host", "--target", target,
-                      "-t", f"shop/{target}:{tag}", "."], env=env, timeout=1200)
+                _run(
+                    [
+                        docker,
+                        "build",
+                        "--quiet",
+                        "--network",
+                        "host",
+                        "--target",
+                        target,
+                        "-t",
+                        f"shop/{target}:{tag}",
+                        ".",
+                    ],
+                    env=env,
+                    timeout=1200,
+                )
         yield tag
     finally:
         # Tags only: the layers stay cached for the next run.
@@ -156,8 +177,12 @@ class Stack:
     notes: dict = field(default_factory=dict)
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True, env: dict | None = None):
-        return _run([self.docker, "compose", "-p", self.project, "-f", str(REPO / "docker-compose.yml"), *args],
-                    env={**self.env, **(env or {})}, timeout=timeout, check=check)
+        return _run(
+            [self.docker, "compose", "-p", self.project, "-f", str(REPO / "docker-compose.yml"), *args],
+            env={**self.env, **(env or {})},
+            timeout=timeout,
+            check=check,
+        )
 
     def up(self, label: str = "compose up --wait") -> None:
         with timed(label):
@@ -209,7 +234,7 @@ class Stack:
         text = self.exec(container, "python", "-c", script).stdout
         total = 0
         for line in text.splitlines():
-            match = re.match(r'shop_rpc_requests_total\{([^}]*)\} ([0-9.e+]+)$', line)
+            match = re.match(r"shop_rpc_requests_total\{([^}]*)\} ([0-9.e+]+)$", line)
             if match and service_pattern in match.group(1).lower() and "health" not in match.group(1).lower():
                 total += int(float(match.group(2)))
         return total

@@ -21,8 +21,14 @@ from tests.containers.conftest import ADMIN_EMAIL, CATALOG_REPLICAS, TARGETS, St
 
 pytestmark = pytest.mark.timeout(1500)
 
-ADDRESS = {"firstName": "Ada", "lastName": "Lovelace", "line1": "1 Main Street", "city": "London",
-           "postalCode": "N1 1AA", "country": "GB"}
+ADDRESS = {
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "line1": "1 Main Street",
+    "city": "London",
+    "postalCode": "N1 1AA",
+    "country": "GB",
+}
 PASSWORD = "Passw0rd!x"
 RETRYABLE = {502, 503, 504}
 STOCK = 1000
@@ -41,8 +47,10 @@ def login(http: httpx.Client, email: str, password: str) -> dict[str, str]:
 
 def register(http: httpx.Client, label: str) -> tuple[str, dict[str, str]]:
     email = f"{label}-{uuid.uuid4().hex[:10]}@example.com"
-    response = http.post("/api/v1/auth/register", json={
-        "email": email, "password": PASSWORD, "firstName": "Container", "lastName": label.title()})
+    response = http.post(
+        "/api/v1/auth/register",
+        json={"email": email, "password": PASSWORD, "firstName": "Container", "lastName": label.title()},
+    )
     assert response.status_code == 201, response.text
     return email, bearer(response.json()["data"]["tokens"]["accessToken"])
 
@@ -51,9 +59,19 @@ def create_product(http: httpx.Client, admin: dict, *, stock: int, price: int = 
     response = http.post("/api/v1/categories", json={"slug": "containers", "name": "Containers"}, headers=admin)
     assert response.status_code in (201, 409), response.text
     sku = f"{label.upper()}-{uuid.uuid4().hex[:8].upper()}"
-    response = http.post("/api/v1/products", headers={**admin, "Idempotency-Key": str(uuid.uuid4())}, json={
-        "sku": sku, "name": f"Container test product {sku}", "description": "Made by tests/containers.",
-        "priceCents": price, "currency": "USD", "categorySlug": "containers", "stock": stock})
+    response = http.post(
+        "/api/v1/products",
+        headers={**admin, "Idempotency-Key": str(uuid.uuid4())},
+        json={
+            "sku": sku,
+            "name": f"Container test product {sku}",
+            "description": "Made by tests/containers.",
+            "priceCents": price,
+            "currency": "USD",
+            "categorySlug": "containers",
+            "stock": stock,
+        },
+    )
     assert response.status_code == 201, response.text
     return response.json()["data"]
 
@@ -65,8 +83,11 @@ def stock_of(http: httpx.Client, admin: dict, product_id: str) -> int:
 
 
 def checkout(http: httpx.Client, user: dict, *, key: str | None = None, token: str = "tok_visa") -> httpx.Response:
-    return http.post("/api/v1/orders", headers={**user, "Idempotency-Key": key or str(uuid.uuid4())},
-                     json={"shippingAddress": ADDRESS, "payment": {"method": "card", "token": token}})
+    return http.post(
+        "/api/v1/orders",
+        headers={**user, "Idempotency-Key": key or str(uuid.uuid4())},
+        json={"shippingAddress": ADDRESS, "payment": {"method": "card", "token": token}},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +133,10 @@ def test_full_journey_register_browse_cart_checkout_events_refund(stack: Stack, 
     first = threading.Event()
 
     def watch() -> None:
-        with httpx.Client(base_url=stack.base_url, timeout=httpx.Timeout(30, read=60)) as client, \
-                client.stream("GET", f"/api/v1/orders/{order['id']}/events", headers=user) as stream:
+        with (
+            httpx.Client(base_url=stack.base_url, timeout=httpx.Timeout(30, read=60)) as client,
+            client.stream("GET", f"/api/v1/orders/{order['id']}/events", headers=user) as stream,
+        ):
             assert stream.status_code == 200
             name = None
             for line in stream.iter_lines():
@@ -126,8 +149,11 @@ def test_full_journey_register_browse_cart_checkout_events_refund(stack: Stack, 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     assert first.wait(30), "no first event on the order's stream"
-    response = http.post(f"/api/v1/orders/{order['id']}/refunds", json={"reason": "container test"},
-                         headers={**admin, "Idempotency-Key": str(uuid.uuid4())})
+    response = http.post(
+        f"/api/v1/orders/{order['id']}/refunds",
+        json={"reason": "container test"},
+        headers={**admin, "Idempotency-Key": str(uuid.uuid4())},
+    )
     assert response.status_code == 201, response.text
     watcher.join(60)
     assert not watcher.is_alive(), "the stream did not end at the final status"
@@ -143,8 +169,9 @@ def test_full_journey_register_browse_cart_checkout_events_refund(stack: Stack, 
     http.post("/api/v1/cart/items", headers=user, json={"productId": product["id"], "quantity": 1})
     response = checkout(http, user)
     assert response.status_code == 201, response.text
-    kept.update(email=email, product=product["id"],
-                orders={order["id"]: "REFUNDED", response.json()["data"]["id"]: "PAID"})
+    kept.update(
+        email=email, product=product["id"], orders={order["id"]: "REFUNDED", response.json()["data"]["id"]: "PAID"}
+    )
 
 
 def test_scaled_catalog_spreads_calls_over_both_replicas(stack: Stack, admin):
@@ -323,7 +350,8 @@ def test_gateway_limits_in_redis_and_redis_loss_degrades_then_restores(stack: St
         assert http.get("/api/v1/auth/me", headers=user).status_code == 401
         logs = stack.compose("logs", "--no-color", "gateway").stdout
         assert re.search(r"gateway\.redis_unavailable.*rate limits|rate limits.*gateway\.redis_unavailable", logs), (
-            logs[-3000:])
+            logs[-3000:]
+        )
 
         stack.compose("start", "redis")
         deadline = time.monotonic() + 60
@@ -348,8 +376,9 @@ def test_gateway_limits_in_redis_and_redis_loss_degrades_then_restores(stack: St
 def test_production_mode_refuses_the_committed_development_secrets(stack: Stack):
     # Redis's start script refuses its development-only password too (deploy/compose/redis-server.sh).
     for service in (*TARGETS, "redis"):
-        proc = stack.compose("run", "--rm", "--no-deps", service, env={"SHOP_ENV": "production"},
-                             check=False, timeout=120)
+        proc = stack.compose(
+            "run", "--rm", "--no-deps", service, env={"SHOP_ENV": "production"}, check=False, timeout=120
+        )
         assert proc.returncode == 78, (service, proc.returncode, proc.stderr[-2000:])
         assert "INSECURE-DEV-ONLY" in proc.stderr, (service, proc.stderr[-2000:])
 

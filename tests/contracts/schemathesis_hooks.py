@@ -26,8 +26,16 @@ VICTIM_ID = os.environ["SHOP_CONTRACT_VICTIM_ID"]
 PASSWORD = "Passw0rd!x"
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 ADMIN_OPERATIONS = {
-    "catalog-create-product", "catalog-update-product", "catalog-archive-product", "catalog-adjust-stock",
-    "catalog-create-category", "orders-update-status", "orders-refund", "users-list", "users-get", "users-update",
+    "catalog-create-product",
+    "catalog-update-product",
+    "catalog-archive-product",
+    "catalog-adjust-stock",
+    "catalog-create-category",
+    "orders-update-status",
+    "orders-refund",
+    "users-list",
+    "users-get",
+    "users-update",
 }
 
 
@@ -50,16 +58,30 @@ class Identity:
     def fresh_token(self) -> str:
         with self.lock:
             if self.refresh_token:
-                token = self._take(requests.post(f"{BASE}/api/v1/auth/refresh",
-                                                 json={"refreshToken": self.refresh_token}, timeout=30))
+                token = self._take(
+                    requests.post(f"{BASE}/api/v1/auth/refresh", json={"refreshToken": self.refresh_token}, timeout=30)
+                )
                 if token:
                     return token
-            token = self._take(requests.post(f"{BASE}/api/v1/auth/login",
-                                             json={"email": self.email, "password": self.password}, timeout=30))
+            token = self._take(
+                requests.post(
+                    f"{BASE}/api/v1/auth/login", json={"email": self.email, "password": self.password}, timeout=30
+                )
+            )
             if token is None and self.can_register:
                 self.email = f"contract-{uuid.uuid4().hex[:12]}@example.com"
-                token = self._take(requests.post(f"{BASE}/api/v1/auth/register", timeout=30, json={
-                    "email": self.email, "password": self.password, "firstName": "Contract", "lastName": "Test"}))
+                token = self._take(
+                    requests.post(
+                        f"{BASE}/api/v1/auth/register",
+                        timeout=30,
+                        json={
+                            "email": self.email,
+                            "password": self.password,
+                            "firstName": "Contract",
+                            "lastName": "Test",
+                        },
+                    )
+                )
             if token is None:
                 raise RuntimeError(f"no token for {self.email}")
             return token

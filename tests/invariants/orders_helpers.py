@@ -25,7 +25,8 @@ async def admin(suite) -> dict[str, Any]:
     if "admin" not in state:
         state["admin"] = await suite.admin()
         response = await suite.http.post(
-            "/api/v1/categories", json={"slug": "orders-tests", "name": "Orders tests"},
+            "/api/v1/categories",
+            json={"slug": "orders-tests", "name": "Orders tests"},
             headers=state["admin"]["headers"],
         )
         assert response.status_code in (201, 409), response.text
@@ -59,8 +60,9 @@ async def add_to_cart(suite, user, product_id: str, quantity: int = 1) -> None:
     assert response.status_code == 200, response.text
 
 
-async def checkout(suite, user, *, key: str | None = None, token: str = "tok_visa", body: dict | None = None,
-                   timeout: float = 60):
+async def checkout(
+    suite, user, *, key: str | None = None, token: str = "tok_visa", body: dict | None = None, timeout: float = 60
+):
     key = key or str(uuid.uuid4())
     body = body or {"shippingAddress": ADDRESS, "payment": {"method": "card", "token": token}}
     return await suite.http.post(
@@ -114,9 +116,7 @@ def reservation_status(suite, order_id: str) -> str | None:
 
 def money(suite, order_id: str) -> tuple[int, int]:
     """(captured, refunded) cents of an order in the payments database."""
-    rows = suite.sql(
-        "payments", "SELECT captured_cents, refunded_cents FROM payments WHERE order_id = %s", (order_id,)
-    )
+    rows = suite.sql("payments", "SELECT captured_cents, refunded_cents FROM payments WHERE order_id = %s", (order_id,))
     return (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
 
 

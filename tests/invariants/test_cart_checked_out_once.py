@@ -29,7 +29,8 @@ async def test_one_cart_is_checked_out_once_whatever_the_keys(suite):
         assert statuses == [201, 409, 409, 409, 409, 409], [r.text for r in responses]
         codes = {r.json()["error"]["code"] for r in responses if r.status_code == 409}
         assert codes == {"CART_EMPTY"}
-        orders = [row[0] for row in suite.sql("orders", "SELECT id FROM orders WHERE user_id = %s",
-                                              (user["user"]["id"],))]
+        orders = [
+            row[0] for row in suite.sql("orders", "SELECT id FROM orders WHERE user_id = %s", (user["user"]["id"],))
+        ]
         assert len(orders) == 1 and successful_charges(suite, orders) == 1
         assert stock(suite, product) == 48

@@ -51,8 +51,8 @@ async def test_hundred_checkouts_for_the_last_ten_units(suite, run):
     assert len(order_ids) == 100
     assert successful_charges(suite, order_ids) == 10
     assert sorted(paid_ids) == sorted(
-        row[0] for row in suite.sql("orders", "SELECT id FROM orders WHERE user_id = ANY(%s) AND status = 'PAID'",
-                                    (user_ids,))
+        row[0]
+        for row in suite.sql("orders", "SELECT id FROM orders WHERE user_id = ANY(%s) AND status = 'PAID'", (user_ids,))
     )
     statuses = suite.sql(
         "orders", "SELECT status, count(*) FROM orders WHERE user_id = ANY(%s) GROUP BY status", (user_ids,)

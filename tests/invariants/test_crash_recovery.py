@@ -53,10 +53,25 @@ class OrdersProcess:
             outbox_lock_seconds=3.0,
         )
         names = (
-            "env", "service_key", "service_public_keys", "page_token_secret", "auth_target", "catalog_target", "cart_target",
-            "payments_target", "database_url", "grpc_address", "grace_seconds", "mail_backend", "mail_dir",
-            "frontend_url", "stale_after_seconds", "recovery_interval_seconds", "outbox_interval_seconds",
-            "outbox_lock_seconds", "revocation_poll_seconds",
+            "env",
+            "service_key",
+            "service_public_keys",
+            "page_token_secret",
+            "auth_target",
+            "catalog_target",
+            "cart_target",
+            "payments_target",
+            "database_url",
+            "grpc_address",
+            "grace_seconds",
+            "mail_backend",
+            "mail_dir",
+            "frontend_url",
+            "stale_after_seconds",
+            "recovery_interval_seconds",
+            "outbox_interval_seconds",
+            "outbox_lock_seconds",
+            "revocation_poll_seconds",
         )
         env = {f"SHOP_{name.upper()}": str(getattr(settings, name)) for name in names}
         env["SHOP_ORDERS_TARGET"] = f"127.0.0.1:{self.port}"
@@ -102,8 +117,9 @@ def crash_database(suite):
 
 
 def stub_for(suite, port: int):
-    settings = BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
-                                   "orders_target": f"127.0.0.1:{port}"})
+    settings = BaseShopSettings(
+        **{**suite.common(), **identity_settings("gateway"), "orders_target": f"127.0.0.1:{port}"}
+    )
     clients = ServiceClients(settings, "gateway")  # what calls CreateOrder
 
     return clients, clients.orders
@@ -113,8 +129,12 @@ def create_request(key: str, token: str) -> orders_pb2.CreateOrderRequest:
     return orders_pb2.CreateOrderRequest(
         request_id=key,
         shipping_address=orders_pb2.ShippingAddress(
-            first_name=ADDRESS["firstName"], last_name=ADDRESS["lastName"], line1=ADDRESS["line1"],
-            city=ADDRESS["city"], postal_code=ADDRESS["postalCode"], country=ADDRESS["country"],
+            first_name=ADDRESS["firstName"],
+            last_name=ADDRESS["lastName"],
+            line1=ADDRESS["line1"],
+            city=ADDRESS["city"],
+            postal_code=ADDRESS["postalCode"],
+            country=ADDRESS["country"],
         ),
         payment_method="card",
         payment_token=token,
@@ -146,8 +166,12 @@ async def test_a_crash_at_any_step_is_finished_or_compensated(suite, crash_datab
         # The in-flight request dies with the process.
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await stub.CreateOrder(create_request(key, token), metadata=metadata, timeout=30)
-        assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL,
-                                       grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
+        assert caught.value.code() in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.INTERNAL,
+            grpc.StatusCode.UNKNOWN,
+            grpc.StatusCode.CANCELLED,
+        )
         assert await orders.wait_exit() == 86
         order_id, _status = _order_row(crash_database, user["user"]["id"])
 
@@ -189,8 +213,9 @@ async def test_a_crash_at_any_step_is_finished_or_compensated(suite, crash_datab
         assert captured - refunded == total
         assert stock(suite, product) + reserved + sold == INITIAL_STOCK
         assert sold == (QUANTITY if final == "PAID" else 0)
-        assert suite.sql("payments", "SELECT count(*) FROM payments WHERE order_id = %s AND captured_cents > 0",
-                         (order_id,)) == [(1 if final == "PAID" else 0,)]
+        assert suite.sql(
+            "payments", "SELECT count(*) FROM payments WHERE order_id = %s AND captured_cents > 0", (order_id,)
+        ) == [(1 if final == "PAID" else 0,)]
         # and for every order this crash database holds (earlier crash tests' too)
         for other_id, other_status, other_total in _all_orders(crash_database):
             captured, refunded = money(suite, other_id)

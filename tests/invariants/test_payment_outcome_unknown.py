@@ -29,6 +29,7 @@ class LostAnswer:
 
     def CreateCharge(self, request, **kwargs):  # noqa: N802 - the stub's method name
         if self.lost:
+
             async def after_release():
                 await self.release.wait()
                 return await self.real.CreateCharge(request, **kwargs)
@@ -43,8 +44,9 @@ class LostAnswer:
         self.late = asyncio.ensure_future(later())
 
         async def lost_answer():
-            raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(),
-                                       details="Deadline Exceeded")
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata(), details="Deadline Exceeded"
+            )
 
         return lost_answer()
 
@@ -61,9 +63,13 @@ async def test_a_pending_order_whose_charge_outcome_is_unknown_is_not_cancelled(
     try:
         first = asyncio.create_task(checkout(suite, user))
         rows = await eventually(
-            lambda: suite.sql("orders", "SELECT id, status, stage FROM orders WHERE user_id = %s AND stage = 'reserved'",
-                              (user["user"]["id"],)),
-            timeout=15, interval=0.05,
+            lambda: suite.sql(
+                "orders",
+                "SELECT id, status, stage FROM orders WHERE user_id = %s AND stage = 'reserved'",
+                (user["user"]["id"],),
+            ),
+            timeout=15,
+            interval=0.05,
         )
         order_id = rows[0][0]
         await eventually(lambda: fake.lost == 1, timeout=10, interval=0.05)
@@ -81,8 +87,11 @@ async def test_a_pending_order_whose_charge_outcome_is_unknown_is_not_cancelled(
     await asyncio.gather(first, return_exceptions=True)
 
     # The charge happened at the provider: recovery finds it (same idempotency key) and the order is PAID.
-    await eventually(lambda: suite.sql("orders", "SELECT status FROM orders WHERE id = %s", (order_id,))[0][0] == "PAID",
-                     timeout=30, interval=0.2)
+    await eventually(
+        lambda: suite.sql("orders", "SELECT status FROM orders WHERE id = %s", (order_id,))[0][0] == "PAID",
+        timeout=30,
+        interval=0.2,
+    )
     [(total,)] = suite.sql("orders", "SELECT total_cents FROM orders WHERE id = %s", (order_id,))
     assert money(suite, order_id) == (total, 0)
     # Now the outcome is known, a cancel refunds what was captured.

@@ -28,9 +28,11 @@ async def held_before_charge(suite, user, product):
     runtime.holds[("before_reserved", user["user"]["id"])] = release
     task = asyncio.create_task(checkout(suite, user))
     rows = await eventually(
-        lambda: suite.sql("orders", "SELECT id FROM orders WHERE user_id = %s AND stage = 'reserved'",
-                          (user["user"]["id"],)),
-        timeout=15, interval=0.05,
+        lambda: suite.sql(
+            "orders", "SELECT id FROM orders WHERE user_id = %s AND stage = 'reserved'", (user["user"]["id"],)
+        ),
+        timeout=15,
+        interval=0.05,
     )
     return rows[0][0], release, task
 
@@ -38,13 +40,11 @@ async def held_before_charge(suite, user, product):
 async def lapse(suite, order_id: str, *, long_ago: bool) -> None:
     """The reservation expires and the sweep releases it; `long_ago`: the order was reserved long
     before its charge (a pending payment re-driven by recovery), else just now (an early expiry)."""
-    suite.sql("catalog", "UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = %s",
-              (order_id,))
+    suite.sql("catalog", "UPDATE reservations SET expires_at = now() - interval '1 second' WHERE id = %s", (order_id,))
     await suite.servers["catalog"].runtime.stock.release_expired()
     assert reservation_status(suite, order_id) == "RELEASED"
     if long_ago:
-        suite.sql("orders", "UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = %s",
-                  (order_id,))
+        suite.sql("orders", "UPDATE orders SET updated_at = now() - interval '10 minutes' WHERE id = %s", (order_id,))
 
 
 async def buy_everything(suite, product: str, units: int) -> None:
@@ -103,9 +103,12 @@ async def test_money_captured_for_goods_that_are_gone_is_refunded(suite):
     assert response.status_code == 201, response.text
     [(total,)] = suite.sql("orders", "SELECT total_cents FROM orders WHERE id = %s", (order_id,))
     await eventually(
-        lambda: suite.sql("orders", "SELECT status, failure_code FROM orders WHERE id = %s", (order_id,))[0]
-        == ("CANCELLED", "STOCK_UNAVAILABLE"),
-        timeout=15, interval=0.1,
+        lambda: (
+            suite.sql("orders", "SELECT status, failure_code FROM orders WHERE id = %s", (order_id,))[0]
+            == ("CANCELLED", "STOCK_UNAVAILABLE")
+        ),
+        timeout=15,
+        interval=0.1,
     )
     await eventually(lambda: money(suite, order_id) == (total, total), timeout=15, interval=0.1)
     assert stock(suite, product) == 0 and reserved_and_sold(suite, product) == (0, 2)  # no oversell

@@ -47,12 +47,17 @@ def test_production_refuses_default_secrets():
         BaseShopSettings(env="production", page_token_secret="short", **identity)
     for missing in ("service_key", "service_public_keys"):  # each process's own identity is required
         with pytest.raises(ValueError, match=f"SHOP_{missing.upper()}"):
-            BaseShopSettings(env="production", page_token_secret="p" * 40,
-                             **{k: v for k, v in identity.items() if k != missing})
+            BaseShopSettings(
+                env="production", page_token_secret="p" * 40, **{k: v for k, v in identity.items() if k != missing}
+            )
     ok = BaseShopSettings(env="production", page_token_secret="p" * 40, **identity)
     assert ok.is_production
-    assert BaseShopSettings(env="production", page_token_secret="p" * 40, service_key_file="/run/secrets/key",
-                            service_public_keys_file="/etc/shop/keys.json").is_production
+    assert BaseShopSettings(
+        env="production",
+        page_token_secret="p" * 40,
+        service_key_file="/run/secrets/key",
+        service_public_keys_file="/etc/shop/keys.json",
+    ).is_production
 
 
 def test_every_service_config_has_a_retry_budget():

@@ -28,9 +28,12 @@ class Gadget(ReadBase):
 
 COLUMNS = [Gadget.id, Gadget.count, Gadget.tags, Gadget.made_at]
 ONE = Query("SELECT id, count, tags, made_at FROM gadgets WHERE id = :id", COLUMNS)
-MANY = Query("SELECT id, count, tags, made_at FROM gadgets WHERE id IN :ids ORDER BY id", COLUMNS,
-                 postgres_sql="SELECT id, count, tags, made_at FROM gadgets WHERE id = ANY(:ids) ORDER BY id",
-                 expanding=("ids",))
+MANY = Query(
+    "SELECT id, count, tags, made_at FROM gadgets WHERE id IN :ids ORDER BY id",
+    COLUMNS,
+    postgres_sql="SELECT id, count, tags, made_at FROM gadgets WHERE id = ANY(:ids) ORDER BY id",
+    expanding=("ids",),
+)
 MADE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -103,8 +106,11 @@ async def test_reads_survive_the_server_ending_every_pooled_connection(databases
         await asyncio.gather(*(db.read_one(ONE, id="g") for _ in range(6)))  # fill the pool
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(databases.admin_url, autocommit=True) as admin:
-            ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                  "WHERE datname = %s AND pid <> pg_backend_pid()", (name,)).fetchone()[0]
+            ended = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()[0]
         assert ended >= 1
         for _ in range(5):
             assert (await db.read_one(ONE, id="g")).count == 1
@@ -119,9 +125,12 @@ async def test_writes_survive_the_server_ending_every_pooled_connection(database
     db = Database(url, pool_size=3)
     async with db.engine.begin() as connection:
         await connection.run_sync(ReadBase.metadata.create_all)
-    insert = Query("INSERT INTO gadgets (id, count, tags, made_at) VALUES (:id, 1, '[]', :made_at)",
-                   types={"made_at": UTCDateTime()})
+    insert = Query(
+        "INSERT INTO gadgets (id, count, tags, made_at) VALUES (:id, 1, '[]', :made_at)",
+        types={"made_at": UTCDateTime()},
+    )
     try:
+
         async def write(key: str) -> None:
             async with db.write() as tx:
                 assert await tx.execute(insert, id=key, made_at=MADE) == 1
@@ -129,8 +138,10 @@ async def test_writes_survive_the_server_ending_every_pooled_connection(database
         await asyncio.gather(*(write(f"before-{i}") for i in range(4)))  # fill the pool
         name = url.rsplit("/", 1)[1]
         with psycopg.connect(databases.admin_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
         for i in range(4):
             await write(f"after-{i}")
         with pytest.raises(ValueError):  # an exception inside rolls back

@@ -49,9 +49,7 @@ def test_round_trip_keeps_code_and_maps_http(error, http, code):
 
 
 def test_details_fields_and_retry_after_survive():
-    remote = round_trip(
-        errors.Conflict("short", code="INSUFFICIENT_STOCK", details={"productIds": ["a", "b"]})
-    )
+    remote = round_trip(errors.Conflict("short", code="INSUFFICIENT_STOCK", details={"productIds": ["a", "b"]}))
     assert remote.details == {"productIds": ["a", "b"]}
     remote = round_trip(errors.ValidationError({"email": ["is not valid", "is too long"]}))
     assert remote.fields == {"email": ["is not valid", "is too long"]}

@@ -73,20 +73,36 @@ def test_countries_are_the_assigned_iso_codes_from_pycountry():
         assert errors.fields == {"country": [addresses.COUNTRY_MESSAGE]}
 
 
-@pytest.mark.parametrize(("number", "country"), [
-    ("+49 30 1234567", None), ("+1 555 0100", None), ("+1 (555) 010-0100", None), ("+44 20 7946 0958", "DE"),
-    ("030 1234567", "DE"), ("555 0100", "US"), ("020 7946 0958", "gb"), ("", None),
-])
+@pytest.mark.parametrize(
+    ("number", "country"),
+    [
+        ("+49 30 1234567", None),
+        ("+1 555 0100", None),
+        ("+1 (555) 010-0100", None),
+        ("+44 20 7946 0958", "DE"),
+        ("030 1234567", "DE"),
+        ("555 0100", "US"),
+        ("020 7946 0958", "gb"),
+        ("", None),
+    ],
+)
 def test_possible_phone_numbers_are_kept_as_typed(number, country):
     errors = FieldErrors()
     assert addresses.clean_phone(errors, "phone", f"  {number} ", country) == number
     assert not errors
 
 
-@pytest.mark.parametrize(("number", "country"), [
-    ("call me maybe", None), ("nope", "US"), ("030 1234567", None),  # no country: international form
-    ("+49 1", None), ("+1 555 0100 ext. 5; DROP", None), ("+" + "1" * 40, None),
-])
+@pytest.mark.parametrize(
+    ("number", "country"),
+    [
+        ("call me maybe", None),
+        ("nope", "US"),
+        ("030 1234567", None),  # no country: international form
+        ("+49 1", None),
+        ("+1 555 0100 ext. 5; DROP", None),
+        ("+" + "1" * 40, None),
+    ],
+)
 def test_other_phone_numbers_are_refused(number, country):
     errors = FieldErrors(prefix="shippingAddress")
     addresses.clean_phone(errors, "phone", number, country)
@@ -113,17 +129,23 @@ def test_one_key_rule_128_printable_ascii_characters():
 
 
 def test_one_fingerprint_per_request_whoever_computes_it():
-    request = orders_pb2.CreateOrderRequest(request_id="key-1", payment_method="card", payment_token="tok_visa",
-                                            address_id="a1")
-    same_but_other_key = orders_pb2.CreateOrderRequest(request_id="key-2", request_fingerprint="anything",
-                                                       payment_method="card", payment_token="tok_visa",
-                                                       address_id="a1")
+    request = orders_pb2.CreateOrderRequest(
+        request_id="key-1", payment_method="card", payment_token="tok_visa", address_id="a1"
+    )
+    same_but_other_key = orders_pb2.CreateOrderRequest(
+        request_id="key-2",
+        request_fingerprint="anything",
+        payment_method="card",
+        payment_token="tok_visa",
+        address_id="a1",
+    )
     fp = idempotency.message_fingerprint(request)
     assert fp == idempotency.message_fingerprint(same_but_other_key)
     assert fp == idempotency.fingerprint({"payment_method": "card", "payment_token": "tok_visa", "address_id": "a1"})
     assert len(fp) == 64
-    other = orders_pb2.CreateOrderRequest(request_id="key-1", payment_method="card", payment_token="tok_mastercard",
-                                          address_id="a1")
+    other = orders_pb2.CreateOrderRequest(
+        request_id="key-1", payment_method="card", payment_token="tok_mastercard", address_id="a1"
+    )
     assert idempotency.message_fingerprint(other) != fp
     # the same key from two users names two requests
     assert idempotency.scoped_key("u1", "k") != idempotency.scoped_key("u2", "k")

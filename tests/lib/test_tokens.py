@@ -43,8 +43,17 @@ def jwks(key):
 
 def claims(**overrides):
     now = int(time.time())
-    base = {"iss": ISS, "aud": AUD, "sub": "u1", "jti": uuid.uuid4().hex, "sid": "s1", "role": "CUSTOMER",
-            "typ": "access", "iat": now, "exp": now + 900}
+    base = {
+        "iss": ISS,
+        "aud": AUD,
+        "sub": "u1",
+        "jti": uuid.uuid4().hex,
+        "sid": "s1",
+        "role": "CUSTOMER",
+        "typ": "access",
+        "iat": now,
+        "exp": now + 900,
+    }
     base.update(overrides)
     return {k: v for k, v in base.items() if v is not None}
 
@@ -64,8 +73,20 @@ async def test_valid_token(key, jwks):
 
 @pytest.mark.parametrize(
     "mutation",
-    ["expired", "wrong_aud", "wrong_iss", "missing_sid", "missing_jti", "not_access", "unknown_kid", "alg_none",
-     "hs256_public_key", "other_key", "garbage", "revoked"],
+    [
+        "expired",
+        "wrong_aud",
+        "wrong_iss",
+        "missing_sid",
+        "missing_jti",
+        "not_access",
+        "unknown_kid",
+        "alg_none",
+        "hs256_public_key",
+        "other_key",
+        "garbage",
+        "revoked",
+    ],
 )
 async def test_attacks_are_refused(key, jwks, mutation):
     revoked = RevokedSessions()
@@ -89,14 +110,17 @@ async def test_attacks_are_refused(key, jwks, mutation):
         body = base64.urlsafe_b64encode(json.dumps(claims()).encode()).rstrip(b"=")
         token = (header + b"." + body + b".").decode()
     elif mutation == "hs256_public_key":
-        public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         header = base64.urlsafe_b64encode(json.dumps({"alg": "HS256", "kid": "k1", "typ": "JWT"}).encode()).rstrip(b"=")
         body = base64.urlsafe_b64encode(json.dumps(claims()).encode()).rstrip(b"=")
         import hashlib
         import hmac
 
-        signature = base64.urlsafe_b64encode(hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()).rstrip(b"=")
+        signature = base64.urlsafe_b64encode(
+            hmac.new(public_pem, header + b"." + body, hashlib.sha256).digest()
+        ).rstrip(b"=")
         token = (header + b"." + body + b"." + signature).decode()
     elif mutation == "other_key":
         token = sign(ed25519.Ed25519PrivateKey.generate(), claims())
@@ -172,8 +196,14 @@ SERVICE_PEMS = {name: generate_private_key_pem() for name in ("gateway", "orders
 
 def service_claims(sub="orders", **overrides):
     now = int(time.time())
-    return {"iss": SERVICE_TOKEN_ISSUER, "aud": SERVICE_TOKEN_AUDIENCE, "sub": sub, "iat": now, "exp": now + 60,
-            **overrides}
+    return {
+        "iss": SERVICE_TOKEN_ISSUER,
+        "aud": SERVICE_TOKEN_AUDIENCE,
+        "sub": sub,
+        "iat": now,
+        "exp": now + 60,
+        **overrides,
+    }
 
 
 def test_service_identities_each_service_mints_only_its_own():
@@ -204,12 +234,16 @@ def test_service_identities_each_service_mints_only_its_own():
         keys.verify("not a token")
 
 
-@pytest.mark.parametrize("claims", [
-    service_claims(exp=int(time.time()) - 60),
-    service_claims(aud="shop"),
-    service_claims(iss="someone"),
-    {k: v for k, v in service_claims().items() if k != "exp"},
-], ids=["expired", "audience", "issuer", "no-exp"])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        service_claims(exp=int(time.time()) - 60),
+        service_claims(aud="shop"),
+        service_claims(iss="someone"),
+        {k: v for k, v in service_claims().items() if k != "exp"},
+    ],
+    ids=["expired", "audience", "issuer", "no-exp"],
+)
 def test_service_identity_claims_are_checked(claims):
     keys = ServiceKeys.parse(public_keys_json(SERVICE_PEMS))
     key = serialization.load_pem_private_key(SERVICE_PEMS["orders"].encode(), None)
@@ -220,10 +254,16 @@ def test_service_identity_claims_are_checked(claims):
 
 def test_service_public_keys_as_a_jwks_and_as_pem_with_escaped_newlines():
     public = ed25519.Ed25519PrivateKey.generate()
-    pem = public.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption()).decode()
-    x = base64.urlsafe_b64encode(public.public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)).rstrip(b"=").decode()
+    pem = public.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    x = (
+        base64.urlsafe_b64encode(
+            public.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        )
+        .rstrip(b"=")
+        .decode()
+    )
     jwks = json.dumps({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "cart", "x": x}]})
     identity = ServiceIdentity.from_pem("cart", pem.replace("\n", "\\n"))
     assert ServiceKeys.parse(jwks).verify(identity.mint()) == "cart"
@@ -241,8 +281,9 @@ def test_service_identity_from_settings_and_a_throwaway_outside_production(tmp_p
     token = ServiceIdentity.from_settings(settings, "payments").mint()
     assert ServiceKeys.from_settings(settings).verify(token) == "payments"
     with pytest.raises(ValueError, match="not the key"):  # a key that is not the one the set lists
-        ServiceIdentity.from_settings(BaseShopSettings(service_key_file=str(key_file),
-                                                       service_public_keys_file=str(keys_file)), "orders")
+        ServiceIdentity.from_settings(
+            BaseShopSettings(service_key_file=str(key_file), service_public_keys_file=str(keys_file)), "orders"
+        )
     throwaway = ServiceIdentity.from_settings(BaseShopSettings(env="test"), "payments")
     with pytest.raises(Unauthenticated):
         ServiceKeys.from_settings(settings).verify(throwaway.mint())

@@ -26,8 +26,13 @@ def build() -> ShopServer:
     settings = ServiceSettings()
     definition = ServiceDefinition(
         name="slow",
-        servicers=[(payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
-                    SlowServicer(float(os.environ.get("SLOW_SECONDS", "2"))), SERVICE_NAME)],
+        servicers=[
+            (
+                payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
+                SlowServicer(float(os.environ.get("SLOW_SECONDS", "2"))),
+                SERVICE_NAME,
+            )
+        ],
         verifier=None,
     )
     return ShopServer(definition, settings)

@@ -22,8 +22,13 @@ class Callee(payments_pb2_grpc.PaymentsServiceServicer):
         self.seen: list[dict] = []
 
     async def ListPayments(self, request, context):
-        self.seen.append({"time_remaining": context.time_remaining(), "request_id": current_request_id(),
-                          "service": current_caller().service})
+        self.seen.append(
+            {
+                "time_remaining": context.time_remaining(),
+                "request_id": current_request_id(),
+                "service": current_caller().service,
+            }
+        )
         return payments_pb2.ListPaymentsResponse()
 
 
@@ -40,20 +45,32 @@ class Caller(catalog_pb2_grpc.CatalogServiceServicer):
 
 def server(name, servicer, add, full_name, port) -> ShopServer:
     definition = ServiceDefinition(name=name, servicers=[(add, servicer, full_name)], verifier=None)
-    return ShopServer(definition, ServiceSettings(grpc_address=f"127.0.0.1:{port}", grace_seconds=0.5,
-                                                  **identity_settings(name)))
+    return ShopServer(
+        definition, ServiceSettings(grpc_address=f"127.0.0.1:{port}", grace_seconds=0.5, **identity_settings(name))
+    )
 
 
 async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagate():
     callee_port, caller_port = free_port(), free_port()
     callee = Callee()
-    callee_server = server("payments", callee, payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
-                           "shop.payments.v1.PaymentsService", callee_port)
-    settings = BaseShopSettings(payments_target=f"127.0.0.1:{callee_port}", rpc_timeout_seconds=10,
-                                **identity_settings("catalog"))
+    callee_server = server(
+        "payments",
+        callee,
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
+        "shop.payments.v1.PaymentsService",
+        callee_port,
+    )
+    settings = BaseShopSettings(
+        payments_target=f"127.0.0.1:{callee_port}", rpc_timeout_seconds=10, **identity_settings("catalog")
+    )
     inner_clients = ServiceClients(settings, "catalog")
-    caller_server = server("catalog", Caller(inner_clients), catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
-                           "shop.catalog.v1.CatalogService", caller_port)
+    caller_server = server(
+        "catalog",
+        Caller(inner_clients),
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+        "shop.catalog.v1.CatalogService",
+        caller_port,
+    )
     await callee_server.start()
     await caller_server.start()
     try:
@@ -65,8 +82,9 @@ async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagat
         # Through the caller with 1.5 s: the callee gets at most what is left of those 1.5 s.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{caller_port}") as channel:
             stub = catalog_pb2_grpc.CatalogServiceStub(channel)
-            await stub.GetProduct(catalog_pb2.GetProductRequest(), timeout=1.5,
-                                  metadata=[("x-request-id", "trace-me-42")])
+            await stub.GetProduct(
+                catalog_pb2.GetProductRequest(), timeout=1.5, metadata=[("x-request-id", "trace-me-42")]
+            )
         # capped to what the caller had left (gRPC rounds the timeout it sends up a little), not 10 s
         assert callee.seen[-1]["time_remaining"] <= 1.6
         assert callee.seen[-1]["request_id"] == "trace-me-42"
@@ -80,11 +98,17 @@ async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagat
 async def test_forged_service_identity_is_refused():
     port = free_port()
     callee = Callee()
-    callee_server = server("payments", callee, payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
-                           "shop.payments.v1.PaymentsService", port)
+    callee_server = server(
+        "payments",
+        callee,
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
+        "shop.payments.v1.PaymentsService",
+        port,
+    )
     await callee_server.start()
-    forged = ServiceClients(BaseShopSettings(payments_target=f"127.0.0.1:{port}",
-                                             service_key=generate_private_key_pem()), "orders")
+    forged = ServiceClients(
+        BaseShopSettings(payments_target=f"127.0.0.1:{port}", service_key=generate_private_key_pem()), "orders"
+    )
     try:
         try:
             await forged.payments.ListPayments(payments_pb2.ListPaymentsRequest())

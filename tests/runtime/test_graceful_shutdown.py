@@ -50,8 +50,10 @@ async def test_sigterm_drains_in_flight_rpcs_and_reports_not_serving(tmp_path):
             assert first.status == health_pb2.HealthCheckResponse.SERVING
 
             stub = payments_pb2_grpc.PaymentsServiceStub(channel)
-            calls = [asyncio.ensure_future(stub.ListPayments(payments_pb2.ListPaymentsRequest(), timeout=20))
-                     for _ in range(20)]
+            calls = [
+                asyncio.ensure_future(stub.ListPayments(payments_pb2.ListPaymentsRequest(), timeout=20))
+                for _ in range(20)
+            ]
             await asyncio.sleep(0.5)  # the 20 RPCs are in flight (each takes 2 s)
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)

@@ -56,13 +56,21 @@ async def two_catalogs(suite, tmp_path):
 async def create_product(suite, stock: int) -> str:
     admin = await suite.admin()
     slug = f"replica-{uuid.uuid4().hex[:8]}"
-    response = await suite.http.post("/api/v1/categories", json={"slug": slug, "name": "Replica tests"},
-                                     headers=admin["headers"])
+    response = await suite.http.post(
+        "/api/v1/categories", json={"slug": slug, "name": "Replica tests"}, headers=admin["headers"]
+    )
     assert response.status_code == 201, response.text
     response = await suite.http.post(
         "/api/v1/products",
-        json={"sku": f"SKU-{uuid.uuid4().hex[:10]}", "name": "Replicated lamp", "description": "A lamp.",
-              "priceCents": 2500, "currency": "USD", "categorySlug": slug, "stock": stock},
+        json={
+            "sku": f"SKU-{uuid.uuid4().hex[:10]}",
+            "name": "Replicated lamp",
+            "description": "A lamp.",
+            "priceCents": 2500,
+            "currency": "USD",
+            "categorySlug": slug,
+            "stock": stock,
+        },
         headers=admin["headers"],
     )
     assert response.status_code == 201, response.text
@@ -133,10 +141,12 @@ async def test_killing_one_instance_loses_no_read_and_writes_stay_correct(suite,
         product = (await stub.GetProduct(catalog_pb2.GetProductRequest(product_id=product_id))).product
         assert product.stock == stock - len(reserved)
         for reservation_id in list(reserved)[:20]:
-            again = await stub.ReserveStock(catalog_pb2.ReserveStockRequest(
-                reservation_id=reservation_id,
-                lines=[catalog_pb2.StockLine(product_id=product_id, quantity=1)],
-            ))
+            again = await stub.ReserveStock(
+                catalog_pb2.ReserveStockRequest(
+                    reservation_id=reservation_id,
+                    lines=[catalog_pb2.StockLine(product_id=product_id, quantity=1)],
+                )
+            )
             assert again.reservation.id == reservation_id
         product = (await stub.GetProduct(catalog_pb2.GetProductRequest(product_id=product_id))).product
         assert product.stock == stock - len(reserved)

@@ -27,8 +27,14 @@ def start(var_dir, http_port, base_port, replicas):
         "SHOP_ADMIN_PASSWORD": "Admin-Passw0rd-for-tests",
     }
     log = open(var_dir.parent / f"run-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen([sys.executable, "-m", "scripts.run_local", "--replicas", str(replicas)],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scripts.run_local", "--replicas", str(replicas)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     return process, log
 
 
@@ -55,20 +61,33 @@ def checkout_on_sqlite(base_url, access_token, product_id):
     """The checkout's lean SQL runs on SQLite too: a paid order, the cart empty with the 201, and
     the stock committed right after it."""
     headers = {"Authorization": f"Bearer {access_token}"}
-    added = httpx.post(f"{base_url}/api/v1/cart/items", json={"productId": product_id, "quantity": 1},
-                       headers=headers, timeout=10)
+    added = httpx.post(
+        f"{base_url}/api/v1/cart/items", json={"productId": product_id, "quantity": 1}, headers=headers, timeout=10
+    )
     assert added.status_code == 200, added.text
-    body = {"shippingAddress": {"firstName": "Per", "lastName": "Sist", "line1": "1 Main Street", "city": "London",
-                                "postalCode": "N1 1AA", "country": "GB"},
-            "payment": {"method": "card", "token": "tok_visa"}}
-    order = httpx.post(f"{base_url}/api/v1/orders", json=body, timeout=30,
-                       headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+    body = {
+        "shippingAddress": {
+            "firstName": "Per",
+            "lastName": "Sist",
+            "line1": "1 Main Street",
+            "city": "London",
+            "postalCode": "N1 1AA",
+            "country": "GB",
+        },
+        "payment": {"method": "card", "token": "tok_visa"},
+    }
+    order = httpx.post(
+        f"{base_url}/api/v1/orders", json=body, timeout=30, headers={**headers, "Idempotency-Key": str(uuid.uuid4())}
+    )
     assert order.status_code == 201, order.text
     assert order.json()["data"]["status"] == "PAID"
     assert httpx.get(f"{base_url}/api/v1/cart", headers=headers, timeout=10).json()["data"]["items"] == []
-    declined = httpx.post(f"{base_url}/api/v1/orders", timeout=30,
-                          json={**body, "payment": {"method": "card", "token": "tok_chargeDeclined"}},
-                          headers={**headers, "Idempotency-Key": str(uuid.uuid4())})
+    declined = httpx.post(
+        f"{base_url}/api/v1/orders",
+        timeout=30,
+        json={**body, "payment": {"method": "card", "token": "tok_chargeDeclined"}},
+        headers={**headers, "Idempotency-Key": str(uuid.uuid4())},
+    )
     assert declined.status_code == 409 and declined.json()["error"]["code"] == "CART_EMPTY", declined.text
 
 
@@ -87,13 +106,19 @@ def test_make_run_with_two_replicas_starts_serves_stops_and_persists(tmp_path):
         assert products["page"]["totalSize"] >= 20
         categories = httpx.get(f"{base_url}/api/v1/categories", timeout=10).json()["data"]
         assert len(categories) >= 4
-        login = httpx.post(f"{base_url}/api/v1/auth/login",
-                           json={"email": "admin@example.com", "password": "Admin-Passw0rd-for-tests"}, timeout=30)
+        login = httpx.post(
+            f"{base_url}/api/v1/auth/login",
+            json={"email": "admin@example.com", "password": "Admin-Passw0rd-for-tests"},
+            timeout=30,
+        )
         assert login.status_code == 200, login.text
         assert login.json()["data"]["user"]["role"] == "ADMIN"
         email = f"persist-{uuid.uuid4().hex[:8]}@example.com"
-        register = httpx.post(f"{base_url}/api/v1/auth/register", timeout=30,
-                              json={"email": email, "password": "Passw0rd!x", "firstName": "Per", "lastName": "Sist"})
+        register = httpx.post(
+            f"{base_url}/api/v1/auth/register",
+            timeout=30,
+            json={"email": email, "password": "Passw0rd!x", "firstName": "Per", "lastName": "Sist"},
+        )
         assert register.status_code == 201, register.text
         checkout_on_sqlite(base_url, register.json()["data"]["tokens"]["accessToken"], products["data"][0]["id"])
     finally:

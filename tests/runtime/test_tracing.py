@@ -36,13 +36,21 @@ class Receiver:
                     body = gzip.decompress(body)
                 request = ExportTraceServiceRequest.FromString(body)
                 for resource_spans in request.resource_spans:
-                    service = next(a.value.string_value for a in resource_spans.resource.attributes
-                                   if a.key == "service.name")
+                    service = next(
+                        a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"
+                    )
                     for scope_spans in resource_spans.scope_spans:
                         for span in scope_spans.spans:
-                            receiver.spans.append({"service": service, "name": span.name, "kind": span.kind,
-                                                   "trace": span.trace_id.hex(), "span": span.span_id.hex(),
-                                                   "parent": span.parent_span_id.hex()})
+                            receiver.spans.append(
+                                {
+                                    "service": service,
+                                    "name": span.name,
+                                    "kind": span.kind,
+                                    "trace": span.trace_id.hex(),
+                                    "span": span.span_id.hex(),
+                                    "parent": span.parent_span_id.hex(),
+                                }
+                            )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.end_headers()
@@ -73,13 +81,25 @@ def receiver():
 async def test_one_rpc_chain_is_one_trace_across_services(receiver):
     callee_port, caller_port = free_port(), free_port()
     endpoint = {"otlp_endpoint": receiver.endpoint}
-    callee_server = server("payments", Callee(), payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
-                           "shop.payments.v1.PaymentsService", callee_port)
+    callee_server = server(
+        "payments",
+        Callee(),
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
+        "shop.payments.v1.PaymentsService",
+        callee_port,
+    )
     callee_server.settings.otlp_endpoint = receiver.endpoint
-    clients = ServiceClients(BaseShopSettings(payments_target=f"127.0.0.1:{callee_port}",
-                                              **identity_settings("catalog"), **endpoint), "catalog")
-    caller_server = server("catalog", Caller(clients), catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
-                           "shop.catalog.v1.CatalogService", caller_port)
+    clients = ServiceClients(
+        BaseShopSettings(payments_target=f"127.0.0.1:{callee_port}", **identity_settings("catalog"), **endpoint),
+        "catalog",
+    )
+    caller_server = server(
+        "catalog",
+        Caller(clients),
+        catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
+        "shop.catalog.v1.CatalogService",
+        caller_port,
+    )
     caller_server.settings.otlp_endpoint = receiver.endpoint
     await callee_server.start()
     await caller_server.start()

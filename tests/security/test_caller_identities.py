@@ -89,16 +89,17 @@ def forged_tokens() -> dict[str, str]:
     """Every forgery claims to be orders, the caller most internal RPCs accept."""
     forged = {
         "key-not-in-the-set": ServiceIdentity.from_pem("orders", generate_private_key_pem()).mint(),
-        "sub-is-not-kid": jwt.encode(_claims("orders"), _key("gateway"), algorithm="EdDSA",
-                                     headers={"kid": "gateway"}),
-        "kid-of-another-key": jwt.encode(_claims("orders"), _key("gateway"), algorithm="EdDSA",
-                                         headers={"kid": "orders"}),
+        "sub-is-not-kid": jwt.encode(_claims("orders"), _key("gateway"), algorithm="EdDSA", headers={"kid": "gateway"}),
+        "kid-of-another-key": jwt.encode(
+            _claims("orders"), _key("gateway"), algorithm="EdDSA", headers={"kid": "orders"}
+        ),
         "alg-none": jwt.encode(_claims("orders"), None, algorithm="none", headers={"kid": "orders"}),
     }
     for index, secret in enumerate(OLD_SHARED_SECRETS):
         forged[f"hs256-old-shared-secret-{index}"] = jwt.encode(_claims("orders"), secret, algorithm="HS256")
         forged[f"hs256-old-shared-secret-{index}-with-kid"] = jwt.encode(
-            _claims("orders"), secret, algorithm="HS256", headers={"kid": "orders"})
+            _claims("orders"), secret, algorithm="HS256", headers={"kid": "orders"}
+        )
     return forged
 
 
@@ -192,8 +193,9 @@ def test_make_run_gives_each_process_only_its_own_key(tmp_path, monkeypatch):
     from shop.lib.tokens import ServiceKeys
 
     for name in IDENTITY_NAMES:
-        process_env = (run_local.service_env(env, name, 0) if name != "gateway"
-                       else run_local.identity_env(env, "gateway", keys))
+        process_env = (
+            run_local.service_env(env, name, 0) if name != "gateway" else run_local.identity_env(env, "gateway", keys)
+        )
         assert process_env["SHOP_SERVICE_KEY_FILE"] == str(keys[name])
         assert "SHOP_SERVICE_KEY" not in process_env
         identity = ServiceIdentity.from_pem(name, Path(process_env["SHOP_SERVICE_KEY_FILE"]).read_text())

@@ -145,8 +145,12 @@ class _CallDefaults:
         self._default_timeout = default_timeout
 
     def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
-        timeout, metadata = call_options(details.timeout, details.metadata, service_tokens=self._service_tokens,
-                                         default_timeout=self._default_timeout)
+        timeout, metadata = call_options(
+            details.timeout,
+            details.metadata,
+            service_tokens=self._service_tokens,
+            default_timeout=self._default_timeout,
+        )
         return grpc.aio.ClientCallDetails(
             method=details.method,
             timeout=timeout,
@@ -205,8 +209,12 @@ class _DefaultedMethod:
         self._clients = clients
 
     def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None, **kwargs: Any) -> Any:
-        timeout, metadata = call_options(timeout, metadata, service_tokens=self._clients.service_tokens,
-                                         default_timeout=self._clients.default_timeout)
+        timeout, metadata = call_options(
+            timeout,
+            metadata,
+            service_tokens=self._clients.service_tokens,
+            default_timeout=self._clients.default_timeout,
+        )
         return self._call(request, timeout=timeout, metadata=metadata, **kwargs)
 
 

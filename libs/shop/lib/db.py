@@ -152,8 +152,15 @@ class Query:
     `IN :ids` with `expanding=("ids",)` on SQLite; `FOR UPDATE`). Rows have the columns as attributes.
     """
 
-    def __init__(self, sql: str, columns: Sequence[QueryColumn] = (), *, postgres_sql: str | None = None,
-                 expanding: Sequence[str] = (), types: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        sql: str,
+        columns: Sequence[QueryColumn] = (),
+        *,
+        postgres_sql: str | None = None,
+        expanding: Sequence[str] = (),
+        types: dict[str, Any] | None = None,
+    ) -> None:
         clause = text(sql)
         binds: list[BindParameter[Any]] = [bindparam(name, expanding=True) for name in expanding]
         binds += [bindparam(name, type_=type_) for name, type_ in (types or {}).items()]
@@ -279,8 +286,9 @@ class Database:
         finally:
             await pool.putconn(connection)
 
-    async def _on_live_connection(self, pool: AsyncConnectionPool, sql: str, params: dict[str, Any] | None = None
-                                  ) -> tuple[Any, Any]:
+    async def _on_live_connection(
+        self, pool: AsyncConnectionPool, sql: str, params: dict[str, Any] | None = None
+    ) -> tuple[Any, Any]:
         """A pooled connection that ran `sql` (a read, or a write's BEGIN), and its cursor; the
         caller puts the connection back. A connection the server ended (a restart, a terminated
         session) fails before anything ran on it: the pool drops it and another one is tried, so

@@ -126,8 +126,11 @@ HTTP_STATUS_BY_GRPC_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
-HTTP_STATUS_BY_REASON: dict[str, int] = {"PAYMENT_DECLINED": 402, "PRECONDITION_FAILED": 412,
-                                         "IDEMPOTENCY_KEY_REUSED": 422}
+HTTP_STATUS_BY_REASON: dict[str, int] = {
+    "PAYMENT_DECLINED": 402,
+    "PRECONDITION_FAILED": 412,
+    "IDEMPOTENCY_KEY_REUSED": 422,
+}
 DEFAULT_CODE_BY_GRPC_CODE: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.INVALID_ARGUMENT: "VALIDATION_ERROR",
     grpc.StatusCode.UNAUTHENTICATED: "UNAUTHENTICATED",

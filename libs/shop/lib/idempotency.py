@@ -73,6 +73,7 @@ def scoped_key(user_id: str | None, key: str, length: int = 64) -> str:
 
 # -- fingerprints ------------------------------------------------------------------------------
 
+
 def fingerprint(value: Any) -> str:
     """SHA-256 (hex) of the canonical JSON of what a request asks for."""
     canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -89,6 +90,7 @@ def message_fingerprint(message: Message, exclude: Iterable[str] = KEY_FIELDS) -
 
 # -- replays -----------------------------------------------------------------------------------
 
+
 def key_reused(message: str = "This Idempotency-Key was used with a different request.") -> ShopError:
     """422 IDEMPOTENCY_KEY_REUSED (API.md): the same key with another body."""
     return Conflict(message, code="IDEMPOTENCY_KEY_REUSED")
@@ -99,8 +101,14 @@ def in_progress() -> ShopError:
     return Aborted("A request with this Idempotency-Key is still running; retry shortly.", code="REQUEST_IN_PROGRESS")
 
 
-def check_replay(stored_fingerprint: str, request_fingerprint: str, *, stored_operation: str | None = None,
-                 operation: str | None = None, message: str | None = None) -> None:
+def check_replay(
+    stored_fingerprint: str,
+    request_fingerprint: str,
+    *,
+    stored_operation: str | None = None,
+    operation: str | None = None,
+    message: str | None = None,
+) -> None:
     """A stored key may be replayed only by the same request (and the same operation)."""
     if stored_fingerprint != request_fingerprint or stored_operation != operation:
         raise key_reused(message) if message else key_reused()

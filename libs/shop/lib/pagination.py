@@ -93,14 +93,22 @@ class PageTokens:
         except (ValueError, TypeError, UnicodeDecodeError):
             raise invalid_page_token() from None
 
-    def encode_after(self, sort_key: Any, row_id: str, query: str, *,
-                     key_field: str = "k", id_field: str = "id") -> str:
+    def encode_after(
+        self, sort_key: Any, row_id: str, query: str, *, key_field: str = "k", id_field: str = "id"
+    ) -> str:
         """The token of the page after the row (`sort_key`, `row_id`); a datetime is kept as ISO text."""
         value = sort_key.isoformat() if isinstance(sort_key, datetime) else sort_key
         return self.encode({key_field: value, id_field: row_id}, query)
 
-    def decode_after(self, token: str, query: str, *, parse_key: Callable[[Any], Any] = lambda raw: raw,
-                     key_field: str = "k", id_field: str = "id") -> tuple[Any, str] | None:
+    def decode_after(
+        self,
+        token: str,
+        query: str,
+        *,
+        parse_key: Callable[[Any], Any] = lambda raw: raw,
+        key_field: str = "k",
+        id_field: str = "id",
+    ) -> tuple[Any, str] | None:
         """(sort key, row id) after which the page starts; None for the first page. A key that
         `parse_key` refuses (ValueError, TypeError) is INVALID_PAGE_TOKEN too."""
         position = self.decode(token, query)

@@ -52,8 +52,9 @@ _LEEWAY_SECONDS = 5
 class KeySet:
     """Public keys by `kid`, refreshed from a JWKS source; unknown kids trigger one rate-limited refresh."""
 
-    def __init__(self, fetch_jwks: Callable[[], Awaitable[str]], *, max_age: float = 300.0,
-                 min_refresh_interval: float = 10.0) -> None:
+    def __init__(
+        self, fetch_jwks: Callable[[], Awaitable[str]], *, max_age: float = 300.0, min_refresh_interval: float = 10.0
+    ) -> None:
         self._fetch = fetch_jwks
         self._max_age = max_age
         self._min_refresh_interval = min_refresh_interval
@@ -143,15 +144,17 @@ class RevokedSessions:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.poll_once(self._fetch), timeout)
 
-    async def poll_forever(self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]],
-                           interval: float) -> None:
+    async def poll_forever(
+        self, fetch: Callable[[datetime], Awaitable[tuple[list[str], datetime]]], interval: float
+    ) -> None:
         self._fetch = fetch
         await Periodic("revocations.poll", lambda: self.poll_once(fetch), interval)()
 
 
 def revocations_unavailable() -> Unavailable:
-    return Unavailable("Your sign-in cannot be confirmed right now; retry in a moment.",
-                       code="REVOCATIONS_UNAVAILABLE", retry_after=2)
+    return Unavailable(
+        "Your sign-in cannot be confirmed right now; retry in a moment.", code="REVOCATIONS_UNAVAILABLE", retry_after=2
+    )
 
 
 class AccessTokenVerifier:
@@ -339,6 +342,7 @@ class ServiceKeys:
 
 # -- keys -----------------------------------------------------------------------------------------
 
+
 def load_private_key(pem: str) -> ed25519.Ed25519PrivateKey:
     """An Ed25519 private key from PKCS#8 PEM text (literal `\\n` accepted, as in env files; text
     before the PEM block, such as the dev keys' INSECURE-DEV-ONLY line, is ignored)."""
@@ -353,15 +357,20 @@ def _raw(key: ed25519.Ed25519PublicKey) -> bytes:
 
 
 def generate_private_key_pem() -> str:
-    return ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
 
 
 def public_key_pem(private_key_pem: str) -> str:
-    return load_private_key(private_key_pem).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        load_private_key(private_key_pem)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def public_keys_json(private_keys: Mapping[str, str]) -> str:

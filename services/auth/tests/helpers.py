@@ -30,8 +30,9 @@ def read_mails(mail_dir: Path) -> list[EmailMessage]:
     return messages
 
 
-async def wait_for_mails(mail_dir: Path, to: str, subject: str, count: int = 1, timeout: float = 10.0
-                         ) -> list[EmailMessage]:
+async def wait_for_mails(
+    mail_dir: Path, to: str, subject: str, count: int = 1, timeout: float = 10.0
+) -> list[EmailMessage]:
     """The messages to `to` with `subject`, once at least `count` exist (mail is sent in the background)."""
     deadline = time.monotonic() + timeout
     while True:

@@ -23,6 +23,7 @@ IDENTITY = identity_settings("auth")
 
 # -- password policy ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("password", ["Passw0rdx", "aB3aaaaa", "Ünïcödé9x", "a" * 69 + "B1x"])
 def test_good_passwords_pass(password):
     assert domain.password_problems(password) == []
@@ -88,6 +89,7 @@ def test_production_refuses_to_start_without_a_signing_key():
 
 # -- emails and names ------------------------------------------------------------------------------
 
+
 def test_email_is_trimmed_and_lower_cased():
     assert domain.normalize_email("  Alice.Smith@Example.COM \n") == "alice.smith@example.com"
 
@@ -133,6 +135,7 @@ def test_address_phone_is_a_possible_number_for_its_country():
 
 # -- lockout window --------------------------------------------------------------------------------
 
+
 def test_lockout_after_max_failures_until_the_window_passes():
     window = timedelta(minutes=15)
     now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -153,6 +156,7 @@ def test_old_failures_do_not_count():
 
 
 # -- TOTP ------------------------------------------------------------------------------------------
+
 
 def test_totp_matches_rfc6238_with_one_step_of_drift():
     secret = domain.new_totp_secret()
@@ -208,23 +212,33 @@ def test_opaque_tokens_are_hashed_for_storage():
 
 # -- refresh rotation, addresses, admin changes ------------------------------------------------------
 
+
 def test_an_unclaimable_refresh_token_is_invalid_raced_or_reused():
     started = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     assert domain.unclaimed_refresh(known=False, used_at=None, started=started) is domain.Refresh.INVALID
     # its rotation finished after this refresh started: a concurrent refresh won
     assert domain.unclaimed_refresh(known=True, used_at=started, started=started) is domain.Refresh.RACED
-    assert domain.unclaimed_refresh(known=True, used_at=started + timedelta(seconds=1),
-                                    started=started) is domain.Refresh.RACED
+    assert (
+        domain.unclaimed_refresh(known=True, used_at=started + timedelta(seconds=1), started=started)
+        is domain.Refresh.RACED
+    )
     # finished before: the token came back later, a replay
-    assert domain.unclaimed_refresh(known=True, used_at=started - timedelta(seconds=1),
-                                    started=started) is domain.Refresh.REUSED
+    assert (
+        domain.unclaimed_refresh(known=True, used_at=started - timedelta(seconds=1), started=started)
+        is domain.Refresh.REUSED
+    )
 
 
 def test_a_claimed_token_rotates_only_for_a_live_session_and_an_active_user():
     now = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     later, earlier = now + timedelta(days=1), now - timedelta(seconds=1)
-    live = dict(session_revoked_at=None, session_expires_at=later, token_expires_at=later,
-                user_status=domain.STATUS_ACTIVE, now=now)
+    live = dict(
+        session_revoked_at=None,
+        session_expires_at=later,
+        token_expires_at=later,
+        user_status=domain.STATUS_ACTIVE,
+        now=now,
+    )
     assert domain.may_rotate(**live)
     assert not domain.may_rotate(**{**live, "session_revoked_at": earlier})
     assert not domain.may_rotate(**{**live, "session_expires_at": now})
@@ -233,7 +247,9 @@ def test_a_claimed_token_rotates_only_for_a_live_session_and_an_active_user():
     assert not domain.may_rotate(**{**live, "session_ends_at": now})
     assert domain.may_rotate(**{**live, "session_ends_at": later})
     ninety = timedelta(days=90)
-    assert domain.session_expiry(now, timedelta(days=30), started_at=now, max_lifetime=ninety) == now + timedelta(days=30)
+    assert domain.session_expiry(now, timedelta(days=30), started_at=now, max_lifetime=ninety) == now + timedelta(
+        days=30
+    )
     started = now - timedelta(days=89)
     assert domain.session_expiry(now, timedelta(days=30), started_at=started, max_lifetime=ninety) == started + ninety
 
@@ -261,38 +277,67 @@ def test_an_admin_change_keeps_only_what_differs_and_knows_when_sessions_end():
     assert not same.changes_anything and not same.ends_sessions
     role = domain.UserChange.between(role="CUSTOMER", status="ACTIVE", wanted_role="SELLER", wanted_status="ACTIVE")
     assert role == domain.UserChange(role="SELLER", status=None) and role.ends_sessions
-    reactivated = domain.UserChange.between(role="CUSTOMER", status="SUSPENDED", wanted_role=None,
-                                            wanted_status="ACTIVE")
+    reactivated = domain.UserChange.between(
+        role="CUSTOMER", status="SUSPENDED", wanted_role=None, wanted_status="ACTIVE"
+    )
     assert reactivated.changes_anything and not reactivated.ends_sessions
 
 
 # -- access tokens ----------------------------------------------------------------------------------
 
+
 async def test_access_token_claims_and_verification():
     key = SigningKey(generate_private_key_pem())
-    minted = key.mint_access_token(issuer="shop-auth", audience="shop", user_id="u1", role="SELLER",
-                                   session_id="s1", lifetime=timedelta(minutes=15))
+    minted = key.mint_access_token(
+        issuer="shop-auth",
+        audience="shop",
+        user_id="u1",
+        role="SELLER",
+        session_id="s1",
+        lifetime=timedelta(minutes=15),
+    )
     header = jwt.get_unverified_header(minted.token)
     assert header["alg"] == "EdDSA" and header["kid"] == key.kid
     claims = jwt.decode(minted.token, options={"verify_signature": False})
     assert set(claims) == {"iss", "aud", "sub", "jti", "sid", "role", "typ", "iat", "exp"}
     assert claims["exp"] - claims["iat"] == 900 and minted.expires_in == 900
     assert (claims["iss"], claims["aud"], claims["sub"], claims["sid"], claims["role"], claims["typ"]) == (
-        "shop-auth", "shop", "u1", "s1", "SELLER", "access")
-    with_email = key.mint_access_token(issuer="shop-auth", audience="shop", user_id="u1", role="CUSTOMER",
-                                       session_id="s1", lifetime=timedelta(minutes=15), email="ada@example.com")
+        "shop-auth",
+        "shop",
+        "u1",
+        "s1",
+        "SELLER",
+        "access",
+    )
+    with_email = key.mint_access_token(
+        issuer="shop-auth",
+        audience="shop",
+        user_id="u1",
+        role="CUSTOMER",
+        session_id="s1",
+        lifetime=timedelta(minutes=15),
+        email="ada@example.com",
+    )
     assert jwt.decode(with_email.token, options={"verify_signature": False})["email"] == "ada@example.com"
     jwk = json.loads(key.jwks_json())["keys"][0]
     assert jwk == {"kty": "OKP", "crv": "Ed25519", "x": jwk["x"], "kid": key.kid, "alg": "EdDSA", "use": "sig"}
     verifier = AccessTokenVerifier(KeySet.static(key.jwks_json()), issuer="shop-auth", audience="shop")
     caller = await verifier.verify(minted.token)
     assert (caller.user_id, caller.role, caller.session_id) == ("u1", "SELLER", "s1")
-    other = AccessTokenVerifier(KeySet.static(SigningKey(generate_private_key_pem()).jwks_json()),
-                                issuer="shop-auth", audience="shop")
+    other = AccessTokenVerifier(
+        KeySet.static(SigningKey(generate_private_key_pem()).jwks_json()), issuer="shop-auth", audience="shop"
+    )
     with pytest.raises(Unauthenticated):
         await other.verify(minted.token)
-    expired = key.mint_access_token(issuer="shop-auth", audience="shop", user_id="u1", role="SELLER",
-                                    session_id="s1", lifetime=timedelta(minutes=15), now=0)
+    expired = key.mint_access_token(
+        issuer="shop-auth",
+        audience="shop",
+        user_id="u1",
+        role="SELLER",
+        session_id="s1",
+        lifetime=timedelta(minutes=15),
+        now=0,
+    )
     with pytest.raises(Unauthenticated, match="expired"):
         await verifier.verify(expired.token)
 
@@ -324,8 +369,11 @@ def test_configured_key_wins_and_non_ed25519_is_refused(tmp_path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    rsa_pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+    rsa_pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     with pytest.raises(ValueError, match="Ed25519"):
         SigningKey(rsa_pem)
 
@@ -335,16 +383,24 @@ async def test_key_rotation_publishes_previous_public_keys():
     old = SigningKey(old_pem)
     from cryptography.hazmat.primitives import serialization as ser
 
-    old_public = ser.load_pem_private_key(old_pem.encode(), password=None).public_key().public_bytes(
-        ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo).decode()
+    old_public = (
+        ser.load_pem_private_key(old_pem.encode(), password=None)
+        .public_key()
+        .public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     new = SigningKey(generate_private_key_pem(), previous_public_keys=old_public)
     keys = json.loads(new.jwks_json())["keys"]
     assert [k["kid"] for k in keys] == [new.kid, old.kid]
     verifier = AccessTokenVerifier(KeySet.static(new.jwks_json()), issuer="i", audience="a")
     for key in (old, new):
-        token = key.mint_access_token(issuer="i", audience="a", user_id="u", role="CUSTOMER", session_id="s",
-                                      lifetime=timedelta(minutes=15)).token
+        token = key.mint_access_token(
+            issuer="i", audience="a", user_id="u", role="CUSTOMER", session_id="s", lifetime=timedelta(minutes=15)
+        ).token
         assert (await verifier.verify(token)).user_id == "u"
-    settings = AuthSettings(database_url="sqlite://", jwt_private_key=generate_private_key_pem(),
-                            jwt_previous_public_keys=old_public.replace("\n", "\\n"))
+    settings = AuthSettings(
+        database_url="sqlite://",
+        jwt_private_key=generate_private_key_pem(),
+        jwt_previous_public_keys=old_public.replace("\n", "\\n"),
+    )
     assert len(json.loads(SigningKey.from_settings(settings).jwks_json())["keys"]) == 2

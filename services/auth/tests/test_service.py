@@ -27,12 +27,16 @@ def stamp(value: datetime) -> Timestamp:
 
 async def test_admin_bootstrap_creates_once_and_never_changes_a_password(suite):
     email = new_email()
-    runtime = Runtime(suite.service_settings("auth", admin_email=f"  {email.upper()} ", admin_password="Adm1nPassword",
-                                             bcrypt_rounds=4))
+    runtime = Runtime(
+        suite.service_settings(
+            "auth", admin_email=f"  {email.upper()} ", admin_password="Adm1nPassword", bcrypt_rounds=4
+        )
+    )
     try:
         await runtime.bootstrap_admin()
         [(role, status, verified)] = suite.sql(
-            "auth", "SELECT role, status, email_verified FROM users WHERE email = %s", (email,))
+            "auth", "SELECT role, status, email_verified FROM users WHERE email = %s", (email,)
+        )
         assert (role, status, verified) == ("ADMIN", "ACTIVE", True)
         login = await suite.http.post("/api/v1/auth/login", json={"email": email, "password": "Adm1nPassword"})
         assert login.status_code == 200 and login.json()["data"]["user"]["role"] == "ADMIN"
@@ -40,8 +44,9 @@ async def test_admin_bootstrap_creates_once_and_never_changes_a_password(suite):
         [(first_hash,)] = suite.sql("auth", "SELECT password_hash FROM users WHERE email = %s", (email,))
     finally:
         await runtime.db.dispose()
-    again = Runtime(suite.service_settings("auth", admin_email=email, admin_password="Different1Password",
-                                           bcrypt_rounds=4))
+    again = Runtime(
+        suite.service_settings("auth", admin_email=email, admin_password="Different1Password", bcrypt_rounds=4)
+    )
     try:
         await again.bootstrap_admin()
     finally:
@@ -67,18 +72,25 @@ async def test_admin_bootstrap_does_nothing_without_a_password_and_refuses_a_wea
 async def test_sweep_deletes_only_stale_attempts_and_tokens(suite):
     fresh_email, stale_email = new_email(), new_email()
     user = await suite.register()
-    suite.sql("auth", "INSERT INTO login_attempts (id, email, attempted_at) VALUES "
-                      "(gen_random_uuid()::text, %s, now()), (gen_random_uuid()::text, %s, now() - interval '16 minutes')",
-              (fresh_email, stale_email))
-    suite.sql("auth", "UPDATE one_time_tokens SET expires_at = now() - interval '2 days' WHERE user_id = %s",
-              (user["user"]["id"],))
+    suite.sql(
+        "auth",
+        "INSERT INTO login_attempts (id, email, attempted_at) VALUES "
+        "(gen_random_uuid()::text, %s, now()), (gen_random_uuid()::text, %s, now() - interval '16 minutes')",
+        (fresh_email, stale_email),
+    )
+    suite.sql(
+        "auth",
+        "UPDATE one_time_tokens SET expires_at = now() - interval '2 days' WHERE user_id = %s",
+        (user["user"]["id"],),
+    )
     runtime = Runtime(suite.service_settings("auth", bcrypt_rounds=4))
     try:
         assert await runtime.sweep_once() >= 2
     finally:
         await runtime.db.dispose()
-    assert suite.sql("auth", "SELECT email FROM login_attempts WHERE email IN (%s, %s)",
-                     (fresh_email, stale_email)) == [(fresh_email,)]
+    assert suite.sql(
+        "auth", "SELECT email FROM login_attempts WHERE email IN (%s, %s)", (fresh_email, stale_email)
+    ) == [(fresh_email,)]
     assert suite.sql("auth", "SELECT count(*) FROM one_time_tokens WHERE user_id = %s", (user["user"]["id"],)) == [(0,)]
 
 
@@ -94,8 +106,9 @@ async def test_list_revocations_reports_revoked_sessions_since_a_time(suite):
     as_of = response.as_of.ToDatetime(tzinfo=UTC)
     assert as_of <= datetime.now(UTC)
     # asking from as_of onwards still overlaps a little (late commits are never missed)
-    later = await suite.stub("auth").ListRevocations(auth_pb2.ListRevocationsRequest(
-        since=stamp(datetime.now(UTC) + timedelta(minutes=1))))
+    later = await suite.stub("auth").ListRevocations(
+        auth_pb2.ListRevocationsRequest(since=stamp(datetime.now(UTC) + timedelta(minutes=1)))
+    )
     assert list(later.sessions) == []
 
 
@@ -108,32 +121,55 @@ async def test_get_jwks_is_public(suite):
 
 async def test_the_whole_flow_runs_on_sqlite(tmp_path, suite):
     settings = suite.service_settings(
-        "auth", database_url=f"sqlite:///{tmp_path}/auth.db", grpc_address="127.0.0.1:0", bcrypt_rounds=4,
+        "auth",
+        database_url=f"sqlite:///{tmp_path}/auth.db",
+        grpc_address="127.0.0.1:0",
+        bcrypt_rounds=4,
         mail_dir=str(tmp_path / "mail"),
     )
     server = build_server(settings)
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
-                                                "auth_target": server.address}), "gateway")
+    clients = ServiceClients(
+        BaseShopSettings(**{**suite.common(), **identity_settings("gateway"), "auth_target": server.address}), "gateway"
+    )
     try:
         stub = clients.auth
         email = new_email()
-        registered = await stub.Register(auth_pb2.RegisterRequest(
-            email=email, password="Passw0rdx", first_name="Sq", last_name="Lite",
-            client=auth_pb2.ClientInfo(user_agent="ua", ip="10.0.0.1")))
+        registered = await stub.Register(
+            auth_pb2.RegisterRequest(
+                email=email,
+                password="Passw0rdx",
+                first_name="Sq",
+                last_name="Lite",
+                client=auth_pb2.ClientInfo(user_agent="ua", ip="10.0.0.1"),
+            )
+        )
         assert registered.user.role == auth_pb2.ROLE_CUSTOMER
         metadata = [("authorization", f"Bearer {registered.tokens.access_token}")]
         me = await stub.GetCurrentUser(auth_pb2.GetCurrentUserRequest(), metadata=metadata)
         assert me.user.email == email
-        results = await asyncio.gather(*(
-            stub.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=registered.tokens.refresh_token))
-            for _ in range(4)
-        ), return_exceptions=True)
+        results = await asyncio.gather(
+            *(
+                stub.RefreshToken(auth_pb2.RefreshTokenRequest(refresh_token=registered.tokens.refresh_token))
+                for _ in range(4)
+            ),
+            return_exceptions=True,
+        )
         assert sum(1 for r in results if not isinstance(r, Exception)) == 1
         assert all(r.code() == grpc.StatusCode.UNAUTHENTICATED for r in results if isinstance(r, Exception))
-        created = await stub.CreateAddress(auth_pb2.CreateAddressRequest(address=auth_pb2.Address(
-            label="Home", first_name="A", last_name="B", line1="1 St", city="C", postal_code="1", country="fr")),
-            metadata=[("authorization", f"Bearer {(await stub.Login(auth_pb2.LoginRequest(email=email, password='Passw0rdx'))).tokens.access_token}")])  # noqa: E501
+        created = await stub.CreateAddress(
+            auth_pb2.CreateAddressRequest(
+                address=auth_pb2.Address(
+                    label="Home", first_name="A", last_name="B", line1="1 St", city="C", postal_code="1", country="fr"
+                )
+            ),
+            metadata=[
+                (
+                    "authorization",
+                    f"Bearer {(await stub.Login(auth_pb2.LoginRequest(email=email, password='Passw0rdx'))).tokens.access_token}",
+                )
+            ],
+        )  # noqa: E501
         assert created.address.is_default and created.address.country == "FR"
         for _ in range(5):
             with pytest.raises(grpc.aio.AioRpcError):

@@ -30,8 +30,9 @@ async def admin_metadata(suite) -> list[tuple[str, str]]:
     return _admins[id(suite)]
 
 
-async def make_product(suite, *, price: int = 1000, stock: int = 10, draft: bool = False,
-                       currency: str = "USD") -> dict[str, Any]:
+async def make_product(
+    suite, *, price: int = 1000, stock: int = 10, draft: bool = False, currency: str = "USD"
+) -> dict[str, Any]:
     metadata = await admin_metadata(suite)
     sku = f"CART-{uuid.uuid4().hex[:10].upper()}"
     response = await suite.stub("catalog").CreateProduct(
@@ -92,7 +93,10 @@ def cart_rows(suite, cart: str) -> dict[str, int]:
 def snapshot(suite) -> list[tuple]:
     """Everything the cart service stores (to prove that a refused request changed nothing)."""
     carts = suite.sql("cart", "SELECT id, user_id, session_id, updated_at FROM carts ORDER BY id")
-    items = suite.sql("cart", "SELECT cart_id, product_id, quantity, updated_at FROM cart_items ORDER BY cart_id, product_id")
-    checkouts = suite.sql("cart", "SELECT checkout_id, cart_id, lines::text, state FROM cart_checkouts "
-                                  "ORDER BY checkout_id")
+    items = suite.sql(
+        "cart", "SELECT cart_id, product_id, quantity, updated_at FROM cart_items ORDER BY cart_id, product_id"
+    )
+    checkouts = suite.sql(
+        "cart", "SELECT checkout_id, cart_id, lines::text, state FROM cart_checkouts ORDER BY checkout_id"
+    )
     return carts + items + checkouts

@@ -36,13 +36,13 @@ def taken(response) -> list[tuple[str, int]]:
 
 
 async def add(stub, user_id: str, product_id: str, quantity: int) -> None:
-    await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=owner(user_id=user_id), product_id=product_id,
-                                                       quantity=quantity))
+    await stub.AddCartItem(
+        cart_pb2.AddCartItemRequest(owner=owner(user_id=user_id), product_id=product_id, quantity=quantity)
+    )
 
 
 async def checkout(stub, user_id: str, checkout_id: str):
-    return await stub.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(user_id=user_id),
-                                                                checkout_id=checkout_id))
+    return await stub.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(user_id=user_id), checkout_id=checkout_id))
 
 
 async def restore(stub, checkout_id: str) -> None:
@@ -50,8 +50,7 @@ async def restore(stub, checkout_id: str) -> None:
 
 
 def checkout_row(suite, checkout_id: str):
-    rows = suite.sql("cart", "SELECT cart_id, state, lines FROM cart_checkouts WHERE checkout_id = %s",
-                     (checkout_id,))
+    rows = suite.sql("cart", "SELECT cart_id, state, lines FROM cart_checkouts WHERE checkout_id = %s", (checkout_id,))
     return rows[0] if rows else None
 
 
@@ -68,7 +67,8 @@ async def test_checkout_takes_the_lines_and_empties_the_cart(suite):
     read = await orders.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=user)))
     assert not read.cart.items and read.cart.item_count == 0
     assert checkout_row(suite, checkout_id) == (
-        cart_id(user_id=user), "taken",
+        cart_id(user_id=user),
+        "taken",
         [{"product_id": first["id"], "quantity": 3}, {"product_id": second["id"], "quantity": 1}],
     )
 
@@ -113,9 +113,7 @@ async def test_concurrent_checkouts_of_one_cart_take_it_once(suite):
     expected = [(products[0]["id"], 2), (products[1]["id"], 1)]
     # 20 carts, each checked out twice at once with different ids (a client retrying with a new
     # Idempotency-Key): exactly one of each pair gets the lines
-    results = await asyncio.gather(*(
-        checkout(orders, user, str(uuid.uuid4())) for user in users for _ in range(2)
-    ))
+    results = await asyncio.gather(*(checkout(orders, user, str(uuid.uuid4())) for user in users for _ in range(2)))
     for index, user in enumerate(users):
         pair = sorted((taken(results[2 * index]), taken(results[2 * index + 1])), key=len)
         assert pair == [[], expected], (user, pair)
@@ -124,9 +122,9 @@ async def test_concurrent_checkouts_of_one_cart_take_it_once(suite):
     for user in users:
         await add(orders, user, products[0]["id"], 1)
     same_ids = [str(uuid.uuid4()) for _ in users]
-    results = await asyncio.gather(*(
-        checkout(orders, user, same_id) for user, same_id in zip(users, same_ids, strict=True) for _ in range(2)
-    ))
+    results = await asyncio.gather(
+        *(checkout(orders, user, same_id) for user, same_id in zip(users, same_ids, strict=True) for _ in range(2))
+    )
     assert all(taken(result) == [(products[0]["id"], 1)] for result in results)
     assert all(cart_rows(suite, cart_id(user_id=user)) == {} for user in users)
 
@@ -168,8 +166,7 @@ async def test_restore_caps_lines_and_drops_what_does_not_fit(suite):
     # a second cart process on the same database with a two-line limit, called as orders
     server = build_server(suite.service_settings("cart", grpc_address="127.0.0.1:0", max_cart_lines=2))
     await server.start()
-    channel = make_channel(server.address, "cart",
-                           service_tokens=service_identity("orders"))
+    channel = make_channel(server.address, "cart", service_tokens=service_identity("orders"))
     try:
         orders = cart_pb2_grpc.CartServiceStub(channel)
         user = str(uuid.uuid4())
@@ -213,33 +210,50 @@ async def test_only_the_orders_service_may_take_or_restore(suite, http):
     await checkout(orders, user_id, checkout_id)
     await add(orders, user_id, product["id"], 1)
     session = str(uuid.uuid4())
-    await service_stub(suite, "gateway").AddCartItem(cart_pb2.AddCartItemRequest(
-        owner=owner(session_id=session), product_id=product["id"], quantity=1))
+    await service_stub(suite, "gateway").AddCartItem(
+        cart_pb2.AddCartItemRequest(owner=owner(session_id=session), product_id=product["id"], quantity=1)
+    )
     before = snapshot(suite)
     for name in ("gateway", "payments", "catalog", "auth", "cart"):
         stub = service_stub(suite, name)
         for request_owner in (owner(user_id=user_id), owner(session_id=session)):
-            await expect(stub.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=request_owner,
-                                                                        checkout_id=str(uuid.uuid4()))),
-                         grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
-        await expect(stub.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id)),
-                     grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
+            await expect(
+                stub.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=request_owner, checkout_id=str(uuid.uuid4()))),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "FORBIDDEN",
+            )
+        await expect(
+            stub.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id)),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "FORBIDDEN",
+        )
     # the user's own token (what the gateway forwards) may not take or restore the cart either
     metadata = [("authorization", user["headers"]["Authorization"])]
     stub = suite.stub("cart", as_service="gateway")
-    await expect(stub.CheckoutCart(cart_pb2.CheckoutCartRequest(checkout_id=str(uuid.uuid4())), metadata=metadata),
-                 grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
-    await expect(stub.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id), metadata=metadata),
-                 grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
+    await expect(
+        stub.CheckoutCart(cart_pb2.CheckoutCartRequest(checkout_id=str(uuid.uuid4())), metadata=metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "FORBIDDEN",
+    )
+    await expect(
+        stub.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id), metadata=metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "FORBIDDEN",
+    )
     # no identity at all
     channel = make_channel(suite.common()["cart_target"], "cart", service_tokens=None)
     try:
         anonymous = cart_pb2_grpc.CartServiceStub(channel)
-        await expect(anonymous.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(user_id=user_id),
-                                                                         checkout_id=str(uuid.uuid4()))),
-                     grpc.StatusCode.PERMISSION_DENIED)
-        await expect(anonymous.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id)),
-                     grpc.StatusCode.PERMISSION_DENIED)
+        await expect(
+            anonymous.CheckoutCart(
+                cart_pb2.CheckoutCartRequest(owner=owner(user_id=user_id), checkout_id=str(uuid.uuid4()))
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+        await expect(
+            anonymous.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=checkout_id)),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
     finally:
         await channel.close()
     assert snapshot(suite) == before
@@ -262,8 +276,11 @@ async def test_bad_arguments_are_invalid_and_change_nothing(suite):
         orders.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(user_id=user), checkout_id="a\nb")),
         orders.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(), checkout_id=str(uuid.uuid4()))),
         orders.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(user_id="nope"), checkout_id=str(uuid.uuid4()))),
-        orders.CheckoutCart(cart_pb2.CheckoutCartRequest(owner=owner(user_id=user, session_id=str(uuid.uuid4())),
-                                                         checkout_id=str(uuid.uuid4()))),
+        orders.CheckoutCart(
+            cart_pb2.CheckoutCartRequest(
+                owner=owner(user_id=user, session_id=str(uuid.uuid4())), checkout_id=str(uuid.uuid4())
+            )
+        ),
         orders.RestoreCart(cart_pb2.RestoreCartRequest()),
         orders.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id="x" * 65)),
         orders.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id="\x00")),
@@ -283,10 +300,12 @@ async def test_background_sweep_purges_old_checkouts(suite):
     old_id, fresh_id = str(uuid.uuid4()), str(uuid.uuid4())
     for checkout_id in (old_id, fresh_id):
         await checkout(orders, str(uuid.uuid4()), checkout_id)
-    suite.sql("cart", "UPDATE cart_checkouts SET created_at = now() - interval '8 days' WHERE checkout_id = %s",
-              (old_id,))
-    suite.sql("cart", "UPDATE cart_checkouts SET created_at = now() - interval '6 days' WHERE checkout_id = %s",
-              (fresh_id,))
+    suite.sql(
+        "cart", "UPDATE cart_checkouts SET created_at = now() - interval '8 days' WHERE checkout_id = %s", (old_id,)
+    )
+    suite.sql(
+        "cart", "UPDATE cart_checkouts SET created_at = now() - interval '6 days' WHERE checkout_id = %s", (fresh_id,)
+    )
     server = build_server(suite.service_settings("cart", grpc_address="127.0.0.1:0", sweep_interval_seconds=0.2))
     await server.start()
     try:

@@ -19,13 +19,22 @@ SESSION = str(uuid.uuid4())
 ORDERS = {"orders"}
 
 
-def product(pid: str | None = None, *, price: int = 1000, stock: int = 10, active: bool = True,
-            currency: str = "USD") -> ProductInfo:
-    return ProductInfo(id=pid or str(uuid.uuid4()), sku="SKU-1", name="Thing", price_cents=price,
-                       currency=currency, stock=stock, active=active)
+def product(
+    pid: str | None = None, *, price: int = 1000, stock: int = 10, active: bool = True, currency: str = "USD"
+) -> ProductInfo:
+    return ProductInfo(
+        id=pid or str(uuid.uuid4()),
+        sku="SKU-1",
+        name="Thing",
+        price_cents=price,
+        currency=currency,
+        stock=stock,
+        active=active,
+    )
 
 
 # -- ids and owners -------------------------------------------------------------------------------
+
 
 def test_parse_uuid_accepts_one_canonical_spelling():
     value = str(uuid.uuid4())
@@ -83,6 +92,7 @@ def test_nobody_is_unauthenticated():
 
 # -- quantities and holding rules -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("quantity", [0, -1, 101, 2**31 - 1, -(2**31)])
 def test_add_quantity_range(quantity):
     with pytest.raises(ValidationError):
@@ -127,9 +137,14 @@ def test_line_cap():
 
 # -- pricing --------------------------------------------------------------------------------------
 
+
 def test_price_cart_uses_current_prices_and_skips_unavailable_lines():
-    a, b, c, d = (product(price=250, stock=10), product(price=1999, stock=1), product(price=500, active=False),
-                  product(price=700, currency="EUR"))
+    a, b, c, d = (
+        product(price=250, stock=10),
+        product(price=1999, stock=1),
+        product(price=500, active=False),
+        product(price=700, currency="EUR"),
+    )
     missing = str(uuid.uuid4())
     lines = [Line(a.id, 4), Line(b.id, 2), Line(c.id, 1), Line(d.id, 1), Line(missing, 3)]
     cart = domain.price_cart("cart-1", lines, {p.id: p for p in (a, b, c, d)}, "usd")
@@ -146,6 +161,7 @@ def test_price_empty_cart():
 
 
 # -- merge ----------------------------------------------------------------------------------------
+
 
 def test_merged_quantity_adds_and_caps():
     assert domain.merged_quantity(0, 3, product(stock=10), "USD") == 3
@@ -192,6 +208,7 @@ def test_request_ids_and_fingerprints():
 
 
 # -- checkouts ------------------------------------------------------------------------------------
+
 
 def test_checkout_ids_are_1_to_64_printable_characters():
     assert domain.validate_checkout_id("k" * 64) == "k" * 64

@@ -61,8 +61,11 @@ async def test_capped_increment_refuses_without_change(db):
 
 
 async def test_sweep_deletes_only_expired_guest_carts_with_their_lines(db, tmp_path):
-    old_guest, fresh_guest, old_user = (Owner(session_id=str(uuid.uuid4())), Owner(session_id=str(uuid.uuid4())),
-                                        Owner(user_id=str(uuid.uuid4())))
+    old_guest, fresh_guest, old_user = (
+        Owner(session_id=str(uuid.uuid4())),
+        Owner(session_id=str(uuid.uuid4())),
+        Owner(user_id=str(uuid.uuid4())),
+    )
     for owner in (old_guest, fresh_guest, old_user):
         await add(db, owner, str(uuid.uuid4()), 2, 100)
     long_ago = utcnow() - timedelta(days=31)
@@ -102,14 +105,18 @@ async def test_idempotency_keys_are_remembered_per_cart_and_forgotten_later(db):
     async with db.write() as tx:
         for owner in (a, b):
             await repository.touch_cart(tx, owner, utcnow())
-            assert await repository.remember_request(tx, owner.cart_id, "key-1", "fp-" + owner.cart_id,
-                                                     utcnow()) is None
+            assert (
+                await repository.remember_request(tx, owner.cart_id, "key-1", "fp-" + owner.cart_id, utcnow()) is None
+            )
         assert await repository.remember_request(tx, a.cart_id, "key-1", "other", utcnow()) == "fp-" + a.cart_id
         assert await repository.request_fingerprint(tx, b.cart_id, "key-1") == "fp-" + b.cart_id
         assert await repository.request_fingerprint(tx, b.cart_id, "key-2") is None
     async with db.transaction() as session:
-        await session.execute(update(CartRequest).where(CartRequest.cart_id == a.cart_id)
-                              .values(created_at=utcnow() - timedelta(hours=49)))
+        await session.execute(
+            update(CartRequest)
+            .where(CartRequest.cart_id == a.cart_id)
+            .values(created_at=utcnow() - timedelta(hours=49))
+        )
     runtime = Runtime(CartSettings(database_url=db.url.replace("+aiosqlite", "")))
     try:
         assert await runtime.sweep_old_requests() == 1

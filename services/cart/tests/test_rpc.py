@@ -33,8 +33,9 @@ async def expect(call, status: grpc.StatusCode, code: str | None = None):
 async def user_with_line(suite, http, quantity: int = 2):
     product = await make_product(suite, stock=20)
     user = await suite.register()
-    response = await http.post("/api/v1/cart/items", json={"productId": product["id"], "quantity": quantity},
-                               headers=user["headers"])
+    response = await http.post(
+        "/api/v1/cart/items", json={"productId": product["id"], "quantity": quantity}, headers=user["headers"]
+    )
     assert response.status_code == 200, response.text
     return user, product
 
@@ -62,8 +63,9 @@ async def test_only_allowed_services_may_name_a_user(suite, http):
         for call in (
             stub.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=user["user"]["id"]))),
             stub.ClearCart(cart_pb2.ClearCartRequest(owner=owner(user_id=user["user"]["id"]))),
-            stub.RemoveCartItem(cart_pb2.RemoveCartItemRequest(owner=owner(user_id=user["user"]["id"]),
-                                                               product_id=product["id"])),
+            stub.RemoveCartItem(
+                cart_pb2.RemoveCartItemRequest(owner=owner(user_id=user["user"]["id"]), product_id=product["id"])
+            ),
         ):
             await expect(call, grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
     assert snapshot(suite) == before
@@ -77,15 +79,21 @@ async def test_no_identity_is_unauthenticated(suite, http):
         before = snapshot(suite)
         for request_owner in (owner(user_id=user["user"]["id"]), owner(session_id=str(uuid.uuid4())), owner()):
             await expect(stub.GetCart(cart_pb2.GetCartRequest(owner=request_owner)), grpc.StatusCode.UNAUTHENTICATED)
-            await expect(stub.ClearCart(cart_pb2.ClearCartRequest(owner=request_owner)),
-                         grpc.StatusCode.UNAUTHENTICATED)
-            await expect(stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=request_owner, product_id=product["id"],
-                                                                      quantity=1)),
-                         grpc.StatusCode.UNAUTHENTICATED)
+            await expect(
+                stub.ClearCart(cart_pb2.ClearCartRequest(owner=request_owner)), grpc.StatusCode.UNAUTHENTICATED
+            )
+            await expect(
+                stub.AddCartItem(
+                    cart_pb2.AddCartItemRequest(owner=request_owner, product_id=product["id"], quantity=1)
+                ),
+                grpc.StatusCode.UNAUTHENTICATED,
+            )
         # a forged service identity is refused too
         forged = [("x-shop-service", "forged.token.value")]
-        await expect(stub.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=user["user"]["id"])), metadata=forged),
-                     grpc.StatusCode.UNAUTHENTICATED)
+        await expect(
+            stub.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=user["user"]["id"])), metadata=forged),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
         assert snapshot(suite) == before
     finally:
         await channel.close()
@@ -98,12 +106,18 @@ async def test_user_token_cannot_name_another_cart(suite, http):
     metadata = bob["headers"]["Authorization"]
     metadata = [("authorization", metadata)]
     before = snapshot(suite)
-    await expect(stub.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=alice["user"]["id"])), metadata=metadata),
-                 grpc.StatusCode.PERMISSION_DENIED)
-    await expect(stub.ClearCart(cart_pb2.ClearCartRequest(owner=owner(user_id=alice["user"]["id"])),
-                                metadata=metadata), grpc.StatusCode.PERMISSION_DENIED)
-    await expect(stub.GetCart(cart_pb2.GetCartRequest(owner=owner(session_id=str(uuid.uuid4()))), metadata=metadata),
-                 grpc.StatusCode.INVALID_ARGUMENT)
+    await expect(
+        stub.GetCart(cart_pb2.GetCartRequest(owner=owner(user_id=alice["user"]["id"])), metadata=metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    await expect(
+        stub.ClearCart(cart_pb2.ClearCartRequest(owner=owner(user_id=alice["user"]["id"])), metadata=metadata),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    await expect(
+        stub.GetCart(cart_pb2.GetCartRequest(owner=owner(session_id=str(uuid.uuid4()))), metadata=metadata),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
     assert snapshot(suite) == before
     # with an empty owner the token selects bob's own cart
     own = await stub.GetCart(cart_pb2.GetCartRequest(), metadata=metadata)
@@ -114,8 +128,9 @@ async def test_bad_arguments_are_invalid_and_change_nothing(suite, http):
     product = await make_product(suite, stock=5)
     stub = suite.stub("cart")  # a service identity: guest carts only
     session = str(uuid.uuid4())
-    await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=owner(session_id=session), product_id=product["id"],
-                                                       quantity=1))
+    await stub.AddCartItem(
+        cart_pb2.AddCartItemRequest(owner=owner(session_id=session), product_id=product["id"], quantity=1)
+    )
     before = snapshot(suite)
     guest = owner(session_id=session)
     cases = [
@@ -128,19 +143,27 @@ async def test_bad_arguments_are_invalid_and_change_nothing(suite, http):
         stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=product["id"], quantity=-(2**31))),
         stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id="", quantity=1)),
         stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id="x" * 36, quantity=1)),
-        stub.SetCartItemQuantity(cart_pb2.SetCartItemQuantityRequest(owner=guest, product_id=product["id"],
-                                                                     quantity=-1)),
-        stub.SetCartItemQuantity(cart_pb2.SetCartItemQuantityRequest(owner=guest, product_id=product["id"],
-                                                                     quantity=101)),
+        stub.SetCartItemQuantity(
+            cart_pb2.SetCartItemQuantityRequest(owner=guest, product_id=product["id"], quantity=-1)
+        ),
+        stub.SetCartItemQuantity(
+            cart_pb2.SetCartItemQuantityRequest(owner=guest, product_id=product["id"], quantity=101)
+        ),
         stub.RemoveCartItem(cart_pb2.RemoveCartItemRequest(owner=guest, product_id="1; DROP TABLE carts")),
         stub.MergeCarts(cart_pb2.MergeCartsRequest(owner=guest, guest_session_id=str(uuid.uuid4()))),
     ]
     for call in cases:
         await expect(call, grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
-    await expect(stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=str(uuid.uuid4()), quantity=1)),
-                 grpc.StatusCode.NOT_FOUND, "PRODUCT_NOT_FOUND")
-    await expect(stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=product["id"], quantity=5)),
-                 grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_STOCK")
+    await expect(
+        stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=str(uuid.uuid4()), quantity=1)),
+        grpc.StatusCode.NOT_FOUND,
+        "PRODUCT_NOT_FOUND",
+    )
+    await expect(
+        stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=product["id"], quantity=5)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INSUFFICIENT_STOCK",
+    )
     assert snapshot(suite) == before
 
 
@@ -150,12 +173,13 @@ async def test_merge_needs_a_user_and_a_valid_guest_session(suite, http):
     stub = suite.stub("cart")
     before = snapshot(suite)
     for guest_session in ("", "nope", str(uuid.uuid4())[:-1]):
-        await expect(stub.MergeCarts(cart_pb2.MergeCartsRequest(guest_session_id=guest_session), metadata=metadata),
-                     grpc.StatusCode.INVALID_ARGUMENT)
+        await expect(
+            stub.MergeCarts(cart_pb2.MergeCartsRequest(guest_session_id=guest_session), metadata=metadata),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
     assert snapshot(suite) == before
     # an unknown (or already merged) guest session merges nothing
-    response = await stub.MergeCarts(cart_pb2.MergeCartsRequest(guest_session_id=str(uuid.uuid4())),
-                                     metadata=metadata)
+    response = await stub.MergeCarts(cart_pb2.MergeCartsRequest(guest_session_id=str(uuid.uuid4())), metadata=metadata)
     assert [(i.product_id, i.quantity) for i in response.cart.items] == [(product["id"], 2)]
 
 
@@ -164,15 +188,22 @@ async def test_background_sweep_deletes_expired_guest_carts(suite, http):
     stub = suite.stub("cart")
     old_guest, fresh_guest = str(uuid.uuid4()), str(uuid.uuid4())
     for session in (old_guest, fresh_guest):
-        await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=owner(session_id=session), product_id=product["id"],
-                                                           quantity=1))
+        await stub.AddCartItem(
+            cart_pb2.AddCartItemRequest(owner=owner(session_id=session), product_id=product["id"], quantity=1)
+        )
     user, _ = await user_with_line(suite, http)
     user_cart = cart_id(user_id=user["user"]["id"])
     # the old guest cart and the user's cart were last changed 31 days ago; a 29-day-old guest cart is kept
-    suite.sql("cart", "UPDATE carts SET updated_at = now() - interval '31 days' WHERE id IN (%s, %s)",
-              (cart_id(session_id=old_guest), user_cart))
-    suite.sql("cart", "UPDATE carts SET updated_at = now() - interval '29 days' WHERE id = %s",
-              (cart_id(session_id=fresh_guest),))
+    suite.sql(
+        "cart",
+        "UPDATE carts SET updated_at = now() - interval '31 days' WHERE id IN (%s, %s)",
+        (cart_id(session_id=old_guest), user_cart),
+    )
+    suite.sql(
+        "cart",
+        "UPDATE carts SET updated_at = now() - interval '29 days' WHERE id = %s",
+        (cart_id(session_id=fresh_guest),),
+    )
     # a second cart process on the same database with a short sweep interval (the suite's runs hourly)
     server = build_server(suite.service_settings("cart", grpc_address="127.0.0.1:0", sweep_interval_seconds=0.2))
     await server.start()
@@ -201,15 +232,23 @@ async def test_a_full_cart_refuses_new_lines(suite):
         for product in products[:2]:
             await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=product["id"], quantity=1))
         before = snapshot(suite)
-        await expect(stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=products[2]["id"],
-                                                                  quantity=1)),
-                     grpc.StatusCode.FAILED_PRECONDITION, "CART_FULL")
-        await expect(stub.SetCartItemQuantity(cart_pb2.SetCartItemQuantityRequest(
-            owner=guest, product_id=products[2]["id"], quantity=1)), grpc.StatusCode.FAILED_PRECONDITION, "CART_FULL")
+        await expect(
+            stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=products[2]["id"], quantity=1)),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "CART_FULL",
+        )
+        await expect(
+            stub.SetCartItemQuantity(
+                cart_pb2.SetCartItemQuantityRequest(owner=guest, product_id=products[2]["id"], quantity=1)
+            ),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "CART_FULL",
+        )
         assert snapshot(suite) == before
         # existing lines can still grow
-        response = await stub.AddCartItem(cart_pb2.AddCartItemRequest(owner=guest, product_id=products[0]["id"],
-                                                                      quantity=1))
+        response = await stub.AddCartItem(
+            cart_pb2.AddCartItemRequest(owner=guest, product_id=products[0]["id"], quantity=1)
+        )
         assert [i.quantity for i in response.cart.items] == [2, 1]
     finally:
         await channel.close()

@@ -25,8 +25,22 @@ PRODUCTS = Product.__table__
 PRODUCT_COLUMNS = [
     PRODUCTS.c[name]
     for name in (
-        "id", "sku", "name", "description", "price_cents", "compare_at_price_cents", "currency", "category_slug",
-        "brand", "images", "stock", "status", "seller_id", "rating_average", "rating_count", "created_at",
+        "id",
+        "sku",
+        "name",
+        "description",
+        "price_cents",
+        "compare_at_price_cents",
+        "currency",
+        "category_slug",
+        "brand",
+        "images",
+        "stock",
+        "status",
+        "seller_id",
+        "rating_average",
+        "rating_count",
+        "created_at",
         "updated_at",
     )
 ]
@@ -51,10 +65,16 @@ class Shape:
 
 def shape_of(query: domain.ProductQuery, *, postgres: bool, after: bool) -> Shape:
     return Shape(
-        postgres=postgres, sort=query.sort, words=0 if postgres else len(domain.search_words(query.query)),
-        search=bool(query.query), category=bool(query.category_slug), brand=bool(query.brand),
-        min_price=query.min_price_cents is not None, max_price=query.max_price_cents is not None,
-        in_stock=query.in_stock_only, after=after,
+        postgres=postgres,
+        sort=query.sort,
+        words=0 if postgres else len(domain.search_words(query.query)),
+        search=bool(query.query),
+        category=bool(query.category_slug),
+        brand=bool(query.brand),
+        min_price=query.min_price_cents is not None,
+        max_price=query.max_price_cents is not None,
+        in_stock=query.in_stock_only,
+        after=after,
     )
 
 
@@ -63,12 +83,19 @@ def like_pattern(word: str) -> str:
     return f"%{escaped}%"
 
 
-def parameters(query: domain.ProductQuery, categories: list[str], size: int,
-               after: tuple[Any, str] | None) -> dict[str, Any]:
+def parameters(
+    query: domain.ProductQuery, categories: list[str], size: int, after: tuple[Any, str] | None
+) -> dict[str, Any]:
     """The values bound into a shape's statement."""
-    values: dict[str, Any] = {"active": domain.ACTIVE, "limit": size + 1, "q": query.query,
-                              "categories": categories, "brand": query.brand.lower(),
-                              "min_price": query.min_price_cents, "max_price": query.max_price_cents}
+    values: dict[str, Any] = {
+        "active": domain.ACTIVE,
+        "limit": size + 1,
+        "q": query.query,
+        "categories": categories,
+        "brand": query.brand.lower(),
+        "min_price": query.min_price_cents,
+        "max_price": query.max_price_cents,
+    }
     for index, word in enumerate(domain.search_words(query.query)):
         values[f"word_{index}"] = like_pattern(word)
     if after is not None:
@@ -106,8 +133,14 @@ def conditions(shape: Shape) -> list:
     if shape.search and shape.postgres:
         found.append(_SEARCH_VECTOR.bool_op("@@")(_tsquery()))
     for index in range(shape.words):
-        found.append(or_(*(_contains(func.lower(column), index)
-                           for column in (PRODUCTS.c.name, PRODUCTS.c.description, PRODUCTS.c.search_text))))
+        found.append(
+            or_(
+                *(
+                    _contains(func.lower(column), index)
+                    for column in (PRODUCTS.c.name, PRODUCTS.c.description, PRODUCTS.c.search_text)
+                )
+            )
+        )
     if shape.category:
         if shape.postgres:
             slugs = bindparam("categories", type_=ARRAY(PRODUCTS.c.category_slug.type))

@@ -15,8 +15,10 @@ from shop.lib.db import Query
 _PRODUCT_SELECT = "SELECT " + ", ".join(c.name for c in PRODUCT_COLUMNS) + " FROM products"  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
 GET_PRODUCT = Query(f"{_PRODUCT_SELECT} WHERE id = :id", PRODUCT_COLUMNS)
 BATCH_GET_PRODUCTS = Query(
-    f"{_PRODUCT_SELECT} WHERE id IN :ids", PRODUCT_COLUMNS,
-    postgres_sql=f"{_PRODUCT_SELECT} WHERE id = ANY(:ids)", expanding=("ids",),
+    f"{_PRODUCT_SELECT} WHERE id IN :ids",
+    PRODUCT_COLUMNS,
+    postgres_sql=f"{_PRODUCT_SELECT} WHERE id = ANY(:ids)",
+    expanding=("ids",),
 )
 CATEGORY_COLUMNS = [Category.slug, Category.name, Category.parent_slug]
 CATEGORIES = Query("SELECT slug, name, parent_slug FROM categories", CATEGORY_COLUMNS)
@@ -30,6 +32,7 @@ CATEGORIES_WITH_COUNTS = Query(
 
 
 # -- inside a write's session ----------------------------------------------------------------------
+
 
 async def categories(session: AsyncSession) -> dict[str, Any]:
     """Every category (rows with slug, name, parent_slug) by slug."""
@@ -53,9 +56,7 @@ async def product_for_update(session: AsyncSession, product_id: str) -> Product 
 
 async def product_by_request_id(session: AsyncSession, request_id: str) -> Product | None:
     """The product a CreateProduct with this (scoped) request id made."""
-    return (
-        await session.execute(select(Product).where(Product.create_request_id == request_id))
-    ).scalar_one_or_none()
+    return (await session.execute(select(Product).where(Product.create_request_id == request_id))).scalar_one_or_none()
 
 
 async def sku_taken(session: AsyncSession, sku: str) -> bool:

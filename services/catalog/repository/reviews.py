@@ -15,18 +15,26 @@ from services.catalog.models import Product, Purchase, Review, WishlistItem
 from services.catalog.repository.listing import PRODUCT_COLUMNS
 from shop.lib.db import Query, UTCDateTime
 
-_REVIEW_COLUMNS = [Review.id, Review.product_id, Review.user_id, Review.rating, Review.title, Review.body,
-                   Review.verified_purchase, Review.created_at]
+_REVIEW_COLUMNS = [
+    Review.id,
+    Review.product_id,
+    Review.user_id,
+    Review.rating,
+    Review.title,
+    Review.body,
+    Review.verified_purchase,
+    Review.created_at,
+]
 _REVIEW_SELECT = "SELECT " + ", ".join(c.name for c in _REVIEW_COLUMNS) + " FROM reviews"  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
 _NEWEST_FIRST = " ORDER BY created_at DESC, id DESC LIMIT :limit"
-REVIEW_COUNT = Query("SELECT count(*) AS total FROM reviews WHERE product_id = :product_id",
-                     [column("total", Integer)])
+REVIEW_COUNT = Query("SELECT count(*) AS total FROM reviews WHERE product_id = :product_id", [column("total", Integer)])
 # A page of a product's reviews, newest first; a later page starts after (last_time, last_id).
 REVIEWS = Query(f"{_REVIEW_SELECT} WHERE product_id = :product_id{_NEWEST_FIRST}", _REVIEW_COLUMNS)
 REVIEWS_AFTER = Query(
     f"{_REVIEW_SELECT} WHERE product_id = :product_id "
     f"AND (created_at < :last_time OR (created_at = :last_time AND id < :last_id)){_NEWEST_FIRST}",
-    _REVIEW_COLUMNS, types={"last_time": UTCDateTime()},
+    _REVIEW_COLUMNS,
+    types={"last_time": UTCDateTime()},
 )
 # A user's wishlist, newest first, each product with when it was added.
 WISHLIST = Query(
@@ -43,13 +51,17 @@ def _insert(session: AsyncSession, table):
 
 # -- purchases -------------------------------------------------------------------------------------
 
-async def add_purchases(session: AsyncSession, order_id: str, user_id: str, product_ids: list[str],
-                        now: datetime) -> None:
+
+async def add_purchases(
+    session: AsyncSession, order_id: str, user_id: str, product_ids: list[str], now: datetime
+) -> None:
     """Idempotent: one row per user and product (the first order that bought it)."""
     await session.execute(
-        _insert(session, Purchase).values(
+        _insert(session, Purchase)
+        .values(
             [{"user_id": user_id, "product_id": pid, "order_id": order_id, "created_at": now} for pid in product_ids]
-        ).on_conflict_do_nothing(index_elements=["user_id", "product_id"])
+        )
+        .on_conflict_do_nothing(index_elements=["user_id", "product_id"])
     )
 
 
@@ -70,6 +82,7 @@ async def purchased(session: AsyncSession, user_id: str, product_id: str) -> boo
 
 
 # -- reviews ---------------------------------------------------------------------------------------
+
 
 async def reviewed(session: AsyncSession, product_id: str, user_id: str) -> bool:
     return (
@@ -98,6 +111,7 @@ async def refresh_rating(session: AsyncSession, product_id: str) -> None:
 
 
 # -- wishlist --------------------------------------------------------------------------------------
+
 
 async def wishlisted(session: AsyncSession, user_id: str, product_id: str) -> bool:
     return await session.get(WishlistItem, (user_id, product_id)) is not None

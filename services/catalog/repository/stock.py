@@ -42,7 +42,8 @@ _TIMES = {**_NOW, "expires_at": UTCDateTime()}
 CLAIM_RESERVATION = Query(
     "INSERT INTO reservations (id, status, expires_at, created_at, updated_at) "
     "VALUES (:id, 'RESERVED', :expires_at, :now, :now) ON CONFLICT (id) DO NOTHING RETURNING id",
-    [Reservation.id], types=_TIMES,
+    [Reservation.id],
+    types=_TIMES,
 )
 # Takes one line's stock and reads the product's snapshot in the same statement.
 TAKE_STOCK = Query(
@@ -54,8 +55,10 @@ TAKE_STOCK = Query(
 RETURN_STOCK = Query("UPDATE products SET stock = stock + :quantity WHERE id = :product_id")
 # Why lines could not be taken (only on that failure path).
 STOCK_OF = Query(
-    "SELECT id, stock, status FROM products WHERE id IN :ids", [Product.id, Product.stock, Product.status],
-    postgres_sql="SELECT id, stock, status FROM products WHERE id = ANY(:ids)", expanding=("ids",),
+    "SELECT id, stock, status FROM products WHERE id IN :ids",
+    [Product.id, Product.stock, Product.status],
+    postgres_sql="SELECT id, stock, status FROM products WHERE id = ANY(:ids)",
+    expanding=("ids",),
 )
 INSERT_LINES_POSTGRES = Query(
     "INSERT INTO reservation_lines (reservation_id, product_id, quantity, sku, name, unit_price_cents, currency_code) "
@@ -77,8 +80,13 @@ _RESERVATION_SQL = (
     "LEFT JOIN products p ON p.id = l.product_id WHERE r.id = :id ORDER BY l.product_id"
 )
 _RESERVATION_COLUMNS: list[QueryColumn] = [
-    Reservation.status, Reservation.expires_at, ReservationLine.product_id, ReservationLine.quantity,
-    column("sku", String()), column("name", String()), column("unit_price_cents", BigInteger()),
+    Reservation.status,
+    Reservation.expires_at,
+    ReservationLine.product_id,
+    ReservationLine.quantity,
+    column("sku", String()),
+    column("name", String()),
+    column("unit_price_cents", BigInteger()),
     column("currency_code", String()),
 ]
 RESERVATION = Query(_RESERVATION_SQL, _RESERVATION_COLUMNS)
@@ -103,18 +111,21 @@ _VERIFY_REVIEWS_SQL = (
     "AND product_id IN (SELECT product_id FROM reservation_lines WHERE reservation_id = :id)"
 )
 RECORD_RESERVED_PURCHASES = Query(
-    _RECORD_PURCHASES_SQL, types=_NOW,
+    _RECORD_PURCHASES_SQL,
+    types=_NOW,
     postgres_sql=f"WITH bought AS ({_RECORD_PURCHASES_SQL}) {_VERIFY_REVIEWS_SQL}",
 )
 VERIFY_RESERVED_REVIEWS = Query(_VERIFY_REVIEWS_SQL)
 # The sweep's batch: RESERVED reservations past their expiry, oldest first (a lean read).
 EXPIRED_RESERVATIONS = Query(
     "SELECT id FROM reservations WHERE status = 'RESERVED' AND expires_at < :now ORDER BY expires_at LIMIT :limit",
-    [Reservation.id], types=_NOW,
+    [Reservation.id],
+    types=_NOW,
 )
 
 
 # -- reservations, in the use case's lean transaction ----------------------------------------------
+
 
 async def claim(tx: Transaction, reservation_id: str, expires_at: datetime, now: datetime) -> bool:
     """True if this call created the reservation row (False: the id was taken)."""
@@ -129,11 +140,15 @@ async def load(tx: Transaction, reservation_id: str, *, lock: bool) -> Reservati
         return None
     priced = [
         ReservedLine(row.product_id, row.quantity, row.sku, row.name, row.unit_price_cents, row.currency_code)
-        for row in rows if row.product_id is not None
+        for row in rows
+        if row.product_id is not None
     ]
     return ReservationView(
-        reservation_id, rows[0].status, [(line.product_id, line.quantity) for line in priced],
-        rows[0].expires_at, priced,
+        reservation_id,
+        rows[0].status,
+        [(line.product_id, line.quantity) for line in priced],
+        rows[0].expires_at,
+        priced,
     )
 
 
@@ -154,16 +169,25 @@ async def stock_of(tx: Transaction, product_ids: list[str]) -> dict[str, Any]:
 async def insert_lines(tx: Transaction, reservation_id: str, priced: list[ReservedLine], *, postgres: bool) -> None:
     if postgres:  # every line in one statement
         await tx.execute(
-            INSERT_LINES_POSTGRES, reservation_id=reservation_id,
-            product_ids=[line.product_id for line in priced], quantities=[line.quantity for line in priced],
-            skus=[line.sku for line in priced], names=[line.name for line in priced],
-            prices=[line.unit_price_cents for line in priced], currencies=[line.currency_code for line in priced],
+            INSERT_LINES_POSTGRES,
+            reservation_id=reservation_id,
+            product_ids=[line.product_id for line in priced],
+            quantities=[line.quantity for line in priced],
+            skus=[line.sku for line in priced],
+            names=[line.name for line in priced],
+            prices=[line.unit_price_cents for line in priced],
+            currencies=[line.currency_code for line in priced],
         )
         return
     for line in priced:  # SQLite: in-process, a statement per line costs no round trip
         await tx.execute(
-            INSERT_LINE, reservation_id=reservation_id, product_id=line.product_id, quantity=line.quantity,
-            sku=line.sku, name=line.name, unit_price_cents=line.unit_price_cents,
+            INSERT_LINE,
+            reservation_id=reservation_id,
+            product_id=line.product_id,
+            quantity=line.quantity,
+            sku=line.sku,
+            name=line.name,
+            unit_price_cents=line.unit_price_cents,
             currency_code=line.currency_code,
         )
 
@@ -181,8 +205,9 @@ async def set_reserved(tx: Transaction, reservation_id: str, expires_at: datetim
     await tx.execute(SET_RESERVED, id=reservation_id, expires_at=expires_at, now=now)
 
 
-async def record_reserved_purchases(tx: Transaction, reservation_id: str, user_id: str, now: datetime, *,
-                                    postgres: bool) -> None:
+async def record_reserved_purchases(
+    tx: Transaction, reservation_id: str, user_id: str, now: datetime, *, postgres: bool
+) -> None:
     """The user's purchases of the reservation's products, and their reviews marked verified."""
     await tx.execute(RECORD_RESERVED_PURCHASES, id=reservation_id, user_id=user_id, now=now)
     if not postgres:  # PostgreSQL did this in the statement above
@@ -190,6 +215,7 @@ async def record_reserved_purchases(tx: Transaction, reservation_id: str, user_i
 
 
 # -- manual adjustments, in the use case's ORM session ---------------------------------------------
+
 
 async def adjustment_by_request_id(session: AsyncSession, request_id: str) -> StockAdjustment | None:
     return (

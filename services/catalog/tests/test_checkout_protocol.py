@@ -22,8 +22,10 @@ def commit_request(reservation_id, user_id=""):
 
 
 def priced(reservation):
-    return [(line.product_id, line.quantity, line.sku, line.name, line.unit_price_cents, line.currency_code)
-            for line in reservation.priced_lines]
+    return [
+        (line.product_id, line.quantity, line.sku, line.name, line.unit_price_cents, line.currency_code)
+        for line in reservation.priced_lines
+    ]
 
 
 def expires_at(suite, reservation_id) -> datetime:
@@ -37,8 +39,7 @@ def take_away(suite, product_id, stock):
 async def test_priced_lines_are_the_products_as_they_were_when_reserved(suite, catalog):
     stub = suite.stub("catalog")
     a = await catalog.product(stock=10, sku=f"A-{uuid.uuid4().hex[:8]}", name="Alpha", price_cents=1999)
-    b = await catalog.product(stock=10, sku=f"B-{uuid.uuid4().hex[:8]}", name="Beta", price_cents=250,
-                              currency="EUR")
+    b = await catalog.product(stock=10, sku=f"B-{uuid.uuid4().hex[:8]}", name="Beta", price_cents=250, currency="EUR")
     snapshot = {
         a: (suite.sql("catalog", "SELECT sku FROM products WHERE id = %s", (a,))[0][0], "Alpha", 1999, "USD"),
         b: (suite.sql("catalog", "SELECT sku FROM products WHERE id = %s", (b,))[0][0], "Beta", 250, "EUR"),
@@ -53,15 +54,20 @@ async def test_priced_lines_are_the_products_as_they_were_when_reserved(suite, c
     again = (await stub.ReserveStock(reserve_request(rid, (a, 1), (b, 3)))).reservation
     assert priced(again) == expected and again == first
     assert priced((await stub.CommitReservation(commit_request(rid))).reservation) == expected
-    assert priced((await stub.RestockReservation(R.RestockReservationRequest(reservation_id=rid))).reservation) \
-        == expected
+    assert (
+        priced((await stub.RestockReservation(R.RestockReservationRequest(reservation_id=rid))).reservation) == expected
+    )
     released = str(uuid.uuid4())
     await stub.ReserveStock(reserve_request(released, (b, 1)))
     answer = (await stub.ReleaseReservation(R.ReleaseReservationRequest(reservation_id=released))).reservation
     assert priced(answer) == [(b, 1, *snapshot[b])]
     # lines reserved before the snapshot columns existed answer with the product as it is now
-    suite.sql("catalog", "UPDATE reservation_lines SET sku = NULL, name = NULL, unit_price_cents = NULL, "
-                         "currency_code = NULL WHERE reservation_id = %s RETURNING product_id", (rid,))
+    suite.sql(
+        "catalog",
+        "UPDATE reservation_lines SET sku = NULL, name = NULL, unit_price_cents = NULL, "
+        "currency_code = NULL WHERE reservation_id = %s RETURNING product_id",
+        (rid,),
+    )
     legacy = (await stub.ReserveStock(reserve_request(rid, (a, 1), (b, 3)))).reservation
     assert priced(legacy) == sorted([(a, 1, snapshot[a][0], "Renamed", 5000, "USD"), (b, 3, *snapshot[b])])
 
@@ -73,8 +79,9 @@ async def test_unknown_archived_or_draft_products_are_unavailable_and_nothing_is
     suite.sql("catalog", "UPDATE products SET status = 'ARCHIVED' WHERE id = %s RETURNING id", (archived,))
     missing = str(uuid.uuid4())
     rid = str(uuid.uuid4())
-    error = await rpc_error(stub.ReserveStock(
-        reserve_request(rid, (plenty, 2), (short, 5), (archived, 1), (draft, 1), (missing, 1))))
+    error = await rpc_error(
+        stub.ReserveStock(reserve_request(rid, (plenty, 2), (short, 5), (archived, 1), (draft, 1), (missing, 1)))
+    )
     assert error.grpc_code == grpc.StatusCode.FAILED_PRECONDITION and error.http_status == 409
     assert error.code == "PRODUCT_UNAVAILABLE"
     assert error.details == {"productIds": sorted([archived, draft, missing])}
@@ -122,8 +129,9 @@ async def test_renew_retakes_a_released_reservation_or_fails_when_the_stock_is_g
     await stub.ReleaseReservation(R.ReleaseReservationRequest(reservation_id=rid))
     assert catalog.stock(product) == 10
     # without renew a repeat answers RELEASED and takes nothing
-    assert (await stub.ReserveStock(reserve_request(rid, (product, 4)))).reservation.status \
-        == R.RESERVATION_STATUS_RELEASED
+    assert (
+        await stub.ReserveStock(reserve_request(rid, (product, 4)))
+    ).reservation.status == R.RESERVATION_STATUS_RELEASED
     assert catalog.stock(product) == 10
     request = reserve_request(rid, (product, 4))
     request.renew = True
@@ -194,13 +202,16 @@ async def test_commit_with_user_id_records_purchases_once_and_verifies_reviews(s
     for _ in range(2):  # the repeat is a no-op
         response = await stub.CommitReservation(commit_request(rid, user.upper()))
         assert response.reservation.status == R.RESERVATION_STATUS_COMMITTED
-        assert suite.sql("catalog", "SELECT product_id, order_id FROM purchases WHERE user_id = %s "
-                                    "ORDER BY product_id", (user,)) == sorted([(a, rid), (b, rid)])
-    verified = dict(suite.sql("catalog", "SELECT product_id, verified_purchase FROM reviews WHERE user_id = %s",
-                              (user,)))
+        assert suite.sql(
+            "catalog", "SELECT product_id, order_id FROM purchases WHERE user_id = %s ORDER BY product_id", (user,)
+        ) == sorted([(a, rid), (b, rid)])
+    verified = dict(
+        suite.sql("catalog", "SELECT product_id, verified_purchase FROM reviews WHERE user_id = %s", (user,))
+    )
     assert verified == {a: True, unrelated: False}
-    assert suite.sql("catalog", "SELECT verified_purchase FROM reviews WHERE user_id = %s", (someone_else,)) \
-        == [(False,)]
+    assert suite.sql("catalog", "SELECT verified_purchase FROM reviews WHERE user_id = %s", (someone_else,)) == [
+        (False,)
+    ]
     assert (catalog.stock(a), catalog.stock(b)) == (9, 8)
     # without user_id nothing is recorded
     plain = str(uuid.uuid4())

@@ -12,9 +12,19 @@ from shop.lib.context import Caller
 from shop.lib.errors import ValidationError
 from shop.lib.idempotency import scoped_key
 
-GOOD = {"sku": "ABC-1", "name": " Lamp ", "description": "", "price_cents": 100, "compare_at_price_cents": None,
-        "currency": "EUR", "category_slug": "home", "brand": "  ", "images": ["https://x.example/a.png"],
-        "stock": 0, "status": None}
+GOOD = {
+    "sku": "ABC-1",
+    "name": " Lamp ",
+    "description": "",
+    "price_cents": 100,
+    "compare_at_price_cents": None,
+    "currency": "EUR",
+    "category_slug": "home",
+    "brand": "  ",
+    "images": ["https://x.example/a.png"],
+    "stock": 0,
+    "status": None,
+}
 
 
 def fields_of(exc: pytest.ExceptionInfo) -> dict:
@@ -26,14 +36,24 @@ def test_validate_product_normalises():
     assert out["name"] == "Lamp" and out["brand"] is None and out["status"] == "ACTIVE"
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"price_cents": 0}, "priceCents"), ({"price_cents": domain.MAX_PRICE_CENTS + 1}, "priceCents"),
-    ({"compare_at_price_cents": -1}, "compareAtPriceCents"), ({"currency": "Eur"}, "currency"),
-    ({"stock": -1}, "stock"), ({"stock": domain.MAX_STOCK + 1}, "stock"), ({"sku": "a b"}, "sku"),
-    ({"name": ""}, "name"), ({"images": ["ftp://x.example/a"]}, "images"), ({"images": ["https://"]}, "images"),
-    ({"images": ["https://x.example/a b"]}, "images"), ({"status": "ARCHIVED"}, "status"),
-    ({"category_slug": " "}, "categorySlug"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"price_cents": 0}, "priceCents"),
+        ({"price_cents": domain.MAX_PRICE_CENTS + 1}, "priceCents"),
+        ({"compare_at_price_cents": -1}, "compareAtPriceCents"),
+        ({"currency": "Eur"}, "currency"),
+        ({"stock": -1}, "stock"),
+        ({"stock": domain.MAX_STOCK + 1}, "stock"),
+        ({"sku": "a b"}, "sku"),
+        ({"name": ""}, "name"),
+        ({"images": ["ftp://x.example/a"]}, "images"),
+        ({"images": ["https://"]}, "images"),
+        ({"images": ["https://x.example/a b"]}, "images"),
+        ({"status": "ARCHIVED"}, "status"),
+        ({"category_slug": " "}, "categorySlug"),
+    ],
+)
 def test_validate_product_rejects(change, field):
     with pytest.raises(ValidationError) as exc:
         domain.validate_product({**GOOD, **change}, creating=True)
@@ -83,8 +103,15 @@ def test_categories_roll_up():
 
 def test_product_query_defaults():
     def q(**kw):
-        base = {"query": "", "category_slug": "", "brand": "", "min_price_cents": None, "max_price_cents": None,
-                "in_stock_only": False, "sort": None}
+        base = {
+            "query": "",
+            "category_slug": "",
+            "brand": "",
+            "min_price_cents": None,
+            "max_price_cents": None,
+            "in_stock_only": False,
+            "sort": None,
+        }
         return domain.product_query(**{**base, **kw})
 
     assert q().sort == "newest" and q(query=" lamp  shade ").sort == "relevance"
@@ -116,6 +143,7 @@ def test_request_ids_follow_the_one_idempotency_key_rule():
 
 # -- who may see and change a product (the use cases ask these before writing) --------------------
 
+
 def product_row(status: str, seller: str | None = "seller-1"):
     return type("Row", (), {"status": status, "seller_id": seller})()
 
@@ -138,6 +166,7 @@ def test_visibility_and_ownership():
 
 
 # -- the reservation protocol ----------------------------------------------------------------------
+
 
 def test_reservation_steps():
     from datetime import UTC, datetime, timedelta

@@ -27,8 +27,16 @@ async def repo(request, databases, tmp_path):
 
 
 def query(**fields):
-    values = {"query": "", "category_slug": "", "brand": "", "min_price_cents": None, "max_price_cents": None,
-              "in_stock_only": False, "sort": None, **fields}
+    values = {
+        "query": "",
+        "category_slug": "",
+        "brand": "",
+        "min_price_cents": None,
+        "max_price_cents": None,
+        "in_stock_only": False,
+        "sort": None,
+        **fields,
+    }
     return domain.product_query(**values)
 
 

@@ -16,9 +16,17 @@ def bearer(user) -> list[tuple[str, str]]:
 
 
 def create_request(catalog, **overrides):
-    return R.CreateProductRequest(**{
-        "sku": f"G-{uuid.uuid4().hex[:10]}", "name": "Direct", "price_cents": 500, "currency_code": "USD",
-        "category_slug": catalog.category, "stock": 1, **overrides})
+    return R.CreateProductRequest(
+        **{
+            "sku": f"G-{uuid.uuid4().hex[:10]}",
+            "name": "Direct",
+            "price_cents": 500,
+            "currency_code": "USD",
+            "category_slug": catalog.category,
+            "stock": 1,
+            **overrides,
+        }
+    )
 
 
 async def test_writes_need_the_right_user(suite, catalog):
@@ -30,11 +38,13 @@ async def test_writes_need_the_right_user(suite, catalog):
     assert error.grpc_code == grpc.StatusCode.UNAUTHENTICATED
     error = await rpc_error(stub.CreateProduct(create_request(catalog), metadata=bearer(customer)))
     assert error.grpc_code == grpc.StatusCode.PERMISSION_DENIED
-    error = await rpc_error(stub.CreateProduct(create_request(catalog),
-                                               metadata=[("authorization", "Bearer not.a.jwt")]))
+    error = await rpc_error(
+        stub.CreateProduct(create_request(catalog), metadata=[("authorization", "Bearer not.a.jwt")])
+    )
     assert error.grpc_code == grpc.StatusCode.UNAUTHENTICATED
-    error = await rpc_error(stub.CreateCategory(R.CreateCategoryRequest(slug="x-y", name="X"),
-                                                metadata=bearer(customer)))
+    error = await rpc_error(
+        stub.CreateCategory(R.CreateCategoryRequest(slug="x-y", name="X"), metadata=bearer(customer))
+    )
     assert error.grpc_code == grpc.StatusCode.PERMISSION_DENIED
     error = await rpc_error(stub.CreateReview(R.CreateReviewRequest(product_id=str(uuid.uuid4()), rating=5)))
     assert error.grpc_code == grpc.StatusCode.UNAUTHENTICATED
@@ -50,13 +60,18 @@ async def test_unknown_enum_values_and_bad_pages(suite, catalog):
     before = suite.sql("catalog", "SELECT count(*) FROM products")
     error = await rpc_error(stub.CreateProduct(create_request(catalog, status=99), metadata=bearer(admin)))
     assert error.http_status == 400 and "status" in error.fields
-    error = await rpc_error(stub.CreateProduct(create_request(catalog, status=R.PRODUCT_STATUS_ARCHIVED),
-                                               metadata=bearer(admin)))
+    error = await rpc_error(
+        stub.CreateProduct(create_request(catalog, status=R.PRODUCT_STATUS_ARCHIVED), metadata=bearer(admin))
+    )
     assert error.http_status == 400 and "status" in error.fields
     assert suite.sql("catalog", "SELECT count(*) FROM products") == before
-    for request in (R.ListProductsRequest(sort=42), R.ListProductsRequest(page_size=-1),
-                    R.ListProductsRequest(page_size=101), R.ListProductsRequest(min_price_cents=-1),
-                    R.ListProductsRequest(query="q" * 201)):
+    for request in (
+        R.ListProductsRequest(sort=42),
+        R.ListProductsRequest(page_size=-1),
+        R.ListProductsRequest(page_size=101),
+        R.ListProductsRequest(min_price_cents=-1),
+        R.ListProductsRequest(query="q" * 201),
+    ):
         error = await rpc_error(stub.ListProducts(request))
         assert error.http_status == 400, request
     # a reviews token is not a products token, and vice versa
@@ -69,6 +84,7 @@ async def test_unknown_enum_values_and_bad_pages(suite, catalog):
     error = await rpc_error(stub.ListProducts(R.ListProductsRequest(page_token=reviews.next_page_token)))
     assert error.code == "INVALID_PAGE_TOKEN"
     products = await stub.ListProducts(R.ListProductsRequest(page_size=1))
-    error = await rpc_error(stub.ListReviews(R.ListReviewsRequest(product_id=product,
-                                                                  page_token=products.next_page_token)))
+    error = await rpc_error(
+        stub.ListReviews(R.ListReviewsRequest(product_id=product, page_token=products.next_page_token))
+    )
     assert error.code == "INVALID_PAGE_TOKEN"

@@ -105,7 +105,9 @@ async def test_internal_rpcs_refuse_users_anonymous_and_the_gateway(suite, catal
         anonymous = catalog_pb2_grpc.CatalogServiceStub(channel)
         error = await rpc_error(anonymous.ReserveStock(request))
         assert error.grpc_code == grpc.StatusCode.PERMISSION_DENIED
-        error = await rpc_error(anonymous.RecordPurchases(R.RecordPurchasesRequest(order_id="o", user_id=str(uuid.uuid4()))))
+        error = await rpc_error(
+            anonymous.RecordPurchases(R.RecordPurchasesRequest(order_id="o", user_id=str(uuid.uuid4())))
+        )
         assert error.grpc_code == grpc.StatusCode.PERMISSION_DENIED
     finally:
         await channel.close()
@@ -175,8 +177,9 @@ async def test_hundred_concurrent_reservations_for_the_last_ten_units(suite, cat
     assert len(ok) == 10
     assert all(isinstance(e, grpc.aio.AioRpcError) and e.code() == grpc.StatusCode.FAILED_PRECONDITION for e in failed)
     assert catalog.stock(product) == 0
-    assert suite.sql("catalog", "SELECT coalesce(sum(quantity), 0) FROM reservation_lines WHERE product_id = %s",
-                     (product,)) == [(10,)]
+    assert suite.sql(
+        "catalog", "SELECT coalesce(sum(quantity), 0) FROM reservation_lines WHERE product_id = %s", (product,)
+    ) == [(10,)]
 
 
 async def test_fifty_concurrent_multi_line_reservations_never_deadlock(suite, catalog):
@@ -206,8 +209,9 @@ async def test_batch_get_products_any_status_and_missing_ids(suite, catalog):
     )
     assert [p.id for p in response.products] == [archived, active]
     assert response.products[0].status == R.PRODUCT_STATUS_ARCHIVED
-    error = await rpc_error(stub.BatchGetProducts(
-        R.BatchGetProductsRequest(product_ids=[str(uuid.uuid4()) for _ in range(201)])))
+    error = await rpc_error(
+        stub.BatchGetProducts(R.BatchGetProductsRequest(product_ids=[str(uuid.uuid4()) for _ in range(201)]))
+    )
     assert error.http_status == 400
 
 
@@ -234,13 +238,20 @@ async def test_expired_reservations_are_released_by_the_sweep_loop(suite, catalo
     product = await catalog.product(stock=10)
     from services.catalog.server import build_server
 
-    server = build_server(suite.service_settings(
-        "catalog", grpc_address="127.0.0.1:0", reservation_ttl_seconds=0.3, sweep_interval_seconds=0.1,
-        run_migrations=False,
-    ))
+    server = build_server(
+        suite.service_settings(
+            "catalog",
+            grpc_address="127.0.0.1:0",
+            reservation_ttl_seconds=0.3,
+            sweep_interval_seconds=0.1,
+            run_migrations=False,
+        )
+    )
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("orders"),
-                                                "catalog_target": server.address}), "orders")
+    clients = ServiceClients(
+        BaseShopSettings(**{**suite.common(), **identity_settings("orders"), "catalog_target": server.address}),
+        "orders",
+    )
     try:
         expiring, committed = str(uuid.uuid4()), str(uuid.uuid4())
         await clients.catalog.ReserveStock(reserve_request(expiring, (product, 4)))
@@ -279,7 +290,10 @@ async def test_nul_in_internal_ids_is_400(suite, catalog):
     product = await catalog.product(stock=2)
     error = await rpc_error(stub.ReserveStock(reserve_request("r\x00", (product, 1))))
     assert error.http_status == 400
-    error = await rpc_error(stub.RecordPurchases(R.RecordPurchasesRequest(
-        order_id="o\x00", user_id=str(uuid.uuid4()), product_ids=[product])))
+    error = await rpc_error(
+        stub.RecordPurchases(
+            R.RecordPurchasesRequest(order_id="o\x00", user_id=str(uuid.uuid4()), product_ids=[product])
+        )
+    )
     assert error.http_status == 400
     assert catalog.stock(product) == 2

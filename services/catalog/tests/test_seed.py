@@ -55,11 +55,16 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
     from shop.lib.settings import BaseShopSettings
     from tests.harness import identity_settings
 
-    server = build_server(suite.service_settings(
-        "catalog", grpc_address="127.0.0.1:0", database_url=f"sqlite:///{tmp_path}/seeded.db", seed_demo_data=True))
+    server = build_server(
+        suite.service_settings(
+            "catalog", grpc_address="127.0.0.1:0", database_url=f"sqlite:///{tmp_path}/seeded.db", seed_demo_data=True
+        )
+    )
     await server.start()
-    clients = ServiceClients(BaseShopSettings(**{**suite.common(), **identity_settings("gateway"),
-                                                "catalog_target": server.address}), "gateway")
+    clients = ServiceClients(
+        BaseShopSettings(**{**suite.common(), **identity_settings("gateway"), "catalog_target": server.address}),
+        "gateway",
+    )
     try:
         response = await clients.catalog.ListProducts(catalog_pb2.ListProductsRequest(page_size=100))
         assert response.total_size == len(PRODUCTS)
@@ -70,8 +75,9 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
             for query in ("", "with"):
                 seen, token = [], ""
                 while True:
-                    page = await clients.catalog.ListProducts(catalog_pb2.ListProductsRequest(
-                        page_size=4, page_token=token, sort=sort, query=query))
+                    page = await clients.catalog.ListProducts(
+                        catalog_pb2.ListProductsRequest(page_size=4, page_token=token, sort=sort, query=query)
+                    )
                     seen += [p.id for p in page.products]
                     token = page.next_page_token
                     if not token:
@@ -79,7 +85,8 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
                 assert len(seen) == len(set(seen)) == page.total_size > 0, (sort, query)
         cats = await clients.catalog.ListCategories(catalog_pb2.ListCategoriesRequest())
         assert {c.slug: c.product_count for c in cats.categories}["electronics"] == sum(
-            1 for p in PRODUCTS if p[5] in ("audio", "computer-accessories", "electronics"))
+            1 for p in PRODUCTS if p[5] in ("audio", "computer-accessories", "electronics")
+        )
     finally:
         await clients.close()
         await server.stop(grace=0.5)
@@ -89,8 +96,20 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
 def test_seed_rows_pass_the_product_rules(sku):
     row = next(p for p in PRODUCTS if p[0] == sku)
     fields = domain.validate_product(
-        {"sku": row[0], "name": row[1], "description": row[2], "price_cents": row[3],
-         "compare_at_price_cents": row[4], "currency": "USD", "category_slug": row[5], "brand": row[6],
-         "images": [], "stock": row[7], "status": "ACTIVE"}, creating=True)
+        {
+            "sku": row[0],
+            "name": row[1],
+            "description": row[2],
+            "price_cents": row[3],
+            "compare_at_price_cents": row[4],
+            "currency": "USD",
+            "category_slug": row[5],
+            "brand": row[6],
+            "images": [],
+            "stock": row[7],
+            "status": "ACTIVE",
+        },
+        creating=True,
+    )
     domain.check_prices(fields["price_cents"], fields["compare_at_price_cents"])
     assert row[5] in {c[0] for c in CATEGORIES}

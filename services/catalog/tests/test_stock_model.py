@@ -80,11 +80,22 @@ class World:
         ids = [str(uuid.uuid4()) for _ in stocks]
         async with self.db.transaction() as session:
             for product_id, stock in zip(ids, stocks, strict=True):
-                session.add(Product(
-                    id=product_id, sku=f"M-{product_id[:12]}", name="Model product", description="", price_cents=100,
-                    currency="USD", category_slug=self.category, images=[], stock=stock, status=domain.ACTIVE,
-                    created_at=utcnow(), updated_at=utcnow(),
-                ))
+                session.add(
+                    Product(
+                        id=product_id,
+                        sku=f"M-{product_id[:12]}",
+                        name="Model product",
+                        description="",
+                        price_cents=100,
+                        currency="USD",
+                        category_slug=self.category,
+                        images=[],
+                        stock=stock,
+                        status=domain.ACTIVE,
+                        created_at=utcnow(),
+                        updated_at=utcnow(),
+                    )
+                )
         return ids
 
     async def stocks(self, ids: list[str]) -> list[int]:
@@ -121,8 +132,10 @@ class StockMachine(RuleBasedStateMachine):
         return sorted((self.ids[index], quantity) for index, quantity in reservation.lines.items())
 
     @precondition(lambda self: self.ids)
-    @rule(lines=st.dictionaries(st.integers(0, PRODUCTS - 1), st.integers(1, 3), min_size=1, max_size=PRODUCTS),
-          short_lived=st.booleans())
+    @rule(
+        lines=st.dictionaries(st.integers(0, PRODUCTS - 1), st.integers(1, 3), min_size=1, max_size=PRODUCTS),
+        short_lived=st.booleans(),
+    )
     def reserve(self, lines, short_lived):
         reservation_id = str(uuid.uuid4())
         wanted = ModelReservation(lines=lines, status=domain.RESERVED, short_lived=short_lived)
@@ -281,6 +294,11 @@ def world(request, databases, tmp_path):
 def test_the_stock_protocol_matches_its_model(world):
     run_state_machine_as_test(
         StockMachine,
-        settings=settings(max_examples=EXAMPLES, stateful_step_count=30, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]),
+        settings=settings(
+            max_examples=EXAMPLES,
+            stateful_step_count=30,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
     )

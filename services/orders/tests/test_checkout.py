@@ -26,15 +26,17 @@ from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
 PRODUCT = "6a2d57a1-5933-4871-ae6f-1db05781378f"
-ADDRESS = orders_pb2.ShippingAddress(first_name="Ada", last_name="Lovelace", line1="1 Main Street", city="London",
-                                     postal_code="N1 1AA", country="GB")
+ADDRESS = orders_pb2.ShippingAddress(
+    first_name="Ada", last_name="Lovelace", line1="1 Main Street", city="London", postal_code="N1 1AA", country="GB"
+)
 
 
 def rpc_error(error: ShopError) -> grpc.aio.AioRpcError:
     """What a client sees when the service raised `error` (its rich status in the trailers)."""
     status = to_grpc_status(error)
-    return grpc.aio.AioRpcError(status.code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata),
-                                details=status.details)
+    return grpc.aio.AioRpcError(
+        status.code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata), details=status.details
+    )
 
 
 class Stub:
@@ -59,18 +61,35 @@ class Stub:
 
 
 def reserved(request: catalog_pb2.ReserveStockRequest) -> catalog_pb2.ReserveStockResponse:
-    return catalog_pb2.ReserveStockResponse(reservation=catalog_pb2.Reservation(
-        id=request.reservation_id, status=catalog_pb2.RESERVATION_STATUS_RESERVED,
-        priced_lines=[catalog_pb2.ReservedLine(product_id=line.product_id, quantity=line.quantity, sku="SKU-1",
-                                               name="Lamp", unit_price_cents=2000, currency_code="USD")
-                      for line in request.lines],
-    ))
+    return catalog_pb2.ReserveStockResponse(
+        reservation=catalog_pb2.Reservation(
+            id=request.reservation_id,
+            status=catalog_pb2.RESERVATION_STATUS_RESERVED,
+            priced_lines=[
+                catalog_pb2.ReservedLine(
+                    product_id=line.product_id,
+                    quantity=line.quantity,
+                    sku="SKU-1",
+                    name="Lamp",
+                    unit_price_cents=2000,
+                    currency_code="USD",
+                )
+                for line in request.lines
+            ],
+        )
+    )
 
 
 def payment(status: payments_pb2.PaymentStatus.ValueType, order_id: str = "") -> payments_pb2.Payment:
-    return payments_pb2.Payment(id=str(uuid.uuid4()), order_id=order_id, status=status, amount_cents=5319,
-                                captured_cents=5319 if status == payments_pb2.PAYMENT_STATUS_SUCCEEDED else 0,
-                                brand="visa", last4="4242")
+    return payments_pb2.Payment(
+        id=str(uuid.uuid4()),
+        order_id=order_id,
+        status=status,
+        amount_cents=5319,
+        captured_cents=5319 if status == payments_pb2.PAYMENT_STATUS_SUCCEEDED else 0,
+        brand="visa",
+        last4="4242",
+    )
 
 
 class World:
@@ -80,17 +99,27 @@ class World:
         self.calls: list[tuple[str, Any]] = []
         self.mail: list[tuple[str, str]] = []
         answers: dict[str, dict[str, Any]] = {
-            "cart": {"CheckoutCart": cart_pb2.CheckoutCartResponse(
-                lines=[cart_pb2.CheckoutLine(product_id=PRODUCT, quantity=2)]),
-                "RestoreCart": cart_pb2.RestoreCartResponse()},
-            "catalog": {"ReserveStock": reserved, "CommitReservation": catalog_pb2.CommitReservationResponse(),
-                        "ReleaseReservation": catalog_pb2.ReleaseReservationResponse()},
-            "payments": {"CheckPaymentMethod": payments_pb2.CheckPaymentMethodResponse(),
-                         "CreateCharge": lambda r: payments_pb2.CreateChargeResponse(
-                             payment=payment(payments_pb2.PAYMENT_STATUS_SUCCEEDED, r.order_id)),
-                         "ListPayments": payments_pb2.ListPaymentsResponse(),
-                         "CreateRefund": payments_pb2.CreateRefundResponse(payment=payment(
-                             payments_pb2.PAYMENT_STATUS_REFUNDED))},
+            "cart": {
+                "CheckoutCart": cart_pb2.CheckoutCartResponse(
+                    lines=[cart_pb2.CheckoutLine(product_id=PRODUCT, quantity=2)]
+                ),
+                "RestoreCart": cart_pb2.RestoreCartResponse(),
+            },
+            "catalog": {
+                "ReserveStock": reserved,
+                "CommitReservation": catalog_pb2.CommitReservationResponse(),
+                "ReleaseReservation": catalog_pb2.ReleaseReservationResponse(),
+            },
+            "payments": {
+                "CheckPaymentMethod": payments_pb2.CheckPaymentMethodResponse(),
+                "CreateCharge": lambda r: payments_pb2.CreateChargeResponse(
+                    payment=payment(payments_pb2.PAYMENT_STATUS_SUCCEEDED, r.order_id)
+                ),
+                "ListPayments": payments_pb2.ListPaymentsResponse(),
+                "CreateRefund": payments_pb2.CreateRefundResponse(
+                    payment=payment(payments_pb2.PAYMENT_STATUS_REFUNDED)
+                ),
+            },
             "auth": {},
         }
         for service, rpcs in overrides.items():
@@ -112,8 +141,9 @@ class World:
         getattr(self.checkout.clients, service).answers[rpc] = value
 
     async def create(self, key: str | None = None, token: str = "tok_visa") -> orders_pb2.Order:
-        request = orders_pb2.CreateOrderRequest(request_id=key or str(uuid.uuid4()), shipping_address=ADDRESS,
-                                                payment_method="card", payment_token=token)
+        request = orders_pb2.CreateOrderRequest(
+            request_id=key or str(uuid.uuid4()), shipping_address=ADDRESS, payment_method="card", payment_token=token
+        )
         body, _replayed = await self.checkout.create_order(self.caller, request, None)
         return orders_pb2.CreateOrderResponse.FromString(body).order
 
@@ -154,7 +184,8 @@ async def test_a_paid_checkout_answers_then_commits_with_the_purchases_and_mails
     assert [(r.order_id, r.amount_cents) for r in world.called("CreateCharge")] == [(order.id, 5319)]
     await world.settle()
     assert [(r.reservation_id, r.user_id) for r in world.called("CommitReservation")] == [
-        (order.id, world.caller.user_id)]
+        (order.id, world.caller.user_id)
+    ]
     assert world.mail == [("ada@example.com", f"Your order {order.number} is paid")]
     row = await world.row("SELECT stage, reservation_state, payment_token FROM orders WHERE id = :id", id=order.id)
     assert tuple(row) == ("done", "committed", "")
@@ -199,9 +230,13 @@ async def test_a_declined_charge_fails_the_order_and_restores_the_cart_before_an
 
 async def test_a_pending_payment_keeps_the_stage_and_recovery_renews_the_stock_before_asking_again(db):
     pending = payments_pb2.CreateChargeResponse(payment=payment(payments_pb2.PAYMENT_STATUS_PENDING))
-    world = World(db, payments={"CreateCharge": pending,
-                                "ListPayments": payments_pb2.ListPaymentsResponse(
-                                    payments=[payment(payments_pb2.PAYMENT_STATUS_PENDING)])})
+    world = World(
+        db,
+        payments={
+            "CreateCharge": pending,
+            "ListPayments": payments_pb2.ListPaymentsResponse(payments=[payment(payments_pb2.PAYMENT_STATUS_PENDING)]),
+        },
+    )
     with pytest.raises(Unavailable):
         await world.create()
     row = await world.row("SELECT id, status, stage, lease_until FROM orders")
@@ -212,12 +247,16 @@ async def test_a_pending_payment_keeps_the_stage_and_recovery_renews_the_stock_b
 
     async with db.engine.begin() as connection:
         await connection.execute(text("UPDATE orders SET updated_at = now() - interval '10 minutes'"))
-    world.answer("payments", "CreateCharge", lambda r: payments_pb2.CreateChargeResponse(
-        payment=payment(payments_pb2.PAYMENT_STATUS_SUCCEEDED, r.order_id)))
+    world.answer(
+        "payments",
+        "CreateCharge",
+        lambda r: payments_pb2.CreateChargeResponse(payment=payment(payments_pb2.PAYMENT_STATUS_SUCCEEDED, r.order_id)),
+    )
     assert await world.checkout.recover_once() == 1
     renewals = [r for r in world.called("ReserveStock") if r.renew]
     assert [(r.reservation_id, [(line.product_id, line.quantity) for line in r.lines]) for r in renewals] == [
-        (order_id, [(PRODUCT, 2)])]
+        (order_id, [(PRODUCT, 2)])
+    ]
     assert (await world.row("SELECT status FROM orders"))[0] == domain.PAID
 
 
@@ -230,7 +269,8 @@ async def test_a_paid_order_whose_stock_is_gone_is_cancelled_and_refunded(db):
     row = await world.row("SELECT status, failure_code, reservation_state FROM orders")
     assert tuple(row) == (domain.CANCELLED, "STOCK_UNAVAILABLE", "released")
     assert [(r.order_id, r.amount_cents, r.request_id) for r in world.called("CreateRefund")] == [
-        (order.id, 0, f"cancel-{order.id}")]  # 0: all that remains captured
+        (order.id, 0, f"cancel-{order.id}")
+    ]  # 0: all that remains captured
     assert world.mail[-1][1].startswith(f"Your order {order.number}") and "cancel" in world.mail[-1][1].lower()
 
 

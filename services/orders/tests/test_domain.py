@@ -115,16 +115,24 @@ def test_not_cancellable(status):
 def test_refund_amounts():
     assert domain.check_refundable("PAID", 5000, 0) == 5000
     assert domain.check_refundable("SHIPPED", 5000, 1200) == 1200
-    for status, remaining, requested in [("PAID", 5000, 5001), ("PAID", 0, 0), ("CANCELLED", 5000, 1),
-                                         ("PAYMENT_FAILED", 0, 1)]:
+    for status, remaining, requested in [
+        ("PAID", 5000, 5001),
+        ("PAID", 0, 0),
+        ("CANCELLED", 5000, 1),
+        ("PAYMENT_FAILED", 0, 1),
+    ]:
         with pytest.raises(Conflict) as caught:
             domain.check_refundable(status, remaining, requested)
         assert caught.value.code == "REFUND_EXCEEDS_CAPTURED"
 
 
 GOOD_ADDRESS = {
-    "first_name": "Ada", "last_name": "Lovelace", "line1": "1 Main St", "city": "London",
-    "postal_code": "N1 1AA", "country": "gb",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "line1": "1 Main St",
+    "city": "London",
+    "postal_code": "N1 1AA",
+    "country": "gb",
 }
 
 
@@ -136,9 +144,7 @@ def test_address_is_normalised():
 def test_address_errors_name_every_bad_field():
     with pytest.raises(ValidationError) as caught:
         domain.validate_address({**GOOD_ADDRESS, "first_name": "", "country": "XX", "line1": " "})
-    assert set(caught.value.fields) == {
-        "shippingAddress.firstName", "shippingAddress.country", "shippingAddress.line1"
-    }
+    assert set(caught.value.fields) == {"shippingAddress.firstName", "shippingAddress.country", "shippingAddress.line1"}
     with pytest.raises(ValidationError) as caught:
         domain.validate_address({**GOOD_ADDRESS, "country": "GBR"})
     assert "shippingAddress.country" in caught.value.fields

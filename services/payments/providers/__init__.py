@@ -26,7 +26,9 @@ def build_provider(settings: PaymentsSettings) -> PaymentProvider:
     if settings.sandbox_faults_dir:
         from services.payments.providers.sandbox_faults import FaultControl
 
-        return SandboxProvider(webhook_secret=settings.sandbox_webhook_secret,
-                               tolerance=settings.webhook_tolerance_seconds,
-                               faults=FaultControl(settings.sandbox_faults_dir))
+        return SandboxProvider(
+            webhook_secret=settings.sandbox_webhook_secret,
+            tolerance=settings.webhook_tolerance_seconds,
+            faults=FaultControl(settings.sandbox_faults_dir),
+        )
     return SandboxProvider(webhook_secret=settings.sandbox_webhook_secret, tolerance=settings.webhook_tolerance_seconds)

@@ -99,8 +99,9 @@ class SandboxProvider:
         if plan["unavailable"]:
             raise ProviderUnavailable("The sandbox provider is unavailable (fault plan).")
 
-    async def _faulty_charge(self, idempotency_key: str, amount_cents: int, token: str,
-                             metadata: dict[str, str]) -> ChargeResult:
+    async def _faulty_charge(
+        self, idempotency_key: str, amount_cents: int, token: str, metadata: dict[str, str]
+    ) -> ChargeResult:
         from services.payments.providers.sandbox_faults import ChargeRow
 
         plan = self.faults.plan()
@@ -110,14 +111,23 @@ class SandboxProvider:
         outcome = "succeeded" if token in SUCCEEDING else "declined"
         if late > 0 and plan["late_outcome"] in ("succeeded", "declined"):
             outcome = plan["late_outcome"]
-        brand, last4 = (SUCCEEDING.get(token) or DECLINING[token][:2])
+        brand, last4 = SUCCEEDING.get(token) or DECLINING[token][:2]
         decline_code = "" if outcome == "succeeded" else (DECLINING.get(token) or ("", "", "card_declined"))[2]
-        row = self.faults.record_charge(ChargeRow(
-            idempotency_key=idempotency_key, order_id=metadata.get("order_id", idempotency_key),
-            user_id=metadata.get("user_id", ""), reference=f"sbx_pi_{uuid.uuid4().hex}", amount_cents=amount_cents,
-            token=token, outcome=outcome, decide_at=time.time() + late, brand=brand, last4=last4,
-            decline_code=decline_code,
-        ))
+        row = self.faults.record_charge(
+            ChargeRow(
+                idempotency_key=idempotency_key,
+                order_id=metadata.get("order_id", idempotency_key),
+                user_id=metadata.get("user_id", ""),
+                reference=f"sbx_pi_{uuid.uuid4().hex}",
+                amount_cents=amount_cents,
+                token=token,
+                outcome=outcome,
+                decide_at=time.time() + late,
+                brand=brand,
+                last4=last4,
+                decline_code=decline_code,
+            )
+        )
         self.charge_count += 1
         await self._fault_delay()
         return self._from_row(row)
@@ -128,8 +138,14 @@ class SandboxProvider:
             return ChargeResult(False, row.reference, brand=row.brand, last4=row.last4, pending=True)
         if row.outcome == "succeeded":
             return ChargeResult(True, row.reference, captured_cents=row.amount_cents, brand=row.brand, last4=row.last4)
-        return ChargeResult(False, row.reference, brand=row.brand, last4=row.last4, decline_code=row.decline_code,
-                            message="Your card was declined.")
+        return ChargeResult(
+            False,
+            row.reference,
+            brand=row.brand,
+            last4=row.last4,
+            decline_code=row.decline_code,
+            message="Your card was declined.",
+        )
 
     def check_token(self, token: str) -> None:
         if token not in SUCCEEDING and token not in DECLINING:

@@ -61,8 +61,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
-DEFAULT_PLAN = {"delay_seconds": 0.0, "unavailable": False, "charge_first": False, "late_seconds": 0.0,
-                "late_outcome": "token"}
+DEFAULT_PLAN = {
+    "delay_seconds": 0.0,
+    "unavailable": False,
+    "charge_first": False,
+    "late_seconds": 0.0,
+    "late_outcome": "token",
+}
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,8 @@ class FaultControl:
     def charge(self, key: str) -> ChargeRow | None:
         row = self.db.execute(
             "SELECT idempotency_key, order_id, user_id, reference, amount_cents, token, outcome, decide_at, "
-            "brand, last4, decline_code FROM charges WHERE idempotency_key = ?", (key,)
+            "brand, last4, decline_code FROM charges WHERE idempotency_key = ?",
+            (key,),
         ).fetchone()
         return ChargeRow(*row) if row else None
 
@@ -136,8 +142,20 @@ class FaultControl:
                 return existing
             self.db.execute(
                 "INSERT INTO charges VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (row.idempotency_key, row.order_id, row.user_id, row.reference, row.amount_cents, row.token,
-                 row.outcome, row.decide_at, row.brand, row.last4, row.decline_code, now),
+                (
+                    row.idempotency_key,
+                    row.order_id,
+                    row.user_id,
+                    row.reference,
+                    row.amount_cents,
+                    row.token,
+                    row.outcome,
+                    row.decide_at,
+                    row.brand,
+                    row.last4,
+                    row.decline_code,
+                    now,
+                ),
             )
             succeeded = row.outcome == "succeeded"
             intent = {
@@ -147,8 +165,9 @@ class FaultControl:
                 "amount_received": row.amount_cents if succeeded else 0,
                 "status": "succeeded" if succeeded else "requires_payment_method",
                 "metadata": {"order_id": row.order_id, "user_id": row.user_id},
-                "last_payment_error": None if succeeded else {"code": "card_declined",
-                                                              "decline_code": row.decline_code},
+                "last_payment_error": None
+                if succeeded
+                else {"code": "card_declined", "decline_code": row.decline_code},
             }
             kind = "payment_intent.succeeded" if succeeded else "payment_intent.payment_failed"
             self._event(kind, intent, row.order_id, row.user_id, max(row.decide_at, now))
@@ -157,8 +176,9 @@ class FaultControl:
     # -- refunds -----------------------------------------------------------------------------
 
     def refund(self, key: str) -> tuple[str, int] | None:
-        row = self.db.execute("SELECT reference, amount_cents FROM refunds WHERE idempotency_key = ?",
-                              (key,)).fetchone()
+        row = self.db.execute(
+            "SELECT reference, amount_cents FROM refunds WHERE idempotency_key = ?", (key,)
+        ).fetchone()
         return (row[0], int(row[1])) if row else None
 
     def record_refund(self, key: str, charge_reference: str, amount_cents: int) -> tuple[str, int]:
@@ -169,12 +189,14 @@ class FaultControl:
             if existing is not None:
                 return existing
             reference = f"sbx_re_{uuid.uuid4().hex}"
-            self.db.execute("INSERT INTO refunds VALUES (?, ?, ?, ?, ?)",
-                            (key, reference, charge_reference, amount_cents, now))
+            self.db.execute(
+                "INSERT INTO refunds VALUES (?, ?, ?, ?, ?)", (key, reference, charge_reference, amount_cents, now)
+            )
             charge = self.charge_by_reference(charge_reference)
             if charge is not None:
-                total = self.db.execute("SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE charge_reference = ?",
-                                        (charge_reference,)).fetchone()[0]
+                total = self.db.execute(
+                    "SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE charge_reference = ?", (charge_reference,)
+                ).fetchone()[0]
                 obj = {
                     "id": f"ch_{charge.reference}",
                     "object": "charge",
@@ -190,7 +212,8 @@ class FaultControl:
 
     def _event(self, kind: str, obj: dict, order_id: str, user_id: str, available_at: float) -> None:
         event_id = f"evt_{uuid.uuid4().hex}"
-        body = {"id": event_id, "object": "event", "type": kind, "created": int(available_at),
-                "data": {"object": obj}}
-        self.db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
-                        (event_id, kind, order_id, user_id, json.dumps(body), available_at))
+        body = {"id": event_id, "object": "event", "type": kind, "created": int(available_at), "data": {"object": obj}}
+        self.db.execute(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+            (event_id, kind, order_id, user_id, json.dumps(body), available_at),
+        )

@@ -201,4 +201,3 @@ class StripeProvider:
         if close is not None:
             with contextlib.suppress(Exception):  # closing an idle client must not fail shutdown
                 await close()
-

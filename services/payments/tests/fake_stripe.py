@@ -19,7 +19,7 @@ CARDS = {
     # not a real Stripe test card: an intent that stays "processing" until `settle()`
     "pm_card_processing": ("visa", "1111", "processing"),
 }
-CARDS.update({"tok_" + name[len("pm_card_"):]: card for name, card in list(CARDS.items())})
+CARDS.update({"tok_" + name[len("pm_card_") :]: card for name, card in list(CARDS.items())})
 
 
 @dataclass
@@ -57,8 +57,11 @@ class FakeStripe:
                 reply = self.create_refund(params)
             elif method == "GET" and path.startswith("/v1/payment_intents/"):
                 intent = self.intents.get(path.rsplit("/", 1)[-1])
-                reply = (200, intent) if intent else (404, {"error": {"type": "invalid_request_error",
-                                                                     "code": "resource_missing"}})
+                reply = (
+                    (200, intent)
+                    if intent
+                    else (404, {"error": {"type": "invalid_request_error", "code": "resource_missing"}})
+                )
             else:
                 reply = (404, {"error": {"type": "invalid_request_error", "message": f"Unrecognized {path}"}})
             if key:
@@ -82,8 +85,12 @@ class FakeStripe:
         self.created_intents += 1
         brand, last4, decline = CARDS[token]
         amount = int(params["amount"])
-        method = {"id": f"pm_{uuid.uuid4().hex[:14]}", "object": "payment_method", "type": "card",
-                  "card": {"brand": brand, "last4": last4}}
+        method = {
+            "id": f"pm_{uuid.uuid4().hex[:14]}",
+            "object": "payment_method",
+            "type": "card",
+            "card": {"brand": brand, "last4": last4},
+        }
         intent_id = f"pi_{uuid.uuid4().hex[:24]}"
         intent = {
             "id": intent_id,
@@ -92,7 +99,7 @@ class FakeStripe:
             "amount_received": 0 if decline else amount,
             "currency": params["currency"],
             "status": "requires_payment_method" if decline else "succeeded",
-            "metadata": {k[len("metadata["):-1]: v for k, v in params.items() if k.startswith("metadata[")},
+            "metadata": {k[len("metadata[") : -1]: v for k, v in params.items() if k.startswith("metadata[")},
             "payment_method": method if "expand[0]" in params else method["id"],
             "refunded": 0,
         }
@@ -121,16 +128,31 @@ class FakeStripe:
     def create_refund(self, params: dict[str, str]) -> tuple[int, dict]:
         intent = self.intents.get(params.get("payment_intent", ""))
         if intent is None:
-            return 400, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                   "message": "No such payment_intent"}}
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "resource_missing",
+                    "message": "No such payment_intent",
+                }
+            }
         amount = int(params.get("amount") or intent["amount_received"] - intent["refunded"])
         if amount > intent["amount_received"] - intent["refunded"]:
-            return 400, {"error": {"type": "invalid_request_error", "code": "amount_too_large",
-                                   "message": "Refund amount is greater than unrefunded amount"}}
+            return 400, {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "amount_too_large",
+                    "message": "Refund amount is greater than unrefunded amount",
+                }
+            }
         intent["refunded"] += amount
         self.created_refunds += 1
-        return 200, {"id": f"re_{uuid.uuid4().hex[:24]}", "object": "refund", "amount": amount,
-                     "payment_intent": intent["id"], "status": "succeeded"}
+        return 200, {
+            "id": f"re_{uuid.uuid4().hex[:24]}",
+            "object": "refund",
+            "amount": amount,
+            "payment_intent": intent["id"],
+            "status": "succeeded",
+        }
 
 
 class FakeStripeServer:

@@ -22,8 +22,13 @@ def new_order_id() -> str:
 
 def charge_request(order_id: str, token: str = "tok_visa", amount: int = 5000, **extra):
     return payments_pb2.CreateChargeRequest(
-        order_id=order_id, user_id="user-1", amount_cents=amount, currency_code="USD", method="card",
-        token=token, **extra,
+        order_id=order_id,
+        user_id="user-1",
+        amount_cents=amount,
+        currency_code="USD",
+        method="card",
+        token=token,
+        **extra,
     )
 
 
@@ -60,7 +65,10 @@ def payments(suite):
 
 # -- sandbox tokens ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("token", "brand", "last4"), [("tok_visa", "visa", "4242"), ("tok_mastercard", "mastercard", "4444")])
+
+@pytest.mark.parametrize(
+    ("token", "brand", "last4"), [("tok_visa", "visa", "4242"), ("tok_mastercard", "mastercard", "4444")]
+)
 async def test_succeeding_tokens_record_brand_and_last4(suite, payments, token, brand, last4):
     order_id = new_order_id()
     response = await payments.CreateCharge(charge_request(order_id, token, amount=1234))
@@ -88,7 +96,8 @@ async def test_declining_tokens_are_payment_declined_and_recorded(suite, payment
     # A decline is final for the order: a retry, even with a good token, is declined again, no new charge.
     before = sandbox(suite).charge_count
     await expect_error(
-        payments.CreateCharge(charge_request(order_id, "tok_visa")), grpc.StatusCode.FAILED_PRECONDITION,
+        payments.CreateCharge(charge_request(order_id, "tok_visa")),
+        grpc.StatusCode.FAILED_PRECONDITION,
         "PAYMENT_DECLINED",
     )
     assert sandbox(suite).charge_count == before
@@ -99,7 +108,8 @@ async def test_declining_tokens_are_payment_declined_and_recorded(suite, payment
 async def test_unknown_token_is_400_and_records_nothing(suite, payments, token):
     order_id = new_order_id()
     await expect_error(
-        payments.CreateCharge(charge_request(order_id, token)), grpc.StatusCode.INVALID_ARGUMENT,
+        payments.CreateCharge(charge_request(order_id, token)),
+        grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_PAYMENT_TOKEN",
     )
     assert rows(suite, "payments", order_id) == []
@@ -111,11 +121,15 @@ async def test_invalid_charge_arguments_are_400_and_record_nothing(suite, paymen
         (charge_request(order_id, amount=0), "amountCents"),
         (charge_request(order_id, amount=-5), "amountCents"),
         (charge_request("", amount=100), "orderId"),
-        (payments_pb2.CreateChargeRequest(order_id=order_id, amount_cents=100, currency_code="US", token="tok_visa"),
-         "currencyCode"),
+        (
+            payments_pb2.CreateChargeRequest(order_id=order_id, amount_cents=100, currency_code="US", token="tok_visa"),
+            "currencyCode",
+        ),
         (charge_request(order_id, token=""), "payment.token"),
     ]:
-        remote = await expect_error(payments.CreateCharge(request), grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
+        remote = await expect_error(
+            payments.CreateCharge(request), grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR"
+        )
         assert field in remote.fields
     assert rows(suite, "payments", order_id) == []
 
@@ -124,7 +138,8 @@ async def test_invalid_token_then_good_token_charges(suite, payments):
     """An invalid token records nothing, so the order can still be charged afterwards."""
     order_id = new_order_id()
     await expect_error(
-        payments.CreateCharge(charge_request(order_id, "tok_bogus")), grpc.StatusCode.INVALID_ARGUMENT,
+        payments.CreateCharge(charge_request(order_id, "tok_bogus")),
+        grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_PAYMENT_TOKEN",
     )
     response = await payments.CreateCharge(charge_request(order_id, "tok_mastercard"))
@@ -132,6 +147,7 @@ async def test_invalid_token_then_good_token_charges(suite, payments):
 
 
 # -- idempotency ---------------------------------------------------------------------------------
+
 
 async def test_repeated_charge_returns_the_stored_payment(suite, payments):
     order_id = new_order_id()
@@ -149,7 +165,8 @@ async def test_repeat_with_another_amount_is_refused(suite, payments):
     order_id = new_order_id()
     await payments.CreateCharge(charge_request(order_id, amount=1000))
     await expect_error(
-        payments.CreateCharge(charge_request(order_id, amount=2000)), grpc.StatusCode.FAILED_PRECONDITION,
+        payments.CreateCharge(charge_request(order_id, amount=2000)),
+        grpc.StatusCode.FAILED_PRECONDITION,
         "CHARGE_MISMATCH",
     )
     assert payment_row(suite, order_id)[:3] == ("SUCCEEDED", 1000, 0)
@@ -179,19 +196,31 @@ async def test_ten_concurrent_declined_charges_make_one_declined_payment(suite, 
 
 # -- callers -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("token", ["tok_visa", "tok_mastercard", "tok_chargeDeclined", "tok_chargeDeclinedInsufficientFunds"])
+
+@pytest.mark.parametrize(
+    "token", ["tok_visa", "tok_mastercard", "tok_chargeDeclined", "tok_chargeDeclinedInsufficientFunds"]
+)
 async def test_check_payment_method_accepts_the_sandbox_tokens(payments, token):
     await payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token=token))
 
 
 async def test_check_payment_method_refuses_bad_input_and_records_nothing(suite, payments):
     before = suite.sql("payments", "SELECT count(*) FROM payments")
-    await expect_error(payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="tok_x")),
-                       grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAYMENT_TOKEN")
-    await expect_error(payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="")),
-                       grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
-    await expect_error(payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="cash", token="tok_visa")),
-                       grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR")
+    await expect_error(
+        payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="tok_x")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_PAYMENT_TOKEN",
+    )
+    await expect_error(
+        payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VALIDATION_ERROR",
+    )
+    await expect_error(
+        payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="cash", token="tok_visa")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VALIDATION_ERROR",
+    )
     assert suite.sql("payments", "SELECT count(*) FROM payments") == before
 
 
@@ -203,21 +232,26 @@ async def test_a_user_token_is_refused_on_internal_rpcs(suite):
         metadata = (("authorization", f"Bearer {user['tokens']['accessToken']}"),)
         order_id = new_order_id()
         await expect_error(
-            stub.CreateCharge(charge_request(order_id), metadata=metadata), grpc.StatusCode.PERMISSION_DENIED,
+            stub.CreateCharge(charge_request(order_id), metadata=metadata),
+            grpc.StatusCode.PERMISSION_DENIED,
             "FORBIDDEN",
         )
         await expect_error(
-            stub.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token="tok_visa"),
-                                    metadata=metadata),
-            grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN",
+            stub.CheckPaymentMethod(
+                payments_pb2.CheckPaymentMethodRequest(method="card", token="tok_visa"), metadata=metadata
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "FORBIDDEN",
         )
         await expect_error(
             stub.CreateRefund(payments_pb2.CreateRefundRequest(order_id=order_id, request_id="r1"), metadata=metadata),
-            grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN",
+            grpc.StatusCode.PERMISSION_DENIED,
+            "FORBIDDEN",
         )
         await expect_error(
             stub.ListPayments(payments_pb2.ListPaymentsRequest(order_id=order_id), metadata=metadata),
-            grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN",
+            grpc.StatusCode.PERMISSION_DENIED,
+            "FORBIDDEN",
         )
         # and nobody at all
         await expect_error(stub.CreateCharge(charge_request(order_id)), grpc.StatusCode.PERMISSION_DENIED, "FORBIDDEN")
@@ -227,6 +261,7 @@ async def test_a_user_token_is_refused_on_internal_rpcs(suite):
 
 
 # -- refunds -------------------------------------------------------------------------------------
+
 
 def refund_request(order_id: str, amount: int = 0, request_id: str | None = None, reason: str = "customer asked"):
     return payments_pb2.CreateRefundRequest(
@@ -257,7 +292,8 @@ async def test_partial_then_full_refund(suite, payments):
     assert listed.payments[0].captured_cents - listed.payments[0].refunded_cents == 0
     # nothing remains: even "what remains" is refused
     await expect_error(
-        payments.CreateRefund(refund_request(order_id, 0)), grpc.StatusCode.FAILED_PRECONDITION,
+        payments.CreateRefund(refund_request(order_id, 0)),
+        grpc.StatusCode.FAILED_PRECONDITION,
         "REFUND_EXCEEDS_CAPTURED",
     )
 
@@ -269,7 +305,8 @@ async def test_refund_exceeding_what_remains_is_409_and_changes_nothing(suite, p
     before_payment = payment_row(suite, order_id)
     refunds_before = sandbox(suite).refund_count
     remote = await expect_error(
-        payments.CreateRefund(refund_request(order_id, 1501)), grpc.StatusCode.FAILED_PRECONDITION,
+        payments.CreateRefund(refund_request(order_id, 1501)),
+        grpc.StatusCode.FAILED_PRECONDITION,
         "REFUND_EXCEEDS_CAPTURED",
     )
     assert remote.http_status == 409 and remote.details["remainingCents"] == 1500
@@ -290,14 +327,16 @@ async def test_refund_is_idempotent_by_request_id(suite, payments):
     other = await charged(payments, 3000)
     await expect_error(
         payments.CreateRefund(refund_request(other, 100, request_id=request.request_id)),
-        grpc.StatusCode.FAILED_PRECONDITION, "IDEMPOTENCY_KEY_REUSED",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "IDEMPOTENCY_KEY_REUSED",
     )
     assert rows(suite, "refunds", other) == []
 
 
 async def test_refund_errors_change_nothing(suite, payments):
-    await expect_error(payments.CreateRefund(refund_request(new_order_id(), 100)), grpc.StatusCode.NOT_FOUND,
-                       "PAYMENT_NOT_FOUND")
+    await expect_error(
+        payments.CreateRefund(refund_request(new_order_id(), 100)), grpc.StatusCode.NOT_FOUND, "PAYMENT_NOT_FOUND"
+    )
     order_id = await charged(payments, 1000)
     remote = await expect_error(
         payments.CreateRefund(refund_request(order_id, -1)), grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR"
@@ -305,7 +344,8 @@ async def test_refund_errors_change_nothing(suite, payments):
     assert "amountCents" in remote.fields
     remote = await expect_error(
         payments.CreateRefund(payments_pb2.CreateRefundRequest(order_id=order_id, amount_cents=10)),
-        grpc.StatusCode.INVALID_ARGUMENT, "VALIDATION_ERROR",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "VALIDATION_ERROR",
     )
     assert "requestId" in remote.fields
     assert rows(suite, "refunds", order_id) == []
@@ -314,8 +354,11 @@ async def test_refund_errors_change_nothing(suite, payments):
     declined = new_order_id()
     with pytest.raises(grpc.aio.AioRpcError):
         await payments.CreateCharge(charge_request(declined, "tok_chargeDeclined"))
-    await expect_error(payments.CreateRefund(refund_request(declined, 0)), grpc.StatusCode.FAILED_PRECONDITION,
-                       "REFUND_EXCEEDS_CAPTURED")
+    await expect_error(
+        payments.CreateRefund(refund_request(declined, 0)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "REFUND_EXCEEDS_CAPTURED",
+    )
 
 
 async def test_concurrent_refunds_never_exceed_captured(suite, payments):
@@ -329,8 +372,9 @@ async def test_concurrent_refunds_never_exceed_captured(suite, payments):
     assert failed == ["REFUND_EXCEEDS_CAPTURED"] * 7
     status, captured, refunded = payment_row(suite, order_id)[:3]
     assert (status, captured, refunded) == ("PARTIALLY_REFUNDED", 1000, 900)
-    total = suite.sql("payments", "SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE order_id = %s",
-                      (order_id,))[0][0]
+    total = suite.sql(
+        "payments", "SELECT COALESCE(SUM(amount_cents), 0) FROM refunds WHERE order_id = %s", (order_id,)
+    )[0][0]
     assert total == refunded
     # "what remains" from many callers at once: exactly one takes the last 100
     results = await asyncio.gather(

@@ -38,16 +38,19 @@ def test_unknown_provider_is_refused(monkeypatch):
         PaymentsSettings()
 
 
-@pytest.mark.parametrize(
-    "missing", [{}, {"stripe_api_key": "sk_live_x"}, {"stripe_webhook_secret": "whsec_x"}]
-)
+@pytest.mark.parametrize("missing", [{}, {"stripe_api_key": "sk_live_x"}, {"stripe_webhook_secret": "whsec_x"}])
 def test_production_refuses_stripe_without_key_and_secret(monkeypatch, missing):
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     monkeypatch.delenv("STRIPE_WEBHOOK_SECRET", raising=False)
     with pytest.raises(ValidationError, match="STRIPE_"):
         PaymentsSettings(env="production", payment_provider="stripe", **STRONG, **missing)
-    settings = PaymentsSettings(env="production", payment_provider="stripe", stripe_api_key="sk_live_x",
-                                stripe_webhook_secret="whsec_x", **STRONG)
+    settings = PaymentsSettings(
+        env="production",
+        payment_provider="stripe",
+        stripe_api_key="sk_live_x",
+        stripe_webhook_secret="whsec_x",
+        **STRONG,
+    )
     assert settings.payment_provider == "stripe"
 
 

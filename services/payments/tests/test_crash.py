@@ -71,8 +71,9 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
         address = f"127.0.0.1:{port}"
         args = [sys.executable, "-m", "services.payments"]
         order_id = str(uuid.uuid4())
-        request = payments_pb2.CreateChargeRequest(order_id=order_id, user_id="u", amount_cents=990,
-                                                   currency_code="USD", method="card", token="tok_visa")
+        request = payments_pb2.CreateChargeRequest(
+            order_id=order_id, user_id="u", amount_cents=990, currency_code="USD", method="card", token="tok_visa"
+        )
 
         crashing = run_process(args, {**env, "SHOP_CRASH_AT": "payments_after_provider_charge"}, tmp_path / "1.log")
         channel = acting_channel(address, "payments")
@@ -88,8 +89,9 @@ async def test_crash_between_provider_charge_and_commit_charges_once(suite, tmp_
 
             def rows():
                 with psycopg.connect(url) as conn:
-                    return conn.execute("SELECT status, provider_reference FROM payments WHERE order_id = %s",
-                                        (order_id,)).fetchall()
+                    return conn.execute(
+                        "SELECT status, provider_reference FROM payments WHERE order_id = %s", (order_id,)
+                    ).fetchall()
 
             # the row was committed PENDING before the provider call (no transaction is held across it)
             assert rows() == [("PENDING", "")]

@@ -72,12 +72,18 @@ def succeeded(created: int = 1) -> ProviderEvent:
 
 
 def refunded(amount: int, created: int = 2) -> ProviderEvent:
-    return ProviderEvent("e2", domain.EVENT_REFUNDED, created,
-                         {"payment_intent": "pi", "amount_captured": 1000, "amount_refunded": amount})
+    return ProviderEvent(
+        "e2",
+        domain.EVENT_REFUNDED,
+        created,
+        {"payment_intent": "pi", "amount_captured": 1000, "amount_refunded": amount},
+    )
 
 
 def failed() -> ProviderEvent:
-    return ProviderEvent("e3", domain.EVENT_FAILED, 3, {"id": "pi", "last_payment_error": {"decline_code": "expired_card"}})
+    return ProviderEvent(
+        "e3", domain.EVENT_FAILED, 3, {"id": "pi", "last_payment_error": {"decline_code": "expired_card"}}
+    )
 
 
 PENDING = PaymentState(domain.PENDING, 1000, 0, 0, "")
@@ -106,18 +112,31 @@ def test_failure_declines_only_a_pending_payment():
 
 
 def test_refund_event_never_exceeds_the_amount():
-    state = apply_event(PaymentState(domain.SUCCEEDED, 1000, 1000, 0, ""), ProviderEvent(
-        "e", domain.EVENT_REFUNDED, 1, {"amount_captured": 5000, "amount_refunded": 5000}))
+    state = apply_event(
+        PaymentState(domain.SUCCEEDED, 1000, 1000, 0, ""),
+        ProviderEvent("e", domain.EVENT_REFUNDED, 1, {"amount_captured": 5000, "amount_refunded": 5000}),
+    )
     assert (state.captured_cents, state.refunded_cents, state.status) == (1000, 1000, domain.REFUNDED)
 
 
 def test_parse_event_rejects_malformed_bodies():
     from shop.lib.errors import InvalidArgument
 
-    for body in ([], {}, {"id": "e", "type": "x"}, {"id": 1, "type": "x", "data": {"object": {}}},
-                 {"id": "e", "type": "x", "data": {"object": []}}):
+    for body in (
+        [],
+        {},
+        {"id": "e", "type": "x"},
+        {"id": 1, "type": "x", "data": {"object": {}}},
+        {"id": "e", "type": "x", "data": {"object": []}},
+    ):
         with pytest.raises(InvalidArgument):
             domain.parse_event(body)
-    event = domain.parse_event({"id": "e", "type": "charge.refunded", "created": 5,
-                                "data": {"object": {"payment_intent": {"id": "pi_9"}, "metadata": {"order_id": "o"}}}})
+    event = domain.parse_event(
+        {
+            "id": "e",
+            "type": "charge.refunded",
+            "created": 5,
+            "data": {"object": {"payment_intent": {"id": "pi_9"}, "metadata": {"order_id": "o"}}},
+        }
+    )
     assert (event.payment_reference, event.order_id, event.created) == ("pi_9", "o", 5)

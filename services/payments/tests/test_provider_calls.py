@@ -105,8 +105,13 @@ def webhook(server: Server, payment: payments_pb2.Payment, event_type: str = "pa
         "id": f"evt_{uuid.uuid4().hex}",
         "type": event_type,
         "created": int(time.time()),
-        "data": {"object": {"id": payment.provider_reference, "amount_received": payment.amount_cents,
-                            "metadata": {"order_id": payment.order_id}}},
+        "data": {
+            "object": {
+                "id": payment.provider_reference,
+                "amount_received": payment.amount_cents,
+                "metadata": {"order_id": payment.order_id},
+            }
+        },
     }
     payload = json.dumps(body).encode()
     signature = signature_header(payload, server.runtime.settings.sandbox_webhook_secret, int(time.time()))
@@ -122,6 +127,7 @@ async def until(condition, timeout: float = 30.0) -> None:
 
 # -- no database work held across a provider call ------------------------------------------------
 
+
 async def test_a_slow_provider_does_not_hold_the_pool_or_block_webhooks(suite):
     """More provider calls in flight than the pool has connections: a webhook and a listing for
     another payment still answer at once, and every charge and refund completes afterwards."""
@@ -131,10 +137,13 @@ async def test_a_slow_provider_does_not_hold_the_pool_or_block_webhooks(suite):
         charges_before = server.sandbox.charge_count
         wrapped = server.wrap(delay=8.0)
         orders = [str(uuid.uuid4()) for _ in range(4)]
-        calls = [asyncio.ensure_future(server.stub.CreateCharge(charge_request(order_id), timeout=60))
-                 for order_id in orders]
-        calls += [asyncio.ensure_future(server.stub.CreateRefund(refund_request(payment.order_id, 1000), timeout=60))
-                  for payment in to_refund]
+        calls = [
+            asyncio.ensure_future(server.stub.CreateCharge(charge_request(order_id), timeout=60)) for order_id in orders
+        ]
+        calls += [
+            asyncio.ensure_future(server.stub.CreateRefund(refund_request(payment.order_id, 1000), timeout=60))
+            for payment in to_refund
+        ]
         await until(lambda: len(wrapped.calls) >= 2)  # the provider is working on the first calls
         await asyncio.sleep(0.3)
 
@@ -157,7 +166,8 @@ async def test_a_slow_provider_does_not_hold_the_pool_or_block_webhooks(suite):
             assert result.payment.status == S.PAYMENT_STATUS_PARTIALLY_REFUNDED
         assert server.sandbox.charge_count == charges_before + 4
         assert server.sql("SELECT status, count(*) FROM payments GROUP BY status ORDER BY status") == [
-            ("PARTIALLY_REFUNDED", 2), ("SUCCEEDED", 5)
+            ("PARTIALLY_REFUNDED", 2),
+            ("SUCCEEDED", 5),
         ]
 
 
@@ -180,8 +190,9 @@ async def test_sandbox_charges_once_per_key_even_concurrently():
     sandbox.delay_seconds = 0.2  # test hook: the "network" time of a charge
 
     def charge(token: str = "tok_visa"):
-        return sandbox.charge(idempotency_key="order-1", amount_cents=100, currency_code="USD", token=token,
-                              metadata={})
+        return sandbox.charge(
+            idempotency_key="order-1", amount_cents=100, currency_code="USD", token=token, metadata={}
+        )
 
     results = await asyncio.gather(*(charge() for _ in range(5)))
     assert {result.reference for result in results} == {results[0].reference}
@@ -189,6 +200,7 @@ async def test_sandbox_charges_once_per_key_even_concurrently():
 
 
 # -- charges: what a provider error leaves behind -------------------------------------------------
+
 
 async def test_provider_outage_leaves_the_charge_pending_and_a_retry_completes_it(suite):
     async with payments_server(suite, provider_breaker_failures=100) as server:  # (the breaker is tested below)
@@ -223,7 +235,8 @@ async def test_a_webhook_that_got_there_first_is_not_overwritten(suite):
         body["data"]["object"].update(amount_captured=3000, amount_refunded=3000)
         payload = json.dumps(body).encode()
         request = payments_pb2.HandleWebhookRequest(
-            provider="sandbox", payload=payload,
+            provider="sandbox",
+            payload=payload,
             signature=signature_header(payload, server.runtime.settings.sandbox_webhook_secret, int(time.time())),
         )
         await server.stub.HandleWebhook(request)
@@ -233,6 +246,7 @@ async def test_a_webhook_that_got_there_first_is_not_overwritten(suite):
 
 
 # -- refunds: reserved before the provider call --------------------------------------------------
+
 
 async def test_refund_with_unknown_outcome_stays_reserved_and_a_replay_completes_it(suite):
     async with payments_server(suite, provider_breaker_failures=100) as server:  # (the breaker is tested below)
@@ -289,6 +303,7 @@ async def test_refund_refused_by_the_provider_releases_the_reservation(suite):
 
 
 # -- the provider circuit breaker ----------------------------------------------------------------
+
 
 async def test_a_failing_provider_is_called_at_most_n_times_within_the_cool_down(suite):
     async with payments_server(suite, provider_breaker_failures=3, provider_breaker_reset_seconds=60) as server:

@@ -47,18 +47,28 @@ def plan(directory, **values) -> None:
 
 
 async def charge(sandbox, key, token="tok_visa"):
-    return await sandbox.charge(idempotency_key=key, amount_cents=1234, currency_code="USD", token=token,
-                                metadata={"order_id": key, "user_id": "u1"})
+    return await sandbox.charge(
+        idempotency_key=key,
+        amount_cents=1234,
+        currency_code="USD",
+        token=token,
+        metadata={"order_id": key, "user_id": "u1"},
+    )
 
 
 async def test_the_ledger_survives_the_process(tmp_path):
     first = await charge(provider(tmp_path), "order-1")
     again = await charge(provider(tmp_path), "order-1")  # "after a restart"
     assert first == again and first.succeeded and first.captured_cents == 1234
-    refund = await provider(tmp_path).refund(idempotency_key="r1", charge_reference=first.reference,
-                                             amount_cents=1234, reason="x")
-    assert await provider(tmp_path).refund(idempotency_key="r1", charge_reference=first.reference,
-                                           amount_cents=1234, reason="x") == refund
+    refund = await provider(tmp_path).refund(
+        idempotency_key="r1", charge_reference=first.reference, amount_cents=1234, reason="x"
+    )
+    assert (
+        await provider(tmp_path).refund(
+            idempotency_key="r1", charge_reference=first.reference, amount_cents=1234, reason="x"
+        )
+        == refund
+    )
     db = connect(tmp_path / "ledger.sqlite3")
     assert db.execute("SELECT count(*) FROM charges").fetchone()[0] == 1
     kinds = [row[0] for row in db.execute("SELECT type FROM events ORDER BY available_at")]

@@ -40,12 +40,17 @@ async def provider(fake):
 
 async def charge(provider, order_id: str, token: str, amount: int = 2500):
     return await provider.charge(
-        idempotency_key=order_id, amount_cents=amount, currency_code="USD", token=token,
+        idempotency_key=order_id,
+        amount_cents=amount,
+        currency_code="USD",
+        token=token,
         metadata={"order_id": order_id},
     )
 
 
-@pytest.mark.parametrize(("token", "brand", "last4"), [("pm_card_visa", "visa", "4242"), ("tok_mastercard", "mastercard", "4444")])
+@pytest.mark.parametrize(
+    ("token", "brand", "last4"), [("pm_card_visa", "visa", "4242"), ("tok_mastercard", "mastercard", "4444")]
+)
 async def test_charge_creates_and_confirms_a_payment_intent(fake, provider, token, brand, last4):
     order_id = str(uuid.uuid4())
     result = await charge(provider, order_id, token)
@@ -72,8 +77,8 @@ async def test_repeated_charge_is_idempotent_at_stripe(fake, provider):
 
 
 @pytest.mark.parametrize(
-    ("token", "code"), [("pm_card_chargeDeclined", "generic_decline"),
-                        ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds")]
+    ("token", "code"),
+    [("pm_card_chargeDeclined", "generic_decline"), ("tok_chargeDeclinedInsufficientFunds", "insufficient_funds")],
 )
 async def test_declined_card_is_a_declined_result(provider, token, code):
     result = await charge(provider, str(uuid.uuid4()), token)
@@ -108,7 +113,9 @@ async def test_the_sdk_makes_no_retries_of_its_own(fake):
     from services.payments.providers import build_provider
 
     settings = PaymentsSettings(
-        payment_provider="stripe", stripe_api_key=API_KEY, stripe_webhook_secret=WEBHOOK_SECRET,
+        payment_provider="stripe",
+        stripe_api_key=API_KEY,
+        stripe_webhook_secret=WEBHOOK_SECRET,
         stripe_api_base=fake.url,
     )
     default_provider = build_provider(settings)
@@ -124,10 +131,12 @@ async def test_the_sdk_makes_no_retries_of_its_own(fake):
 async def test_refund_sends_the_request_id_as_idempotency_key(fake, provider):
     paid = await charge(provider, str(uuid.uuid4()), "pm_card_visa", amount=3000)
     request_id = uuid.uuid4().hex
-    refund = await provider.refund(idempotency_key=request_id, charge_reference=paid.reference, amount_cents=1000,
-                                   reason="damaged")
-    again = await provider.refund(idempotency_key=request_id, charge_reference=paid.reference, amount_cents=1000,
-                                  reason="damaged")
+    refund = await provider.refund(
+        idempotency_key=request_id, charge_reference=paid.reference, amount_cents=1000, reason="damaged"
+    )
+    again = await provider.refund(
+        idempotency_key=request_id, charge_reference=paid.reference, amount_cents=1000, reason="damaged"
+    )
     assert refund.reference.startswith("re_") and refund == again
     assert fake.state.created_refunds == 1
     request = fake.state.requests[-1]
@@ -141,9 +150,23 @@ def signed(body: bytes, secret: str = WEBHOOK_SECRET, at: int | None = None) -> 
 
 
 def stripe_event(kind: str = "payment_intent.succeeded") -> bytes:
-    return json.dumps({"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": kind, "created": int(time.time()),
-                       "data": {"object": {"id": "pi_1", "object": "payment_intent", "amount": 100,
-                                           "amount_received": 100, "metadata": {"order_id": "o1"}}}}).encode()
+    return json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": kind,
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "id": "pi_1",
+                    "object": "payment_intent",
+                    "amount": 100,
+                    "amount_received": 100,
+                    "metadata": {"order_id": "o1"},
+                }
+            },
+        }
+    ).encode()
 
 
 def test_webhook_verification_with_the_sdk(provider):
@@ -171,14 +194,20 @@ def test_webhook_without_a_configured_secret_is_refused(fake):
 
 # -- a payments server running the Stripe provider ---------------------------------------------
 
+
 @pytest.fixture
 async def stripe_payments(suite, fake):
     import services.payments.server as server_module
 
     url = suite.databases.create("payments_stripe")
     settings = suite.service_settings(
-        "payments", database_url=url, grpc_address="127.0.0.1:0", payment_provider="stripe",
-        stripe_api_key=API_KEY, stripe_webhook_secret=WEBHOOK_SECRET, stripe_api_base=fake.url,
+        "payments",
+        database_url=url,
+        grpc_address="127.0.0.1:0",
+        payment_provider="stripe",
+        stripe_api_key=API_KEY,
+        stripe_webhook_secret=WEBHOOK_SECRET,
+        stripe_api_base=fake.url,
         stripe_max_network_retries=0,
     )
     server = server_module.build_server(settings)
@@ -201,8 +230,9 @@ def sql(url: str, query: str, params: tuple = ()) -> list[tuple]:
 async def test_server_with_stripe_charges_once_declines_and_refunds(fake, stripe_payments):
     stub, url = stripe_payments
     order_id = str(uuid.uuid4())
-    request = payments_pb2.CreateChargeRequest(order_id=order_id, user_id="u", amount_cents=4200, currency_code="EUR",
-                                               method="card", token="tok_visa")
+    request = payments_pb2.CreateChargeRequest(
+        order_id=order_id, user_id="u", amount_cents=4200, currency_code="EUR", method="card", token="tok_visa"
+    )
     responses = await asyncio.gather(*(stub.CreateCharge(request) for _ in range(10)))
     assert {r.payment.id for r in responses} == {responses[0].payment.id}
     payment = responses[0].payment
@@ -215,45 +245,72 @@ async def test_server_with_stripe_charges_once_declines_and_refunds(fake, stripe
 
     declined_order = str(uuid.uuid4())
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.CreateCharge(payments_pb2.CreateChargeRequest(
-            order_id=declined_order, amount_cents=100, currency_code="EUR", token="tok_chargeDeclined"))
+        await stub.CreateCharge(
+            payments_pb2.CreateChargeRequest(
+                order_id=declined_order, amount_cents=100, currency_code="EUR", token="tok_chargeDeclined"
+            )
+        )
     remote = decode_rpc_error(info.value)
     assert remote.code == "PAYMENT_DECLINED" and remote.details["declineCode"] == "generic_decline"
     assert sql(url, "SELECT status FROM payments WHERE order_id = %s", (declined_order,)) == [("DECLINED",)]
 
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.CreateCharge(payments_pb2.CreateChargeRequest(
-            order_id=str(uuid.uuid4()), amount_cents=100, currency_code="EUR", token="tok_nonsense"))
+        await stub.CreateCharge(
+            payments_pb2.CreateChargeRequest(
+                order_id=str(uuid.uuid4()), amount_cents=100, currency_code="EUR", token="tok_nonsense"
+            )
+        )
     assert decode_rpc_error(info.value).code == "INVALID_PAYMENT_TOKEN"
 
-    refund = await stub.CreateRefund(payments_pb2.CreateRefundRequest(order_id=order_id, amount_cents=200,
-                                                                      request_id="rf-1-" + order_id))
+    refund = await stub.CreateRefund(
+        payments_pb2.CreateRefundRequest(order_id=order_id, amount_cents=200, request_id="rf-1-" + order_id)
+    )
     assert refund.refund.provider_reference.startswith("re_")
     assert fake.state.requests[-1].headers["idempotency-key"] == "rf-1-" + order_id
     rest = await stub.CreateRefund(payments_pb2.CreateRefundRequest(order_id=order_id, request_id="rf-2-" + order_id))
     assert rest.refund.amount_cents == 4000 and rest.payment.status == payments_pb2.PAYMENT_STATUS_REFUNDED
 
     # Stripe's own webhook for that payment, verified with the SDK, changes nothing more
-    body = json.dumps({"id": f"evt_{uuid.uuid4().hex}", "object": "event", "type": "charge.refunded",
-                       "created": int(time.time()),
-                       "data": {"object": {"id": "ch_1", "object": "charge", "payment_intent": payment.provider_reference,
-                                           "amount": 4200, "amount_captured": 4200, "amount_refunded": 4200}}}).encode()
-    answer = await stub.HandleWebhook(payments_pb2.HandleWebhookRequest(provider="stripe", payload=body,
-                                                                        signature=signed(body)))
+    body = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex}",
+            "object": "event",
+            "type": "charge.refunded",
+            "created": int(time.time()),
+            "data": {
+                "object": {
+                    "id": "ch_1",
+                    "object": "charge",
+                    "payment_intent": payment.provider_reference,
+                    "amount": 4200,
+                    "amount_captured": 4200,
+                    "amount_refunded": 4200,
+                }
+            },
+        }
+    ).encode()
+    answer = await stub.HandleWebhook(
+        payments_pb2.HandleWebhookRequest(provider="stripe", payload=body, signature=signed(body))
+    )
     assert not answer.duplicate
-    assert sql(url, "SELECT status, captured_cents, refunded_cents FROM payments WHERE order_id = %s",
-               (order_id,)) == [("REFUNDED", 4200, 4200)]
+    assert sql(url, "SELECT status, captured_cents, refunded_cents FROM payments WHERE order_id = %s", (order_id,)) == [
+        ("REFUNDED", 4200, 4200)
+    ]
     with pytest.raises(grpc.aio.AioRpcError) as info:
-        await stub.HandleWebhook(payments_pb2.HandleWebhookRequest(provider="stripe", payload=body,
-                                                                   signature=signed(body, secret="whsec_wrong")))
+        await stub.HandleWebhook(
+            payments_pb2.HandleWebhookRequest(
+                provider="stripe", payload=body, signature=signed(body, secret="whsec_wrong")
+            )
+        )
     assert decode_rpc_error(info.value).code == "INVALID_SIGNATURE"
 
 
 async def test_processing_intent_is_pending_then_resolved_on_repeat(fake, stripe_payments):
     stub, url = stripe_payments
     order_id = str(uuid.uuid4())
-    request = payments_pb2.CreateChargeRequest(order_id=order_id, amount_cents=700, currency_code="USD",
-                                               token="pm_card_processing")
+    request = payments_pb2.CreateChargeRequest(
+        order_id=order_id, amount_cents=700, currency_code="USD", token="pm_card_processing"
+    )
     pending = (await stub.CreateCharge(request)).payment
     assert pending.status == payments_pb2.PAYMENT_STATUS_PENDING and pending.provider_reference.startswith("pi_")
     still = (await stub.CreateCharge(request)).payment  # Stripe has not decided: still pending, asked again
