@@ -4,6 +4,8 @@
 - stack.py     databases for the run, the shop via scripts/run_local.py, the second (cached) gateway
                and the baseline, all as real processes on free ports
 - baseline.py  the bare baseline: FastAPI + uvicorn + one SQL query per request (`python -m bench.baseline`)
+- hop.py       the architecture's floor: the baseline's read split into a FastAPI front and a bare gRPC back
+               (real catalog messages, none of the shop's code): how close a gateway + gRPC design can get
 - wrk.py       the compiled load generator for stateless requests: installs wrk, writes its Lua script
                (per-request rotation, JSON summary in done()), runs it and reads its CPU time
 - flows.py     the asyncio httpx client for stateful flows (cart add, checkout) and the data they need

@@ -175,6 +175,22 @@ def start_baseline(port: int, database_url: str, log: Path) -> subprocess.Popen:
     )
 
 
+def start_hop(
+    back_port: int, front_port: int, database_url: str, log: Path
+) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """bench/hop.py's two processes: the back (gRPC + one query) and the front (FastAPI) calling it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    back = start_process(
+        [sys.executable, "-m", "bench.hop", "back", "--port", str(back_port), "--database-url", database_url], env, log
+    )
+    front = start_process(
+        [sys.executable, "-m", "bench.hop", "front", "--port", str(front_port), "--backend", f"127.0.0.1:{back_port}"],
+        env,
+        log,
+    )
+    return back, front
+
+
 def stop(process: subprocess.Popen, timeout: float = 60) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

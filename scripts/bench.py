@@ -3,7 +3,9 @@
 The stack starts as `make run` starts it (scripts/run_local.py) on fresh PostgreSQL databases (the
 server on 127.0.0.1:5432 when it answers, else SQLite with --sqlite or when none answers), rate
 limits and the gateway's product cache off. Beside it run a second gateway with the product cache
-on and bench/baseline.py (FastAPI + one SQL query on the catalog's database). Stateless scenarios
+on, bench/baseline.py (FastAPI + one SQL query on the catalog's database) and bench/hop.py (the
+same read split into a FastAPI front and a bare gRPC back: the floor of the architecture, with none
+of the shop's code, measured beside the baseline in the same A B A B rounds). Stateless scenarios
 and cart add are driven by wrk, checkout by an asyncio httpx client. Each scenario has
 a warm-up, then a measured window over which every process's CPU time is read from /proc.
 
@@ -39,6 +41,7 @@ from bench.wrk import Measurement
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
     "baseline",
+    "hop",
     "product",
     "list",
     "search",
@@ -188,6 +191,13 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
                 [(f"/products/{pid}", {}) for pid in ids],
             )
             bench.wrk_scenario(f"product#{run}", f"product by id #{run}", "shop", products)
+            if "hop" in bench.urls:
+                bench.wrk_scenario(
+                    f"hop#{run}",
+                    f"bare gRPC hop, product by id #{run}",
+                    "hop",
+                    [(f"/products/{pid}", {}) for pid in ids],
+                )
     elif "product" in chosen:
         bench.wrk_scenario("product", "product by id", "shop", products)
     stateless: dict[str, tuple[str, str, list[tuple[str, dict[str, str]]]]] = {
@@ -275,6 +285,13 @@ def start_extras(
         extras["baseline"] = stack.start_baseline(port, db_urls["catalog"], workdir / "baseline.log")
         urls["baseline"] = f"http://127.0.0.1:{port}"
         stack.wait_ready(urls["baseline"] + "/healthz", extras["baseline"], "the baseline")
+    if "hop" in args.scenarios and "baseline" in args.scenarios and db_urls:
+        back_port, front_port = stack.free_port(), stack.free_port()
+        extras["hop-back"], extras["hop-front"] = stack.start_hop(
+            back_port, front_port, db_urls["catalog"], workdir / "hop.log"
+        )
+        urls["hop"] = f"http://127.0.0.1:{front_port}"
+        stack.wait_ready(urls["hop"] + "/healthz", extras["hop-front"], "the bare gRPC hop")
     return extras
 
 
