@@ -2,8 +2,9 @@
 
 - `buf lint` over the protos (STANDARD);
 - `ruff check` over the code, and `ruff format --check` (one formatting; `ruff format .` applies it);
-- `mypy` (settings in pyproject.toml [tool.mypy]: libs/shop, services, gateway with their tests,
-  and scripts; the generated protobuf code through its mypy-protobuf stubs);
+- `mypy` (settings in pyproject.toml [tool.mypy]: libs/shop, services, gateway, scripts and every
+  test directory (tests/, services/*/tests, gateway/tests, conftest.py), the bodies of the unannotated
+  test functions included; the generated protobuf code through its mypy-protobuf stubs);
 - `bandit`, medium and high severity, over the hand-written runtime code (exclusions in
   pyproject.toml [tool.bandit]; a false positive carries `# nosec BXXX  # reason`).
 """

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from shop.lib.clients import ServiceClients, make_channel
 from shop.lib.context import INTERNAL_CALLERS
-from shop.lib.settings import BaseShopSettings
+from shop.lib.settings import BaseShopSettings, ServiceSettings
 from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceIdentity, generate_private_key_pem, public_keys_json
 
 SERVICE_NAMES = ("auth", "catalog", "cart", "orders", "payments")
@@ -42,8 +42,9 @@ TEST_SERVICE_KEYS = {name: generate_private_key_pem() for name in IDENTITY_NAMES
 TEST_SERVICE_PUBLIC_KEYS = public_keys_json(TEST_SERVICE_KEYS)
 
 
-def identity_settings(name: str) -> dict[str, str]:
-    """The settings that make a process `name` (its own key and everyone's public keys)."""
+def identity_settings(name: str) -> dict[str, Any]:
+    """The settings that make a process `name` (its own key and everyone's public keys), as keyword
+    arguments of a settings class (each of whose fields has a type of its own)."""
     return {"service_key": TEST_SERVICE_KEYS[name], "service_public_keys": TEST_SERVICE_PUBLIC_KEYS}
 
 
@@ -206,12 +207,15 @@ class TestDatabases:
 # ---------------------------------------------------------------------------------------------
 
 
-def settings_class(service: str) -> type:
+def settings_class(service: str) -> type[ServiceSettings]:
     module = importlib.import_module(f"services.{service}.config")
     return next(
         value
         for name, value in vars(module).items()
-        if name.endswith("Settings") and isinstance(value, type) and value.__module__ == module.__name__
+        if name.endswith("Settings")
+        and isinstance(value, type)
+        and issubclass(value, ServiceSettings)
+        and value.__module__ == module.__name__
     )
 
 
@@ -228,9 +232,9 @@ class Suite:
         self.private_key_pem = generate_private_key_pem()
         self.servers: dict[str, Any] = {}
         self.database_urls: dict[str, str] = {}
-        self._uvicorn = None
+        self._uvicorn: Any = None  # the gateway's uvicorn.Server, once started
         self._uvicorn_task: asyncio.Task | None = None
-        self.http: httpx.AsyncClient | None = None
+        self._http: httpx.AsyncClient | None = None
         self.clients: ServiceClients | None = None
         self._clients_as: dict[str, ServiceClients] = {}
 
@@ -330,7 +334,13 @@ class Suite:
     async def start_gateway(self) -> None:
         self._uvicorn, self._uvicorn_task = await self._serve_gateway(self.gateway_port)
         self.base_url = f"http://127.0.0.1:{self.gateway_port}"
-        self.http = httpx.AsyncClient(base_url=self.base_url, timeout=60)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=60)
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """A client of the suite's gateway (made by start_gateway)."""
+        assert self._http is not None, "the gateway is not started"
+        return self._http
 
     @contextlib.asynccontextmanager
     async def extra_gateway(self, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
@@ -356,9 +366,9 @@ class Suite:
         return _ActingStub(self, service, as_service)
 
     async def stop(self) -> None:
-        if self.http is not None:
-            await self.http.aclose()
-        if self._uvicorn is not None:
+        if self._http is not None:
+            await self._http.aclose()
+        if self._uvicorn is not None and self._uvicorn_task is not None:
             self._uvicorn.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._uvicorn_task, 10)

@@ -37,6 +37,7 @@ async def test_setup_returns_a_secret_and_otpauth_uri(suite):
     assert set(data) == {"secret", "otpauthUri"}
     assert re.fullmatch(r"[A-Z2-7]{32}", data["secret"])
     parsed = pyotp.parse_uri(data["otpauthUri"])
+    assert isinstance(parsed, pyotp.TOTP)  # time-based codes
     assert parsed.secret == data["secret"] and parsed.digits == 6 and parsed.interval == 30
     assert parsed.name == user["email"]
     # not enabled until a code proves the app has it

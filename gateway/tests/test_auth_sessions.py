@@ -31,7 +31,8 @@ async def login(client, user) -> dict:
     return response.json()["data"]["tokens"]
 
 
-def session_of(suite, refresh_token: str) -> tuple | None:
+def session_of(suite, refresh_token: str) -> tuple:
+    """(id, revoked_at, used) of the session the refresh token belongs to."""
     import hashlib
 
     digest = hashlib.sha256(refresh_token.encode()).hexdigest()
@@ -41,7 +42,8 @@ def session_of(suite, refresh_token: str) -> tuple | None:
         "ON s.id = t.session_id WHERE t.token_hash = %s",
         (digest,),
     )
-    return rows[0] if rows else None
+    assert rows, "no session holds this refresh token"
+    return rows[0]
 
 
 async def test_refresh_rotates_and_the_old_token_stops_working(suite, fresh):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 
@@ -182,7 +183,7 @@ async def test_delete_item_and_clear(suite, http):
 
 # -- bad inputs: a clear 4xx and nothing changed --------------------------------------------------
 
-BAD_ADD_BODIES = [
+BAD_ADD_BODIES: list[tuple[dict[str, Any], str]] = [
     ({"productId": "PID", "quantity": "2"}, "quantity"),
     ({"productId": "PID", "quantity": 2.5}, "quantity"),
     ({"productId": "PID", "quantity": 2.0}, "quantity"),

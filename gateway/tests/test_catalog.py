@@ -275,6 +275,7 @@ async def test_draft_visible_only_to_admin_and_owner(suite, people, category):
     url = f"{API}/products/{draft['id']}"
     assert (await suite.http.get(url, headers=people["seller"]["headers"])).status_code == 200
     assert (await suite.http.get(url, headers=people["admin"]["headers"])).status_code == 200
+    headers: dict[str, str]
     for headers in ({}, people["customer"]["headers"], people["other"]["headers"]):
         response = await suite.http.get(url, headers=headers)
         assert response.status_code == 404 and error_of(response)["code"] == "PRODUCT_NOT_FOUND"
@@ -340,6 +341,7 @@ async def test_delete_archives(suite, people, category):
     response = await suite.http.delete(url, headers=people["seller"]["headers"])
     assert response.status_code == 204 and response.content == b""
     assert suite.sql("catalog", "SELECT status FROM products WHERE id = %s", (product["id"],)) == [("ARCHIVED",)]
+    headers: dict[str, str]
     for headers in ({}, people["admin"]["headers"], people["seller"]["headers"]):
         response = await suite.http.get(url, headers=headers)
         assert response.status_code == 404 and error_of(response)["code"] == "PRODUCT_NOT_FOUND"

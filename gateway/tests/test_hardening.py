@@ -369,6 +369,7 @@ def test_the_gateway_starts_without_uvloop_and_serves_metrics_on_their_own_port(
     process = subprocess.Popen(
         [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    assert process.stdout is not None  # stdout=PIPE
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -407,9 +408,13 @@ def declared() -> dict[str, str]:
 def test_floors_match_what_the_generated_code_requires():
     deps = declared()
     grpc_pb = (ROOT / "libs/shop/auth/v1/auth_pb2_grpc.py").read_text()
-    grpc_version = re.search(r"GRPC_GENERATED_VERSION = '([0-9.]+)'", grpc_pb).group(1)
+    found = re.search(r"GRPC_GENERATED_VERSION = '([0-9.]+)'", grpc_pb)
+    assert found is not None
+    grpc_version = found.group(1)
     pb = (ROOT / "libs/shop/auth/v1/auth_pb2.py").read_text()
-    major, minor, patch = re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+)", pb).groups()
+    found = re.search(r"Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+)", pb)
+    assert found is not None
+    major, minor, patch = found.groups()
     for name in ("grpcio", "grpcio-health-checking", "grpcio-reflection", "grpcio-status"):
         assert deps[name] == f">={grpc_version}", name
     assert deps["protobuf"] == f">={major}.{minor}.{patch}"

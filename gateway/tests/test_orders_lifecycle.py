@@ -83,7 +83,7 @@ async def test_listing_is_newest_first_paginated_and_filtered(suite):
     assert (await checkout(suite, user, token="tok_chargeDeclined")).status_code == 402
     other_user, _p, other_order = await paid_order(suite)
 
-    seen = []
+    seen: list[str] = []
     token = None
     while True:
         params = {"pageSize": 2, **({"pageToken": token} if token else {})}
@@ -310,6 +310,7 @@ async def test_events_see_changes_made_elsewhere_by_polling(suite):
             if line.startswith("data:"):
                 first = json.loads(line[5:])
                 break
+        assert first is not None, "no event"
         assert first["status"] == "PAID"
         # In a thread: the UPDATE may wait for the row lock of the order's outbox, which runs on
         # this event loop (the services are in-process); a blocking call here would deadlock it.

@@ -333,7 +333,8 @@ async def test_admin_lists_users_with_filters_and_keyset_pages(suite):
     await suite.http.patch(
         f"/api/v1/users/{created[1]['user']['id']}", json={"status": "SUSPENDED"}, headers=admin["headers"]
     )
-    seen, token, pages = [], None, 0
+    seen: list[str] = []
+    token, pages = None, 0
     while True:
         params = {"q": f"LIST-{tag}", "pageSize": 2}
         if token:

@@ -78,7 +78,12 @@ class Browsing:
 
     async def page(self):
         page = await self.context.new_page()
-        page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+
+        def on_console(message) -> None:
+            if message.type == "error":
+                self.console_errors.append(message.text)
+
+        page.on("console", on_console)
         page.on("pageerror", lambda e: self.console_errors.append(str(e)))
         return page
 

@@ -241,7 +241,7 @@ def check_room_for_new_line(line_count: int, max_lines: int = MAX_CART_LINES) ->
         raise Conflict(f"A cart holds at most {max_lines} different products.", code="CART_FULL")
 
 
-def add_refusal(existing: int, added: int, product: ProductInfo) -> Exception:
+def add_refusal(existing: int, added: int, product: ProductInfo) -> ValidationError | Conflict:
     """Why adding `added` to a line holding `existing` was refused by the atomic capped increment."""
     if existing + added > MAX_LINE_QUANTITY:
         return too_many(existing)

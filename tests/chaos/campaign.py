@@ -161,7 +161,7 @@ class Campaign:
         self.config = config or Config()
         self.rng = random.Random(seed)
         self.report = SeedReport(seed)
-        self.http: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # the gateway's, while run() runs
         self.admin_headers: dict[str, str] = {}
         self.products: list[dict[str, Any]] = []
         self.buyers: list[Buyer] = []
@@ -225,6 +225,11 @@ class Campaign:
             elif kind == "cancel_inflight":
                 params = {"count": rng.randint(1, 3), "pick": rng.random()}
             self.schedule.append(Fault(round(at, 2), kind, params))
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        assert self._client is not None, "the campaign is not running: run() first"
+        return self._client
 
     # -- set-up through the gateway --------------------------------------------------------------
 
@@ -346,8 +351,10 @@ class Campaign:
                 self.report.outcomes["no final answer"] += 1
                 return
             await asyncio.sleep(0.5 + self.rng_for(buyer, "retry").random() * 0.5)
-        if buyer.final[0] == 201 and buyer.cancel_after_paid:
-            await self.cancel(buyer, buyer.final[2], buyer.cancel_answers, give_up_at)
+        status, _code, order_id = buyer.final
+        if status == 201 and buyer.cancel_after_paid:
+            assert order_id is not None  # a 201 answer carries its order
+            await self.cancel(buyer, order_id, buyer.cancel_answers, give_up_at)
 
     def rng_for(self, buyer: Buyer, what: str) -> random.Random:
         """A per-buyer stream (timing varies, so a shared stream would hand out different numbers)."""
@@ -545,7 +552,7 @@ class Campaign:
         started = time.monotonic()
         self.plan()
         async with httpx.AsyncClient(base_url=self.stack.base_url, timeout=40) as http:
-            self.http = http
+            self._client = http
             await self.setup()
             initial = {
                 p["id"]: int(self.stack.sql("catalog", "SELECT stock FROM products WHERE id = %s", (p["id"],))[0][0])
@@ -621,7 +628,7 @@ class Campaign:
 
         # 1. Stock is conserved: on hand + RESERVED + COMMITTED = initial + adjustments, never below 0;
         #    the units of sold orders are the committed units.
-        lines = collections.defaultdict(dict)
+        lines: collections.defaultdict[str, dict[str, int]] = collections.defaultdict(dict)
         for status, product_id, quantity in self.stack.sql(
             "catalog",
             "SELECT r.status, l.product_id, COALESCE(SUM(l.quantity), 0) FROM reservation_lines l "
@@ -638,7 +645,7 @@ class Campaign:
             )
         )
         on_hand = dict(self.stack.sql("catalog", "SELECT id, stock FROM products WHERE id = ANY(%s)", (product_ids,)))
-        sold_units = collections.Counter()
+        sold_units: collections.Counter[str] = collections.Counter()
         for order_id, product_id, quantity in self.stack.sql(
             "orders", "SELECT order_id, product_id, quantity FROM order_items WHERE order_id = ANY(%s)", (order_ids,)
         ):
@@ -694,7 +701,7 @@ class Campaign:
             ):
                 if order_id in orders and decide_at > created_at + 0.5:
                     self.report.faults["provider_charges_answered_late"] += 1
-            refunds = collections.Counter()
+            refunds: collections.Counter[str] = collections.Counter()
             for reference, amount in ledger.execute("SELECT charge_reference, amount_cents FROM refunds"):
                 refunds[reference] += int(amount)
         finally:
@@ -756,10 +763,14 @@ class Campaign:
             if buyer.final is None:
                 continue
             status, code, order_id = buyer.final
-            order = orders.get(order_id) if order_id else None
-            if status == 201 and order is None:
-                v.append(Violation("answer ⇒ order", str(order_id), f"buyer {buyer.index} was answered 201, no order"))
-            elif (
+            if not order_id or order_id not in orders:
+                if status == 201:
+                    v.append(
+                        Violation("answer ⇒ order", str(order_id), f"buyer {buyer.index} was answered 201, no order")
+                    )
+                continue
+            order = orders[order_id]
+            if (
                 status == 201
                 and order[2] not in KEPT_STATUSES
                 and not (
@@ -774,7 +785,7 @@ class Campaign:
                 v.append(
                     Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 201, order {order[2]}")
                 )
-            elif status == 402 and order is not None and order[2] in KEPT_STATUSES:
+            elif status == 402 and order[2] in KEPT_STATUSES:
                 v.append(
                     Violation("answer ⇒ order", order_id, f"buyer {buyer.index} was answered 402, order {order[2]}")
                 )
@@ -827,11 +838,13 @@ class Campaign:
             body = response.json()
             code = _error_code(response)
             replay = (response.status_code, code, self._order_id_of(buyer, response.status_code, body))
-            if replay != buyer.final:
+            first = buyer.final
+            assert first is not None  # `answered` holds only buyers with a final answer
+            if replay != first:
                 self.report.violations.append(
                     Violation(
                         "replay = first answer",
-                        str(buyer.final[2]),
+                        str(first[2]),
                         f"buyer {buyer.index} key {buyer.key}: first {buyer.final}, replay {replay}",
                     )
                 )

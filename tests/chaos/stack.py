@@ -178,7 +178,10 @@ class Stack:
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited ({process.returncode}); see {self.tmp / (name + '.log')}")
                 with contextlib.suppress(grpc.aio.AioRpcError):
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    # types-grpcio-health-checking declares HealthStub without its methods
+                    reply = await health.Check(  # type: ignore[attr-defined]
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 if time.monotonic() > deadline:

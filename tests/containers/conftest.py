@@ -27,8 +27,10 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn, TypeGuard
 
 import httpx
 import pytest
@@ -73,7 +75,7 @@ def _docker_cli() -> str | None:
     return None
 
 
-def _answers(docker: str | None) -> bool:
+def _answers(docker: str | None) -> TypeGuard[str]:
     if not docker:
         return False
     try:
@@ -84,7 +86,7 @@ def _answers(docker: str | None) -> bool:
     return info.returncode == 0 and compose.returncode == 0
 
 
-def _unavailable(reason: str):
+def _unavailable(reason: str) -> NoReturn:
     if CI:
         pytest.fail(f"the container suite must run under CI=true: {reason}")
     pytest.skip(reason)
@@ -130,7 +132,7 @@ def _run(
 
 
 @pytest.fixture(scope="session")
-def images(docker: str) -> str:
+def images(docker: str) -> Iterator[str]:
     """The six images, built from the committed Dockerfile; yields their tag (removed after)."""
     env = {**os.environ, "DOCKER": docker}
     # The stand-ins need debootstrap (Debian; setup-engine.sh installs it). Without it, e.g. on a
@@ -173,8 +175,14 @@ class Stack:
     project: str
     env: dict
     base_url: str = ""
-    http: httpx.Client | None = None
     notes: dict = field(default_factory=dict)
+    _client: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    @property
+    def http(self) -> httpx.Client:
+        """The client on the published gateway (made by connect(), so after up())."""
+        assert self._client is not None, "the stack is not connected: up() first"
+        return self._client
 
     def compose(self, *args: str, timeout: float = 600, check: bool = True, env: dict | None = None):
         return _run(
@@ -195,9 +203,9 @@ class Stack:
         # Safety: the tests talk to the loopback address only.
         assert host == "127.0.0.1", published
         self.base_url = f"http://127.0.0.1:{port}"
-        if self.http is not None:
-            self.http.close()
-        self.http = httpx.Client(base_url=self.base_url, timeout=30)
+        if self._client is not None:
+            self._client.close()
+        self._client = httpx.Client(base_url=self.base_url, timeout=30)
         self.wait_ready()
 
     def wait_ready(self, seconds: float = 90) -> dict:
@@ -206,10 +214,10 @@ class Stack:
         while time.monotonic() < deadline:
             try:
                 response = self.http.get("/readyz", timeout=5)
-                last = response.json()
+                last = body = response.json()
                 # Every one SERVING: /readyz is 200 as soon as any backend is (issue 11).
-                if response.status_code == 200 and all(s == "SERVING" for s in last["services"].values()):
-                    return last
+                if response.status_code == 200 and all(s == "SERVING" for s in body["services"].values()):
+                    return body
             except (httpx.HTTPError, ValueError) as exc:
                 last = exc
             time.sleep(0.5)
@@ -275,8 +283,8 @@ def stack(docker: str, images: str):
         print(running.logs())
         raise
     finally:
-        if running.http is not None:
-            running.http.close()
+        if running._client is not None:
+            running._client.close()
         with timed("compose down -v"):
             running.compose("down", "-v", "--remove-orphans", "--timeout", "10", check=False, timeout=300)
 

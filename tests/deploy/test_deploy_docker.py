@@ -77,7 +77,8 @@ def effective(stages, name, op) -> str | None:
     return None
 
 
-def exec_form(args: str) -> list[str]:
+def exec_form(args: str | None) -> list[str]:
+    assert args is not None, "the instruction is missing"
     value = json.loads(args)
     assert isinstance(value, list), f"use the exec form: {args}"
     return value

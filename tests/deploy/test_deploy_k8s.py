@@ -14,6 +14,7 @@ import base64
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -82,9 +83,9 @@ def config_maps(docs):
     return {d["metadata"]["name"]: d.get("data", {}) for d in objects(docs, "ConfigMap")}
 
 
-def container_env(docs, container) -> dict[str, object]:
-    """The container's environment: literal values, or the valueFrom reference."""
-    env: dict[str, object] = {}
+def container_env(docs, container) -> dict[str, Any]:
+    """The container's environment: literal values, or the valueFrom reference (parsed YAML)."""
+    env: dict[str, Any] = {}
     cms = config_maps(docs)
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
@@ -668,7 +669,7 @@ def allowed_flows(docs):
 
 
 def expected_flows(docs):
-    flows = set()
+    flows: set[tuple[str, str, int | str]] = set()
     for caller, callees in CALLS.items():
         flows |= {(caller, callee, GRPC_PORT) for callee in callees}
     for svc in SERVICES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 
 import grpc
@@ -39,7 +40,7 @@ class OrdersProcess:
         self.suite = suite
         self.port = free_port()
         self.database_url = database_url
-        self.process = None
+        self.process: subprocess.Popen | None = None
         self.log = suite.tmp / f"orders-{self.port}.log"
 
     def env(self, crash_at: str = "") -> dict[str, str]:
@@ -88,7 +89,10 @@ class OrdersProcess:
 
             async def serving():
                 try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    # types-grpcio-health-checking declares HealthStub without its methods
+                    reply = await health.Check(  # type: ignore[attr-defined]
+                        health_pb2.HealthCheckRequest(), timeout=1
+                    )
                 except grpc.aio.AioRpcError:
                     return False
                 return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -98,6 +102,7 @@ class OrdersProcess:
             await channel.close()
 
     async def wait_exit(self, timeout: float = 20) -> int:
+        assert self.process is not None, "the orders process was not started"
         for _ in range(int(timeout / 0.1)):
             code = self.process.poll()
             if code is not None:
@@ -242,9 +247,11 @@ def _pending_outbox(database_url: str, order_id: str) -> int:
     import psycopg
 
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn:
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM outbox WHERE order_id = %s AND state = 'pending'", (order_id,)
-        ).fetchone()[0]
+        ).fetchone()
+        assert row is not None  # an aggregate answers one row
+        return row[0]
 
 
 def _all_orders(database_url: str) -> list[tuple[str, str, int]]:

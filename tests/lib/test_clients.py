@@ -86,7 +86,7 @@ async def test_retries_stop_once_the_budget_is_spent():
     from shop.payments.v1 import payments_pb2
 
     server = grpc.aio.server()
-    payments_pb2_grpc.add_PaymentsServiceServicer_to_server(AlwaysUnavailable(), server)
+    payments_pb2_grpc.add_PaymentsServiceServicer_to_server(AlwaysUnavailable(), server)  # type: ignore[abstract]  # serves only the RPCs under test
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     channel = make_channel(f"127.0.0.1:{port}", "payments", service_tokens=None)

@@ -122,9 +122,9 @@ def test_one_key_rule_128_printable_ascii_characters():
             idempotency.clean_key(bad, field_name="requestId")
         assert caught.value.fields == {"requestId": [idempotency.KEY_MESSAGE]}
     for missing in (None, "", "  "):
-        with pytest.raises(InvalidArgument) as caught:
+        with pytest.raises(InvalidArgument) as refused:
             idempotency.clean_key(missing, required=True)
-        assert caught.value.code == "IDEMPOTENCY_KEY_REQUIRED"
+        assert refused.value.code == "IDEMPOTENCY_KEY_REQUIRED"
     assert idempotency.is_valid_key("abc") and not idempotency.is_valid_key("")
 
 

@@ -12,7 +12,7 @@ from shop.lib.periodic import AdvisoryLock, Periodic
 
 
 async def test_runs_at_start_then_every_interval_and_survives_failures():
-    calls = []
+    calls: list[int] = []
 
     async def run_once():
         calls.append(len(calls))

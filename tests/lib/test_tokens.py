@@ -23,6 +23,7 @@ from shop.lib.tokens import (
     ServiceIdentity,
     ServiceKeys,
     generate_private_key_pem,
+    load_private_key,
     public_key_pem,
     public_keys_json,
 )
@@ -164,7 +165,7 @@ async def test_writes_fail_closed_while_revocations_are_stale(key, jwks):
         await check.verify(token, write=True)
     assert refused.value.code == "REVOCATIONS_UNAVAILABLE" and refused.value.retry_after
 
-    answers = []
+    answers: list[list[str]] = []  # revoked session ids, one list per poll
 
     async def fetch(since):
         if not answers:
@@ -214,7 +215,7 @@ def test_service_identities_each_service_mints_only_its_own():
     assert keys.verify(token) == "orders"
     assert orders.mint() == token  # reused while more than half its lifetime is left
     # The gateway's key signing a token that says "orders", under either kid.
-    gateway_key = serialization.load_pem_private_key(SERVICE_PEMS["gateway"].encode(), None)
+    gateway_key = load_private_key(SERVICE_PEMS["gateway"])
     for kid in ("orders", "gateway"):
         forged = jwt.encode(service_claims("orders"), gateway_key, algorithm="EdDSA", headers={"kid": kid})
         with pytest.raises(Unauthenticated):
@@ -227,7 +228,7 @@ def test_service_identities_each_service_mints_only_its_own():
         keys.verify(ServiceIdentity.from_pem("tests", generate_private_key_pem()).mint())
     with pytest.raises(Unauthenticated):
         keys.verify(jwt.encode(service_claims(), "s" * 40, algorithm="HS256", headers={"kid": "orders"}))
-    unsigned = jwt.encode(service_claims(), None, algorithm="none", headers={"kid": "orders"})
+    unsigned = jwt.encode(service_claims(), "", algorithm="none", headers={"kid": "orders"})  # "": no key
     with pytest.raises(Unauthenticated):
         keys.verify(unsigned)
     with pytest.raises(Unauthenticated):
@@ -246,7 +247,7 @@ def test_service_identities_each_service_mints_only_its_own():
 )
 def test_service_identity_claims_are_checked(claims):
     keys = ServiceKeys.parse(public_keys_json(SERVICE_PEMS))
-    key = serialization.load_pem_private_key(SERVICE_PEMS["orders"].encode(), None)
+    key = load_private_key(SERVICE_PEMS["orders"])
     assert keys.verify(jwt.encode(service_claims(), key, algorithm="EdDSA", headers={"kid": "orders"})) == "orders"
     with pytest.raises(Unauthenticated):
         keys.verify(jwt.encode(claims, key, algorithm="EdDSA", headers={"kid": "orders"}))

@@ -29,7 +29,7 @@ def build() -> ShopServer:
         servicers=[
             (
                 payments_pb2_grpc.add_PaymentsServiceServicer_to_server,
-                SlowServicer(float(os.environ.get("SLOW_SECONDS", "2"))),
+                SlowServicer(float(os.environ.get("SLOW_SECONDS", "2"))),  # type: ignore[abstract]  # serves only the RPCs under test
                 SERVICE_NAME,
             )
         ],

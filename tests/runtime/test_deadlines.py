@@ -15,6 +15,8 @@ from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 from tests.harness import free_port, identity_settings
 
 
+# The test servicers serve only the RPCs under test (grpc answers UNIMPLEMENTED for the others);
+# the generated stubs declare every RPC abstract, hence the `ignore[abstract]` where they are made.
 class Callee(payments_pb2_grpc.PaymentsServiceServicer):
     """Records what each call arrived with."""
 
@@ -52,7 +54,7 @@ def server(name, servicer, add, full_name, port) -> ShopServer:
 
 async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagate():
     callee_port, caller_port = free_port(), free_port()
-    callee = Callee()
+    callee = Callee()  # type: ignore[abstract]  # serves only the RPCs under test
     callee_server = server(
         "payments",
         callee,
@@ -66,7 +68,7 @@ async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagat
     inner_clients = ServiceClients(settings, "catalog")
     caller_server = server(
         "catalog",
-        Caller(inner_clients),
+        Caller(inner_clients),  # type: ignore[abstract]  # serves only the RPCs under test
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server,
         "shop.catalog.v1.CatalogService",
         caller_port,
@@ -97,7 +99,7 @@ async def test_deadline_is_capped_by_the_callers_remaining_time_and_ids_propagat
 
 async def test_forged_service_identity_is_refused():
     port = free_port()
-    callee = Callee()
+    callee = Callee()  # type: ignore[abstract]  # serves only the RPCs under test
     callee_server = server(
         "payments",
         callee,

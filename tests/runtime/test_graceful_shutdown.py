@@ -24,7 +24,8 @@ async def wait_serving(address: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                # types-grpcio-health-checking declares HealthStub without its methods
+                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)  # type: ignore[attr-defined]
                 if response.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.aio.AioRpcError:
@@ -45,7 +46,7 @@ async def test_sigterm_drains_in_flight_rpcs_and_reports_not_serving(tmp_path):
         await wait_serving(address)
         async with grpc.aio.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=""))  # type: ignore[attr-defined]  # as above
             first = await watch.read()
             assert first.status == health_pb2.HealthCheckResponse.SERVING
 

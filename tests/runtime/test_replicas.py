@@ -9,6 +9,7 @@ import signal
 import sys
 import urllib.request
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -28,7 +29,7 @@ def rpc_count(metrics_port: int, method: str) -> float:
 @pytest.fixture
 async def two_catalogs(suite, tmp_path):
     """Two catalog processes on one database, as `make run REPLICAS=2` starts them."""
-    instances = []
+    instances: list[dict[str, Any]] = []
     for index in range(2):
         grpc_port, metrics_port = free_port(), free_port()
         env = {
@@ -77,7 +78,7 @@ async def create_product(suite, stock: int) -> str:
     return response.json()["data"]["id"]
 
 
-def round_robin_stub(instances) -> tuple[grpc.aio.Channel, catalog_pb2_grpc.CatalogServiceStub]:
+def round_robin_stub(instances) -> tuple[grpc.aio.Channel, catalog_pb2_grpc.CatalogServiceAsyncStub]:
     target = ",".join(instance["address"] for instance in instances)
     channel = make_channel(target, "catalog", service_tokens=service_identity("orders"))
     return channel, catalog_pb2_grpc.CatalogServiceStub(channel)

@@ -16,7 +16,7 @@ from pathlib import Path
 import grpc
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from shop.auth.v1 import auth_pb2
 from shop.cart.v1 import cart_pb2
@@ -29,6 +29,7 @@ from shop.lib.tokens import (
     SERVICE_TOKEN_ISSUER,
     ServiceIdentity,
     generate_private_key_pem,
+    load_private_key,
 )
 from shop.payments.v1 import payments_pb2
 from tests.harness import IDENTITY_NAMES, ROOT, TEST_SERVICE_KEYS, service_identity
@@ -81,8 +82,8 @@ def _claims(sub: str) -> dict:
     return {"iss": SERVICE_TOKEN_ISSUER, "aud": SERVICE_TOKEN_AUDIENCE, "sub": sub, "iat": now, "exp": now + 60}
 
 
-def _key(name: str):
-    return serialization.load_pem_private_key(TEST_SERVICE_KEYS[name].encode(), password=None)
+def _key(name: str) -> ed25519.Ed25519PrivateKey:
+    return load_private_key(TEST_SERVICE_KEYS[name])
 
 
 def forged_tokens() -> dict[str, str]:
@@ -93,7 +94,7 @@ def forged_tokens() -> dict[str, str]:
         "kid-of-another-key": jwt.encode(
             _claims("orders"), _key("gateway"), algorithm="EdDSA", headers={"kid": "orders"}
         ),
-        "alg-none": jwt.encode(_claims("orders"), None, algorithm="none", headers={"kid": "orders"}),
+        "alg-none": jwt.encode(_claims("orders"), "", algorithm="none", headers={"kid": "orders"}),  # "": no key
     }
     for index, secret in enumerate(OLD_SHARED_SECRETS):
         forged[f"hs256-old-shared-secret-{index}"] = jwt.encode(_claims("orders"), secret, algorithm="HS256")

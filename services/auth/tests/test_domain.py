@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import jwt
 import pyotp
@@ -232,7 +233,7 @@ def test_an_unclaimable_refresh_token_is_invalid_raced_or_reused():
 def test_a_claimed_token_rotates_only_for_a_live_session_and_an_active_user():
     now = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     later, earlier = now + timedelta(days=1), now - timedelta(seconds=1)
-    live = dict(
+    live: dict[str, Any] = dict(
         session_revoked_at=None,
         session_expires_at=later,
         token_expires_at=later,

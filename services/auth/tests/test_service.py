@@ -156,7 +156,11 @@ async def test_the_whole_flow_runs_on_sqlite(tmp_path, suite):
             return_exceptions=True,
         )
         assert sum(1 for r in results if not isinstance(r, Exception)) == 1
-        assert all(r.code() == grpc.StatusCode.UNAUTHENTICATED for r in results if isinstance(r, Exception))
+        assert all(
+            isinstance(r, grpc.aio.AioRpcError) and r.code() == grpc.StatusCode.UNAUTHENTICATED
+            for r in results
+            if isinstance(r, Exception)
+        )
         created = await stub.CreateAddress(
             auth_pb2.CreateAddressRequest(
                 address=auth_pb2.Address(

@@ -66,7 +66,7 @@ async def test_unknown_enum_values_and_bad_pages(suite, catalog):
     assert error.http_status == 400 and "status" in error.fields
     assert suite.sql("catalog", "SELECT count(*) FROM products") == before
     for request in (
-        R.ListProductsRequest(sort=42),
+        R.ListProductsRequest(sort=R.ProductSort.ValueType(42)),  # no such sort
         R.ListProductsRequest(page_size=-1),
         R.ListProductsRequest(page_size=101),
         R.ListProductsRequest(min_price_cents=-1),

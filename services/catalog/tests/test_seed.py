@@ -76,7 +76,9 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
                 seen, token = [], ""
                 while True:
                     page = await clients.catalog.ListProducts(
-                        catalog_pb2.ListProductsRequest(page_size=4, page_token=token, sort=sort, query=query)
+                        catalog_pb2.ListProductsRequest(
+                            page_size=4, page_token=token, sort=catalog_pb2.ProductSort.ValueType(sort), query=query
+                        )
                     )
                     seen += [p.id for p in page.products]
                     token = page.next_page_token

@@ -114,8 +114,8 @@ WORLD: World | None = None
 class StockMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.world = WORLD
-        assert self.world is not None
+        assert WORLD is not None
+        self.world: World = WORLD
         self.ids: list[str] = []
         self.model = Model(stock=[], initial=[])
 

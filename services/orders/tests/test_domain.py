@@ -171,6 +171,7 @@ def test_a_pending_order_waits_for_its_charge_outcome_before_a_cancel():
     for running in (False, True):
         with pytest.raises(Conflict) as caught:
             domain.check_pending_cancellable(domain.Stage.RESERVED, running)
+        assert caught.value.retry_after is not None
         assert caught.value.code == "PAYMENT_IN_PROGRESS" and caught.value.retry_after >= 1
     for stage in (domain.Stage.NEW, domain.Stage.PRICED):
         with pytest.raises(Conflict) as caught:

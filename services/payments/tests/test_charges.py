@@ -189,7 +189,9 @@ async def test_ten_concurrent_declined_charges_make_one_declined_payment(suite, 
         *(payments.CreateCharge(charge_request(order_id, "tok_chargeDeclined")) for _ in range(10)),
         return_exceptions=True,
     )
-    assert all(decode_rpc_error(result).code == "PAYMENT_DECLINED" for result in results)
+    assert all(
+        isinstance(result, grpc.RpcError) and decode_rpc_error(result).code == "PAYMENT_DECLINED" for result in results
+    )
     assert len(rows(suite, "payments", order_id)) == 1
     assert sandbox(suite).charge_count == before + 1
 
@@ -367,7 +369,7 @@ async def test_concurrent_refunds_never_exceed_captured(suite, payments):
         *(payments.CreateRefund(refund_request(order_id, 300)) for _ in range(10)), return_exceptions=True
     )
     succeeded = [r for r in results if not isinstance(r, BaseException)]
-    failed = [decode_rpc_error(r).code for r in results if isinstance(r, BaseException)]
+    failed = [decode_rpc_error(r).code for r in results if isinstance(r, grpc.RpcError)]
     assert len(succeeded) == 3
     assert failed == ["REFUND_EXCEEDS_CAPTURED"] * 7
     status, captured, refunded = payment_row(suite, order_id)[:3]

@@ -35,7 +35,8 @@ def test_the_fault_control_needs_the_sandbox(tmp_path):
 def test_build_provider_wires_it(tmp_path):
     provider = build_provider(PaymentsSettings(sandbox_faults_dir=str(tmp_path)))
     assert isinstance(provider, SandboxProvider) and provider.faults is not None
-    assert build_provider(PaymentsSettings()).faults is None
+    default = build_provider(PaymentsSettings())
+    assert isinstance(default, SandboxProvider) and default.faults is None
 
 
 def provider(directory) -> SandboxProvider:
