@@ -54,7 +54,7 @@ def build_message(sender: str, to: str, subject: str, body: str) -> Message:
     message: Message
     if sender.isascii() and to.isascii() and subject.isascii():
         plain = body.isascii() and all(len(line) <= 998 for line in body.splitlines())
-        message = MIMEText(body, "plain", "us-ascii" if plain else _UTF8_QP)
+        message = MIMEText(body, "plain", "us-ascii" if plain else _UTF8_QP)  # type: ignore[arg-type]  # takes a Charset
     else:  # non-ASCII addresses or subject: the modern policy encodes them (RFC 2047, SMTPUTF8)
         message = EmailMessage()
         message.set_content(body)
