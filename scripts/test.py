@@ -20,19 +20,39 @@ def run(*args: str) -> int:
     return subprocess.call(args, cwd=ROOT)
 
 
-def ensure_chromium() -> None:
-    """Under CI=true, installs Debian's chromium for the browser tests when it is missing (as root;
-    the tests fail without it there, rather than skip). .ci/run does the same before `make test`."""
-    if os.environ.get("CI") != "true" or shutil.which("chromium") or os.environ.get("SHOP_CHROMIUM"):
+# Debian packages the suite needs beyond Python, by the command that shows they are there:
+# chromium for the browser tests (gateway/tests/test_web_ui.py), node and npm for the web UI's type
+# check (gateway/tests/test_web_types.py). Those tests skip without them, except under CI=true.
+SYSTEM_PACKAGES = {"chromium": ("chromium",), "node": ("nodejs", "npm"), "npm": ("npm",)}
+
+
+def ensure_system_packages() -> None:
+    """Under CI=true, installs the missing ones with apt-get (as root, else through sudo when it
+    needs no password); the tests then fail without them rather than skip. .ci/run does the same
+    before `make test`."""
+    if os.environ.get("CI") != "true" or not shutil.which("apt-get"):
         return
-    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.call(["apt-get", "update", "-qq"], env=env)
-        subprocess.call(["apt-get", "install", "-y", "-qq", "chromium"], env=env, stdout=subprocess.DEVNULL)
+    missing = sorted(
+        {package for command, packages in SYSTEM_PACKAGES.items() if not shutil.which(command) for package in packages}
+    )
+    if os.environ.get("SHOP_CHROMIUM") and "chromium" in missing:
+        missing.remove("chromium")
+    if not missing:
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        prefix: list[str] = []
+    elif shutil.which("sudo"):
+        prefix = ["sudo", "-n"]
+    else:
+        print(f"cannot install {' '.join(missing)}: not root and no sudo", file=sys.stderr)
+        return
+    apt = [*prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]  # env: sudo drops the caller's
+    subprocess.call([*apt, "update", "-qq"])
+    subprocess.call([*apt, "install", "-y", "-qq", *missing], stdout=subprocess.DEVNULL)
 
 
 def main() -> int:
-    ensure_chromium()
+    ensure_system_packages()
     failed = lint.main()
     extra = sys.argv[1:]
     code = run(str(BIN / "python"), "-m", "pytest", "-p", "no:cacheprovider", *extra)

@@ -198,8 +198,11 @@ def test_dockerignore_sends_only_what_the_images_need(repo, stages):
         "services/x.pem",
         "libs/.env",
         "docker-compose.yml",
+        "gateway/web/typecheck/node_modules/typescript/package.json",
+        "gateway/web/typecheck/package.json",
     ):
         assert not in_context(rules, excluded), excluded
+    assert in_context(rules, "gateway/web/assets/js/api.js")
     # Everything the Dockerfile COPYs from the context is in it.
     for stage in stages.values():
         for args in stage.all("COPY"):
