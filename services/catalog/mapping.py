@@ -149,15 +149,5 @@ def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
         status=RESERVATION_STATUSES.value(view.status),
         lines=[catalog_pb2.StockLine(product_id=p, quantity=q) for p, q in view.lines],
         expire_time=to_timestamp(view.expires_at),
-        priced_lines=[
-            catalog_pb2.ReservedLine(
-                product_id=line.product_id,
-                quantity=line.quantity,
-                sku=line.sku,
-                name=line.name,
-                unit_price_cents=line.unit_price_cents,
-                currency_code=line.currency_code,
-            )
-            for line in view.priced_lines
-        ],
+        priced_lines=[catalog_pb2.ReservedLine(**line.values()) for line in view.priced_lines],
     )

@@ -18,6 +18,7 @@ from shop.lib.errors import (
     PaymentDeclined,
     ShopError,
 )
+from shop.lib.lines import price_line
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
@@ -41,17 +42,7 @@ def order_proto(view: OrderView) -> orders_pb2.Order:
         number=order.number,
         user_id=order.user_id,
         status=ORDER_STATUSES.value(order.status),
-        items=[
-            orders_pb2.OrderItem(
-                product_id=item.product_id,
-                sku=item.sku,
-                name=item.name,
-                unit_price_cents=item.unit_price_cents,
-                quantity=item.quantity,
-                line_total_cents=item.line_total_cents,
-            )
-            for item in view.items
-        ],
+        items=[orders_pb2.OrderItem(**price_line(item)) for item in view.items],
         subtotal_cents=order.subtotal_cents,
         tax_cents=order.tax_cents,
         shipping_cents=order.shipping_cents,

@@ -79,15 +79,21 @@ def _check_price(errors: FieldErrors, name: str, value: int) -> None:
         errors.add(name, f"must be at most {MAX_PRICE_CENTS}")
 
 
+def _check_code(errors: FieldErrors, name: str, value: str, *, max_len: int, pattern: re.Pattern, rule: str) -> str:
+    """A SKU or a slug: trimmed, not empty, at most `max_len`, matching `pattern` (else `rule`)."""
+    code = value.strip()
+    if not code:
+        errors.add(name, "must not be empty")
+    elif len(code) > max_len:
+        errors.add(name, f"must be at most {max_len} characters")
+    elif not pattern.match(code):
+        errors.add(name, rule)
+    return code
+
+
 def _sku(errors: FieldErrors, value: str) -> str:
-    sku = value.strip()
-    if not sku:
-        errors.add("sku", "must not be empty")
-    elif len(sku) > SKU_MAX:
-        errors.add("sku", f"must be at most {SKU_MAX} characters")
-    elif not SKU_PATTERN.match(sku):
-        errors.add("sku", "may contain only letters, digits, '.', '_' and '-'")
-    return sku
+    rule = "may contain only letters, digits, '.', '_' and '-'"
+    return _check_code(errors, "sku", value, max_len=SKU_MAX, pattern=SKU_PATTERN, rule=rule)
 
 
 def _name(errors: FieldErrors, value: str) -> str:
@@ -197,13 +203,8 @@ def check_prices(price_cents: int, compare_at_price_cents: int | None) -> None:
 
 def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str, str | None]:
     errors = FieldErrors()
-    slug = slug.strip()
-    if not slug:
-        errors.add("slug", "must not be empty")
-    elif len(slug) > CATEGORY_SLUG_MAX:
-        errors.add("slug", f"must be at most {CATEGORY_SLUG_MAX} characters")
-    elif not SLUG_PATTERN.match(slug):
-        errors.add("slug", "must be lower-case letters and digits separated by single hyphens")
+    rule = "must be lower-case letters and digits separated by single hyphens"
+    slug = _check_code(errors, "slug", slug, max_len=CATEGORY_SLUG_MAX, pattern=SLUG_PATTERN, rule=rule)
     name = check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX)
     errors.no_nul("parentSlug", parent_slug)
     parent = parent_slug.strip() or None
