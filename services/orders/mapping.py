@@ -13,8 +13,6 @@ from shop.lib.db import to_timestamp
 from shop.lib.enums import EnumNames
 from shop.lib.errors import (
     _ERROR_CLASS_BY_GRPC_CODE,
-    HTTP_STATUS_BY_GRPC_CODE,
-    HTTP_STATUS_BY_REASON,
     PaymentDeclined,
     ShopError,
 )
@@ -120,10 +118,6 @@ def order_payments_proto(listing: payments_pb2.ListPaymentsResponse) -> orders_p
 
 
 # -- stored errors -----------------------------------------------------------------------------
-
-
-def http_status_of(error: ShopError) -> int:
-    return HTTP_STATUS_BY_REASON.get(error.code) or HTTP_STATUS_BY_GRPC_CODE.get(error.grpc_code, 500)
 
 
 def error_to_stored(error: ShopError) -> dict[str, Any]:
