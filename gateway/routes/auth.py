@@ -3,6 +3,8 @@ verification and TOTP two-factor authentication (auth service)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from gateway.deps import GatewayState, Principal, client_ip, current_user, get_state, is_https, optional_user
@@ -66,6 +68,16 @@ def without_refresh_cookie(response: Response, request: Request) -> None:
     )
 
 
+def token_answer(
+    response: Response, request: Request, tokens: auth_pb2.Tokens, user: auth_pb2.User | None = None
+) -> dict[str, Any]:
+    """The answer of register and login (the user and the tokens) and of refresh (the tokens): the
+    refresh token also goes in the httpOnly cookie."""
+    with_refresh_cookie(response, request, tokens)
+    signed_in = {"user": user_json(user)} if user is not None else {}
+    return data({**signed_in, "tokens": tokens_json(tokens)})
+
+
 def refresh_token_from(request: Request, body_token: str | None) -> str:
     return (body_token or request.cookies.get(REFRESH_COOKIE) or "").strip()
 
@@ -91,8 +103,7 @@ async def register(body: RegisterBody, request: Request, response: Response, sta
             client=client_info(request),
         )
     )
-    with_refresh_cookie(response, request, result.tokens)
-    return data({"user": user_json(result.user), "tokens": tokens_json(result.tokens)})
+    return token_answer(response, request, result.tokens, result.user)
 
 
 @router.post(
@@ -116,8 +127,7 @@ async def login(body: LoginBody, request: Request, response: Response, state: Ga
     result = await state.clients.auth.Login(
         auth_pb2.LoginRequest(email=body.email, password=body.password, otp=body.otp or "", client=client_info(request))
     )
-    with_refresh_cookie(response, request, result.tokens)
-    return data({"user": user_json(result.user), "tokens": tokens_json(result.tokens)})
+    return token_answer(response, request, result.tokens, result.user)
 
 
 @router.post(
@@ -139,8 +149,7 @@ async def refresh(
     result = await state.clients.auth.RefreshToken(
         auth_pb2.RefreshTokenRequest(refresh_token=token, client=client_info(request))
     )
-    with_refresh_cookie(response, request, result.tokens)
-    return data({"tokens": tokens_json(result.tokens)})
+    return token_answer(response, request, result.tokens)
 
 
 @router.post(

@@ -24,7 +24,8 @@ from gateway.schemas.users import (
     StatusName,
     User,
     UserPatch,
-    address_json,
+    address_fields,
+    saved_address_json,
     user_json,
 )
 from shop.auth.v1 import auth_pb2
@@ -116,7 +117,7 @@ async def delete_me(
 )
 async def list_addresses(principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)):
     response = await state.clients.auth.ListAddresses(auth_pb2.ListAddressesRequest(), metadata=principal.metadata)
-    items = [address_json(a) for a in response.addresses]
+    items = [saved_address_json(a) for a in response.addresses]
     return page(items, "", len(items))
 
 
@@ -132,23 +133,11 @@ async def create_address(
     body: AddressInput, principal: Principal = Depends(current_user), state: GatewayState = Depends(get_state)
 ):
     """A saved address exactly as returned may be sent again: `id`, `createdAt` and `updatedAt` are ignored."""
-    address = auth_pb2.Address(
-        label=body.label or "",
-        first_name=body.first_name,
-        last_name=body.last_name,
-        line1=body.line1,
-        line2=body.line2 or "",
-        city=body.city,
-        state=body.state or "",
-        postal_code=body.postal_code,
-        country=body.country,
-        phone=body.phone or "",
-        is_default=bool(body.is_default),
-    )
+    address = auth_pb2.Address(label=body.label or "", **address_fields(body), is_default=bool(body.is_default))
     response = await state.clients.auth.CreateAddress(
         auth_pb2.CreateAddressRequest(address=address), metadata=principal.metadata
     )
-    return data(address_json(response.address))
+    return data(saved_address_json(response.address))
 
 
 @router.patch(
@@ -168,7 +157,7 @@ async def update_address(
     response = await state.clients.auth.UpdateAddress(
         auth_pb2.UpdateAddressRequest(address_id=address_id, **values), metadata=principal.metadata
     )
-    return data(address_json(response.address))
+    return data(saved_address_json(response.address))
 
 
 @router.delete(

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from gateway.schemas.common import ApiModel, OutModel, Uuid
+from gateway.schemas.common import ApiModel, OutModel, Uuid, line_json
 from shop.cart.v1 import cart_pb2
 
 MAX_LINE_QUANTITY = 100
@@ -38,18 +38,7 @@ class Cart(OutModel):
 def cart_json(cart: cart_pb2.Cart) -> dict[str, Any]:
     return {
         "id": cart.id,
-        "items": [
-            {
-                "productId": item.product_id,
-                "sku": item.sku,
-                "name": item.name,
-                "unitPriceCents": item.unit_price_cents,
-                "quantity": item.quantity,
-                "lineTotalCents": item.line_total_cents,
-                "available": item.available,
-            }
-            for item in cart.items
-        ],
+        "items": [{**line_json(item), "available": item.available} for item in cart.items],
         "itemCount": cart.item_count,
         "subtotalCents": cart.subtotal_cents,
         "currency": cart.currency_code,

@@ -12,6 +12,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 from pydantic.alias_generators import to_camel
 
+from shop.lib.lines import PricedLine
+
 # A time as the API writes it: RFC 3339 UTC ("2025-01-31T12:00:00.123Z").
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
@@ -88,6 +90,18 @@ def data(value: Any) -> dict[str, Any]:
 
 def page(items: list[Any], next_page_token: str, total_size: int) -> dict[str, Any]:
     return {"data": items, "page": {"nextPageToken": next_page_token or None, "totalSize": total_size}}
+
+
+def line_json(line: PricedLine) -> dict[str, Any]:
+    """A priced line of a cart or an order (`shop.lib.lines`), as both answers show it."""
+    return {
+        "productId": line.product_id,
+        "sku": line.sku,
+        "name": line.name,
+        "unitPriceCents": line.unit_price_cents,
+        "quantity": line.quantity,
+        "lineTotalCents": line.line_total_cents,
+    }
 
 
 def rfc3339(stamp: Timestamp) -> str | None:

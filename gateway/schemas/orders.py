@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, rfc3339
-from gateway.schemas.users import Address, AddressInput
+from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, line_json, rfc3339
+from gateway.schemas.users import Address, AddressInput, address_fields, address_json
 from shop.lib.enums import EnumNames
 from shop.orders.v1 import orders_pb2
 
@@ -118,7 +118,6 @@ def history_json(entry: orders_pb2.HistoryEntry) -> dict[str, Any]:
 
 
 def order_json(order: orders_pb2.Order) -> dict[str, Any]:
-    address = order.shipping_address
     payment = None
     if order.HasField("payment"):
         payment = {
@@ -133,33 +132,13 @@ def order_json(order: orders_pb2.Order) -> dict[str, Any]:
         "number": order.number,
         "userId": order.user_id,
         "status": status_name(order.status),
-        "items": [
-            {
-                "productId": item.product_id,
-                "sku": item.sku,
-                "name": item.name,
-                "unitPriceCents": item.unit_price_cents,
-                "quantity": item.quantity,
-                "lineTotalCents": item.line_total_cents,
-            }
-            for item in order.items
-        ],
+        "items": [line_json(item) for item in order.items],
         "subtotalCents": order.subtotal_cents,
         "taxCents": order.tax_cents,
         "shippingCents": order.shipping_cents,
         "totalCents": order.total_cents,
         "currency": order.currency_code,
-        "shippingAddress": {
-            "firstName": address.first_name,
-            "lastName": address.last_name,
-            "line1": address.line1,
-            "line2": address.line2 or None,
-            "city": address.city,
-            "state": address.state or None,
-            "postalCode": address.postal_code,
-            "country": address.country,
-            "phone": address.phone or None,
-        },
+        "shippingAddress": address_json(order.shipping_address),
         "payment": payment,
         "carrier": order.carrier or None,
         "trackingNumber": order.tracking_number or None,
@@ -198,17 +177,7 @@ def payment_json(payment: orders_pb2.PaymentRecord) -> dict[str, Any]:
 
 def shipping_address_proto(address: AddressInput) -> orders_pb2.ShippingAddress:
     """An address as sent (new or saved): its label and read-only fields mean nothing on an order."""
-    return orders_pb2.ShippingAddress(
-        first_name=address.first_name,
-        last_name=address.last_name,
-        line1=address.line1,
-        line2=address.line2 or "",
-        city=address.city,
-        state=address.state or "",
-        postal_code=address.postal_code,
-        country=address.country,
-        phone=address.phone or "",
-    )
+    return orders_pb2.ShippingAddress(**address_fields(address))
 
 
 # -- request bodies -------------------------------------------------------------------------------

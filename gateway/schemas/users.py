@@ -7,7 +7,7 @@ fields ignored."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import ConfigDict, Field
 
@@ -140,10 +140,21 @@ def session_json(session: auth_pb2.Session) -> dict[str, Any]:
     }
 
 
-def address_json(address: auth_pb2.Address) -> dict[str, Any]:
+class _AddressMessage(Protocol):  # auth's Address and orders' ShippingAddress alike
+    first_name: str
+    last_name: str
+    line1: str
+    line2: str
+    city: str
+    state: str
+    postal_code: str
+    country: str
+    phone: str
+
+
+def address_json(address: _AddressMessage) -> dict[str, Any]:
+    """The one `Address` shape (an order's shippingAddress; the body of a saved address)."""
     return {
-        "id": address.id,
-        "label": address.label,
         "firstName": address.first_name,
         "lastName": address.last_name,
         "line1": address.line1,
@@ -153,8 +164,12 @@ def address_json(address: auth_pb2.Address) -> dict[str, Any]:
         "postalCode": address.postal_code,
         "country": address.country,
         "phone": address.phone or None,
-        "isDefault": address.is_default,
     }
+
+
+def saved_address_json(address: auth_pb2.Address) -> dict[str, Any]:
+    """`SavedAddress`: the address with its id, label and default flag."""
+    return {"id": address.id, "label": address.label, **address_json(address), "isDefault": address.is_default}
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -211,6 +226,22 @@ class AddressInput(ApiModel):
     is_default: bool | None = rule(None, description="Saving an address: make it the default. Ignored on an order.")
     created_at: str | None = rule(None, description="Read-only: ignored.", readOnly=True)
     updated_at: str | None = rule(None, description="Read-only: ignored.", readOnly=True)
+
+
+def address_fields(address: AddressInput) -> dict[str, str]:
+    """An address as sent, by the field names auth's Address and orders' ShippingAddress share
+    (absent optional text as "")."""
+    return {
+        "first_name": address.first_name,
+        "last_name": address.last_name,
+        "line1": address.line1,
+        "line2": address.line2 or "",
+        "city": address.city,
+        "state": address.state or "",
+        "postal_code": address.postal_code,
+        "country": address.country,
+        "phone": address.phone or "",
+    }
 
 
 class AddressPatch(ApiModel):

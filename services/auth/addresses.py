@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.auth import domain, repository
 from services.auth.models import Address
 from shop.lib.context import Caller
@@ -24,6 +26,16 @@ def cleaned(values: dict[str, str], country: str | None = None) -> dict[str, str
     fields, problems = domain.clean_address_fields(values, country)
     problems.raise_if_any()
     return fields
+
+
+async def locked_address(session: AsyncSession, user_id: str, address_id: str) -> Address:
+    """The user's address for a change, the user's row locked first (so one user's address changes
+    are serialized); ADDRESS_NOT_FOUND when the user has no such address."""
+    await repository.get_user(session, user_id, for_update=True)
+    row = await repository.get_address(session, user_id, address_id)
+    if row is None:
+        raise address_not_found()
+    return row
 
 
 class Addresses:
@@ -58,10 +70,7 @@ class Addresses:
             raise address_not_found()
         user_id = caller.user_id or ""
         async with self.db.transaction() as session:
-            await repository.get_user(session, user_id, for_update=True)
-            row = await repository.get_address(session, user_id, address_id)
-            if row is None:
-                raise address_not_found()
+            row = await locked_address(session, user_id, address_id)
             if phone_alone:
                 fields.update(cleaned({"phone": given["phone"]}, row.country))
             if is_default and not row.is_default:
@@ -81,10 +90,7 @@ class Addresses:
             raise address_not_found()
         user_id = caller.user_id or ""
         async with self.db.transaction() as session:
-            await repository.get_user(session, user_id, for_update=True)
-            row = await repository.get_address(session, user_id, address_id)
-            if row is None:
-                raise address_not_found()
+            row = await locked_address(session, user_id, address_id)
             was_default = row.is_default
             await repository.delete_address(session, row)
             if was_default:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from services.cart.domain import Line, PricedCart, ProductInfo
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
+from shop.lib.lines import price_line
 
 
 def product_info(product: catalog_pb2.Product) -> ProductInfo:
@@ -25,18 +26,7 @@ def product_info(product: catalog_pb2.Product) -> ProductInfo:
 def cart_proto(cart: PricedCart) -> cart_pb2.Cart:
     return cart_pb2.Cart(
         id=cart.id,
-        items=[
-            cart_pb2.CartItem(
-                product_id=item.product_id,
-                sku=item.sku,
-                name=item.name,
-                unit_price_cents=item.unit_price_cents,
-                quantity=item.quantity,
-                line_total_cents=item.line_total_cents,
-                available=item.available,
-            )
-            for item in cart.items
-        ],
+        items=[cart_pb2.CartItem(**price_line(item), available=item.available) for item in cart.items],
         item_count=cart.item_count,
         subtotal_cents=cart.subtotal_cents,
         currency_code=cart.currency,

@@ -13,8 +13,8 @@ from shop.cart.v1 import cart_pb2, cart_pb2_grpc
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
 from shop.lib.periodic import Periodic
-from shop.lib.runtime import remote_token_verifier
-from shop.lib.server import ServiceDefinition, ShopServer
+from shop.lib.runtime import token_checking_server
+from shop.lib.server import ShopServer
 
 log = structlog.get_logger("cart")
 
@@ -67,16 +67,11 @@ class Runtime:
 def build_server(settings: CartSettings | None = None) -> ShopServer:
     settings = settings or CartSettings()
     runtime = Runtime(settings)
-    verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
-
-    definition = ServiceDefinition(
+    return token_checking_server(
+        "cart",
+        settings,
+        runtime,
+        (cart_pb2_grpc.add_CartServiceServicer_to_server, CartServicer(runtime), SERVICE_NAME),
         migrations_dir=MIGRATIONS_DIR,
-        runtime=runtime,
-        database=runtime.db,
-        name="cart",
-        servicers=[(cart_pb2_grpc.add_CartServiceServicer_to_server, CartServicer(runtime), SERVICE_NAME)],
-        verifier=verifier,
-        on_stop=[runtime.clients.close, runtime.db.dispose],
-        background=[poll_revocations, runtime.sweep_forever],
+        background=[runtime.sweep_forever],
     )
-    return ShopServer(definition, settings)

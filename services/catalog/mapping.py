@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from services.catalog import domain
+from services.catalog.domain import listing as listing_rules
+from services.catalog.domain import products as product_rules
 from services.catalog.repository.stock import ReservationView
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.db import to_timestamp
@@ -32,15 +33,15 @@ RESERVATION_STATUSES = EnumNames(catalog_pb2.ReservationStatus)
 
 def status_field(value: int, *, creating: bool) -> str | None:
     if value == catalog_pb2.PRODUCT_STATUS_UNSPECIFIED:
-        return domain.ACTIVE if creating else None
+        return product_rules.ACTIVE if creating else None
     try:
         return PRODUCT_STATUSES.name(value)
     except ValueError:
         raise ValidationError.single("status", "is not a known status") from None
 
 
-def product_query(request: catalog_pb2.ListProductsRequest) -> domain.ProductQuery:
-    return domain.product_query(
+def product_query(request: catalog_pb2.ListProductsRequest) -> listing_rules.ProductQuery:
+    return listing_rules.product_query(
         query=request.query,
         category_slug=request.category_slug,
         brand=request.brand,
@@ -148,15 +149,5 @@ def reservation_proto(view: ReservationView) -> catalog_pb2.Reservation:
         status=RESERVATION_STATUSES.value(view.status),
         lines=[catalog_pb2.StockLine(product_id=p, quantity=q) for p, q in view.lines],
         expire_time=to_timestamp(view.expires_at),
-        priced_lines=[
-            catalog_pb2.ReservedLine(
-                product_id=line.product_id,
-                quantity=line.quantity,
-                sku=line.sku,
-                name=line.name,
-                unit_price_cents=line.unit_price_cents,
-                currency_code=line.currency_code,
-            )
-            for line in view.priced_lines
-        ],
+        priced_lines=[catalog_pb2.ReservedLine(**line.values()) for line in view.priced_lines],
     )

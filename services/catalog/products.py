@@ -1,7 +1,8 @@
 """Use cases of products and categories: the product reads (GetProduct, BatchGetProducts,
 ListProducts and search, ListCategories) on the lean path, one statement each where one can do, no
 transaction; the writes (CreateProduct, UpdateProduct, DeleteProduct, CreateCategory), each one
-transaction that it opens and commits. Rules are domain.py's, queries repository/products.py's."""
+transaction that it opens and commits. Rules are domain/'s (inputs, products, listing), queries
+repository/products.py's."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from services.catalog import domain, pages
+from services.catalog import pages
+from services.catalog.domain import inputs
+from services.catalog.domain import listing as listing_rules
+from services.catalog.domain import products as product_rules
 from services.catalog.models import Category, Product
 from services.catalog.repository import listing
 from services.catalog.repository import products as queries
@@ -46,7 +50,7 @@ class Products:
     async def get(self, product_id: str, user_id: str | None, role: str | None) -> Any:
         """The product's row if the caller may see it, else PRODUCT_NOT_FOUND."""
         product = await self.db.read_one(queries.GET_PRODUCT, id=product_id)
-        domain.check_visible(product, user_id, role)
+        product_rules.check_visible(product, user_id, role)
         return product
 
     async def batch_get(self, product_ids: list[str]) -> list[Any]:
@@ -60,7 +64,9 @@ class Products:
     def parse_sort_key(self, sort: str, raw: Any) -> Any:
         return pages.parse_sort_key(sort, raw, postgres=self.db.is_postgres)
 
-    async def list_page(self, query: domain.ProductQuery, size: int, page_token: str) -> tuple[list[Any], str, int]:
+    async def list_page(
+        self, query: listing_rules.ProductQuery, size: int, page_token: str
+    ) -> tuple[list[Any], str, int]:
         """ListProducts: (rows, next page token, total); the token binds the filters and sort."""
         query_fp = fingerprint(kind="products", **query.fingerprint_fields())
         after = self.tokens.decode_after(
@@ -72,14 +78,14 @@ class Products:
             next_token = self.tokens.encode_after(page.last_key, page.last_id, query_fp)
         return page.items, next_token, page.total
 
-    async def list_products(self, query: domain.ProductQuery, size: int, after: tuple[Any, str] | None) -> Page:
+    async def list_products(self, query: listing_rules.ProductQuery, size: int, after: tuple[Any, str] | None) -> Page:
         """One page in keyset order (statements in repository/listing.py). The first page carries
         its total in a window count (one round trip); later pages count apart, their keyset
         narrowing the rows."""
         categories: list[str] = []
         if query.category_slug:
             parents = {row.slug: row.parent_slug for row in await self.db.read_all(queries.CATEGORIES)}
-            categories = sorted(domain.descendants(query.category_slug, parents))
+            categories = sorted(listing_rules.descendants(query.category_slug, parents))
         shape = listing.shape_of(query, postgres=self.db.is_postgres, after=after is not None)
         values = listing.parameters(query, categories, size, after)
         rows = await self.db.read_statement(listing.page_statement(shape), values)
@@ -103,7 +109,7 @@ class Products:
         rows = await self.db.read_all(queries.CATEGORIES_WITH_COUNTS)
         categories = {row.slug: row for row in rows}
         parents = {row.slug: row.parent_slug for row in rows}
-        rolled = domain.rolled_up_counts({row.slug: row.active_count for row in rows}, parents)
+        rolled = listing_rules.rolled_up_counts({row.slug: row.active_count for row in rows}, parents)
         return [(categories[slug], rolled[slug]) for slug in sorted(categories)]
 
     # -- writes (one transaction each) -----------------------------------------------------------
@@ -123,7 +129,7 @@ class Products:
             raise exists from None
 
     async def create_product(self, fields: dict[str, Any], seller_id: str | None, request_id: str | None) -> Any:
-        """`fields` validated by domain.validate_product. A repeat of `request_id` returns the
+        """`fields` validated by inputs.validate_product. A repeat of `request_id` returns the
         product it made (IDEMPOTENCY_KEY_REUSED with another SKU)."""
         try:
             async with self.db.transaction() as session:
@@ -157,17 +163,17 @@ class Products:
         role: str | None,
         expected_update: datetime | None = None,
     ) -> Product:
-        """A partial update (`changes` validated by domain.validate_product) by an admin or the
+        """A partial update (`changes` validated by inputs.validate_product) by an admin or the
         owning seller, under the product's row lock; with `expected_update`, only while the
-        product is still that version (domain.check_version)."""
+        product is still that version (product_rules.check_version)."""
         try:
             async with self.db.transaction() as session:
                 product = await queries.product_for_update(session, product_id)
-                product = domain.check_manageable(product, user_id, role)
-                domain.check_version(product.updated_at, expected_update)
+                product = product_rules.check_manageable(product, user_id, role)
+                product_rules.check_version(product.updated_at, expected_update)
                 price = changes.get("price_cents", product.price_cents)
                 compare_at = changes.get("compare_at_price_cents", product.compare_at_price_cents)
-                domain.check_prices(price, compare_at)
+                inputs.check_prices(price, compare_at)
                 if "sku" in changes and changes["sku"] != product.sku:
                     if await queries.sku_taken(session, changes["sku"]):
                         raise sku_taken(changes["sku"])
@@ -176,8 +182,8 @@ class Products:
                     raise ValidationError.single("categorySlug", "no such category")
                 for name, value in changes.items():
                     setattr(product, name, value)
-                product.search_text = domain.search_text(
-                    product.brand, domain.category_words(categories, product.category_slug)
+                product.search_text = listing_rules.search_text(
+                    product.brand, listing_rules.category_words(categories, product.category_slug)
                 )
                 product.updated_at = utcnow()
             return product
@@ -189,10 +195,10 @@ class Products:
         async with self.db.transaction() as session:
             product = await queries.product_for_update(session, product_id)
             if product is None:
-                raise domain.product_not_found()
-            if domain.already_archived(product, user_id, role):
+                raise product_rules.product_not_found()
+            if product_rules.already_archived(product, user_id, role):
                 return
-            product.status = domain.ARCHIVED
+            product.status = product_rules.ARCHIVED
             product.updated_at = utcnow()
 
 
@@ -212,11 +218,13 @@ def new_product(
         brand=fields.get("brand"),
         images=fields.get("images", []),
         stock=fields.get("stock", 0),
-        status=fields.get("status") or domain.ACTIVE,
+        status=fields.get("status") or product_rules.ACTIVE,
         seller_id=seller_id,
         rating_average=0.0,
         rating_count=0,
-        search_text=domain.search_text(fields.get("brand"), domain.category_words(categories, fields["category_slug"])),
+        search_text=listing_rules.search_text(
+            fields.get("brand"), listing_rules.category_words(categories, fields["category_slug"])
+        ),
         create_request_id=request_id,
         created_at=now,
         updated_at=now,

@@ -1,6 +1,6 @@
 """Use cases of reviews and purchases: ListReviews (lean reads, no transaction), CreateReview and
 RecordPurchases (one transaction each, opened and committed here). Queries are
-repository/reviews.py's; who may see a product is domain.py's."""
+repository/reviews.py's; who may see a product is domain/products.py's."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from services.catalog import domain
+from services.catalog.domain import products as product_rules
 from services.catalog.models import Review
 from services.catalog.repository import products as product_queries
 from services.catalog.repository import reviews as queries
@@ -32,7 +32,7 @@ class Reviews:
         """A visible product's reviews, newest first: (rows, next page token, total)."""
         query_fp = fingerprint(kind="reviews", product=product_id)
         after = self.tokens.decode_after(page_token, query_fp, parse_key=aware_datetime, key_field="t")
-        domain.check_visible(await self.db.read_one(product_queries.GET_PRODUCT, id=product_id), user_id, role)
+        product_rules.check_visible(await self.db.read_one(product_queries.GET_PRODUCT, id=product_id), user_id, role)
         total = (await self.db.read_one(queries.REVIEW_COUNT, product_id=product_id)).total
         if after is None:
             rows = await self.db.read_all(queries.REVIEWS, product_id=product_id, limit=size + 1)
@@ -54,7 +54,9 @@ class Reviews:
             async with self.db.transaction() as session:
                 # Lock the product first: concurrent reviews of it queue here, and each one's
                 # aggregate below is computed by a later statement that sees the others.
-                domain.check_visible(await product_queries.product_for_update(session, product_id), user_id, role)
+                product_rules.check_visible(
+                    await product_queries.product_for_update(session, product_id), user_id, role
+                )
                 if await queries.reviewed(session, product_id, user_id):
                     raise review_exists()
                 review = Review(

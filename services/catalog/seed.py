@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from services.catalog import domain
+from services.catalog.domain import listing as listing_rules
+from services.catalog.domain import products as product_rules
 from services.catalog.models import Category, Product
 from shop.lib.db import Database, utcnow
 
@@ -336,11 +337,11 @@ async def seed_demo_data(db: Database) -> int:
                     brand=brand,
                     images=[f"{IMAGE_BASE}/{slug_part}-1.jpg", f"{IMAGE_BASE}/{slug_part}-2.jpg"],
                     stock=stock,
-                    status=domain.ACTIVE,
+                    status=product_rules.ACTIVE,
                     seller_id=None,
                     rating_average=0.0,
                     rating_count=0,
-                    search_text=domain.search_text(brand, words),
+                    search_text=listing_rules.search_text(brand, words),
                     create_request_id=None,
                     created_at=created,
                     updated_at=created,

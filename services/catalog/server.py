@@ -18,8 +18,8 @@ from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
 from shop.lib.pagination import PageTokens
 from shop.lib.periodic import Periodic
-from shop.lib.runtime import remote_token_verifier
-from shop.lib.server import ServiceDefinition, ShopServer
+from shop.lib.runtime import token_checking_server
+from shop.lib.server import ShopServer
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 SERVICE_NAME = catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name
@@ -60,7 +60,6 @@ async def sweep_forever(runtime: Runtime) -> None:
 def build_server(settings: CatalogSettings | None = None) -> ShopServer:
     settings = settings or CatalogSettings()
     runtime = Runtime(settings)
-    verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
 
     async def seed() -> None:
         if settings.seed_demo_data:
@@ -70,16 +69,12 @@ def build_server(settings: CatalogSettings | None = None) -> ShopServer:
     async def sweep() -> None:
         await sweep_forever(runtime)
 
-    servicer = CatalogServicer(runtime)
-    definition = ServiceDefinition(
+    return token_checking_server(
+        "catalog",
+        settings,
+        runtime,
+        (catalog_pb2_grpc.add_CatalogServiceServicer_to_server, CatalogServicer(runtime), SERVICE_NAME),
         migrations_dir=MIGRATIONS_DIR,
-        runtime=runtime,
-        database=runtime.db,
-        name="catalog",
-        servicers=[(catalog_pb2_grpc.add_CatalogServiceServicer_to_server, servicer, SERVICE_NAME)],
-        verifier=verifier,
         on_start=[seed],
-        on_stop=[runtime.clients.close, runtime.db.dispose],
-        background=[poll_revocations, sweep],
+        background=[sweep],
     )
-    return ShopServer(definition, settings)

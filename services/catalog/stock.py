@@ -2,10 +2,10 @@
 ReleaseReservation, RestockReservation, the sweep of expired reservations) on the lean path, and
 manual adjustments (AdjustStock). Each call is one transaction that it opens and commits: the
 reservations' a `db.write()` of prepared statements, the adjustments' an ORM one. What each
-status allows is domain.py's (`*_step`); the statements are repository/stock.py's.
+status allows is domain/stock.py's (`*_step`); the statements are repository/stock.py's.
 
 Every writer takes product rows in product-id order (lines are merged and sorted by
-domain.merge_lines), so concurrent reservations never deadlock."""
+stock_rules.merge_lines), so concurrent reservations never deadlock."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from services.catalog import domain
+from services.catalog.domain import products as product_rules
+from services.catalog.domain import stock as stock_rules
 from services.catalog.models import StockAdjustment
 from services.catalog.repository import products as product_queries
 from services.catalog.repository import stock as queries
@@ -44,12 +45,12 @@ class Stock:
             if await queries.claim(tx, reservation_id, expires_at, now):
                 priced = await take_stock(tx, lines)
                 await queries.insert_lines(tx, reservation_id, priced, postgres=self.db.is_postgres)
-                return ReservationView(reservation_id, domain.RESERVED, lines, expires_at, priced)
+                return ReservationView(reservation_id, stock_rules.RESERVED, lines, expires_at, priced)
             view = await queries.load(tx, reservation_id, lock=renew)
             if view is None:  # cannot happen (reservations are never deleted); safe to retry
                 raise Conflict("The reservation is being changed concurrently; retry.", code="RESERVATION_BUSY")
-            domain.check_same_lines(view.lines, lines)
-            step = domain.renew_step(view.status, renew)
+            stock_rules.check_same_lines(view.lines, lines)
+            step = stock_rules.renew_step(view.status, renew)
             if step.retake:
                 await take_stock(tx, lines)  # all or none; the stored snapshot stays
             if step.to is not None:
@@ -64,12 +65,12 @@ class Stock:
         now = utcnow()
         async with self.db.write() as tx:
             view = await locked(tx, reservation_id)
-            step = domain.commit_step(view.status)
+            step = stock_rules.commit_step(view.status)
             if step.retake:
                 try:
                     await take_stock(tx, view.lines)
                 except Conflict as exc:
-                    raise domain.released_stock_gone(exc) from None
+                    raise stock_rules.released_stock_gone(exc) from None
             if step.to is not None:
                 await queries.set_status(tx, reservation_id, step.to, now)
                 view.status = step.to
@@ -84,7 +85,7 @@ class Stock:
         reservation was committed or renewed meanwhile (re-checked under the row lock)."""
         async with self.db.write() as tx:
             view = await locked(tx, reservation_id)
-            step = domain.release_step(view.status, view.expires_at, expired_before=only_expired_before)
+            step = stock_rules.release_step(view.status, view.expires_at, expired_before=only_expired_before)
             if step is None:
                 return None
             await self._apply(tx, view, step)
@@ -94,11 +95,11 @@ class Stock:
         """COMMITTED -> RESTOCKED, its stock back (a cancelled or refunded order)."""
         async with self.db.write() as tx:
             view = await locked(tx, reservation_id)
-            await self._apply(tx, view, domain.restock_step(view.status))
+            await self._apply(tx, view, stock_rules.restock_step(view.status))
             return view
 
     @staticmethod
-    async def _apply(tx: Transaction, view: ReservationView, step: domain.Step) -> None:
+    async def _apply(tx: Transaction, view: ReservationView, step: stock_rules.Step) -> None:
         if step.give_back:
             await queries.return_stock(tx, view.lines)
         if step.to is not None:
@@ -134,8 +135,8 @@ class Stock:
                             raise key_reused("This idempotency key was used for another adjustment.")
                         return done.stock_after
                 product = await product_queries.product_for_update(session, product_id)
-                product = domain.check_manageable(product, user_id, role)
-                domain.check_adjustment(product_id, product.stock, delta)
+                product = product_rules.check_manageable(product, user_id, role)
+                stock_rules.check_adjustment(product_id, product.stock, delta)
                 stock = await queries.change_stock(session, product_id, delta, utcnow())
                 if stock is None:
                     raise Conflict("Not enough stock.", code="INSUFFICIENT_STOCK", details={"productIds": [product_id]})
@@ -167,7 +168,7 @@ async def locked(tx: Transaction, reservation_id: str) -> ReservationView:
     """The reservation with its row locked for the rest of the transaction, else NOT_FOUND."""
     view = await queries.load(tx, reservation_id, lock=True)
     if view is None:
-        raise domain.reservation_not_found()
+        raise stock_rules.reservation_not_found()
     return view
 
 
@@ -180,6 +181,6 @@ async def take_stock(tx: Transaction, lines: list[tuple[str, int]]) -> list[Rese
         line = await queries.take_line(tx, product_id, quantity)
         if line is None:
             rest = lines[index:]
-            raise domain.shortfall(rest, await queries.stock_of(tx, [p for p, _ in rest]))
+            raise stock_rules.shortfall(rest, await queries.stock_of(tx, [p for p, _ in rest]))
         priced.append(line)
     return priced

@@ -13,11 +13,10 @@ from shop.lib.db import to_timestamp
 from shop.lib.enums import EnumNames
 from shop.lib.errors import (
     _ERROR_CLASS_BY_GRPC_CODE,
-    HTTP_STATUS_BY_GRPC_CODE,
-    HTTP_STATUS_BY_REASON,
     PaymentDeclined,
     ShopError,
 )
+from shop.lib.lines import price_line
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
@@ -41,17 +40,7 @@ def order_proto(view: OrderView) -> orders_pb2.Order:
         number=order.number,
         user_id=order.user_id,
         status=ORDER_STATUSES.value(order.status),
-        items=[
-            orders_pb2.OrderItem(
-                product_id=item.product_id,
-                sku=item.sku,
-                name=item.name,
-                unit_price_cents=item.unit_price_cents,
-                quantity=item.quantity,
-                line_total_cents=item.line_total_cents,
-            )
-            for item in view.items
-        ],
+        items=[orders_pb2.OrderItem(**price_line(item)) for item in view.items],
         subtotal_cents=order.subtotal_cents,
         tax_cents=order.tax_cents,
         shipping_cents=order.shipping_cents,
@@ -129,10 +118,6 @@ def order_payments_proto(listing: payments_pb2.ListPaymentsResponse) -> orders_p
 
 
 # -- stored errors -----------------------------------------------------------------------------
-
-
-def http_status_of(error: ShopError) -> int:
-    return HTTP_STATUS_BY_REASON.get(error.code) or HTTP_STATUS_BY_GRPC_CODE.get(error.grpc_code, 500)
 
 
 def error_to_stored(error: ShopError) -> dict[str, Any]:

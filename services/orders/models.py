@@ -149,9 +149,9 @@ class IdempotencyKey(OrdersBase):
     order_id: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     # Who works on it until then (a replay after it may take over).
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # The final response: HTTP status plus either the serialized response message (success) or
-    # the error (gRPC code name, public code, message, details).
-    response_status: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # The final response: the serialized response message (success) or the error (gRPC code name,
+    # public code, message, details). The table still has a dead `response_status` column, nullable
+    # since migration d41f0c2a9b13, dropped in the next release (README "Pending contract migrations").
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)

@@ -171,7 +171,7 @@ async def store_key_answer(session: AsyncSession, row_id: str, body: bytes) -> N
     await session.execute(
         update(IdempotencyKey)
         .where(IdempotencyKey.id == row_id)
-        .values(state="completed", completed_at=utcnow(), response_status=201, response_body=body)
+        .values(state="completed", completed_at=utcnow(), response_body=body)
     )
 
 
@@ -268,8 +268,7 @@ ORDER_FOR_UPDATE = Query(
 KEY_ROW = Query(_select(_KEY_COLUMNS, "idempotency_keys", 'user_id = :user_id AND "key" = :key'), _KEY_COLUMNS)
 INSERT_KEY = Query(
     'INSERT INTO idempotency_keys (id, user_id, "key", operation, fingerprint, state, order_id, locked_until, '
-    "response_status, created_at) VALUES (:id, :user_id, :key, :operation, :fingerprint, 'in_progress', "
-    ":order_id, :lease, 0, :now)",
+    "created_at) VALUES (:id, :user_id, :key, :operation, :fingerprint, 'in_progress', :order_id, :lease, :now)",
     types={"lease": _TS, "now": _TS},
 )
 INSERT_ORDER = Query(
@@ -326,7 +325,7 @@ CANCEL = Query(
 # The final answer of an order's checkout key (its saga's outcome, or a cancel of a stalled one).
 COMPLETE_KEY = Query(
     "UPDATE idempotency_keys SET state = 'completed', completed_at = :now, locked_until = NULL, "
-    "response_status = :status, response_body = :body, error = :error "
+    "response_body = :body, error = :error "
     "WHERE order_id = :order_id AND operation = 'create_order' AND state <> 'completed'",
     types={"now": _TS},
 )

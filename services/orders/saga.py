@@ -39,7 +39,7 @@ import grpc
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind, Stage
 from services.orders.events import OrderEvents
-from services.orders.mapping import PAYMENT_STATUSES, error_to_stored, http_status_of, order_proto
+from services.orders.mapping import PAYMENT_STATUSES, error_to_stored, order_proto
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
@@ -394,7 +394,6 @@ async def complete_key(
         repository.COMPLETE_KEY,
         order_id=order_id,
         now=now,
-        status=http_status_of(error) if error is not None else 201,
         body=body,
         error=json.dumps(error_to_stored(error)) if error is not None else None,
     )

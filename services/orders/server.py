@@ -18,8 +18,8 @@ from services.orders.servicer import OrdersServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
 from shop.lib.mail import build_mailer
-from shop.lib.runtime import remote_token_verifier
-from shop.lib.server import ServiceDefinition, ShopServer
+from shop.lib.runtime import token_checking_server
+from shop.lib.server import ShopServer
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -69,21 +69,11 @@ class Runtime:
 def build_server(settings: OrdersSettings | None = None) -> ShopServer:
     settings = settings or OrdersSettings()
     runtime = Runtime(settings)
-    verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
-
-    definition = ServiceDefinition(
+    return token_checking_server(
+        "orders",
+        settings,
+        runtime,
+        (orders_pb2_grpc.add_OrdersServiceServicer_to_server, OrdersServicer(runtime), SERVICE_NAME),
         migrations_dir=MIGRATIONS_DIR,
-        runtime=runtime,
-        database=runtime.db,
-        name="orders",
-        servicers=[(orders_pb2_grpc.add_OrdersServiceServicer_to_server, OrdersServicer(runtime), SERVICE_NAME)],
-        verifier=verifier,
-        on_stop=[runtime.clients.close, runtime.db.dispose],
-        background=[
-            poll_revocations,
-            runtime.checkout.recovery_loop,
-            runtime.outbox.loop,
-            runtime.checkout.purge_loop,
-        ],
+        background=[runtime.checkout.recovery_loop, runtime.outbox.loop, runtime.checkout.purge_loop],
     )
-    return ShopServer(definition, settings)

@@ -130,13 +130,7 @@ async def _record_charge(runtime, charge: domain.ChargeRequest, result) -> Any:
             await tx.execute(repository.INSERT_PAYMENT, **_new_payment(runtime, charge))
             payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
         assert payment is not None
-        before = domain.PaymentState(
-            payment.status,
-            payment.amount_cents,
-            payment.captured_cents,
-            payment.refunded_cents,
-            payment.decline_code,
-        )
+        before = domain.PaymentState.of(payment)
         after = domain.apply_charge(
             before,
             succeeded=result.succeeded,

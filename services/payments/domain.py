@@ -247,6 +247,13 @@ class PaymentState:
     refunded_cents: int
     decline_code: str
 
+    @classmethod
+    def of(cls, payment: Any) -> PaymentState:
+        """What the rules read of a payment row (ORM object or lean row)."""
+        return cls(
+            payment.status, payment.amount_cents, payment.captured_cents, payment.refunded_cents, payment.decline_code
+        )
+
 
 def _int(value: Any) -> int:
     try:

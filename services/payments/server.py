@@ -10,8 +10,8 @@ from services.payments.providers.breaker import CircuitBreaker
 from services.payments.servicer import PaymentsServicer
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database
-from shop.lib.runtime import remote_token_verifier
-from shop.lib.server import ServiceDefinition, ShopServer
+from shop.lib.runtime import token_checking_server
+from shop.lib.server import ShopServer
 from shop.payments.v1 import payments_pb2, payments_pb2_grpc
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -36,16 +36,11 @@ class Runtime:
 def build_server(settings: PaymentsSettings | None = None) -> ShopServer:
     settings = settings or PaymentsSettings()
     runtime = Runtime(settings)
-    verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
-
-    definition = ServiceDefinition(
+    return token_checking_server(
+        "payments",
+        settings,
+        runtime,
+        (payments_pb2_grpc.add_PaymentsServiceServicer_to_server, PaymentsServicer(runtime), SERVICE_NAME),
         migrations_dir=MIGRATIONS_DIR,
-        runtime=runtime,
-        database=runtime.db,
-        name="payments",
-        servicers=[(payments_pb2_grpc.add_PaymentsServiceServicer_to_server, PaymentsServicer(runtime), SERVICE_NAME)],
-        verifier=verifier,
-        on_stop=[runtime.clients.close, runtime.provider.aclose, runtime.db.dispose],
-        background=[poll_revocations],
+        on_stop=[runtime.provider.aclose],
     )
-    return ShopServer(definition, settings)

@@ -56,13 +56,7 @@ async def _apply_event(session, provider: str, event) -> None:
             # One of ours, not recorded yet: refuse so that the provider delivers it again.
             raise Aborted("The payment of this event is not recorded yet.", code="PAYMENT_NOT_READY")
         if payment is not None:
-            before = domain.PaymentState(
-                payment.status,
-                payment.amount_cents,
-                payment.captured_cents,
-                payment.refunded_cents,
-                payment.decline_code,
-            )
+            before = domain.PaymentState.of(payment)
             after = domain.apply_event(before, event)
             changes = {}
             if after != before:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,7 +15,7 @@ from shop.lib.clients import ServiceClients
 from shop.lib.db import to_timestamp
 from shop.lib.logging import configure_logging
 from shop.lib.migrations import upgrade
-from shop.lib.server import ShopServer
+from shop.lib.server import ServiceDefinition, ShopServer
 from shop.lib.settings import BaseShopSettings, ServiceSettings
 from shop.lib.tokens import AccessTokenVerifier, KeySet, RevokedSessions
 
@@ -44,6 +44,35 @@ def remote_token_verifier(
         await revoked.poll_forever(fetch_revocations, settings.revocation_poll_seconds)
 
     return verifier, poll
+
+
+def token_checking_server(
+    name: str,
+    settings: ServiceSettings,
+    runtime: Any,
+    servicer: tuple[Callable[[Any, Any], None], Any, str],
+    *,
+    migrations_dir: Path,
+    on_start: Iterable[Callable[[], Awaitable[None]]] = (),
+    on_stop: Iterable[Callable[[], Awaitable[None]]] = (),
+    background: Iterable[Callable[[], Coroutine[Any, Any, None]]] = (),
+) -> ShopServer:
+    """The server of a service that checks auth's access tokens itself (every service but auth):
+    `runtime` holds its `db` and `clients`. The revocation poll runs first in the background; at
+    stop the clients close, then `on_stop` runs, then the database is disposed."""
+    verifier, poll_revocations = remote_token_verifier(settings, runtime.clients)
+    definition = ServiceDefinition(
+        migrations_dir=migrations_dir,
+        runtime=runtime,
+        database=runtime.db,
+        name=name,
+        servicers=[servicer],
+        verifier=verifier,
+        on_start=list(on_start),
+        on_stop=[runtime.clients.close, *on_stop, runtime.db.dispose],
+        background=[poll_revocations, *background],
+    )
+    return ShopServer(definition, settings)
 
 
 def install_uvloop() -> None:

@@ -127,6 +127,16 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
         getattr(log, level)("rpc", code=code.name, duration_ms=round(elapsed * 1000, 2))
         structlog.contextvars.unbind_contextvars("request_id", "rpc")
 
+    async def _end(self, method: str, started: float, failure: tuple[grpc.StatusCode, Any] | None, context) -> bool:
+        """An RPC's end, counted and logged: True when it succeeded, else its failure becomes the
+        RPC's status (the abort raises)."""
+        if failure is None:
+            self._finish(method, grpc.StatusCode.OK, started)
+            return True
+        self._finish(method, failure[0], started)
+        await context.abort_with_status(failure[1])
+        return False
+
     async def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
         wrapped = self._wrapped.get(method)
@@ -155,11 +165,8 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except Exception as exc:
                     failure = self._status_for(exc)
-                if failure is None:
-                    self._finish(short_method, grpc.StatusCode.OK, started)
+                if await self._end(short_method, started, failure, context):
                     return response
-                self._finish(short_method, failure[0], started)
-                await context.abort_with_status(failure[1])
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary,
@@ -182,11 +189,7 @@ class ShopInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except Exception as exc:
                     failure = self._status_for(exc)
-                if failure is None:
-                    self._finish(short_method, grpc.StatusCode.OK, started)
-                    return
-                self._finish(short_method, failure[0], started)
-                await context.abort_with_status(failure[1])
+                await self._end(short_method, started, failure, context)
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream,

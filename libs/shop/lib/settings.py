@@ -59,18 +59,10 @@ class BaseShopSettings(BaseSettings):
         return self.env == "production"
 
     def service_key_pem(self) -> str:
-        if self.service_key.strip():
-            return self.service_key
-        if self.service_key_file.strip():
-            return Path(self.service_key_file.strip()).read_text()
-        return ""
+        return _inline_or_file(self.service_key, self.service_key_file)
 
     def service_public_keys_text(self) -> str:
-        if self.service_public_keys.strip():
-            return self.service_public_keys
-        if self.service_public_keys_file.strip():
-            return Path(self.service_public_keys_file.strip()).read_text()
-        return ""
+        return _inline_or_file(self.service_public_keys, self.service_public_keys_file)
 
     def weak_secrets(self) -> list[str]:
         """Names of secrets that are defaults, too short or missing; production refuses to start with any."""
@@ -127,3 +119,12 @@ class ServiceSettings(BaseShopSettings):
         if self.crash_at and self.is_production:
             raise ValueError("SHOP_CRASH_AT is for tests only")
         return self
+
+
+def _inline_or_file(value: str, path: str) -> str:
+    """A setting given inline, else the content of the file named by its `_FILE` twin, else ""."""
+    if value.strip():
+        return value
+    if path.strip():
+        return Path(path.strip()).read_text()
+    return ""

@@ -1,5 +1,5 @@
 """The catalog's queries, by concern. Queries only: no transaction is opened or committed here, no
-permission, idempotency or protocol rule is checked (those are the use cases' and domain.py's).
+permission, idempotency or protocol rule is checked (those are the use cases' and domain/'s).
 
 - `products.py`: products and categories (lean `Query` reads; ORM writes taking a session)
 - `listing.py`: the product listing's statements, one per shape of query

@@ -17,7 +17,8 @@ from sqlalchemy import BindParameter, Numeric, and_, any_, bindparam, case, cast
 from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 from sqlalchemy.sql import Select
 
-from services.catalog import domain
+from services.catalog.domain import listing as listing_rules
+from services.catalog.domain import products as product_rules
 from services.catalog.models import Product
 
 PRODUCTS = Product.__table__
@@ -63,11 +64,11 @@ class Shape:
     after: bool  # a later page: keyset position bound, total counted apart
 
 
-def shape_of(query: domain.ProductQuery, *, postgres: bool, after: bool) -> Shape:
+def shape_of(query: listing_rules.ProductQuery, *, postgres: bool, after: bool) -> Shape:
     return Shape(
         postgres=postgres,
         sort=query.sort,
-        words=0 if postgres else len(domain.search_words(query.query)),
+        words=0 if postgres else len(listing_rules.search_words(query.query)),
         search=bool(query.query),
         category=bool(query.category_slug),
         brand=bool(query.brand),
@@ -84,11 +85,11 @@ def like_pattern(word: str) -> str:
 
 
 def parameters(
-    query: domain.ProductQuery, categories: list[str], size: int, after: tuple[Any, str] | None
+    query: listing_rules.ProductQuery, categories: list[str], size: int, after: tuple[Any, str] | None
 ) -> dict[str, Any]:
     """The values bound into a shape's statement."""
     values: dict[str, Any] = {
-        "active": domain.ACTIVE,
+        "active": product_rules.ACTIVE,
         "limit": size + 1,
         "q": query.query,
         "categories": categories,
@@ -96,7 +97,7 @@ def parameters(
         "min_price": query.min_price_cents,
         "max_price": query.max_price_cents,
     }
-    for index, word in enumerate(domain.search_words(query.query)):
+    for index, word in enumerate(listing_rules.search_words(query.query)):
         values[f"word_{index}"] = like_pattern(word)
     if after is not None:
         values["last_key"], values["last_id"] = after
@@ -114,7 +115,7 @@ def _sort_key(shape: Shape):
             rank = func.ts_rank(_SEARCH_VECTOR, _tsquery())
             return func.round(cast(rank, Numeric), RANK_DIGITS), True
         hits = [case((_contains(func.lower(PRODUCTS.c.name), i), 1), else_=0) for i in range(shape.words)]
-        return sum(hits[1:], hits[0]), True  # relevance implies words (domain.product_query)
+        return sum(hits[1:], hits[0]), True  # relevance implies words (listing_rules.product_query)
     return {
         "newest": (PRODUCTS.c.created_at, True),
         "price": (PRODUCTS.c.price_cents, False),

@@ -26,6 +26,10 @@ class ReservedLine:
     unit_price_cents: int
     currency_code: str
 
+    def values(self) -> dict[str, Any]:
+        """The line by field name: the ReservedLine proto's fields and the line INSERT's parameters."""
+        return vars(self).copy()
+
 
 @dataclass
 class ReservationView:
@@ -183,12 +187,7 @@ async def insert_lines(tx: Transaction, reservation_id: str, priced: list[Reserv
         await tx.execute(
             INSERT_LINE,
             reservation_id=reservation_id,
-            product_id=line.product_id,
-            quantity=line.quantity,
-            sku=line.sku,
-            name=line.name,
-            unit_price_cents=line.unit_price_cents,
-            currency_code=line.currency_code,
+            **line.values(),
         )
 
 

@@ -6,7 +6,10 @@ import hashlib
 
 import pytest
 
-from services.catalog import domain
+from services.catalog.domain import inputs
+from services.catalog.domain import listing as listing_rules
+from services.catalog.domain import products as product_rules
+from services.catalog.domain import stock as stock_rules
 from services.catalog.servicer import request_key
 from shop.lib.context import Caller
 from shop.lib.errors import ValidationError
@@ -32,7 +35,7 @@ def fields_of(exc: pytest.ExceptionInfo) -> dict:
 
 
 def test_validate_product_normalises():
-    out = domain.validate_product(GOOD, creating=True)
+    out = inputs.validate_product(GOOD, creating=True)
     assert out["name"] == "Lamp" and out["brand"] is None and out["status"] == "ACTIVE"
 
 
@@ -40,11 +43,11 @@ def test_validate_product_normalises():
     ("change", "field"),
     [
         ({"price_cents": 0}, "priceCents"),
-        ({"price_cents": domain.MAX_PRICE_CENTS + 1}, "priceCents"),
+        ({"price_cents": inputs.MAX_PRICE_CENTS + 1}, "priceCents"),
         ({"compare_at_price_cents": -1}, "compareAtPriceCents"),
         ({"currency": "Eur"}, "currency"),
         ({"stock": -1}, "stock"),
-        ({"stock": domain.MAX_STOCK + 1}, "stock"),
+        ({"stock": inputs.MAX_STOCK + 1}, "stock"),
         ({"sku": "a b"}, "sku"),
         ({"name": ""}, "name"),
         ({"images": ["ftp://x.example/a"]}, "images"),
@@ -56,49 +59,50 @@ def test_validate_product_normalises():
 )
 def test_validate_product_rejects(change, field):
     with pytest.raises(ValidationError) as exc:
-        domain.validate_product({**GOOD, **change}, creating=True)
+        inputs.validate_product({**GOOD, **change}, creating=True)
     assert field in fields_of(exc)
 
 
 def test_missing_required_fields_on_create_only():
     with pytest.raises(ValidationError) as exc:
-        domain.validate_product({"name": "x"}, creating=True)
+        inputs.validate_product({"name": "x"}, creating=True)
     assert {"sku", "priceCents", "currency", "categorySlug"} <= set(fields_of(exc))
-    assert domain.validate_product({"name": "x"}, creating=False) == {"name": "x"}
+    assert inputs.validate_product({"name": "x"}, creating=False) == {"name": "x"}
 
 
 def test_compare_at_price_must_exceed_price():
-    domain.check_prices(100, None)
-    domain.check_prices(100, 101)
+    inputs.check_prices(100, None)
+    inputs.check_prices(100, 101)
     for compare_at in (100, 99):
         with pytest.raises(ValidationError):
-            domain.check_prices(100, compare_at)
+            inputs.check_prices(100, compare_at)
 
 
 def test_visibility_and_management():
-    assert domain.can_see("ACTIVE", None, None, None)
-    assert domain.can_see("DRAFT", "s1", "s1", "SELLER") and domain.can_see("DRAFT", "s1", "a", "ADMIN")
-    assert not domain.can_see("DRAFT", "s1", "s2", "SELLER") and not domain.can_see("DRAFT", "s1", None, None)
-    assert not domain.can_see("ARCHIVED", "s1", "a", "ADMIN")
-    assert domain.can_manage(None, "a", "ADMIN") and domain.can_manage("s1", "s1", "SELLER")
-    assert not domain.can_manage("s1", "s2", "SELLER") and not domain.can_manage("s1", "s1", "CUSTOMER")
+    assert product_rules.can_see("ACTIVE", None, None, None)
+    assert product_rules.can_see("DRAFT", "s1", "s1", "SELLER") and product_rules.can_see("DRAFT", "s1", "a", "ADMIN")
+    assert not product_rules.can_see("DRAFT", "s1", "s2", "SELLER")
+    assert not product_rules.can_see("DRAFT", "s1", None, None)
+    assert not product_rules.can_see("ARCHIVED", "s1", "a", "ADMIN")
+    assert product_rules.can_manage(None, "a", "ADMIN") and product_rules.can_manage("s1", "s1", "SELLER")
+    assert not product_rules.can_manage("s1", "s2", "SELLER") and not product_rules.can_manage("s1", "s1", "CUSTOMER")
 
 
 def test_merge_lines_sorts_and_merges():
     a, b = "bbbbbbbb-0000-4000-8000-000000000000", "aaaaaaaa-0000-4000-8000-000000000000"
-    assert domain.merge_lines([(a, 1), (b, 2), (a.upper(), 3)]) == [(b, 2), (a, 4)]
+    assert stock_rules.merge_lines([(a, 1), (b, 2), (a.upper(), 3)]) == [(b, 2), (a, 4)]
     with pytest.raises(ValidationError):
-        domain.merge_lines([])
+        stock_rules.merge_lines([])
     with pytest.raises(ValidationError):
-        domain.merge_lines([(a, domain.MAX_LINE_QUANTITY), (a, 1)])
+        stock_rules.merge_lines([(a, stock_rules.MAX_LINE_QUANTITY), (a, 1)])
 
 
 def test_categories_roll_up():
     parents = {"a": None, "b": "a", "c": "b", "d": None}
-    assert domain.descendants("a", parents) == {"a", "b", "c"}
-    assert domain.rolled_up_counts({"b": 2, "c": 1, "d": 4}, parents) == {"a": 3, "b": 3, "c": 1, "d": 4}
+    assert listing_rules.descendants("a", parents) == {"a", "b", "c"}
+    assert listing_rules.rolled_up_counts({"b": 2, "c": 1, "d": 4}, parents) == {"a": 3, "b": 3, "c": 1, "d": 4}
     with pytest.raises(ValidationError):
-        domain.validate_category("x", "X", "x")
+        inputs.validate_category("x", "X", "x")
 
 
 def test_product_query_defaults():
@@ -112,7 +116,7 @@ def test_product_query_defaults():
             "in_stock_only": False,
             "sort": None,
         }
-        return domain.product_query(**{**base, **kw})
+        return listing_rules.product_query(**{**base, **kw})
 
     assert q().sort == "newest" and q(query=" lamp  shade ").sort == "relevance"
     assert q(query="lamp  shade").query == "lamp shade"
@@ -152,17 +156,17 @@ def test_visibility_and_ownership():
     from shop.lib.errors import NotFound, PermissionDenied
 
     with pytest.raises(NotFound):
-        domain.check_visible(None, "u", "CUSTOMER")
+        product_rules.check_visible(None, "u", "CUSTOMER")
     with pytest.raises(NotFound):  # someone else's draft is invisible, not forbidden
-        domain.check_manageable(product_row(domain.DRAFT), "seller-2", "SELLER")
+        product_rules.check_manageable(product_row(product_rules.DRAFT), "seller-2", "SELLER")
     with pytest.raises(PermissionDenied):  # visible but not owned
-        domain.check_manageable(product_row(domain.ACTIVE), "seller-2", "SELLER")
-    domain.check_manageable(product_row(domain.DRAFT), "seller-1", "SELLER")
-    domain.check_manageable(product_row(domain.ACTIVE), None, "ADMIN")
-    assert domain.already_archived(product_row(domain.ARCHIVED), "seller-1", "SELLER")
-    assert not domain.already_archived(product_row(domain.ACTIVE), "seller-1", "SELLER")
+        product_rules.check_manageable(product_row(product_rules.ACTIVE), "seller-2", "SELLER")
+    product_rules.check_manageable(product_row(product_rules.DRAFT), "seller-1", "SELLER")
+    product_rules.check_manageable(product_row(product_rules.ACTIVE), None, "ADMIN")
+    assert product_rules.already_archived(product_row(product_rules.ARCHIVED), "seller-1", "SELLER")
+    assert not product_rules.already_archived(product_row(product_rules.ACTIVE), "seller-1", "SELLER")
     with pytest.raises(NotFound):  # an archived product is gone for anyone who could not archive it
-        domain.already_archived(product_row(domain.ARCHIVED), "seller-2", "SELLER")
+        product_rules.already_archived(product_row(product_rules.ARCHIVED), "seller-2", "SELLER")
 
 
 # -- the reservation protocol ----------------------------------------------------------------------
@@ -173,37 +177,44 @@ def test_reservation_steps():
 
     from shop.lib.errors import Conflict
 
-    assert domain.renew_step(domain.RESERVED, renew=False) == domain.NOTHING
-    assert domain.renew_step(domain.RESERVED, renew=True) == domain.Step(to=domain.RESERVED)
-    assert domain.renew_step(domain.RELEASED, renew=True) == domain.Step(retake=True, to=domain.RESERVED)
-    assert domain.renew_step(domain.COMMITTED, renew=True) == domain.NOTHING
-    assert domain.commit_step(domain.RELEASED) == domain.Step(retake=True, to=domain.COMMITTED)
-    assert domain.commit_step(domain.RESTOCKED) == domain.NOTHING
+    assert stock_rules.renew_step(stock_rules.RESERVED, renew=False) == stock_rules.NOTHING
+    assert stock_rules.renew_step(stock_rules.RESERVED, renew=True) == stock_rules.Step(to=stock_rules.RESERVED)
+    assert stock_rules.renew_step(stock_rules.RELEASED, renew=True) == stock_rules.Step(
+        retake=True, to=stock_rules.RESERVED
+    )
+    assert stock_rules.renew_step(stock_rules.COMMITTED, renew=True) == stock_rules.NOTHING
+    assert stock_rules.commit_step(stock_rules.RELEASED) == stock_rules.Step(retake=True, to=stock_rules.COMMITTED)
+    assert stock_rules.commit_step(stock_rules.RESTOCKED) == stock_rules.NOTHING
     now = datetime.now(UTC)
-    assert domain.release_step(domain.RESERVED, now) == domain.Step(give_back=True, to=domain.RELEASED)
-    assert domain.release_step(domain.RELEASED, now) == domain.NOTHING
-    assert domain.release_step(domain.RESERVED, now, expired_before=now - timedelta(seconds=1)) is None
-    assert domain.release_step(domain.COMMITTED, now, expired_before=now) is None
+    assert stock_rules.release_step(stock_rules.RESERVED, now) == stock_rules.Step(
+        give_back=True, to=stock_rules.RELEASED
+    )
+    assert stock_rules.release_step(stock_rules.RELEASED, now) == stock_rules.NOTHING
+    assert stock_rules.release_step(stock_rules.RESERVED, now, expired_before=now - timedelta(seconds=1)) is None
+    assert stock_rules.release_step(stock_rules.COMMITTED, now, expired_before=now) is None
     with pytest.raises(Conflict) as committed:
-        domain.release_step(domain.COMMITTED, now)
+        stock_rules.release_step(stock_rules.COMMITTED, now)
     assert committed.value.code == "RESERVATION_COMMITTED"
-    assert domain.restock_step(domain.COMMITTED) == domain.Step(give_back=True, to=domain.RESTOCKED)
-    for status, code in ((domain.RESERVED, "RESERVATION_NOT_COMMITTED"), (domain.RELEASED, "RESERVATION_RELEASED")):
+    assert stock_rules.restock_step(stock_rules.COMMITTED) == stock_rules.Step(give_back=True, to=stock_rules.RESTOCKED)
+    for status, code in (
+        (stock_rules.RESERVED, "RESERVATION_NOT_COMMITTED"),
+        (stock_rules.RELEASED, "RESERVATION_RELEASED"),
+    ):
         with pytest.raises(Conflict) as refused:
-            domain.restock_step(status)
+            stock_rules.restock_step(status)
         assert refused.value.code == code
 
 
 def test_shortfall_names_unavailable_products_first_else_the_short_ones():
     row = type("Row", (), {})
 
-    def found(stock, status=domain.ACTIVE):
+    def found(stock, status=product_rules.ACTIVE):
         r = row()
         r.stock, r.status = stock, status
         return r
 
     lines = [("a", 2), ("b", 5), ("c", 1)]
-    short = domain.shortfall(lines, {"a": found(5), "b": found(3), "c": found(1)})
+    short = stock_rules.shortfall(lines, {"a": found(5), "b": found(3), "c": found(1)})
     assert (short.code, short.details) == ("INSUFFICIENT_STOCK", {"productIds": ["a", "b"]})
-    gone = domain.shortfall(lines, {"a": found(5), "b": found(3, domain.DRAFT)})
+    gone = stock_rules.shortfall(lines, {"a": found(5), "b": found(3, product_rules.DRAFT)})
     assert (gone.code, gone.details) == ("PRODUCT_UNAVAILABLE", {"productIds": ["b", "c"]})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.catalog import domain
+from services.catalog.domain import listing as listing_rules
 from services.catalog.products import Products
 from services.catalog.repository import listing
 from services.catalog.seed import PRODUCTS, seed_demo_data
@@ -37,7 +37,7 @@ def query(**fields):
         "sort": None,
         **fields,
     }
-    return domain.product_query(**values)
+    return listing_rules.product_query(**values)
 
 
 async def every_page(repo, q, size):

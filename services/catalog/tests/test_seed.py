@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from services.catalog import domain
+from services.catalog.domain import inputs
+from services.catalog.domain import products as product_rules
 from services.catalog.models import Category, Product
 from services.catalog.seed import CATEGORIES, PRODUCTS, seed_demo_data
 from services.catalog.server import MIGRATIONS_DIR
@@ -26,14 +27,14 @@ async def check_seed(url: str) -> None:
             skus = (await session.execute(select(func.count(func.distinct(Product.sku))))).scalar_one()
         assert len(products) == skus == len(PRODUCTS)
         assert len(categories) == len(CATEGORIES)
-        assert all(p.status == domain.ACTIVE for p in products)
+        assert all(p.status == product_rules.ACTIVE for p in products)
         assert len({p.category_slug for p in products}) >= 4
         assert any(c.parent_slug for c in categories)
         for product in products:
             assert 500 <= product.price_cents <= 50000
             assert product.compare_at_price_cents is None or product.compare_at_price_cents > product.price_cents
             assert product.brand and product.stock > 0 and len(product.description) > 40
-            assert product.images and all(domain.valid_image_url(u) for u in product.images)
+            assert product.images and all(inputs.valid_image_url(u) for u in product.images)
             assert product.images[0].startswith("https://images.shop.example/")
     finally:
         await db.dispose()
@@ -97,7 +98,7 @@ async def test_seeded_server_serves_the_demo_catalog(suite, tmp_path):
 @pytest.mark.parametrize("sku", [p[0] for p in PRODUCTS])
 def test_seed_rows_pass_the_product_rules(sku):
     row = next(p for p in PRODUCTS if p[0] == sku)
-    fields = domain.validate_product(
+    fields = inputs.validate_product(
         {
             "sku": row[0],
             "name": row[1],
@@ -113,5 +114,5 @@ def test_seed_rows_pass_the_product_rules(sku):
         },
         creating=True,
     )
-    domain.check_prices(fields["price_cents"], fields["compare_at_price_cents"])
+    inputs.check_prices(fields["price_cents"], fields["compare_at_price_cents"])
     assert row[5] in {c[0] for c in CATEGORIES}

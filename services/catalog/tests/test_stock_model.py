@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from services.catalog import domain
+from services.catalog.domain import products as product_rules
+from services.catalog.domain import stock as stock_rules
 from services.catalog.models import Category, Product
 from services.catalog.products import Products
 from services.catalog.server import MIGRATIONS_DIR
@@ -91,7 +92,7 @@ class World:
                         category_slug=self.category,
                         images=[],
                         stock=stock,
-                        status=domain.ACTIVE,
+                        status=product_rules.ACTIVE,
                         created_at=utcnow(),
                         updated_at=utcnow(),
                     )
@@ -138,7 +139,7 @@ class StockMachine(RuleBasedStateMachine):
     )
     def reserve(self, lines, short_lived):
         reservation_id = str(uuid.uuid4())
-        wanted = ModelReservation(lines=lines, status=domain.RESERVED, short_lived=short_lived)
+        wanted = ModelReservation(lines=lines, status=stock_rules.RESERVED, short_lived=short_lived)
         enough = all(self.model.stock[index] >= quantity for index, quantity in lines.items())
         ttl = SHORT_TTL if short_lived else LONG_TTL
         try:
@@ -146,7 +147,7 @@ class StockMachine(RuleBasedStateMachine):
         except Conflict as exc:
             assert not enough and exc.code == "INSUFFICIENT_STOCK"
             return
-        assert enough and view.status == domain.RESERVED
+        assert enough and view.status == stock_rules.RESERVED
         for index, quantity in lines.items():
             self.model.stock[index] -= quantity
         self.model.reservations[reservation_id] = wanted
@@ -171,13 +172,16 @@ class StockMachine(RuleBasedStateMachine):
         try:
             self.run(self.world.stock.release_reservation(reservation_id))
         except Conflict as exc:
-            assert reservation.status in (domain.COMMITTED, domain.RESTOCKED) and exc.code == "RESERVATION_COMMITTED"
+            assert (
+                reservation.status in (stock_rules.COMMITTED, stock_rules.RESTOCKED)
+                and exc.code == "RESERVATION_COMMITTED"
+            )
             return
-        assert reservation.status in (domain.RESERVED, domain.RELEASED)
-        if reservation.status == domain.RESERVED:
+        assert reservation.status in (stock_rules.RESERVED, stock_rules.RELEASED)
+        if reservation.status == stock_rules.RESERVED:
             for index, quantity in reservation.lines.items():
                 self.model.stock[index] += quantity
-            reservation.status = domain.RELEASED
+            reservation.status = stock_rules.RELEASED
 
     def _enough(self, reservation: ModelReservation) -> bool:
         return all(self.model.stock[index] >= quantity for index, quantity in reservation.lines.items())
@@ -197,14 +201,14 @@ class StockMachine(RuleBasedStateMachine):
         try:
             view = self.run(self.world.stock.reserve(reservation_id, self.lines_of(reservation), ttl, renew=True))
         except Conflict as exc:
-            assert reservation.status == domain.RELEASED and not self._enough(reservation)
+            assert reservation.status == stock_rules.RELEASED and not self._enough(reservation)
             assert exc.code == "INSUFFICIENT_STOCK"
             return
-        if reservation.status == domain.RELEASED:
+        if reservation.status == stock_rules.RELEASED:
             assert self._enough(reservation)
             self._take(reservation)
-            reservation.status = domain.RESERVED
-        if reservation.status == domain.RESERVED:
+            reservation.status = stock_rules.RESERVED
+        if reservation.status == stock_rules.RESERVED:
             reservation.short_lived = short_lived  # the new expiry
         assert view.status == reservation.status
 
@@ -219,14 +223,14 @@ class StockMachine(RuleBasedStateMachine):
         try:
             view = self.run(self.world.stock.commit_reservation(reservation_id, user_id))
         except Conflict as exc:
-            assert reservation.status == domain.RELEASED and not self._enough(reservation)
+            assert reservation.status == stock_rules.RELEASED and not self._enough(reservation)
             assert exc.code == "RESERVATION_RELEASED"
             return
-        if reservation.status == domain.RELEASED:
+        if reservation.status == stock_rules.RELEASED:
             assert self._enough(reservation)
             self._take(reservation)
-        if reservation.status in (domain.RESERVED, domain.RELEASED):
-            reservation.status = domain.COMMITTED
+        if reservation.status in (stock_rules.RESERVED, stock_rules.RELEASED):
+            reservation.status = stock_rules.COMMITTED
         assert view.status == reservation.status
 
     @precondition(lambda self: self.model.reservations)
@@ -236,14 +240,14 @@ class StockMachine(RuleBasedStateMachine):
         try:
             self.run(self.world.stock.restock_reservation(reservation_id))
         except Conflict as exc:
-            expected = {domain.RESERVED: "RESERVATION_NOT_COMMITTED", domain.RELEASED: "RESERVATION_RELEASED"}
+            expected = {stock_rules.RESERVED: "RESERVATION_NOT_COMMITTED", stock_rules.RELEASED: "RESERVATION_RELEASED"}
             assert exc.code == expected.get(reservation.status)
             return
-        assert reservation.status in (domain.COMMITTED, domain.RESTOCKED)
-        if reservation.status == domain.COMMITTED:
+        assert reservation.status in (stock_rules.COMMITTED, stock_rules.RESTOCKED)
+        if reservation.status == stock_rules.COMMITTED:
             for index, quantity in reservation.lines.items():
                 self.model.stock[index] += quantity
-            reservation.status = domain.RESTOCKED
+            reservation.status = stock_rules.RESTOCKED
 
     @precondition(lambda self: self.ids)
     @rule()
@@ -251,10 +255,10 @@ class StockMachine(RuleBasedStateMachine):
         """The sweep: reservations past their TTL (the short-lived ones) go back to the shelf."""
         self.run(self.world.stock.release_expired(utcnow() + timedelta(seconds=60)))
         for reservation in self.model.reservations.values():
-            if reservation.status == domain.RESERVED and reservation.short_lived:
+            if reservation.status == stock_rules.RESERVED and reservation.short_lived:
                 for index, quantity in reservation.lines.items():
                     self.model.stock[index] += quantity
-                reservation.status = domain.RELEASED
+                reservation.status = stock_rules.RELEASED
 
     @precondition(lambda self: self.ids)
     @rule(index=st.integers(0, PRODUCTS - 1), delta=st.integers(-4, 4).filter(bool))
@@ -275,8 +279,8 @@ class StockMachine(RuleBasedStateMachine):
         stocks = self.run(self.world.stocks(self.ids))
         assert stocks == self.model.stock
         for index in range(PRODUCTS):
-            live = self.model.held(index, domain.RESERVED)
-            sold = self.model.held(index, domain.COMMITTED)
+            live = self.model.held(index, stock_rules.RESERVED)
+            sold = self.model.held(index, stock_rules.COMMITTED)
             assert stocks[index] >= 0
             assert stocks[index] + live + sold == self.model.initial[index] + self.model.adjusted[index]
 

@@ -47,6 +47,16 @@ def _card_of(intent: Any) -> tuple[str, str]:
     return str(_get(card, "brand", "")), str(_get(card, "last4", ""))
 
 
+def _provider_error(
+    exc: stripe.StripeError, *, failed: str = "The payment provider failed", code: str = "PAYMENT_PROVIDER_ERROR"
+) -> ShopError:
+    """A Stripe error the call does not handle itself: a connection failure, throttling or Stripe's
+    own error is ProviderUnavailable (worth a retry); any other is `code`."""
+    if isinstance(exc, (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError)):
+        return ProviderUnavailable(f"The payment provider is unavailable: {type(exc).__name__}.")
+    return ShopError(f"{failed}: {type(exc).__name__}.", code=code)
+
+
 def _result(intent: Any, amount_cents: int) -> ChargeResult:
     """A PaymentIntent as a ChargeResult."""
     status = _get(intent, "status", "")
@@ -141,12 +151,8 @@ class StripeProvider:
             raise InvalidArgument(
                 "The payment provider refused the charge request.", code="PAYMENT_REQUEST_INVALID"
             ) from None
-        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
-            raise ProviderUnavailable(f"The payment provider is unavailable: {type(exc).__name__}.") from None
         except stripe.StripeError as exc:
-            raise ShopError(
-                f"The payment provider failed: {type(exc).__name__}.", code="PAYMENT_PROVIDER_ERROR"
-            ) from None
+            raise _provider_error(exc) from None
         return _result(intent, amount_cents)
 
     async def retrieve(self, reference: str) -> ChargeResult:
@@ -155,12 +161,8 @@ class StripeProvider:
             intent = await self.client.v1.payment_intents.retrieve_async(
                 reference, params={"expand": ["payment_method"]}
             )
-        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
-            raise ProviderUnavailable(f"The payment provider is unavailable: {type(exc).__name__}.") from None
         except stripe.StripeError as exc:
-            raise ShopError(
-                f"The payment provider failed: {type(exc).__name__}.", code="PAYMENT_PROVIDER_ERROR"
-            ) from None
+            raise _provider_error(exc) from None
         return _result(intent, int(_get(intent, "amount", 0)))
 
     async def refund(
@@ -177,12 +179,8 @@ class StripeProvider:
                 params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": idempotency_key},
             )
-        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
-            raise ProviderUnavailable(f"The payment provider is unavailable: {type(exc).__name__}.") from None
         except stripe.StripeError as exc:
-            raise ShopError(
-                f"The payment provider refused the refund: {type(exc).__name__}.", code="REFUND_FAILED"
-            ) from None
+            raise _provider_error(exc, failed="The payment provider refused the refund", code="REFUND_FAILED") from None
         return RefundResult(str(_get(refund, "id", "")), int(_get(refund, "amount", amount_cents)))
 
     def parse_webhook(self, payload: bytes, signature: str) -> ProviderEvent:
