@@ -93,7 +93,9 @@ def test_old_and_new_replicas_write_keys_side_by_side(database_url):
                 ),
                 old,
             )
-            statuses = dict(connection.execute(text("SELECT id, response_status FROM idempotency_keys")).all())
+            statuses: dict[str, int] = dict(
+                connection.execute(text("SELECT id, response_status FROM idempotency_keys")).all()
+            )
         assert statuses == {checkout["id"]: 0, refund["id"]: 0, old["id"]: 201}
     finally:
         engine.dispose()
