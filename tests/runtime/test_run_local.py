@@ -13,6 +13,7 @@ import uuid
 import httpx
 import pytest
 
+from bench.stack import free_base_port
 from tests.harness import ROOT, free_port
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,9 @@ def checkout_on_sqlite(base_url, access_token, product_id):
 def test_make_run_with_two_replicas_starts_serves_stops_and_persists(tmp_path):
     var_dir = tmp_path / "var"
     http_port = free_port()
-    base_port = 40000 + (os.getpid() % 2000) * 10
+    # Below the ephemeral range and probed free: a fixed guess in 40000-60000 collided with some
+    # other process's ephemeral port now and then (a replica then failed to bind).
+    base_port = free_base_port(replicas=2)
     base_url = f"http://127.0.0.1:{http_port}"
 
     process, log = start(var_dir, http_port, base_port, replicas=2)
