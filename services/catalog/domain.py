@@ -77,12 +77,20 @@ def parse_uuid(value: str, field_name: str = "productId") -> str:
 # -- products ----------------------------------------------------------------------------------
 
 
-def _check_text(errors: FieldErrors, name: str, value: str, *, min_len: int, max_len: int) -> str:
-    errors.no_nul(name, value)
+def _check_text(
+    errors: FieldErrors, name: str, value: str, *, min_len: int, max_len: int, one_line: bool = False
+) -> str:
+    """Trimmed text of at least min_len characters, at most max_len as sent (the documented
+    maxLength counts every character); `one_line`: no control characters in it."""
+    sent = len(value)
     value = value.strip()
+    if one_line:
+        errors.no_control(name, value)
+    else:
+        errors.no_nul(name, value)
     if len(value) < min_len:
         errors.add(name, "must not be empty" if min_len == 1 else f"must be at least {min_len} characters")
-    elif len(value) > max_len:
+    elif sent > max_len:
         errors.add(name, f"must be at most {max_len} characters")
     return value
 
@@ -150,7 +158,7 @@ def validate_product(fields: dict[str, Any], *, creating: bool) -> dict[str, Any
         out["compare_at_price_cents"] = value
     if "currency" in fields:
         currency = fields["currency"]
-        if not CURRENCY_PATTERN.match(currency):
+        if not CURRENCY_PATTERN.fullmatch(currency):
             errors.add("currency", "must be a 3-letter upper-case ISO 4217 code")
         out["currency"] = currency
     if "category_slug" in fields:
@@ -284,7 +292,7 @@ def validate_stock_adjustment(delta: int, reason: str) -> str:
         errors.add("delta", "must not be 0")
     elif abs(delta) > MAX_STOCK_DELTA:
         errors.add("delta", f"must be between -{MAX_STOCK_DELTA} and {MAX_STOCK_DELTA}")
-    reason = _check_text(errors, "reason", reason, min_len=1, max_len=REASON_MAX)
+    reason = _check_text(errors, "reason", reason, min_len=1, max_len=REASON_MAX, one_line=True)
     errors.raise_if_any()
     return reason
 
@@ -303,17 +311,17 @@ def check_adjustment(product_id: str, stock: int, delta: int) -> None:
 
 
 def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str, str | None]:
+    """A slug is taken as sent (no trimming: an identifier, as documented); the name is trimmed."""
     errors = FieldErrors()
-    slug = slug.strip()
     if not slug:
         errors.add("slug", "must not be empty")
     elif len(slug) > CATEGORY_SLUG_MAX:
         errors.add("slug", f"must be at most {CATEGORY_SLUG_MAX} characters")
-    elif not SLUG_PATTERN.match(slug):
+    elif not SLUG_PATTERN.fullmatch(slug):
         errors.add("slug", "must be lower-case letters and digits separated by single hyphens")
-    name = _check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX)
+    name = _check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX, one_line=True)
     errors.no_nul("parentSlug", parent_slug)
-    parent = parent_slug.strip() or None
+    parent = parent_slug or None
     if parent is not None and parent == slug:
         errors.add("parentSlug", "must not be the category itself")
     errors.raise_if_any()
