@@ -9,7 +9,9 @@ FastAPI's schema from the routes' models (gateway/schemas/), plus what every ope
   optional on those that read one when sent (read from each route's dependencies);
 - 204 and 202 answers documented with no content;
 - headers a route checks itself (`Idempotency-Key`, to answer IDEMPOTENCY_KEY_REQUIRED) marked
-  required when their schema says `x-required`.
+  required when their schema says `x-required`;
+- optional parameters that are left out or sent, never null: FastAPI writes `X | None` as
+  `anyOf [X, null]`, and a generator would send the text "null".
 FastAPI's own 422 is never answered (validation errors are 400 VALIDATION_ERROR): it is dropped.
 """
 
@@ -95,12 +97,29 @@ def _own_body(response: dict[str, Any]) -> bool:
     return any(ref and not ref.endswith("/ErrorEnvelope") for ref in refs)
 
 
+def _not_null(schema: dict[str, Any]) -> None:
+    """A parameter's schema without the `null` FastAPI adds for an optional one: a query or header
+    value is text, and an absent parameter is simply not sent."""
+    options = schema.get("anyOf")
+    if not options or {"type": "null"} not in options:
+        return
+    kept = [option for option in options if option != {"type": "null"}]
+    if len(kept) == 1:
+        del schema["anyOf"]
+        for key, value in kept[0].items():
+            schema.setdefault(key, value)
+    else:
+        schema["anyOf"] = kept
+
+
 def _finish(operation: dict[str, Any], auth: str | None, api: bool) -> None:
     responses = operation.setdefault("responses", {})
     for parameter in operation.get("parameters", []):
+        schema = parameter.get("schema", {})
         # A header the route checks itself (to answer its own code) but that is required all the same.
-        if parameter.get("schema", {}).pop("x-required", False):
+        if schema.pop("x-required", False):
             parameter["required"] = True
+        _not_null(schema)
     had_validation = responses.pop("422", None) is not None
     if had_validation or operation.get("parameters") or operation.get("requestBody"):
         responses.setdefault("400", {"description": ERROR_TEXT[400]})

@@ -19,7 +19,7 @@ from gateway.deps import GatewayState, Principal, current_user, get_state, optio
 from gateway.errors import ApiError
 from gateway.openapi import errors
 from gateway.schemas.cart import AddCartItemBody, Cart, SetCartItemBody, cart_json
-from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_PATTERN, data, envelope
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_RULE, data, envelope
 from shop.cart.v1 import cart_pb2
 from shop.lib import idempotency
 from shop.lib.errors import decode_rpc_error
@@ -103,7 +103,7 @@ async def cart_caller(
         default=None,
         alias=SESSION_HEADER,
         description="A guest's cart session (UUID). Omit it to be issued one in the response header.",
-        json_schema_extra={"pattern": UUID_PATTERN},
+        json_schema_extra=UUID_RULE,
     ),
 ) -> CartCaller:
     if session_id is None:
@@ -131,7 +131,7 @@ def cart_answer(caller: CartCaller, response: Response, cart: cart_pb2.Cart) -> 
 ProductId = Path(
     alias="productId",
     description="The product's id (UUID).",
-    json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN},
+    json_schema_extra=UUID_RULE,
 )
 
 
@@ -259,7 +259,7 @@ async def merge_carts(
     session_id: str = Header(
         alias=SESSION_HEADER,
         description="The guest cart's session (UUID).",
-        json_schema_extra={"pattern": UUID_PATTERN},
+        json_schema_extra=UUID_RULE,
     ),
     state: GatewayState = Depends(get_state),
 ):

@@ -57,7 +57,7 @@ from gateway.schemas.catalog import (
     product_json,
     review_json,
 )
-from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_PATTERN, data, envelope, page, page_of, render
+from gateway.schemas.common import IDEMPOTENCY_KEY_RULE, UUID_RULE, data, envelope, page, page_of, render
 from shop.catalog.v1 import catalog_pb2
 from shop.lib import idempotency
 
@@ -73,15 +73,13 @@ def idempotency_key(value: str | None) -> str:
     return idempotency.clean_key(value) or ""
 
 
-ProductId = Path(
-    alias="productId", description=PRODUCT_ID_DOC, json_schema_extra={"format": "uuid", "pattern": UUID_PATTERN}
-)
+ProductId = Path(alias="productId", description=PRODUCT_ID_DOC, json_schema_extra=UUID_RULE)
 IdempotencyKey = Header(
     None,
     alias="Idempotency-Key",
-    description="Makes a repeat return the first result.",
-    json_schema_extra={**IDEMPOTENCY_KEY_RULE, "maxLength": 64},
-)  # catalog keeps 64
+    description="Makes a repeat return the first result (1..128 printable ASCII characters).",
+    json_schema_extra=IDEMPOTENCY_KEY_RULE,
+)
 NOT_FOUND = "PRODUCT_NOT_FOUND (unknown, archived, or a draft you cannot see)"
 
 
@@ -226,15 +224,18 @@ def update_request(product_id: str, body: ProductUpdateBody) -> catalog_pb2.Upda
     return request
 
 
+# A version no product has: what an If-Match that names none of ours (or a list of tags) expects.
+NO_VERSION = Timestamp(seconds=0, nanos=0)
+
+
 def precondition(if_match: str | None) -> Timestamp | None:
     """The product version If-Match names (None: unconditional, `*` included). A tag that names
-    no version of ours, or a list of tags, can match nothing: 412 before anything is called."""
+    no version of ours can match nothing: the catalog answers 412 for it, after its own checks of
+    the id (400), the product (404) and the caller (403), as for any stale tag."""
     if if_match is None or if_match.strip() == "*":
         return None
     version = etag_version(if_match)
-    if version is None:
-        raise ApiError(412, "PRECONDITION_FAILED", "If-Match does not name this product's current version (ETag).")
-    return version
+    return NO_VERSION if version is None else version
 
 
 @router.patch(
@@ -344,13 +345,17 @@ async def list_categories(state: GatewayState = Depends(get_state)):
     summary="Create a category (admin)",
     status_code=201,
     response_model=envelope(Category),
-    responses=errors(403, 404, 409, e404="CATEGORY_NOT_FOUND: no such parentSlug", e409="CATEGORY_EXISTS"),
+    responses=errors(
+        400, 403, 409, e400="VALIDATION_ERROR (a parentSlug that names no category too)", e409="CATEGORY_EXISTS"
+    ),
 )
 async def create_category(
     body: CategoryCreateBody,
     principal: Principal = Depends(require_admin),
     state: GatewayState = Depends(get_state),
 ):
+    if body.parent_slug == "":  # the proto's "" means "no parent": the JSON says so with null only
+        raise ApiError.validation({"parentSlug": ["must be a category's slug (null or left out for none)"]})
     response = await state.clients.catalog.CreateCategory(
         catalog_pb2.CreateCategoryRequest(slug=body.slug, name=body.name, parent_slug=body.parent_slug or ""),
         metadata=principal.metadata,

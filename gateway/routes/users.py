@@ -233,12 +233,13 @@ async def update_user(
     principal: Principal = Depends(require_admin),
     state: GatewayState = Depends(get_state),
 ):
-    if body.role is None and body.status is None:
+    values = _patch_values(body, clearable=set())  # null is refused: neither can be cleared
+    if not values:
         raise ApiError.validation({"role": ["give a role or a status"], "status": ["give a role or a status"]})
     request = auth_pb2.UpdateUserRequest(
         user_id=user_id,
-        role=ROLES.value_or_unspecified(body.role),
-        status=USER_STATUSES.value_or_unspecified(body.status),
+        role=ROLES.value_or_unspecified(values.get("role")),
+        status=USER_STATUSES.value_or_unspecified(values.get("status")),
     )
     response = await state.clients.auth.UpdateUser(request, metadata=principal.metadata)
     return data(user_json(response.user))

@@ -6,11 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
-from gateway.schemas.common import ApiModel, OutModel, Uuid, line_json
+from gateway.schemas.common import UUID_RULE, ApiModel, OutModel, Uuid, line_json
 from shop.cart.v1 import cart_pb2
 
 MAX_LINE_QUANTITY = 100
-UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 class CartItem(OutModel):
@@ -46,7 +45,7 @@ def cart_json(cart: cart_pb2.Cart) -> dict[str, Any]:
 
 
 class AddCartItemBody(ApiModel):
-    product_id: str = Field(description="The product's id (UUID).", json_schema_extra={"pattern": UUID_PATTERN})
+    product_id: str = Field(description="The product's id (UUID).", json_schema_extra=UUID_RULE)
     quantity: int = Field(default=1, ge=1, le=MAX_LINE_QUANTITY, description="Added to the line (1..100).")
 
 

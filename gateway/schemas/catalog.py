@@ -9,12 +9,25 @@ from typing import Annotated, Any, Literal
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, field_validator
 
-from gateway.schemas.common import NON_BLANK, ApiModel, DateTime, OutModel, Uuid, has_surrogate, omit_or, rfc3339
+from gateway.schemas.common import (
+    NON_BLANK,
+    ApiModel,
+    DateTime,
+    OutModel,
+    Uuid,
+    has_surrogate,
+    omit_or,
+    rfc3339,
+)
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.enums import EnumNames
 
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
+# The catalog's rules (services/catalog/domain.py): one stock adjustment moves at most this many
+# units; a category slug is lower-case letters and digits in hyphen-separated groups.
+MAX_STOCK_DELTA = 1_000_000
+SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 PRODUCT_STATUSES = EnumNames(catalog_pb2.ProductStatus)
 SORTS = {
     "relevance": catalog_pb2.PRODUCT_SORT_RELEVANCE,
@@ -203,9 +216,9 @@ class ProductUpdateBody(CatalogBody):
 
 class StockAdjustmentBody(CatalogBody):
     delta: int = Field(
-        ge=-INT32_MAX,
-        le=INT32_MAX,
-        description="Non-zero change of the stock.",
+        ge=-MAX_STOCK_DELTA,
+        le=MAX_STOCK_DELTA,
+        description=f"Non-zero change of the stock, at most {MAX_STOCK_DELTA:,} units either way.",
         json_schema_extra={"not": {"const": 0}},
     )
     reason: str = Field(
@@ -216,16 +229,23 @@ class StockAdjustmentBody(CatalogBody):
 
 class CategoryCreateBody(CatalogBody):
     slug: str = Field(
-        description="Lower-case letters and digits separated by hyphens, at most 64.",
-        json_schema_extra={"pattern": r"^\s*[a-z0-9]+(-[a-z0-9]+)*\s*$", "maxLength": 64},
+        description="Lower-case letters and digits in groups separated by single hyphens, at most 64.",
+        json_schema_extra={"pattern": SLUG_PATTERN, "maxLength": 64},
     )
-    name: str = Field(description="1..100 characters.", json_schema_extra={"maxLength": 100, "pattern": NON_BLANK})
-    parent_slug: str | None = Field(default=None, description="An existing category.")
+    name: str = Field(
+        description="1..100 characters, no control characters.",
+        json_schema_extra={"maxLength": 100, "pattern": NON_BLANK},
+    )
+    parent_slug: str | None = Field(
+        default=None,
+        description="The slug of an existing category (400 when there is none); null or left out for a top one.",
+        json_schema_extra={"anyOf": [{"type": "string", "pattern": SLUG_PATTERN, "maxLength": 64}, {"type": "null"}]},
+    )
 
 
 class ReviewCreateBody(CatalogBody):
     rating: int = Field(
         ge=-INT32_MAX, le=INT32_MAX, description="1..5.", json_schema_extra={"minimum": 1, "maximum": 5}
     )
-    title: str = Field(default="", description="At most 120 characters.")
-    body: str = Field(default="", description="At most 5000 characters.")
+    title: str = Field(default="", description="At most 120 characters.", json_schema_extra={"maxLength": 120})
+    body: str = Field(default="", description="At most 5000 characters.", json_schema_extra={"maxLength": 5000})

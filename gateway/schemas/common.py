@@ -9,8 +9,10 @@ from functools import cache
 from typing import Annotated, Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler, WithJsonSchema, create_model, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from shop.lib.lines import PricedLine
 
@@ -18,8 +20,14 @@ from shop.lib.lines import PricedLine
 DateTime = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 Uuid = Annotated[str, Field(json_schema_extra={"format": "uuid"})]
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+# A UUID sent in a path, header or body: exactly 36 characters, because in some regex dialects
+# (Python's, which generators use) `$` also matches before a final newline.
+UUID_RULE: dict[str, Any] = {"format": "uuid", "pattern": UUID_PATTERN, "minLength": 36, "maxLength": 36}
 # Text with something besides spaces in it and no control characters (what the services require).
 NON_BLANK = r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"
+# Text never holds NUL (PostgreSQL text cannot): every body refuses it, and documents it on each
+# string the schema does not already pin with a pattern, a format or a list of values.
+NO_NUL = r"^[^\x00]*$"
 # An Idempotency-Key: 1..128 printable ASCII characters, not all spaces (shop.lib.idempotency).
 IDEMPOTENCY_KEY_RULE = {"type": "string", "pattern": r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$", "maxLength": 128}
 
@@ -30,10 +38,52 @@ def omit_or(schema: dict[str, Any]) -> Any:
     return WithJsonSchema(schema)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def _document_no_nul(schema: dict[str, Any]) -> None:
+    pinned = {"pattern", "format", "enum", "const"}
+    for prop in schema.get("properties", {}).values():
+        if pinned & prop.keys():
+            continue
+        for option in prop.get("anyOf", [prop]):
+            target = option.get("items", {}) if option.get("type") == "array" else option
+            if target.get("type") == "string" and not pinned & target.keys():
+                target["pattern"] = NO_NUL
+
+
 class ApiModel(BaseModel):
-    """Request bodies: camelCase, strict types, unknown fields refused (400 VALIDATION_ERROR)."""
+    """Request bodies: camelCase, strict types, unknown fields refused, no NUL in any text (400
+    VALIDATION_ERROR)."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True)
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler.resolve_ref_schema(handler(core_schema))
+        _document_no_nul(schema)
+        return schema
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if _has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole_numbers(cls, value: Any) -> Any:
+        """A JSON number with no fractional part is an integer, as JSON Schema's `integer` reads it
+        (1.0 is one): no body takes a fraction, and strict types refuse a string or a boolean."""
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
 
 
 class OutModel(BaseModel):

@@ -329,7 +329,7 @@ class PasswordBody(ApiModel):
 
 
 class UserPatch(ApiModel):
-    """A role, a status, or both."""
+    """A role, a status, or both; either may be left out, not sent as null (400 VALIDATION_ERROR)."""
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
     role: Annotated[RoleName | None, omit_or({"enum": ["CUSTOMER", "SELLER", "ADMIN"]})] = None

@@ -156,6 +156,7 @@ BAD_CREATES = [
     ({"status": "ARCHIVED"}, "status"),
     ({"status": "LIVE"}, "status"),
     ({"unexpected": 1}, "unexpected"),
+    ({"currency": "USD\n"}, "currency"),
 ]
 
 
@@ -402,12 +403,20 @@ async def test_stock_adjustments(suite, people, category):
         ({"delta": 1, "reason": ""}, "reason"),
         ({"delta": 1}, "reason"),
         ({"delta": 1, "reason": "r" * 201}, "reason"),
+        ({"delta": 1, "reason": "line\x01break"}, "reason"),
+        ({"delta": 1, "reason": "two\nlines"}, "reason"),
     ):
         response = await suite.http.post(url, json=body, headers=headers)
         assert response.status_code == 400, (body, response.text)
         assert field in error_of(response)["details"]["fields"]
     assert row(suite, product["id"])[0][5] == 15
-    keyed = {**headers, "Idempotency-Key": uuid.uuid4().hex}
+    too_long = await suite.http.post(
+        url, json={"delta": 1, "reason": "x"}, headers={**headers, "Idempotency-Key": "k" * 129}
+    )
+    assert too_long.status_code == 400 and "Idempotency-Key" in error_of(too_long)["details"]["fields"]
+    assert row(suite, product["id"])[0][5] == 15
+    # the one key rule (shop.lib.idempotency): up to 128 characters, as documented
+    keyed = {**headers, "Idempotency-Key": uuid.uuid4().hex * 4}
     first = await suite.http.post(url, json={"delta": -3, "reason": "Damaged"}, headers=keyed)
     again = await suite.http.post(url, json={"delta": -3, "reason": "Damaged"}, headers=keyed)
     assert first.json()["data"] == again.json()["data"] == {"stock": 12}
@@ -465,6 +474,15 @@ async def test_categories(suite, people):
         ({"slug": "okay-slug", "name": "x", "parentSlug": "nope"}, "parentSlug"),
         ({"slug": "okay-slug"}, "name"),
         ({"slug": 5, "name": "x"}, "slug"),
+        # a slug is an identifier, taken as sent (the documented pattern), not trimmed
+        ({"slug": " okay-slug ", "name": "x"}, "slug"),
+        ({"slug": "okay-slug\n", "name": "x"}, "slug"),
+        # a name is one line of text: no control characters
+        ({"slug": "okay-slug", "name": "a\x1eb"}, "name"),
+        ({"slug": "okay-slug", "name": "tab\there"}, "name"),
+        # no parent is null or left out; "" names no category
+        ({"slug": "okay-slug", "name": "x", "parentSlug": ""}, "parentSlug"),
+        ({"slug": "okay-slug", "name": "x", "parentSlug": f" {parent} "}, "parentSlug"),
     ):
         response = await suite.http.post(f"{API}/categories", json=body, headers=headers)
         assert response.status_code == 400, (body, response.text)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from shop.lib.idempotency import MAX_KEY_LENGTH
 from tests.invariants.orders_helpers import ADDRESS, add_to_cart, checkout, make_product
 
 API = "/api/v1"
@@ -68,6 +69,82 @@ async def test_security_and_required_headers_are_declared(http):
         assert key["required"] is True and key["in"] == "header"
     forgot = paths[f"{API}/auth/password/forgot"]["post"]["responses"]["202"]
     assert "content" not in forgot
+
+
+async def test_parameters_are_sent_or_left_out_never_null_and_ids_are_exactly_uuids(http):
+    """A query or header value is text: an optional parameter is documented as its type, not
+    `anyOf [type, null]` (a generator would send the text "null" as a session id). A UUID is
+    36 characters, since a pattern's `$` lets a final newline through in Python's regex dialect."""
+    paths = (await spec(http))["paths"]
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                assert "null" not in str(parameter["schema"]), (method, path, parameter)
+    session = next(p for p in paths[f"{API}/cart"]["get"]["parameters"] if p["name"] == "X-Session-ID")
+    product = next(p for p in paths[f"{API}/products/{{productId}}"]["patch"]["parameters"] if p["in"] == "path")
+    for schema in (session["schema"], product["schema"]):
+        assert (schema["type"], schema["format"], schema["minLength"], schema["maxLength"]) == (
+            "string",
+            "uuid",
+            36,
+            36,
+        )
+    # One Idempotency-Key rule (shop.lib.idempotency) wherever the header is taken.
+    for path in (f"{API}/products", f"{API}/products/{{productId}}/stock-adjustments", f"{API}/cart/items"):
+        key = next(p for p in paths[path]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+        assert key["schema"]["maxLength"] == MAX_KEY_LENGTH, path
+
+
+async def test_an_integral_json_number_is_an_integer(suite):
+    """JSON Schema's `integer` holds 1.0, so a body may write a whole number so; a fraction, a
+    numeric string or a boolean is still 400 VALIDATION_ERROR and changes nothing."""
+    boss = await suite.admin()
+    url = f"{API}/products/{await make_product(suite, price=1500, stock=5)}"
+    adjusted = await suite.http.post(
+        f"{url}/stock-adjustments", json={"delta": 2.0, "reason": "recount"}, headers=boss["headers"]
+    )
+    assert adjusted.status_code == 200 and adjusted.json()["data"] == {"stock": 7}, adjusted.text
+    customer = await suite.register()
+    for rating in (4.5, "4", True, 1e300):
+        refused = await suite.http.post(f"{url}/reviews", json={"rating": rating}, headers=customer["headers"])
+        assert refused.status_code == 400, (rating, refused.text)
+        assert refused.json()["error"]["code"] == "VALIDATION_ERROR"
+        assert "rating" in refused.json()["error"]["details"]["fields"]
+    assert (await suite.http.get(url)).json()["data"]["rating"] == {"average": 0.0, "count": 0}
+    review = await suite.http.post(f"{url}/reviews", json={"rating": 4.0}, headers=customer["headers"])
+    assert review.status_code == 201 and review.json()["data"]["rating"] == 4, review.text
+
+
+async def test_text_never_holds_nul_a_400_that_changes_nothing(suite):
+    """Every body refuses NUL in its text, as documented (PostgreSQL text cannot hold it: a cancel
+    or refund reason with NUL was a 500)."""
+    boss = await suite.admin()
+    user = await suite.register()
+    await add_to_cart(suite, user, await make_product(suite, price=1500, stock=5))
+    order = (await checkout(suite, user)).json()["data"]
+    url = f"{API}/orders/{order['id']}"
+    attempts = (
+        await suite.http.post(f"{url}/cancel", json={"reason": "a\x00"}, headers=user["headers"]),
+        await suite.http.post(
+            f"{url}/refunds",
+            json={"amountCents": 100, "reason": "a\x00"},
+            headers={**boss["headers"], "Idempotency-Key": "nul-refund"},
+        ),
+        await suite.http.patch(
+            f"{url}/status", json={"status": "PROCESSING", "carrier": "\x00"}, headers=boss["headers"]
+        ),
+    )
+    for response, field in zip(attempts, ("reason", "reason", "carrier"), strict=True):
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["details"]["fields"] == {
+            field: ["Value error, must not contain NUL characters"]
+        }
+    after = (await suite.http.get(url, headers=user["headers"])).json()["data"]
+    assert after["status"] == "PAID" and after["status"] == order["status"]
+    payments = (await suite.http.get(f"{url}/payments", headers=user["headers"])).json()["data"]
+    assert payments["refunds"] == []
+    reason = (await spec(suite.http))["components"]["schemas"]["CancelBody"]["properties"]["reason"]
+    assert {"type": "string", "maxLength": 300, "pattern": "^[^\\x00]*$"} in reason["anyOf"]
 
 
 async def test_405_names_every_method_of_the_path_in_allow(http):
@@ -148,16 +225,23 @@ async def test_product_etag_and_if_match(suite):
     for tag in (new_tag, '"nope"', "W/" + (await suite.http.get(url)).headers["etag"], "garbage"):
         refused = await suite.http.patch(url, json={"name": "x"}, headers={**boss["headers"], "If-Match": tag})
         assert refused.status_code == 412, (tag, refused.text)
-    # `*` and no If-Match are unconditional; 404 and 403 come before the precondition.
+    # `*` and no If-Match are unconditional; 400, 404 and 403 come before the precondition, also
+    # when the tag names no version at all.
     assert (
         await suite.http.patch(url, json={"name": "Star"}, headers={**boss["headers"], "If-Match": "*"})
     ).status_code == 200
-    missing = await suite.http.patch(
-        f"{API}/products/00000000-0000-4000-8000-000000000000",
-        json={"name": "x"},
-        headers={**boss["headers"], "If-Match": new_tag},
-    )
-    assert missing.status_code == 404
+    for tag in (new_tag, "garbage", ""):
+        missing = await suite.http.patch(
+            f"{API}/products/00000000-0000-4000-8000-000000000000",
+            json={"name": "x"},
+            headers={**boss["headers"], "If-Match": tag},
+        )
+        assert missing.status_code == 404, (tag, missing.text)
+        malformed = await suite.http.patch(
+            f"{API}/products/not-a-uuid", json={"name": "x"}, headers={**boss["headers"], "If-Match": tag}
+        )
+        assert malformed.status_code == 400, (tag, malformed.text)
+        assert malformed.json()["error"]["details"]["fields"] == {"productId": ["must be a UUID"]}
     customer = await suite.register()
     current = (await suite.http.get(url)).headers["etag"]
     assert (

@@ -66,6 +66,7 @@ async def test_get_and_patch_profile(suite):
     [
         ({"firstName": ""}, "firstName"),
         ({"lastName": "x" * 51}, "lastName"),
+        ({"lastName": " " + "x" * 50}, "lastName"),  # maxLength counts what is sent, spaces too
         ({"firstName": None}, "firstName"),
         ({"phone": "call me maybe"}, "phone"),
         ({"phone": "030 1234567"}, "phone"),  # a profile phone has no country: international form only
@@ -404,6 +405,16 @@ async def test_admin_get_and_patch_user(suite):
     for body in ({}, {"role": "ROOT"}, {"status": "BANNED"}, {"role": None, "status": None}, {"email": "x@y.z"}):
         bad = await suite.http.patch(path, json=body, headers=admin["headers"])
         assert bad.status_code == 400, (body, bad.text)
+    # null is not "left out": neither field can be cleared, and the other field is not applied either
+    nulls: tuple[tuple[dict[str, str | None], str], ...] = (
+        ({"role": "SELLER", "status": None}, "status"),
+        ({"role": None, "status": "SUSPENDED"}, "role"),
+    )
+    for null_body, field in nulls:
+        bad = await suite.http.patch(path, json=null_body, headers=admin["headers"])
+        assert bad.status_code == 400, (null_body, bad.text)
+        error = bad.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR" and error["details"]["fields"] == {field: ["must not be null"]}
     assert suite.sql("auth", "SELECT role, status FROM users WHERE id = %s", (user["user"]["id"],)) == [
         ("CUSTOMER", "ACTIVE")
     ]

@@ -104,12 +104,14 @@ def check_password(problems: FieldErrors, field_name: str, password: str) -> Non
 def clean_name(
     problems: FieldErrors, field_name: str, value: str, *, max_chars: int = NAME_MAX_CHARS, required: bool = True
 ) -> str:
+    """The trimmed text; at most `max_chars` as sent (the documented maxLength counts every character)."""
+    sent = len(value)
     value = value.strip()
     if not value:
         if required:
             problems.add(field_name, "is required")
         return value
-    if len(value) > max_chars:
+    if sent > max_chars:
         problems.add(field_name, f"must be at most {max_chars} characters")
     if _CONTROL_CHARS.search(value):
         problems.add(field_name, "must not contain control characters")

@@ -9,6 +9,10 @@ registered. Admin-only operations run as an admin, everything else as a customer
 Other tests share this database: the admin operations on users are pinned to one throwaway user
 (`SHOP_CONTRACT_VICTIM_ID`), so a generated PATCH /users/{userId} cannot suspend or demote a user
 another test relies on.
+
+A category's parent must exist, a rule of the data and not of the shape: a well-formed `parentSlug`
+becomes the slug of a category the test created (`SHOP_CONTRACT_PARENT_SLUG`), so that a body the
+schema allows is not refused for naming a category nobody made; malformed ones are sent as they are.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import schemathesis
 
 BASE = os.environ["SHOP_CONTRACT_BASE_URL"]
 VICTIM_ID = os.environ["SHOP_CONTRACT_VICTIM_ID"]
+PARENT_SLUG = os.environ["SHOP_CONTRACT_PARENT_SLUG"]
 PASSWORD = "Passw0rd!x"
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+SLUG = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 ADMIN_OPERATIONS = {
     "catalog-create-product",
     "catalog-update-product",
@@ -112,3 +118,13 @@ def map_path_parameters(context, path_parameters):
         if isinstance(value, str) and UUID.match(value):
             path_parameters["userId"] = VICTIM_ID
     return path_parameters
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    """POST /categories: a well-formed parentSlug names the test's category (every phase calls here)."""
+    if operation_id(case) == "catalog-create-category" and isinstance(case.body, dict):
+        parent = case.body.get("parentSlug")
+        if isinstance(parent, str) and len(parent) <= 64 and SLUG.fullmatch(parent):
+            # (the test's category itself, whose slug schemathesis sees listed, is made a top one)
+            case.body = {**case.body, "parentSlug": PARENT_SLUG if case.body.get("slug") != PARENT_SLUG else None}

@@ -35,6 +35,11 @@ class FieldErrors:
         if value and "\x00" in value:
             self.add(field_name, "must not contain NUL characters")
 
+    def no_control(self, field_name: str, value: str | None) -> None:
+        """Text a person types on one line: no control characters (C0, DEL), NUL included."""
+        if value and any(ch < "\x20" or ch == "\x7f" for ch in value):
+            self.add(field_name, "must not contain control characters")
+
     def merge(self, other: FieldErrors) -> None:
         for field_name, messages in other.fields.items():
             self.fields.setdefault(field_name, []).extend(messages)

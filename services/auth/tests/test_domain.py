@@ -111,6 +111,14 @@ def test_names_are_1_to_50_characters():
     assert set(problems.fields) == {"firstName", "lastName"}
 
 
+def test_a_name_is_measured_as_sent_like_the_documented_max_length():
+    problems = FieldErrors()
+    assert domain.clean_name(problems, "firstName", " " + "x" * 49) == "x" * 49
+    assert not problems
+    domain.clean_name(problems, "lastName", "\u00a0" + "x" * 50)  # 50 once trimmed, 51 as sent
+    assert problems.fields == {"lastName": ["must be at most 50 characters"]}
+
+
 def test_address_validation_country_and_postal_code():
     cleaned, problems = domain.clean_address_fields({"country": "de", "postal_code": "10115", "label": "Home"})
     assert not problems and cleaned["country"] == "DE"

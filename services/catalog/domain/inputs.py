@@ -49,12 +49,20 @@ def parse_uuid(value: str, field_name: str = "productId") -> str:
     return value.lower()
 
 
-def check_text(errors: FieldErrors, name: str, value: str, *, min_len: int, max_len: int) -> str:
-    errors.no_nul(name, value)
+def check_text(
+    errors: FieldErrors, name: str, value: str, *, min_len: int, max_len: int, one_line: bool = False
+) -> str:
+    """Trimmed text of at least min_len characters, at most max_len as sent (the documented
+    maxLength counts every character); `one_line`: no control characters in it."""
+    sent = len(value)
     value = value.strip()
+    if one_line:
+        errors.no_control(name, value)
+    else:
+        errors.no_nul(name, value)
     if len(value) < min_len:
         errors.add(name, "must not be empty" if min_len == 1 else f"must be at least {min_len} characters")
-    elif len(value) > max_len:
+    elif sent > max_len:
         errors.add(name, f"must be at most {max_len} characters")
     return value
 
@@ -79,14 +87,17 @@ def _check_price(errors: FieldErrors, name: str, value: int) -> None:
         errors.add(name, f"must be at most {MAX_PRICE_CENTS}")
 
 
-def _check_code(errors: FieldErrors, name: str, value: str, *, max_len: int, pattern: re.Pattern, rule: str) -> str:
-    """A SKU or a slug: trimmed, not empty, at most `max_len`, matching `pattern` (else `rule`)."""
-    code = value.strip()
+def _check_code(
+    errors: FieldErrors, name: str, value: str, *, max_len: int, pattern: re.Pattern, rule: str, trim: bool = True
+) -> str:
+    """A SKU or a slug: not empty, at most `max_len`, the whole of it matching `pattern` (else
+    `rule`); trimmed first unless `trim` is False (a category slug is an identifier taken as sent)."""
+    code = value.strip() if trim else value
     if not code:
         errors.add(name, "must not be empty")
     elif len(code) > max_len:
         errors.add(name, f"must be at most {max_len} characters")
-    elif not pattern.match(code):
+    elif not pattern.fullmatch(code):
         errors.add(name, rule)
     return code
 
@@ -116,7 +127,7 @@ def _compare_at_price(errors: FieldErrors, value: int | None) -> int | None:
 
 
 def _currency(errors: FieldErrors, value: str) -> str:
-    if not CURRENCY_PATTERN.match(value):
+    if not CURRENCY_PATTERN.fullmatch(value):
         errors.add("currency", "must be a 3-letter upper-case ISO 4217 code")
     return value
 
@@ -204,10 +215,10 @@ def check_prices(price_cents: int, compare_at_price_cents: int | None) -> None:
 def validate_category(slug: str, name: str, parent_slug: str) -> tuple[str, str, str | None]:
     errors = FieldErrors()
     rule = "must be lower-case letters and digits separated by single hyphens"
-    slug = _check_code(errors, "slug", slug, max_len=CATEGORY_SLUG_MAX, pattern=SLUG_PATTERN, rule=rule)
-    name = check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX)
+    slug = _check_code(errors, "slug", slug, max_len=CATEGORY_SLUG_MAX, pattern=SLUG_PATTERN, rule=rule, trim=False)
+    name = check_text(errors, "name", name, min_len=1, max_len=CATEGORY_NAME_MAX, one_line=True)
     errors.no_nul("parentSlug", parent_slug)
-    parent = parent_slug.strip() or None
+    parent = parent_slug or None
     if parent is not None and parent == slug:
         errors.add("parentSlug", "must not be the category itself")
     errors.raise_if_any()

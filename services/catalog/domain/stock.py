@@ -34,7 +34,7 @@ def validate_stock_adjustment(delta: int, reason: str) -> str:
         errors.add("delta", "must not be 0")
     elif abs(delta) > MAX_STOCK_DELTA:
         errors.add("delta", f"must be between -{MAX_STOCK_DELTA} and {MAX_STOCK_DELTA}")
-    reason = check_text(errors, "reason", reason, min_len=1, max_len=REASON_MAX)
+    reason = check_text(errors, "reason", reason, min_len=1, max_len=REASON_MAX, one_line=True)
     errors.raise_if_any()
     return reason
 

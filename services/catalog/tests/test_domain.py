@@ -55,6 +55,7 @@ def test_validate_product_normalises():
         ({"images": ["https://x.example/a b"]}, "images"),
         ({"status": "ARCHIVED"}, "status"),
         ({"category_slug": " "}, "categorySlug"),
+        ({"currency": "USD\n"}, "currency"),
     ],
 )
 def test_validate_product_rejects(change, field):
@@ -103,6 +104,37 @@ def test_categories_roll_up():
     assert listing_rules.rolled_up_counts({"b": 2, "c": 1, "d": 4}, parents) == {"a": 3, "b": 3, "c": 1, "d": 4}
     with pytest.raises(ValidationError):
         inputs.validate_category("x", "X", "x")
+
+
+def test_a_category_slug_is_taken_as_sent_and_its_name_is_one_line():
+    assert inputs.validate_category("lamps", " Lamps ", "") == ("lamps", "Lamps", None)
+    assert inputs.validate_category("desk-lamps", "Desk lamps", "lamps") == ("desk-lamps", "Desk lamps", "lamps")
+    for slug, name, parent, field in (
+        (" lamps", "Lamps", "", "slug"),
+        ("lamps\n", "Lamps", "", "slug"),
+        ("lamps", "La\x1emps", "", "name"),
+        ("lamps", "La\tmps", "", "name"),
+        ("lamps", "Lamps", "lamps", "parentSlug"),
+    ):
+        with pytest.raises(ValidationError) as exc:
+            inputs.validate_category(slug, name, parent)
+        assert list(fields_of(exc)) == [field], (slug, name, parent)
+
+
+def test_text_is_measured_as_sent_like_the_documented_max_length():
+    assert inputs.validate_category("lamps", " " + "L" * 99, "")[1] == "L" * 99
+    for name in (" " + "L" * 100, "L" * 100 + "\n"):
+        with pytest.raises(ValidationError) as exc:
+            inputs.validate_category("lamps", name, "")
+        assert fields_of(exc) == {"name": [f"must be at most {inputs.CATEGORY_NAME_MAX} characters"]}
+
+
+def test_a_stock_adjustment_reason_is_one_line():
+    assert stock_rules.validate_stock_adjustment(3, " Delivery ") == "Delivery"
+    for reason in ("two\nlines", "bell\x07", "nul\x00"):
+        with pytest.raises(ValidationError) as exc:
+            stock_rules.validate_stock_adjustment(3, reason)
+        assert fields_of(exc) == {"reason": ["must not contain control characters"]}
 
 
 def test_product_query_defaults():
