@@ -17,6 +17,7 @@ FastAPI's own 422 is never answered (validation errors are 400 VALIDATION_ERROR)
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -120,7 +121,11 @@ def _finish(operation: dict[str, Any], auth: str | None, api: bool) -> None:
         if schema.pop("x-required", False):
             parameter["required"] = True
         _not_null(schema)
-    had_validation = responses.pop("422", None) is not None
+    # FastAPI's own 422 (HTTPValidationError) goes; a 422 a route declares itself (e.g.
+    # IDEMPOTENCY_KEY_REUSED) stays: FastAPI adds its own only where the route declared none.
+    had_validation = "HTTPValidationError" in json.dumps(responses.get("422", {}))
+    if had_validation:
+        del responses["422"]
     if had_validation or operation.get("parameters") or operation.get("requestBody"):
         responses.setdefault("400", {"description": ERROR_TEXT[400]})
     if operation.get("requestBody"):

@@ -144,6 +144,17 @@ async def test_72_byte_multibyte_password_works_and_is_never_truncated(suite):
     assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "INVALID_CREDENTIALS"
 
 
+async def test_letters_and_digits_of_any_script_count_as_documented(suite):
+    # The documented rule (and the schema's description): a lower-case letter, an upper-case letter
+    # and a digit, of any script; the schema's pattern states only what a portable regex can (no NUL).
+    accepted = await suite.http.post(REGISTER, json=body(new_email(), password="écoleÉCOLE٣٣"))
+    assert accepted.status_code == 201, accepted.text
+    for password, missing in (("ÉCOLE1234", "lower-case"), ("école1234", "upper-case"), ("écoleÉCOLE", "digit")):
+        refused = await suite.http.post(REGISTER, json=body(new_email(), password=password))
+        assert refused.status_code == 400, refused.text
+        assert any(missing in m for m in refused.json()["error"]["details"]["fields"]["password"]), refused.text
+
+
 # -- login ----------------------------------------------------------------------------------------
 
 
