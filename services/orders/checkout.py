@@ -26,7 +26,7 @@ from services.orders.domain import Stage
 from services.orders.events import OrderEvents
 from services.orders.mapping import error_from_stored
 from services.orders.outbox import OutboxRelay
-from services.orders.saga import Saga, retry_later
+from services.orders.saga import Done, Saga, Step, retry_later
 from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
@@ -64,7 +64,7 @@ class Checkout:
         self._tasks: set[asyncio.Future] = set()
         self.saga = Saga(settings=settings, db=db, clients=clients, events=events, hold=hold)
         # The saga as data: the one step that moves an order on from each unfinished stage.
-        self.handlers: dict[Stage, Callable[[Any], Awaitable[bool]]] = self.saga.handlers
+        self.handlers: dict[Stage, Callable[[Any], Awaitable[Step]]] = self.saga.handlers
 
     # -- the RPC -------------------------------------------------------------------------------
 
@@ -99,7 +99,10 @@ class Checkout:
         crash_point(self.settings, "after_pending_recorded")
         if self.hold is not None:
             await self.hold("after_pending_recorded", user_id)
-        await self.drive_or_let_go(order_id)
+        done = await self.drive_or_let_go(order_id)
+        if done.body is not None:  # this request's drive stored the 201: no need to read it back
+            self.outbox.soon(order_id)
+            return done.body, False
         return await self.outcome(user_id, key, replayed=False)
 
     async def replay(self, row: Any, fingerprint: str) -> tuple[bytes, bool]:
@@ -237,7 +240,7 @@ class Checkout:
 
     # -- the saga ------------------------------------------------------------------------------
 
-    async def drive_or_let_go(self, order_id: str) -> None:
+    async def drive_or_let_go(self, order_id: str) -> Done:
         """Drives an order for a request; on a transient failure gives the lease up at once, so the
         client's retry (same key) or the recovery loop continues without waiting for it to lapse.
         The saga runs in its own task: a cancelled RPC (client gone, deadline, connection recycled)
@@ -246,7 +249,7 @@ class Checkout:
         self._tasks.add(task)
         task.add_done_callback(self._forget)
         try:
-            await asyncio.shield(task)
+            return await asyncio.shield(task)
         except grpc.aio.AioRpcError as exc:
             if not retry_later(decode_rpc_error(exc)):
                 raise
@@ -263,9 +266,9 @@ class Checkout:
         if not task.cancelled() and task.exception() is not None:
             log.info("checkout.drive_ended", error=repr(task.exception()))
 
-    async def _drive_releasing(self, order_id: str) -> None:
+    async def _drive_releasing(self, order_id: str) -> Done:
         try:
-            await self.saga.drive(order_id)
+            return await self.saga.drive(order_id)
         except (grpc.aio.AioRpcError, Unavailable):
             async with self.db.transaction() as session:
                 await repository.release_lease(session, order_id)

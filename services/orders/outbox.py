@@ -88,11 +88,10 @@ class OutboxRelay:
         now = utcnow()
         until = now + timedelta(seconds=self.settings.outbox_lock_seconds)
         async with self.db.write() as tx:
-            claimed = await tx.execute(repository.CLAIM_OUTBOX, order_id=order_id, until=until, now=now) == 1
-            order = await repository.order_row(tx, order_id)
-            rows = await tx.all(repository.PENDING_OUTBOX, order_id=order_id) if claimed else []
-        if not claimed:
-            return "locked" if order is not None else "done"
+            order = await tx.one(repository.CLAIM_OUTBOX, order_id=order_id, until=until, now=now)
+            rows = await tx.all(repository.PENDING_OUTBOX, order_id=order_id) if order is not None else []
+        if order is None:
+            return "locked" if await repository.order_row(self.db, order_id) is not None else "done"
         done: list[str] = []
         learned: dict[str, Any] = {}
         try:
@@ -114,18 +113,16 @@ class OutboxRelay:
             # What ran, what it taught us about the order, and the lock back: one transaction. A
             # crash before it runs the rows again (each is idempotent; an email is at-least-once).
             async with self.db.write() as tx:
-                now = utcnow()
-                for row_id in done:
-                    await tx.execute(repository.OUTBOX_DONE, id=row_id, now=now)
-                if learned:
-                    await tx.execute(
-                        repository.NOTE_EFFECT,
-                        order_id=order_id,
-                        reservation_state=learned.get("reservation_state"),
-                        refunded_cents=learned.get("refunded_cents"),
-                        payment_status=learned.get("payment_status"),
-                    )
-                await tx.execute(repository.RELEASE_OUTBOX, order_id=order_id, until=until)
+                if done:
+                    await tx.execute(repository.OUTBOX_DONE, ids=done, now=utcnow())
+                await tx.execute(
+                    repository.RELEASE_OUTBOX,
+                    order_id=order_id,
+                    until=until,
+                    reservation_state=learned.get("reservation_state"),
+                    refunded_cents=learned.get("refunded_cents"),
+                    payment_status=learned.get("payment_status"),
+                )
 
     def _handler(self, kind: str) -> Handler:
         try:

@@ -335,15 +335,17 @@ DELETE_ORDER = [
     Query("DELETE FROM outbox WHERE order_id = :order_id"),
     Query("DELETE FROM orders WHERE id = :order_id"),
 ]
-# The outbox relay: one relay per order at a time (orders.outbox_lock_until).
-CLAIM_OUTBOX = Query(
-    "UPDATE orders SET outbox_lock_until = :until WHERE id = :order_id "
-    "AND (outbox_lock_until IS NULL OR outbox_lock_until < :now)",
-    types={"until": _TS, "now": _TS},
+# The outbox relay: one relay per order at a time (orders.outbox_lock_until). The claim answers
+# the order row it locked (none: another relay holds it, or there is no such order).
+_ORDER_NAMES = ", ".join(f'"{c.name}"' for c in _ORDER_COLUMNS)
+_CLAIM = (
+    "UPDATE orders SET outbox_lock_until = :until "
+    "WHERE id = :order_id AND (outbox_lock_until IS NULL OR outbox_lock_until < :now)"
 )
-RELEASE_OUTBOX = Query(
-    "UPDATE orders SET outbox_lock_until = NULL WHERE id = :order_id AND outbox_lock_until = :until",
-    types={"until": _TS},
+CLAIM_OUTBOX = Query(
+    f"{_CLAIM} RETURNING {_ORDER_NAMES}",  # noqa: S608  # nosec B608  # the models' column names, no input
+    _ORDER_COLUMNS,
+    types={"until": _TS, "now": _TS},
 )
 _OUTBOX_COLUMNS = [
     OutboxEntry.id,
@@ -358,18 +360,25 @@ PENDING_OUTBOX = Query(
     _select(_OUTBOX_COLUMNS, "outbox", "order_id = :order_id AND state = 'pending'", "seq"), _OUTBOX_COLUMNS
 )
 OUTBOX_DONE = Query(
-    "UPDATE outbox SET state = 'done', done_at = :now, attempts = attempts + 1 WHERE id = :id", types={"now": _TS}
+    "UPDATE outbox SET state = 'done', done_at = :now, attempts = attempts + 1 WHERE id IN :ids",
+    postgres_sql="UPDATE outbox SET state = 'done', done_at = :now, attempts = attempts + 1 WHERE id = ANY(:ids)",
+    expanding=("ids",),
+    types={"now": _TS},
 )
 OUTBOX_FAILED = Query(
     "UPDATE outbox SET state = :state, attempts = :attempts, last_error = :reason, next_attempt_at = :retry_at "
     "WHERE id = :id",
     types={"retry_at": _TS},
 )
-# What a side effect learned about the order (NULL: unchanged).
-NOTE_EFFECT = Query(
+# The relay's end: what its side effects learned about the order (NULL: unchanged), and the lock
+# given back if it is still this relay's.
+RELEASE_OUTBOX = Query(
     "UPDATE orders SET reservation_state = coalesce(:reservation_state, reservation_state), "
     "refunded_cents = coalesce(:refunded_cents, refunded_cents), "
-    "payment_status = coalesce(:payment_status, payment_status) WHERE id = :order_id"
+    "payment_status = coalesce(:payment_status, payment_status), "
+    "outbox_lock_until = CASE WHEN outbox_lock_until = :until THEN NULL ELSE outbox_lock_until END "
+    "WHERE id = :order_id",
+    types={"until": _TS},
 )
 
 

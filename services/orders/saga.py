@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +66,20 @@ TRANSIENT_CODES = {
 Effects = list[tuple[OutboxKind, dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class Done:
+    """A step ended the order's checkout. `body` is the 201 it stored under the key (the driving
+    request answers it without reading the key again); None for an error, or when someone else
+    finished it."""
+
+    body: bytes | None = None
+
+
+# What a step answers: Done, the order row as the step left it (the driver goes on with it
+# without reading it again), or None (someone else moved it: read it again).
+Step = Done | Any | None
+
+
 def is_transient(remote: RemoteError) -> bool:
     return remote.grpc_code in TRANSIENT_CODES
 
@@ -90,26 +105,31 @@ class Saga:
         self.events = events
         self.hold = hold
         # The saga as data: the one step that moves an order on from each unfinished stage.
-        # Each answers True when the order reached DONE (else the driver reads it again).
-        self.handlers: dict[Stage, Callable[[Any], Awaitable[bool]]] = {
+        self.handlers: dict[Stage, Callable[[Any], Awaitable[Step]]] = {
             Stage.NEW: self.take_and_reserve,
             Stage.PRICED: self.reserve_stored_lines,
             Stage.RESERVED: self.charge,
         }
 
-    async def drive(self, order_id: str) -> None:
+    async def drive(self, order_id: str) -> Done:
         """Moves an order through its stages until it is done. The caller holds the lease.
         Transient downstream errors propagate (the stage stays; recovery retries later)."""
+        order: Any = None
         for _ in range(10):
-            order = await repository.order_row(self.db, order_id)
+            if order is None:
+                order = await repository.order_row(self.db, order_id)
             if order is None or order.stage == Stage.DONE:
-                return
+                return Done()
             if self.hold is not None and await self.hold(f"before_{order.stage}", order.user_id):
-                continue  # a test held the saga here and may have changed the row: read it again
-            if await self.handlers[Stage(order.stage)](order):
-                return  # it reached DONE: nothing to read again
+                order = None  # a test held the saga here and may have changed the row: read it again
+                continue
+            step = await self.handlers[Stage(order.stage)](order)
+            if isinstance(step, Done):
+                return step
+            order = step
+        return Done()
 
-    async def take_and_reserve(self, order: Any) -> bool:
+    async def take_and_reserve(self, order: Any) -> Step:
         """NEW → RESERVED: take the cart, reserve its lines (priced by the catalog), record both."""
         taken = await self.clients.cart.CheckoutCart(
             cart_pb2.CheckoutCartRequest(owner=cart_pb2.CartOwner(user_id=order.user_id), checkout_id=order.id)
@@ -123,12 +143,12 @@ class Saga:
             return await self.abandon(order, Stage.NEW, Conflict("Your cart is empty.", code="CART_EMPTY"))
         return await self.reserve(order, Stage.NEW, list(quantities.items()))
 
-    async def reserve_stored_lines(self, order: Any) -> bool:
+    async def reserve_stored_lines(self, order: Any) -> Step:
         """PRICED → RESERVED (an order priced by the previous version: its lines are stored)."""
         items = await repository.items_of(self.db, order.id)
         return await self.reserve(order, Stage.PRICED, [(item.product_id, item.quantity) for item in items])
 
-    async def reserve(self, order: Any, stage: Stage, lines: list[tuple[str, int]]) -> bool:
+    async def reserve(self, order: Any, stage: Stage, lines: list[tuple[str, int]]) -> Step:
         """One all-or-nothing ReserveStock, reservation id = order id; it answers the lines priced."""
         try:
             reservation = (await self.clients.catalog.ReserveStock(reserve_request(order.id, lines))).reservation
@@ -150,11 +170,12 @@ class Saga:
         priced = list(reservation.priced_lines) or await self.price_from_catalog(lines)
         totals = domain.compute_totals([(line.unit_price_cents, line.quantity) for line in priced])
         now = utcnow()
+        currency = priced[0].currency_code or "USD"
         async with self.db.write() as tx:
             if not await repository.advance(
                 tx, order.id, stage, Stage.RESERVED, lease_seconds=self.settings.stale_after_seconds, now=now
             ):
-                return False  # someone else moved it: read it again
+                return None  # someone else moved it: read it again
             if stage == Stage.NEW:
                 for position, line in enumerate(priced):
                     await tx.execute(
@@ -176,12 +197,23 @@ class Saga:
                 tax=totals.tax_cents,
                 shipping=totals.shipping_cents,
                 total=totals.total_cents,
-                currency=(priced[0].currency_code or "USD"),
+                currency=currency,
             )
         crash_point(self.settings, "after_stock_reserved")
-        return False  # RESERVED: the charge reads the order with its totals
+        # RESERVED, as just written (the charge goes on with it; the lease and row are ours).
+        return order._replace(
+            stage=str(Stage.RESERVED),
+            updated_at=now,
+            lease_until=now + timedelta(seconds=self.settings.stale_after_seconds),
+            subtotal_cents=totals.subtotal_cents,
+            tax_cents=totals.tax_cents,
+            shipping_cents=totals.shipping_cents,
+            total_cents=totals.total_cents,
+            currency=currency,
+            reservation_state="reserved",
+        )
 
-    async def not_reserved(self, order: Any, stage: Stage, remote: RemoteError) -> bool:
+    async def not_reserved(self, order: Any, stage: Stage, remote: RemoteError) -> Step:
         """The catalog refused the reservation (not a transient failure): the order ends here."""
         error = remote.to_shop_error()
         if remote.code == "PRODUCT_UNAVAILABLE":
@@ -225,23 +257,23 @@ class Saga:
     async def restore_cart(self, order_id: str) -> None:
         await self.clients.cart.RestoreCart(cart_pb2.RestoreCartRequest(checkout_id=order_id))
 
-    async def abandon(self, order: Any, stage: Stage, error: ShopError) -> bool:
+    async def abandon(self, order: Any, stage: Stage, error: ShopError) -> Done | None:
         """Nothing to buy: the order row goes away; the key keeps the 409 for replays."""
         now = utcnow()
         async with self.db.write() as tx:
             if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
-                return False
+                return None
             await complete_key(tx, order.id, now, error=error)
             for statement in repository.DELETE_ORDER:
                 await tx.execute(statement, order_id=order.id)
-        return True
+        return Done()
 
-    async def charge(self, order: Any) -> bool:
+    async def charge(self, order: Any) -> Step:
         """RESERVED → DONE: CreateCharge, idempotent by order id (a repeat never charges twice),
         only while the stock is held."""
         if utcnow() - order.updated_at > timedelta(seconds=domain.RENEW_RESERVATION_AFTER_SECONDS):
             if not await self.renew_reservation(order):
-                return True  # cancelled uncharged
+                return Done()  # cancelled uncharged
         request = payments_pb2.CreateChargeRequest(
             order_id=order.id,
             user_id=order.user_id,
@@ -344,9 +376,9 @@ class Saga:
         error: ShopError | None = None,
         payment: payments_pb2.Payment | None = None,
         effects: Effects = (),  # type: ignore[assignment]
-    ) -> bool:
+    ) -> Done | None:
         """A final outcome: status + history + outbox rows + the key's stored response, one
-        transaction. False when the order was no longer at `stage` (someone else moved it)."""
+        transaction. None when the order was no longer at `stage` (someone else moved it)."""
         now = utcnow()
         payment_status = order.payment_status
         if payment is not None:
@@ -358,7 +390,7 @@ class Saga:
             captured = payment.captured_cents or payment.amount_cents
         async with self.db.write() as tx:
             if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
-                return False
+                return None
             await tx.execute(
                 repository.SET_OUTCOME,
                 order_id=order.id,
@@ -373,6 +405,7 @@ class Saga:
             await repository.append_history(tx, order.id, status, note, now)
             for kind, payload in effects:
                 await repository.append_outbox(tx, order.id, kind, payload, now)
+            body = None
             if error is None:
                 view = await repository.view(tx, order.id)
                 assert view is not None
@@ -381,7 +414,7 @@ class Saga:
             else:
                 await complete_key(tx, order.id, now, error=error)
         self.events.notify(order.id)
-        return True
+        return Done(body)
 
 
 async def complete_key(

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import uuid
+from collections import namedtuple
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -144,6 +146,18 @@ def affected_rows(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
+@functools.lru_cache(maxsize=512)
+def _row_class(fields: tuple[str, ...]) -> Any:
+    return namedtuple("Row", fields, rename=True)  # noqa: PYI024
+
+
+def _tuples(result: Result[Any]) -> list:
+    """SQLite's rows as the named tuples psycopg gives on PostgreSQL (`namedtuple_row`), so a
+    lean row is the same kind of value on both (attributes, `_replace`)."""
+    row_class = _row_class(tuple(result.keys()))
+    return [row_class._make(row) for row in result.all()]
+
+
 class Query:
     """A statement written once as SQL with `:name` parameters, with the columns it returns (if
     any) and the types of parameters that need one on SQLite (datetimes).
@@ -189,7 +203,7 @@ class Transaction:
 
     async def all(self, query: Query, **params: Any) -> list:
         if self._core is not None:
-            return list((await self._core.execute(query.core, params)).all())
+            return _tuples(await self._core.execute(query.core, params))
         cursor = await self._postgres.execute(query.psycopg, params)
         return await cursor.fetchall() if cursor.description else []
 
@@ -311,7 +325,7 @@ class Database:
         """The rows of a lean read (see the module docstring)."""
         if self.dialect != "postgresql":
             async with self.engine.connect() as connection:
-                return list((await connection.execute(query.core, params)).all())
+                return _tuples(await connection.execute(query.core, params))
         return await self._postgres_read(query.psycopg, params)
 
     async def _postgres_read(self, sql: str, params: dict[str, Any]) -> list:
@@ -328,7 +342,7 @@ class Database:
         the SQL kept for the statement's lifetime, like a `Query`."""
         if self.dialect != "postgresql":
             async with self.engine.connect() as connection:
-                return list((await connection.execute(statement, params or {})).all())
+                return _tuples(await connection.execute(statement, params or {}))
         compiled = self._compiled.get(statement)
         if compiled is None:
             compiled = statement.compile(dialect=self.engine.dialect)
