@@ -6,8 +6,9 @@
 - baseline.py  the bare baseline: FastAPI + uvicorn + one SQL query per request (`python -m bench.baseline`)
 - hop.py       the architecture's floor: the baseline's read split into a FastAPI front and a bare gRPC back
                (real catalog messages, none of the shop's code): how close a gateway + gRPC design can get
-- wrk.py       the compiled load generator for stateless requests: installs wrk, writes its Lua script
-               (per-request rotation, JSON summary in done()), runs it and reads its CPU time
-- flows.py     the asyncio httpx client for stateful flows (cart add, checkout) and the data they need
+- wrk.py       the compiled load generator of every window: installs wrk, writes its Lua scripts
+               (per-request rotation; cart add's guest carts; one order per buyer for checkout; JSON
+               summary in done()), runs it and reads its CPU time
+- flows.py     the asyncio httpx client that makes the data beforehand (stock, guest carts, buyers)
 - report.py    the printed table, the RSS list and the JSON file under var/bench/
 """

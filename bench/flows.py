@@ -1,24 +1,16 @@
-"""The asyncio httpx client: the data the scenarios need, and the stateful flows wrk cannot drive.
-
-Preparation (never measured): the seeded product ids, stock raised through the admin API so no
-flow runs out, guest carts of three lines (one per wrk connection) and registered buyers with a
-filled cart. Flow: checkout (a fixed set of buyers, `connections` at a time; cart add runs on wrk,
-see bench/wrk.py). The load generator's CPU here is this process's own.
+"""The asyncio httpx client that makes the data the scenarios need (never measured): the seeded
+product ids, stock raised through the admin API so no flow runs out, guest carts of three lines
+(one per wrk connection) and registered buyers with a filled cart. wrk drives every measured
+window (bench/wrk.py), checkout included (`CHECKOUT_BODY`, one buyer per order).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 import uuid
-from collections import Counter
 from collections.abc import Awaitable
 
 import httpx
-
-from bench import procfs
-from bench.wrk import Measurement
 
 STOCK_RAISE = 1_000_000
 PASSWORD = "Passw0rd!x"
@@ -30,6 +22,7 @@ ADDRESS = {
     "postalCode": "12345",
     "country": "US",
 }
+CHECKOUT_BODY = {"shippingAddress": ADDRESS, "payment": {"method": "card", "token": "tok_visa"}}
 PREPARE_CONCURRENCY = 8
 
 
@@ -116,65 +109,3 @@ async def buyer(http: httpx.AsyncClient, product_id: str) -> str:
 async def buyers(http: httpx.AsyncClient, products: list[str]) -> list[str]:
     """One registered buyer per entry of `products`, with that product in the cart."""
     return await gather_limited([buyer(http, product_id) for product_id in products])
-
-
-# -- measuring ------------------------------------------------------------------------------------
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, int(fraction * len(sorted_values)))]
-
-
-class Recorder:
-    """Latencies and errors of one window, with this process's CPU over it."""
-
-    def __init__(self) -> None:
-        self.latencies: list[float] = []
-        self.error_kinds: Counter[str] = Counter()
-        self.started = time.monotonic()
-        self.cpu_started = procfs.cpu_seconds(os.getpid()) or 0.0
-
-    async def time(self, request: Awaitable[httpx.Response], ok: tuple[str, ...]) -> None:
-        """Times one request; a status outside `ok` or a transport error is counted by kind."""
-        started = time.perf_counter()
-        try:
-            response = await request
-            status, detail = str(response.status_code), response.text[:200]
-        except httpx.HTTPError as exc:
-            status, detail = type(exc).__name__, str(exc)[:200]
-        if status in ok:
-            self.latencies.append(time.perf_counter() - started)
-            return
-        if not self.error_kinds:
-            print(f"    first error: {status} {detail}", flush=True)
-        self.error_kinds[status] += 1
-
-    def measurement(self) -> Measurement:
-        seconds = time.monotonic() - self.started
-        cpu = (procfs.cpu_seconds(os.getpid()) or 0.0) - self.cpu_started
-        lat = sorted(self.latencies)
-        return Measurement(
-            ok=len(lat),
-            errors=sum(self.error_kinds.values()),
-            seconds=seconds,
-            p50_ms=percentile(lat, 0.50) * 1000,
-            p95_ms=percentile(lat, 0.95) * 1000,
-            p99_ms=percentile(lat, 0.99) * 1000,
-            loadgen_cpu=cpu,
-            error_kinds=dict(self.error_kinds),
-        )
-
-
-async def checkout(http: httpx.AsyncClient, tokens: list[str], concurrency: int) -> Measurement:
-    """Every buyer checks out once, `concurrency` at a time; 201 is success."""
-    recorder = Recorder()
-    body = {"shippingAddress": ADDRESS, "payment": {"method": "card", "token": "tok_visa"}}
-
-    def place(token: str) -> Awaitable[None]:
-        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())}
-        return recorder.time(http.post("/api/v1/orders", headers=headers, json=body), ("201",))
-
-    await gather_limited([place(token) for token in tokens], concurrency)
-    return recorder.measurement()

@@ -1,9 +1,11 @@
-"""wrk, the compiled HTTP load generator used for every stateless scenario, and for cart add.
+"""wrk, the compiled HTTP load generator used for every scenario: the stateless ones, cart add and
+checkout (their state made beforehand or in Lua).
 
 Cart add (`write_cart_add_script`) keeps its state in Lua: a pool of guest sessions (UUIDs made in
 Lua) each receives one add per round, products in turn, and after ADDS_PER_CART rounds the pool is
 replaced by fresh carts, so no cart reaches a line or quantity limit and no two requests to one
-cart are in flight together (the pool is much larger than the connections).
+cart are in flight together (the pool is much larger than the connections). Checkout
+(`write_checkout_script`) walks a list of buyers made beforehand and stops after a count.
 
 `ensure_wrk()` finds wrk or installs the Debian package (apt-get update first) and stops the bench
 with a clear message when it cannot. `run()` writes a Lua script that rotates through a list of
@@ -18,11 +20,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 MARKER = "BENCH_JSON "
+STOPPED = "BENCH_STOPPED"
 TIMEOUT_SECONDS = 10
 
 LUA = """
@@ -79,6 +85,43 @@ request = function()
 end
 """
 ADDS_PER_CART = 10
+
+
+# Checkout: every buyer (a token with a filled cart, and its own Idempotency-Key) places one order,
+# in turn. Once all are sent, a connection that comes free idles (delay) instead of sending more,
+# and after the last answer the script prints STOPPED: the window ends as the last order does,
+# like a fixed set of checkouts, with nothing cut off and nothing extra.
+CHECKOUT_LUA = """
+local buyers = %(buyers)s
+local body = %(body)s
+local sent = 0
+local answered = 0
+
+-- wrk calls request() once more than it sends (it checks the script's request first), so the
+-- buyers are taken in a circle and a connection idles once #buyers + 1 were made.
+delay = function()
+  if sent > #buyers then return 3600000 end
+  return 0
+end
+
+request = function()
+  sent = sent + 1
+  local buyer = buyers[((sent - 1) %% #buyers) + 1]
+  return wrk.format("POST", "/api/v1/orders", {["Content-Type"] = "application/json",
+    ["Authorization"] = "Bearer " .. buyer[1], ["Idempotency-Key"] = buyer[2]}, body)
+end
+
+response = function(status, headers, body)
+  answered = answered + 1
+  if answered == #buyers then
+    -- wrk's main thread sleeps out -d whatever a thread does: the bench sees this line and sends
+    -- SIGINT, on which wrk stops at once and prints its summary (done() below).
+    io.write("%(stopped)s\\n")
+    io.flush()
+    wrk.thread:stop()
+  end
+end
+"""
 
 
 @dataclass
@@ -144,6 +187,18 @@ def write_cart_add_script(directory: Path, product_ids: list[str], connections: 
     return path
 
 
+def write_checkout_script(directory: Path, name: str, buyers: list[tuple[str, str]], body: str) -> Path:
+    """`buyers`: (access token, Idempotency-Key) each, one order each; run it with one thread."""
+    path = directory / f"{name}.lua"
+    rows = ", ".join(f"{{{lua_string(token)}, {lua_string(key)}}}" for token, key in buyers)
+    done = LUA[LUA.index("done = function") :]
+    path.write_text(
+        CHECKOUT_LUA % {"buyers": "{" + rows + "}", "body": lua_string(body), "stopped": STOPPED}
+        + done % {"marker": MARKER}
+    )
+    return path
+
+
 def run(wrk: str, base_url: str, script: Path, seconds: int, connections: int, threads: int) -> Measurement:
     """One wrk run of `seconds` (whole seconds: wrk's resolution)."""
     command = [
@@ -160,13 +215,27 @@ def run(wrk: str, base_url: str, script: Path, seconds: int, connections: int, t
     with output.open("w+") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         # Reaped here rather than by Popen so the kernel's rusage of wrk comes with it.
-        _, status, usage = os.wait4(process.pid, 0)
+        status, usage = _wait_or_interrupt(process, output)
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         text = out.read()
     if process.returncode != 0:
         raise RuntimeError(f"wrk exited with {process.returncode}: {text.strip()}")
     return parse(text, usage.ru_utime + usage.ru_stime)
+
+
+def _wait_or_interrupt(process: subprocess.Popen, output: Path) -> tuple[int, Any]:
+    """wrk's exit status and rusage; a script that printed STOPPED gets SIGINT (wrk then ends at
+    once with its summary instead of sleeping out its -d)."""
+    interrupted = False
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            return status, usage
+        if not interrupted and STOPPED in output.read_text():
+            process.send_signal(signal.SIGINT)
+            interrupted = True
+        time.sleep(0.01)
 
 
 def parse(text: str, cpu: float) -> Measurement:

@@ -6,8 +6,9 @@ limits and the gateway's product cache off. Beside it run a second gateway with 
 on, bench/baseline.py (FastAPI + one SQL query on the catalog's database) and bench/hop.py (the
 same read split into a FastAPI front and a bare gRPC back: the floor of the architecture, with none
 of the shop's code, measured beside the baseline in the same A B A B rounds). Stateless scenarios
-and cart add are driven by wrk, checkout by an asyncio httpx client. Each scenario has
-a warm-up, then a measured window over which every process's CPU time is read from /proc.
+cart add and checkout are driven by wrk (an asyncio httpx client only makes the data beforehand:
+buyers, carts). Each scenario has a warm-up, then a measured window over which every process's CPU
+time is read from /proc.
 
     make bench ARGS="--seconds 15 --scenarios baseline,search"
 
@@ -21,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = sorted(set(args.scenarios) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    if args.checkouts < args.connections:  # wrk sends every connection's first request at once
+        parser.error("--checkouts must be at least --connections")
     return args
 
 
@@ -139,26 +143,33 @@ class Bench:
         before = self.processes.snapshot()
         return self.record(scenario, label, "wrk", before, run(self.args.seconds))
 
-    async def flow_scenario(
-        self,
-        scenario: str,
-        label: str,
-        warm: Callable[[], Awaitable[Measurement]],
-        measured: Callable[[], Awaitable[Measurement]],
-    ) -> dict:
-        if self.args.warmup > 0:
-            await warm()
+    def checkout_scenario(self, scenario: str, label: str, tokens: list[str], connections: int) -> dict:
+        """Checkouts by wrk (`wrk.write_checkout_script`), one per buyer: `warmup_checkouts` of
+        them unmeasured, then the window of the rest."""
+        body = json.dumps(flows.CHECKOUT_BODY)
+        buyers = [(token, str(uuid.uuid4())) for token in tokens]
+        warm = warmup_checkouts(self.args)
+
+        def run(name: str, window: list[tuple[str, str]]) -> Measurement:
+            script = wrk.write_checkout_script(self.workdir, name, window, body)
+            return wrk.run(self.wrk_path, self.urls["shop"], script, CHECKOUT_MAX_SECONDS, connections, 1)
+
+        if warm:
+            run(f"{scenario}-warm", buyers[:warm])
         before = self.processes.snapshot()
-        return self.record(scenario, label, "httpx", before, await measured())
+        return self.record(scenario, label, "wrk", before, run(scenario, buyers[warm:]))
 
 
 # Orders of the idle checkout: one at a time, the latency of a checkout on a machine doing nothing else.
 IDLE_CHECKOUTS = 30
+# A checkout window ends with its last order; this only bounds a stuck run.
+CHECKOUT_MAX_SECONDS = 300
 
 
 def warmup_checkouts(args: argparse.Namespace) -> int:
-    """Checkouts before each checkout window: enough to touch every code path, few since each is slow."""
-    return max(1, args.connections // 4) if args.warmup > 0 else 0
+    """Checkouts before each checkout window: one per connection (wrk sends every connection's first
+    request at once, so a window holds at least that many buyers)."""
+    return args.connections if args.warmup > 0 else 0
 
 
 async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
@@ -169,13 +180,14 @@ async def prepare(bench: Bench, http: httpx.AsyncClient) -> dict[str, Any]:
     data: dict[str, Any] = {"ids": ids}
     if "cart-read" in args.scenarios:
         data["sessions"] = await flows.guest_carts(http, ids, args.connections)
-    warm = warmup_checkouts(args)
+    many = args.checkouts + warmup_checkouts(args)
     if "checkout-spread" in args.scenarios:
-        data["spread"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(args.checkouts + warm)])
+        data["spread"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(many)])
     if "checkout-same" in args.scenarios:
-        data["same"] = await flows.buyers(http, [ids[0]] * (args.checkouts + warm))
+        data["same"] = await flows.buyers(http, [ids[0]] * many)
     if "checkout-idle" in args.scenarios:
-        data["idle"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(IDLE_CHECKOUTS + warm)])
+        idle = IDLE_CHECKOUTS + warmup_checkouts(args)
+        data["idle"] = await flows.buyers(http, [ids[i % len(ids)] for i in range(idle)])
     return data
 
 
@@ -228,14 +240,7 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
     )
     for variant, label, concurrency in checkouts:
         if f"checkout-{variant}" in chosen:
-            tokens = data[variant]
-            warm_tokens, measured_tokens = tokens[: warmup_checkouts(args)], tokens[warmup_checkouts(args) :]
-            await bench.flow_scenario(
-                f"checkout-{variant}",
-                label,
-                functools.partial(flows.checkout, http, warm_tokens, concurrency),
-                functools.partial(flows.checkout, http, measured_tokens, concurrency),
-            )
+            bench.checkout_scenario(f"checkout-{variant}", label, data[variant], concurrency)
 
 
 def product_cached(bench: Bench, products: list[tuple[str, dict[str, str]]]) -> None:

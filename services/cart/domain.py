@@ -7,6 +7,7 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta
 
 from shop.lib.context import Caller
@@ -58,7 +59,7 @@ class Owner:
     def is_user(self) -> bool:
         return self.user_id is not None
 
-    @property
+    @cached_property  # uuid5 hashes; a request asks for it several times
     def cart_id(self) -> str:
         key = f"user:{self.user_id}" if self.user_id is not None else f"session:{self.session_id}"
         return str(uuid.uuid5(CART_ID_NAMESPACE, key))
