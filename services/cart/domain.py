@@ -7,8 +7,8 @@ import hashlib
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from shop.lib.context import Caller
 from shop.lib.errors import (

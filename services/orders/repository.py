@@ -234,6 +234,7 @@ async def load_views(session: AsyncSession, orders: list[Order]) -> list[OrderVi
 
 _TS = UTCDateTime()
 _ORDER_COLUMNS = list(Order.__table__.c)
+_ORDER_NAMES = ", ".join(f'"{c.name}"' for c in _ORDER_COLUMNS)
 _ITEM_COLUMNS = [
     OrderItem.position,
     OrderItem.product_id,
@@ -306,10 +307,15 @@ SET_TOTALS = Query(
     "UPDATE orders SET subtotal_cents = :subtotal, tax_cents = :tax, shipping_cents = :shipping, "
     "total_cents = :total, currency = :currency, reservation_state = 'reserved' WHERE id = :order_id"
 )
-SET_OUTCOME = Query(
+# The saga's final outcome; it answers the order as it now is (the stored 201 is built from it).
+_OUTCOME = (
     "UPDATE orders SET status = :status, lease_until = NULL, payment_token = '', failure_code = :failure_code, "
     "payment_id = :payment_id, payment_status = :payment_status, payment_brand = :brand, payment_last4 = :last4, "
     "captured_cents = :captured, version = version + 1 WHERE id = :order_id"
+)
+SET_OUTCOME = Query(
+    f"{_OUTCOME} RETURNING {_ORDER_NAMES}",  # noqa: S608  # nosec B608  # the models' column names, no input
+    _ORDER_COLUMNS,
 )
 SET_STATUS = Query(
     "UPDATE orders SET status = :status, failure_code = :failure_code, version = version + 1, updated_at = :now "
@@ -337,7 +343,6 @@ DELETE_ORDER = [
 ]
 # The outbox relay: one relay per order at a time (orders.outbox_lock_until). The claim answers
 # the order row it locked (none: another relay holds it, or there is no such order).
-_ORDER_NAMES = ", ".join(f'"{c.name}"' for c in _ORDER_COLUMNS)
 _CLAIM = (
     "UPDATE orders SET outbox_lock_until = :until "
     "WHERE id = :order_id AND (outbox_lock_until IS NULL OR outbox_lock_until < :now)"

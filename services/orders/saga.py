@@ -391,7 +391,7 @@ class Saga:
         async with self.db.write() as tx:
             if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
                 return None
-            await tx.execute(
+            finished = await tx.one(
                 repository.SET_OUTCOME,
                 order_id=order.id,
                 status=status,
@@ -407,7 +407,7 @@ class Saga:
                 await repository.append_outbox(tx, order.id, kind, payload, now)
             body = None
             if error is None:
-                view = await repository.view(tx, order.id)
+                view = await repository.view(tx, order.id, finished)
                 assert view is not None
                 body = orders_pb2.CreateOrderResponse(order=order_proto(view)).SerializeToString()
                 await complete_key(tx, order.id, now, body=body)
