@@ -1,8 +1,9 @@
 """Use case of CreateOrder: the request side of the checkout saga (`saga.py` moves an order
 through its stages).
 
-Before anything is recorded, the request is checked (shipping address, payment method and token,
-the customer's email; the remote checks together). Then one lean `db.write()` transaction records
+Before anything is recorded, the request is checked (shipping address, payment method and token
+against the provider's rule kept by `PaymentRules`, the customer's email; the remote checks
+together). Then one lean `db.write()` transaction records
 the idempotency key (`in_progress`, fingerprint), the order PENDING at stage NEW, its first history
 entry and the driver's lease. The request drives the saga in its own task (a cancelled RPC does not
 stop it halfway) and answers what the saga stored under the key; a replay of the key answers that
@@ -26,6 +27,7 @@ from services.orders.domain import Stage
 from services.orders.events import OrderEvents
 from services.orders.mapping import error_from_stored
 from services.orders.outbox import OutboxRelay
+from services.orders.payment_rules import PaymentRules
 from services.orders.saga import Done, Saga, Step, retry_later
 from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
@@ -36,7 +38,6 @@ from shop.lib.idempotency import check_replay, clean_key, in_progress, message_f
 from shop.lib.periodic import Periodic
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
-from shop.payments.v1 import payments_pb2
 
 log = structlog.get_logger("orders.checkout")
 _T = TypeVar("_T")
@@ -62,6 +63,7 @@ class Checkout:
         self.outbox = outbox
         self.hold = hold
         self._tasks: set[asyncio.Future] = set()
+        self.payment_rules = PaymentRules(clients)
         self.saga = Saga(settings=settings, db=db, clients=clients, events=events, hold=hold)
         # The saga as data: the one step that moves an order on from each unfinished stage.
         self.handlers: dict[Stage, Callable[[Any], Awaitable[Step]]] = self.saga.handlers
@@ -151,9 +153,7 @@ class Checkout:
         domain.validate_payment(request.payment_method, request.payment_token)
         outcomes = await asyncio.gather(
             self.saved_address(caller.user_id or "", request.address_id) if inline is None else _value(inline),
-            self.clients.payments.CheckPaymentMethod(
-                payments_pb2.CheckPaymentMethodRequest(method=request.payment_method, token=request.payment_token)
-            ),
+            self.payment_rules.check(request.payment_method, request.payment_token),
             self.customer_email(caller, bearer),
             return_exceptions=True,
         )

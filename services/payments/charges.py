@@ -1,4 +1,4 @@
-"""Use cases of charges: CheckPaymentMethod, CreateCharge, ListPayments (the checkout's hot path,
+"""Use cases of charges: CheckPaymentMethod, GetPaymentRules, CreateCharge, ListPayments (the checkout's hot path,
 all on the lean DB path: `shop.lib.db.Query` statements, no ORM).
 
 CreateCharge is at most one charge per order, with no database transaction open while the
@@ -22,6 +22,9 @@ from shop.lib.errors import Conflict, InvalidArgument, PaymentDeclined, ShopErro
 from shop.lib.server import crash_point
 
 log = structlog.get_logger("payments")
+# How long a caller may keep GetPaymentRules' answer (the provider is chosen at start-up; a
+# restart with another one is seen by callers within this).
+PAYMENT_RULES_MAX_AGE_SECONDS = 60
 
 
 def check_payment_method(runtime, method: str, token: str) -> None:

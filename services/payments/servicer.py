@@ -21,6 +21,12 @@ class PaymentsServicer(payments_pb2_grpc.PaymentsServiceServicer):
         charges.check_payment_method(self.runtime, request.method, request.token)
         return payments_pb2.CheckPaymentMethodResponse()
 
+    async def GetPaymentRules(self, request, context):
+        require_caller("payments.GetPaymentRules")  # CheckPaymentMethod's rule, as data
+        return payments_pb2.GetPaymentRulesResponse(
+            token_pattern=self.runtime.provider.token_pattern, max_age_seconds=charges.PAYMENT_RULES_MAX_AGE_SECONDS
+        )
+
     async def CreateCharge(self, request, context):
         require_caller("payments.CreateCharge")
         charge = domain.validate_charge(

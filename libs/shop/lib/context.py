@@ -118,6 +118,7 @@ INTERNAL_CALLERS: dict[str, tuple[str, ...]] = {
     "cart.RestoreCart": ("orders",),
     # payments
     "payments.CheckPaymentMethod": ("orders",),
+    "payments.GetPaymentRules": ("orders",),
     "payments.CreateCharge": ("orders",),
     "payments.ListPayments": ("orders",),
     "payments.CreateRefund": ("orders",),

@@ -21,7 +21,7 @@ from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.context import Caller
 from shop.lib.db import Database
-from shop.lib.errors import Conflict, ShopError, Unavailable, to_grpc_status
+from shop.lib.errors import Conflict, InvalidArgument, ShopError, Unavailable, to_grpc_status
 from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
@@ -111,6 +111,9 @@ class World:
                 "ReleaseReservation": catalog_pb2.ReleaseReservationResponse(),
             },
             "payments": {
+                "GetPaymentRules": payments_pb2.GetPaymentRulesResponse(
+                    token_pattern="tok_visa|tok_chargeDeclined", max_age_seconds=60
+                ),
                 "CheckPaymentMethod": payments_pb2.CheckPaymentMethodResponse(),
                 "CreateCharge": lambda r: payments_pb2.CreateChargeResponse(
                     payment=payment(payments_pb2.PAYMENT_STATUS_SUCCEEDED, r.order_id)
@@ -190,6 +193,37 @@ async def test_a_paid_checkout_answers_then_commits_with_the_purchases_and_mails
     row = await world.row("SELECT stage, reservation_state, payment_token FROM orders WHERE id = :id", id=order.id)
     assert tuple(row) == ("done", "committed", "")
     assert (await world.row("SELECT count(*) FROM outbox WHERE state <> 'done'"))[0] == 0
+
+
+async def test_a_token_the_provider_never_charges_is_refused_before_anything_is_recorded(db):
+    world = World(db)
+    await world.create()
+    with pytest.raises(ShopError) as refused:
+        await world.create(token="tok_unknown")
+    assert (refused.value.code, refused.value.fields) == (
+        "INVALID_PAYMENT_TOKEN",
+        {"payment.token": ["The payment token is not valid."]},
+    )
+    assert (await world.row("SELECT count(*) FROM orders"))[0] == 1  # the first, paid one only
+    assert (await world.row("SELECT count(*) FROM idempotency_keys"))[0] == 1
+    assert len(world.called("CheckoutCart")) == 1
+    # payments' rule was asked for once and kept; no check per checkout
+    assert len(world.called("GetPaymentRules")) == 1 and world.called("CheckPaymentMethod") == []
+
+
+async def test_payments_of_the_previous_version_check_each_token_themselves(db):
+    unimplemented = grpc.aio.AioRpcError(
+        grpc.StatusCode.UNIMPLEMENTED, grpc.aio.Metadata(), grpc.aio.Metadata(), details="Method not found!"
+    )
+    refused = rpc_error(InvalidArgument("The payment token is not valid.", code="INVALID_PAYMENT_TOKEN"))
+    world = World(db, payments={"GetPaymentRules": unimplemented})
+    await world.create()
+    world.answer("payments", "CheckPaymentMethod", refused)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await world.create(token="tok_unknown")
+    assert [r.token for r in world.called("CheckPaymentMethod")] == ["tok_visa", "tok_unknown"]
+    assert len(world.called("GetPaymentRules")) == 1  # UNIMPLEMENTED is remembered too
+    assert (await world.row("SELECT count(*) FROM orders"))[0] == 1
 
 
 async def test_an_empty_cart_leaves_no_order_and_the_key_keeps_the_409(db):

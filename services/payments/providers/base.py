@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -41,9 +42,19 @@ class ProviderUnavailable(Unavailable):
     default_code = "PAYMENT_PROVIDER_UNAVAILABLE"
 
 
+def check_token_pattern(token_pattern: str, token: str) -> None:
+    """The one token check: InvalidPaymentToken unless `token` matches the provider's pattern in
+    full (providers use it, and orders applies the same pattern from GetPaymentRules)."""
+    if re.fullmatch(token_pattern, token) is None:
+        raise InvalidPaymentToken()
+
+
 @runtime_checkable
 class PaymentProvider(Protocol):
     name: str
+    # A regular expression every token this provider can ever charge matches in full (no network):
+    # GetPaymentRules hands it to callers, `check_token` applies it.
+    token_pattern: str
 
     async def charge(
         self,
@@ -60,7 +71,8 @@ class PaymentProvider(Protocol):
         ...
 
     def check_token(self, token: str) -> None:
-        """Raises InvalidPaymentToken for a token this provider can never charge (no network)."""
+        """Raises InvalidPaymentToken for a token this provider can never charge (no network):
+        `check_token_pattern(self.token_pattern, token)`."""
         ...
 
     async def retrieve(self, reference: str) -> ChargeResult:

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from typing import Any
 
 import stripe
 
 from services.payments.domain import InvalidSignature, ProviderEvent, parse_event
-from services.payments.providers.base import ChargeResult, InvalidPaymentToken, ProviderUnavailable, RefundResult
+from services.payments.providers.base import (
+    ChargeResult,
+    InvalidPaymentToken,
+    ProviderUnavailable,
+    RefundResult,
+    check_token_pattern,
+)
 from shop.lib.errors import InvalidArgument, ShopError
 
 # Stripe error codes that mean "this payment method token is not usable" (→ 400, nothing recorded).
-_TOKEN_FORMAT = re.compile(r"^(tok|pm)_[A-Za-z0-9_]{1,250}$")
+# Card Tokens (tok_…) and PaymentMethods (pm_…); Stripe itself still judges them at charge time.
+TOKEN_PATTERN = r"(tok|pm)_[A-Za-z0-9_]{1,250}"
 _INVALID_TOKEN_CODES = {
     "resource_missing",
     "token_already_used",
@@ -75,6 +81,7 @@ def _result(intent: Any, amount_cents: int) -> ChargeResult:
 
 class StripeProvider:
     name = "stripe"
+    token_pattern = TOKEN_PATTERN
 
     def __init__(
         self,
@@ -102,9 +109,7 @@ class StripeProvider:
             raise ShopError("The Stripe provider has no STRIPE_API_KEY.", code="PAYMENT_PROVIDER_MISCONFIGURED")
 
     def check_token(self, token: str) -> None:
-        # Card Tokens (tok_…) and PaymentMethods (pm_…); Stripe itself still judges them at charge time.
-        if not _TOKEN_FORMAT.match(token):
-            raise InvalidPaymentToken()
+        check_token_pattern(self.token_pattern, token)
 
     async def charge(
         self,

@@ -4,6 +4,7 @@ against the suite's real payments server and its PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 
 import grpc
@@ -204,6 +205,21 @@ async def test_ten_concurrent_declined_charges_make_one_declined_payment(suite, 
 )
 async def test_check_payment_method_accepts_the_sandbox_tokens(payments, token):
     await payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token=token))
+
+
+async def test_payment_rules_say_what_check_payment_method_does(payments):
+    """GetPaymentRules is CheckPaymentMethod's token rule as data (orders applies it itself)."""
+    rules = await payments.GetPaymentRules(payments_pb2.GetPaymentRulesRequest())
+    assert rules.max_age_seconds > 0
+    pattern = re.compile(rules.token_pattern)
+    for token in ("tok_visa", "tok_mastercard", "tok_chargeDeclined", "tok_x", "tok_visa2", "xtok_visa", "tok_"):
+        try:
+            await payments.CheckPaymentMethod(payments_pb2.CheckPaymentMethodRequest(method="card", token=token))
+            accepted = True
+        except grpc.aio.AioRpcError as exc:
+            assert decode_rpc_error(exc).code == "INVALID_PAYMENT_TOKEN", token
+            accepted = False
+        assert (pattern.fullmatch(token) is not None) == accepted, token
 
 
 async def test_check_payment_method_refuses_bad_input_and_records_nothing(suite, payments):

@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fshop/payments/v1/payments.proto\x12\x10shop.payments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x03\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.shop.payments.v1.PaymentStatus\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\r\n\x05last4\x18\x06 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x07 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_cents\x18\x08 \x01(\x03\x12\x16\n\x0erefunded_cents\x18\t \x01(\x03\x12\x15\n\rcurrency_code\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1a\n\x12provider_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x65\x63line_code\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x01\n\x06Refund\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.shop.payments.v1.RefundStatus\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12provider_reference\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"\x84\x01\n\x13\x43reateChargeRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\r\n\x05token\x18\x06 \x01(\t\"B\n\x14\x43reateChargeResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.shop.payments.v1.Payment\":\n\x19\x43heckPaymentMethodRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x1c\n\x1a\x43heckPaymentMethodResponse\"\'\n\x13ListPaymentsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"n\n\x14ListPaymentsResponse\x12+\n\x08payments\x18\x01 \x03(\x0b\x32\x19.shop.payments.v1.Payment\x12)\n\x07refunds\x18\x02 \x03(\x0b\x32\x18.shop.payments.v1.Refund\"a\n\x13\x43reateRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"l\n\x14\x43reateRefundResponse\x12(\n\x06refund\x18\x01 \x01(\x0b\x32\x18.shop.payments.v1.Refund\x12*\n\x07payment\x18\x02 \x01(\x0b\x32\x19.shop.payments.v1.Payment\"L\n\x14HandleWebhookRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\t\"P\n\x15HandleWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x12\n\nevent_type\x18\x03 \x01(\t*\xca\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x03\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05*\x7f\n\x0cRefundStatus\x12\x1d\n\x19REFUND_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15REFUND_STATUS_PENDING\x10\x01\x12\x1b\n\x17REFUND_STATUS_SUCCEEDED\x10\x02\x12\x18\n\x14REFUND_STATUS_FAILED\x10\x03\x32\x81\x04\n\x0fPaymentsService\x12]\n\x0c\x43reateCharge\x12%.shop.payments.v1.CreateChargeRequest\x1a&.shop.payments.v1.CreateChargeResponse\x12o\n\x12\x43heckPaymentMethod\x12+.shop.payments.v1.CheckPaymentMethodRequest\x1a,.shop.payments.v1.CheckPaymentMethodResponse\x12]\n\x0cListPayments\x12%.shop.payments.v1.ListPaymentsRequest\x1a&.shop.payments.v1.ListPaymentsResponse\x12]\n\x0c\x43reateRefund\x12%.shop.payments.v1.CreateRefundRequest\x1a&.shop.payments.v1.CreateRefundResponse\x12`\n\rHandleWebhook\x12&.shop.payments.v1.HandleWebhookRequest\x1a\'.shop.payments.v1.HandleWebhookResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fshop/payments/v1/payments.proto\x12\x10shop.payments.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x89\x03\n\x07Payment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12/\n\x06status\x18\x03 \x01(\x0e\x32\x1f.shop.payments.v1.PaymentStatus\x12\x0e\n\x06method\x18\x04 \x01(\t\x12\r\n\x05\x62rand\x18\x05 \x01(\t\x12\r\n\x05last4\x18\x06 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x07 \x01(\x03\x12\x16\n\x0e\x63\x61ptured_cents\x18\x08 \x01(\x03\x12\x16\n\x0erefunded_cents\x18\t \x01(\x03\x12\x15\n\rcurrency_code\x18\n \x01(\t\x12\x10\n\x08provider\x18\x0b \x01(\t\x12\x1a\n\x12provider_reference\x18\x0c \x01(\t\x12\x14\n\x0c\x64\x65\x63line_code\x18\r \x01(\t\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x01\n\x06Refund\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\npayment_id\x18\x02 \x01(\t\x12\x10\n\x08order_id\x18\x03 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x04 \x01(\x03\x12.\n\x06status\x18\x05 \x01(\x0e\x32\x1e.shop.payments.v1.RefundStatus\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12provider_reference\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"\x84\x01\n\x13\x43reateChargeRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x03 \x01(\x03\x12\x15\n\rcurrency_code\x18\x04 \x01(\t\x12\x0e\n\x06method\x18\x05 \x01(\t\x12\r\n\x05token\x18\x06 \x01(\t\"B\n\x14\x43reateChargeResponse\x12*\n\x07payment\x18\x01 \x01(\x0b\x32\x19.shop.payments.v1.Payment\":\n\x19\x43heckPaymentMethodRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\"\x1c\n\x1a\x43heckPaymentMethodResponse\"\x18\n\x16GetPaymentRulesRequest\"I\n\x17GetPaymentRulesResponse\x12\x15\n\rtoken_pattern\x18\x01 \x01(\t\x12\x17\n\x0fmax_age_seconds\x18\x02 \x01(\x05\"\'\n\x13ListPaymentsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"n\n\x14ListPaymentsResponse\x12+\n\x08payments\x18\x01 \x03(\x0b\x32\x19.shop.payments.v1.Payment\x12)\n\x07refunds\x18\x02 \x03(\x0b\x32\x18.shop.payments.v1.Refund\"a\n\x13\x43reateRefundRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61mount_cents\x18\x02 \x01(\x03\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"l\n\x14\x43reateRefundResponse\x12(\n\x06refund\x18\x01 \x01(\x0b\x32\x18.shop.payments.v1.Refund\x12*\n\x07payment\x18\x02 \x01(\x0b\x32\x19.shop.payments.v1.Payment\"L\n\x14HandleWebhookRequest\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12\x11\n\tsignature\x18\x03 \x01(\t\"P\n\x15HandleWebhookResponse\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\tduplicate\x18\x02 \x01(\x08\x12\x12\n\nevent_type\x18\x03 \x01(\t*\xca\x01\n\rPaymentStatus\x12\x1e\n\x1aPAYMENT_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16PAYMENT_STATUS_PENDING\x10\x01\x12\x1c\n\x18PAYMENT_STATUS_SUCCEEDED\x10\x02\x12\x1b\n\x17PAYMENT_STATUS_DECLINED\x10\x03\x12%\n!PAYMENT_STATUS_PARTIALLY_REFUNDED\x10\x04\x12\x1b\n\x17PAYMENT_STATUS_REFUNDED\x10\x05*\x7f\n\x0cRefundStatus\x12\x1d\n\x19REFUND_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15REFUND_STATUS_PENDING\x10\x01\x12\x1b\n\x17REFUND_STATUS_SUCCEEDED\x10\x02\x12\x18\n\x14REFUND_STATUS_FAILED\x10\x03\x32\xe9\x04\n\x0fPaymentsService\x12]\n\x0c\x43reateCharge\x12%.shop.payments.v1.CreateChargeRequest\x1a&.shop.payments.v1.CreateChargeResponse\x12o\n\x12\x43heckPaymentMethod\x12+.shop.payments.v1.CheckPaymentMethodRequest\x1a,.shop.payments.v1.CheckPaymentMethodResponse\x12\x66\n\x0fGetPaymentRules\x12(.shop.payments.v1.GetPaymentRulesRequest\x1a).shop.payments.v1.GetPaymentRulesResponse\x12]\n\x0cListPayments\x12%.shop.payments.v1.ListPaymentsRequest\x1a&.shop.payments.v1.ListPaymentsResponse\x12]\n\x0c\x43reateRefund\x12%.shop.payments.v1.CreateRefundRequest\x1a&.shop.payments.v1.CreateRefundResponse\x12`\n\rHandleWebhook\x12&.shop.payments.v1.HandleWebhookRequest\x1a\'.shop.payments.v1.HandleWebhookResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shop.payments.v1.payments_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PAYMENTSTATUS']._serialized_start=1542
-  _globals['_PAYMENTSTATUS']._serialized_end=1744
-  _globals['_REFUNDSTATUS']._serialized_start=1746
-  _globals['_REFUNDSTATUS']._serialized_end=1873
+  _globals['_PAYMENTSTATUS']._serialized_start=1643
+  _globals['_PAYMENTSTATUS']._serialized_end=1845
+  _globals['_REFUNDSTATUS']._serialized_start=1847
+  _globals['_REFUNDSTATUS']._serialized_end=1974
   _globals['_PAYMENT']._serialized_start=87
   _globals['_PAYMENT']._serialized_end=480
   _globals['_REFUND']._serialized_start=483
@@ -48,18 +48,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKPAYMENTMETHODREQUEST']._serialized_end=987
   _globals['_CHECKPAYMENTMETHODRESPONSE']._serialized_start=989
   _globals['_CHECKPAYMENTMETHODRESPONSE']._serialized_end=1017
-  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1019
-  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1058
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1060
-  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1170
-  _globals['_CREATEREFUNDREQUEST']._serialized_start=1172
-  _globals['_CREATEREFUNDREQUEST']._serialized_end=1269
-  _globals['_CREATEREFUNDRESPONSE']._serialized_start=1271
-  _globals['_CREATEREFUNDRESPONSE']._serialized_end=1379
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=1381
-  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=1457
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=1459
-  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=1539
-  _globals['_PAYMENTSSERVICE']._serialized_start=1876
-  _globals['_PAYMENTSSERVICE']._serialized_end=2389
+  _globals['_GETPAYMENTRULESREQUEST']._serialized_start=1019
+  _globals['_GETPAYMENTRULESREQUEST']._serialized_end=1043
+  _globals['_GETPAYMENTRULESRESPONSE']._serialized_start=1045
+  _globals['_GETPAYMENTRULESRESPONSE']._serialized_end=1118
+  _globals['_LISTPAYMENTSREQUEST']._serialized_start=1120
+  _globals['_LISTPAYMENTSREQUEST']._serialized_end=1159
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_start=1161
+  _globals['_LISTPAYMENTSRESPONSE']._serialized_end=1271
+  _globals['_CREATEREFUNDREQUEST']._serialized_start=1273
+  _globals['_CREATEREFUNDREQUEST']._serialized_end=1370
+  _globals['_CREATEREFUNDRESPONSE']._serialized_start=1372
+  _globals['_CREATEREFUNDRESPONSE']._serialized_end=1480
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_start=1482
+  _globals['_HANDLEWEBHOOKREQUEST']._serialized_end=1558
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_start=1560
+  _globals['_HANDLEWEBHOOKRESPONSE']._serialized_end=1640
+  _globals['_PAYMENTSSERVICE']._serialized_start=1977
+  _globals['_PAYMENTSSERVICE']._serialized_end=2594
 # @@protoc_insertion_point(module_scope)

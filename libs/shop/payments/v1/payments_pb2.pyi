@@ -263,6 +263,47 @@ class CheckPaymentMethodResponse(_message.Message):
 Global___CheckPaymentMethodResponse: _TypeAlias = CheckPaymentMethodResponse  # noqa: Y015
 
 @_typing.final
+class GetPaymentRulesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPaymentRulesRequest: _TypeAlias = GetPaymentRulesRequest  # noqa: Y015
+
+@_typing.final
+class GetPaymentRulesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_PATTERN_FIELD_NUMBER: _builtins.int
+    MAX_AGE_SECONDS_FIELD_NUMBER: _builtins.int
+    token_pattern: _builtins.str
+    """A regular expression (Python `re`, no flags) that a token the configured provider can ever
+    charge matches in full; any other token is INVALID_PAYMENT_TOKEN.
+    """
+    max_age_seconds: _builtins.int
+    """How long a caller may keep these rules before asking again."""
+    def __init__(
+        self,
+        *,
+        token_pattern: _builtins.str = ...,
+        max_age_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_age_seconds", b"max_age_seconds", "token_pattern", b"token_pattern"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPaymentRulesResponse: _TypeAlias = GetPaymentRulesResponse  # noqa: Y015
+
+@_typing.final
 class ListPaymentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

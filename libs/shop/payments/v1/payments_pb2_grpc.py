@@ -47,6 +47,11 @@ class PaymentsServiceStub:
                 request_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodRequest.SerializeToString,
                 response_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodResponse.FromString,
                 _registered_method=True)
+        self.GetPaymentRules = channel.unary_unary(
+                '/shop.payments.v1.PaymentsService/GetPaymentRules',
+                request_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRulesRequest.SerializeToString,
+                response_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRulesResponse.FromString,
+                _registered_method=True)
         self.ListPayments = channel.unary_unary(
                 '/shop.payments.v1.PaymentsService/ListPayments',
                 request_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.ListPaymentsRequest.SerializeToString,
@@ -85,6 +90,14 @@ class PaymentsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPaymentRules(self, request, context):
+        """The rule CheckPaymentMethod applies to a token, as data: a caller keeps it and checks each
+        checkout's token itself (orders: no RPC per checkout). Changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListPayments(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -115,6 +128,11 @@ def add_PaymentsServiceServicer_to_server(servicer, server):
                     servicer.CheckPaymentMethod,
                     request_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodRequest.FromString,
                     response_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodResponse.SerializeToString,
+            ),
+            'GetPaymentRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPaymentRules,
+                    request_deserializer=shop_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRulesRequest.FromString,
+                    response_serializer=shop_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRulesResponse.SerializeToString,
             ),
             'ListPayments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListPayments,
@@ -189,6 +207,33 @@ class PaymentsService:
             '/shop.payments.v1.PaymentsService/CheckPaymentMethod',
             shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodRequest.SerializeToString,
             shop_dot_payments_dot_v1_dot_payments__pb2.CheckPaymentMethodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPaymentRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shop.payments.v1.PaymentsService/GetPaymentRules',
+            shop_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRulesRequest.SerializeToString,
+            shop_dot_payments_dot_v1_dot_payments__pb2.GetPaymentRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class PaymentsServiceStub:
     """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
     so a checkout can refuse a bad token before it records anything. Changes nothing.
     """
+    GetPaymentRules: _grpc.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRulesRequest, _payments_pb2.GetPaymentRulesResponse]
+    """The rule CheckPaymentMethod applies to a token, as data: a caller keeps it and checks each
+    checkout's token itself (orders: no RPC per checkout). Changes nothing.
+    """
     ListPayments: _grpc.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]
     CreateRefund: _grpc.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]
     HandleWebhook: _grpc.UnaryUnaryMultiCallable[_payments_pb2.HandleWebhookRequest, _payments_pb2.HandleWebhookResponse]
@@ -59,6 +63,10 @@ class PaymentsServiceAsyncStub(PaymentsServiceStub):
     CheckPaymentMethod: _aio.UnaryUnaryMultiCallable[_payments_pb2.CheckPaymentMethodRequest, _payments_pb2.CheckPaymentMethodResponse]  # type: ignore[assignment]
     """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
     so a checkout can refuse a bad token before it records anything. Changes nothing.
+    """
+    GetPaymentRules: _aio.UnaryUnaryMultiCallable[_payments_pb2.GetPaymentRulesRequest, _payments_pb2.GetPaymentRulesResponse]  # type: ignore[assignment]
+    """The rule CheckPaymentMethod applies to a token, as data: a caller keeps it and checks each
+    checkout's token itself (orders: no RPC per checkout). Changes nothing.
     """
     ListPayments: _aio.UnaryUnaryMultiCallable[_payments_pb2.ListPaymentsRequest, _payments_pb2.ListPaymentsResponse]  # type: ignore[assignment]
     CreateRefund: _aio.UnaryUnaryMultiCallable[_payments_pb2.CreateRefundRequest, _payments_pb2.CreateRefundResponse]  # type: ignore[assignment]
@@ -86,6 +94,16 @@ class PaymentsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_payments_pb2.CheckPaymentMethodResponse, _abc.Awaitable[_payments_pb2.CheckPaymentMethodResponse]]:
         """Whether the provider accepts this method and token at all (INVALID_PAYMENT_TOKEN otherwise),
         so a checkout can refuse a bad token before it records anything. Changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPaymentRules(
+        self,
+        request: _payments_pb2.GetPaymentRulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_payments_pb2.GetPaymentRulesResponse, _abc.Awaitable[_payments_pb2.GetPaymentRulesResponse]]:
+        """The rule CheckPaymentMethod applies to a token, as data: a caller keeps it and checks each
+        checkout's token itself (orders: no RPC per checkout). Changes nothing.
         """
 
     @_abc_1.abstractmethod
