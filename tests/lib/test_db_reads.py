@@ -39,7 +39,7 @@ MADE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 def test_named_parameters_become_psycopg_placeholders_and_casts_stay():
     query = Query("SELECT :a::text, x FROM t WHERE y = :b_2 AND z = 'a:b'", [])
-    assert query.psycopg == "SELECT %(a)s::text, x FROM t WHERE y = %(b_2)s AND z = 'a:b'"
+    assert query.psycopg == b"SELECT %(a)s::text, x FROM t WHERE y = %(b_2)s AND z = 'a:b'"
     with pytest.raises(ValueError):
         Query("SELECT 1 WHERE name LIKE 'a%'", [])
 

@@ -185,7 +185,8 @@ class Query:
         postgres = postgres_sql or sql
         if "%" in postgres:
             raise ValueError("Query SQL may not contain '%'")
-        self.psycopg = _NAMED_PARAMETER.sub(r"%(\1)s", postgres)
+        # Bytes (the SQL is ASCII): psycopg would encode a str again on every execute.
+        self.psycopg = _NAMED_PARAMETER.sub(r"%(\1)s", postgres).encode()
 
 
 # A unique key already taken: the lean path raises psycopg's error on PostgreSQL and SQLAlchemy's
@@ -301,7 +302,7 @@ class Database:
             await pool.putconn(connection)
 
     async def _on_live_connection(
-        self, pool: AsyncConnectionPool, sql: str, params: dict[str, Any] | None = None
+        self, pool: AsyncConnectionPool, sql: str | bytes, params: dict[str, Any] | None = None
     ) -> tuple[Any, Any]:
         """A pooled connection that ran `sql` (a read, or a write's BEGIN), and its cursor; the
         caller puts the connection back. A connection the server ended (a restart, a terminated
@@ -328,7 +329,7 @@ class Database:
                 return _tuples(await connection.execute(query.core, params))
         return await self._postgres_read(query.psycopg, params)
 
-    async def _postgres_read(self, sql: str, params: dict[str, Any]) -> list:
+    async def _postgres_read(self, sql: str | bytes, params: dict[str, Any]) -> list:
         pool = await self._lean_pool()
         connection, cursor = await self._on_live_connection(pool, sql, params)
         try:
