@@ -68,8 +68,8 @@ def table_row(r: dict[str, Any], columns: list[str]) -> str:
 
 LEGEND = (
     "CPU ms/req: CPU time per successful request (per order for checkout) in the measured window; "
-    "postgres = every postgres process on the machine; loadgen = wrk, or the bench process for the httpx flows "
-    "(checkout); other = the machine's busy time beyond all of these: kernel work done for them "
+    "postgres = every postgres process on the machine; loadgen = wrk (every window, checkout included); "
+    "other = the machine's busy time beyond all of these: kernel work done for them "
     "(loopback networking, writeback of commits: highest for writes) plus anything else running"
 )
 

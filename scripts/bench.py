@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each (default 2)")
     parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
     parser.add_argument("--replicas", type=int, default=1, help="instances of every service (default 1)")
-    parser.add_argument("--checkouts", type=int, default=100, help="orders per checkout variant (default 100)")
+    parser.add_argument("--checkouts", type=int, default=400, help="orders per checkout variant (default 400)")
     parser.add_argument(
         "--scenarios", default=",".join(SCENARIOS), help=f"comma-separated subset of: {','.join(SCENARIOS)}"
     )
