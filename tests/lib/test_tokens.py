@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -288,3 +289,54 @@ def test_service_identity_from_settings_and_a_throwaway_outside_production(tmp_p
     throwaway = ServiceIdentity.from_settings(BaseShopSettings(env="test"), "payments")
     with pytest.raises(Unauthenticated):
         ServiceKeys.from_settings(settings).verify(throwaway.mint())
+
+
+async def test_a_verified_token_is_checked_once_then_kept(key, jwks, monkeypatch):
+    from shop.lib import tokens
+
+    decoded: list[str] = []
+    real_decode = tokens.jwt.decode
+
+    def counting_decode(token, *args, **kwargs):
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(tokens.jwt, "decode", counting_decode)
+    check = verifier(jwks)
+    token = sign(key, claims())
+    for _ in range(3):
+        assert (await check.verify(token)).user_id == "u1"
+    assert len(decoded) == 1
+
+
+async def test_a_kept_token_is_still_refused_once_its_session_is_revoked(key, jwks):
+    revoked = RevokedSessions()
+    check = verifier(jwks, revoked)
+    token = sign(key, claims(sid="s-kept"))
+    await check.verify(token)
+    revoked.add("s-kept")
+    with pytest.raises(Unauthenticated):
+        await check.verify(token)
+
+
+async def test_a_kept_token_expires_when_the_token_does(key, jwks, monkeypatch):
+    from shop.lib import tokens
+
+    monkeypatch.setattr(tokens, "_LEEWAY_SECONDS", 0)
+    check = verifier(jwks)
+    token = sign(key, claims(exp=int(time.time()) + 2))
+    await check.verify(token)
+    await asyncio.sleep(max(0.0, (int(time.time()) + 2) - time.time()) + 0.2)
+    with pytest.raises(Unauthenticated):
+        await check.verify(token)
+
+
+async def test_a_kept_token_is_refused_once_its_key_leaves_the_key_set(key, jwks):
+    check = verifier(jwks)
+    token = sign(key, claims())
+    await check.verify(token)
+    other = ed25519.Ed25519PrivateKey.generate()
+    jwk = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(other.public_key()))
+    check.keys = KeySet.static(json.dumps({"keys": [{**jwk, "kid": "k2", "alg": "EdDSA", "use": "sig"}]}))
+    with pytest.raises(Unauthenticated):
+        await check.verify(token)

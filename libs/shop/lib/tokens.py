@@ -15,9 +15,10 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -157,6 +158,19 @@ def revocations_unavailable() -> Unavailable:
     )
 
 
+# Verified access tokens kept per process (least recently used out): a token's signature and
+# claims are checked once, then its claims are reused until it expires or its key leaves the key
+# set; revocation and the session check are asked on every use.
+VERIFIED_TOKENS_KEPT = 4096
+
+
+class _Verified(NamedTuple):
+    claims: dict
+    kid: str
+    key: Any  # the PyJWK that verified it: a rotated key set no longer returns this object
+    valid_until: float  # exp + leeway, as PyJWT judges expiry
+
+
 class AccessTokenVerifier:
     """Verifies user access tokens locally: pinned algorithms, known kid, required claims, not revoked."""
 
@@ -175,10 +189,45 @@ class AccessTokenVerifier:
         self.revoked = revoked or RevokedSessions()
         # Optional authoritative check (the auth service asks its own database).
         self._session_check = session_check
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     async def verify(self, token: str, *, write: bool = False) -> Caller:
         """The caller of `token`. A `write` is refused (503) while revocations are stale: a
         revoked session must not act on what this process cannot confirm."""
+        claims = await self._claims(token)
+        if write and self.revoked.stale:
+            await self.revoked.refresh_if_stale()
+            if self.revoked.stale:
+                raise revocations_unavailable()
+        if claims["sid"] in self.revoked:
+            raise Unauthenticated("The session has ended.")
+        if self._session_check is not None and not await self._session_check(claims["sid"], claims["sub"]):
+            raise Unauthenticated("The session has ended.")
+        return Caller(
+            user_id=claims["sub"],
+            role=claims.get("role"),
+            session_id=claims["sid"],
+            token_id=claims["jti"],
+            claims=claims,
+        )
+
+    async def _claims(self, token: str) -> dict:
+        """The token's verified claims: kept from an earlier use while it is unexpired and its key
+        is still the key set's, else checked now (and kept)."""
+        kept = self._verified.get(token)
+        if kept is not None:
+            if time.time() < kept.valid_until and await self.keys.get(kept.kid) is kept.key:
+                self._verified.move_to_end(token)
+                return kept.claims
+            del self._verified[token]
+        claims, kid, key = await self._check(token)
+        self._verified[token] = _Verified(claims, kid, key, claims["exp"] + _LEEWAY_SECONDS)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _check(self, token: str) -> tuple[dict, str, Any]:
+        """Signature, algorithm, key and claims of `token`: its claims, kid and key."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -205,21 +254,7 @@ class AccessTokenVerifier:
             raise Unauthenticated("The access token is not valid.") from None
         if claims.get("typ") != ACCESS_TOKEN_TYPE:
             raise Unauthenticated("The token is not an access token.")
-        if write and self.revoked.stale:
-            await self.revoked.refresh_if_stale()
-            if self.revoked.stale:
-                raise revocations_unavailable()
-        if claims["sid"] in self.revoked:
-            raise Unauthenticated("The session has ended.")
-        if self._session_check is not None and not await self._session_check(claims["sid"], claims["sub"]):
-            raise Unauthenticated("The session has ended.")
-        return Caller(
-            user_id=claims["sub"],
-            role=claims.get("role"),
-            session_id=claims["sid"],
-            token_id=claims["jti"],
-            claims=claims,
-        )
+        return claims, kid, key
 
 
 class ServiceIdentity:
