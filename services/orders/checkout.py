@@ -206,37 +206,27 @@ class Checkout:
         request: orders_pb2.CreateOrderRequest,
         email: str,
     ) -> None:
-        """The order PENDING (stage NEW) with its idempotency key and first history entry: one transaction."""
+        """The order PENDING (stage NEW) with its idempotency key and first history entry, atomically."""
         now = utcnow()
-        lease = now + timedelta(seconds=self.settings.stale_after_seconds)
-        async with self.db.write() as tx:
-            await tx.execute(
-                repository.INSERT_KEY,
-                id=new_id(),
-                user_id=user_id,
-                key=key,
-                operation=OPERATION,
-                fingerprint=fingerprint,
-                order_id=order_id,
-                lease=lease,
-                now=now,
-            )
-            await tx.execute(
-                repository.INSERT_ORDER,
-                id=order_id,
-                number=domain.order_number(now),
-                user_id=user_id,
-                email=email,
-                key=key,
-                status=domain.PENDING,
-                stage=str(Stage.NEW),
-                address=json.dumps(address),
-                method=request.payment_method,
-                token=request.payment_token,
-                lease=lease,
-                now=now,
-            )
-            await repository.append_history(tx, order_id, domain.PENDING, "Checkout started.", now)
+        await repository.record_pending(
+            self.db,
+            key_row_id=new_id(),
+            order_id=order_id,
+            number=domain.order_number(now),
+            user_id=user_id,
+            key=key,
+            operation=OPERATION,
+            fingerprint=fingerprint,
+            email=email,
+            status=domain.PENDING,
+            stage=str(Stage.NEW),
+            address=json.dumps(address),
+            method=request.payment_method,
+            token=request.payment_token,
+            note="Checkout started.",
+            lease=now + timedelta(seconds=self.settings.stale_after_seconds),
+            now=now,
+        )
 
     # -- the saga ------------------------------------------------------------------------------
 

@@ -267,19 +267,28 @@ ORDER_FOR_UPDATE = Query(
     postgres_sql=_select(_ORDER_COLUMNS, "orders", "id = :order_id") + " FOR UPDATE",
 )
 KEY_ROW = Query(_select(_KEY_COLUMNS, "idempotency_keys", 'user_id = :user_id AND "key" = :key'), _KEY_COLUMNS)
-INSERT_KEY = Query(
+INSERT_KEY_SQL = (
     'INSERT INTO idempotency_keys (id, user_id, "key", operation, fingerprint, state, order_id, locked_until, '
-    "created_at) VALUES (:id, :user_id, :key, :operation, :fingerprint, 'in_progress', :order_id, :lease, :now)",
-    types={"lease": _TS, "now": _TS},
+    "created_at) VALUES (:key_row_id, :user_id, :key, :operation, :fingerprint, 'in_progress', :order_id, :lease, "
+    ":now)"
 )
-INSERT_ORDER = Query(
+INSERT_ORDER_SQL = (
     "INSERT INTO orders (id, number, user_id, customer_email, idempotency_key, status, stage, failure_code, "
     "subtotal_cents, tax_cents, shipping_cents, total_cents, currency, shipping_address, payment_method, "
     "payment_token, payment_id, payment_status, payment_brand, payment_last4, captured_cents, refunded_cents, "
     "reservation_state, carrier, tracking_number, lease_until, version, created_at, updated_at) VALUES "
-    "(:id, :number, :user_id, :email, :key, :status, :stage, '', 0, 0, 0, 0, 'USD', :address, :method, :token, "
-    "'', '', '', '', 0, 0, 'none', '', '', :lease, 1, :now, :now)",
-    types={"lease": _TS, "now": _TS},
+    "(:order_id, :number, :user_id, :email, :key, :status, :stage, '', 0, 0, 0, 0, 'USD', :address, :method, "
+    ":token, '', '', '', '', 0, 0, 'none', '', '', :lease, 1, :now, :now)"
+)
+INSERT_KEY = Query(INSERT_KEY_SQL, types={"lease": _TS, "now": _TS})
+INSERT_ORDER = Query(INSERT_ORDER_SQL, types={"lease": _TS, "now": _TS})
+# A checkout's start on PostgreSQL: the key, the order and its first history entry in one
+# statement (one round trip, atomic by itself; the foreign keys are checked at its end). SQLite,
+# which has no INSERT in WITH, runs the three statements in one transaction (`record_pending`).
+RECORD_PENDING = Query(
+    f"WITH new_key AS ({INSERT_KEY_SQL}), new_order AS ({INSERT_ORDER_SQL}) "  # noqa: S608  # nosec B608  # constant SQL
+    "INSERT INTO order_history (id, order_id, seq, status, note, at) "
+    "VALUES (:history_id, :order_id, 1, :status, :note, :now)"
 )
 INSERT_HISTORY = Query(
     "INSERT INTO order_history (id, order_id, seq, status, note, at) VALUES (:id, :order_id, "
@@ -430,6 +439,20 @@ async def advance(
         ADVANCE, order_id=order_id, from_stage=str(from_stage), to_stage=str(to_stage), lease=lease, now=now
     )
     return changed == 1
+
+
+async def record_pending(db: Database, **values: Any) -> None:
+    """A checkout's key (in progress), its order (PENDING) and first history entry, atomically
+    (`values`: RECORD_PENDING's parameters). A key or order number already taken raises
+    DUPLICATE_KEY with nothing recorded."""
+    values["history_id"] = new_id()
+    if db.is_postgres:
+        await db.write_one(RECORD_PENDING, **values)
+        return
+    async with db.write() as tx:
+        await tx.execute(INSERT_KEY, **values)
+        await tx.execute(INSERT_ORDER, **values)
+        await append_history(tx, values["order_id"], values["status"], values["note"], values["now"])
 
 
 async def append_history(tx: Transaction, order_id: str, status: str, note: str, now: datetime) -> None:

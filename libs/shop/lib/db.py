@@ -352,6 +352,20 @@ class Database:
             self._compiled[statement] = compiled
         return await self._postgres_read(compiled.string, {**compiled.params, **(params or {})})
 
+    async def write_one(self, query: Query, **params: Any) -> list:
+        """One write statement on its own, atomic by itself: on PostgreSQL in autocommit (one round
+        trip, no BEGIN/COMMIT), on SQLite in its own transaction. The rows it returns (RETURNING)."""
+        if self.dialect != "postgresql":
+            async with self.engine.begin() as connection:
+                result = await connection.execute(query.core, params)
+                return _tuples(result) if result.returns_rows else []
+        pool = await self._lean_pool()
+        connection, cursor = await self._on_live_connection(pool, query.psycopg, params)
+        try:
+            return await cursor.fetchall() if cursor.description else []
+        finally:
+            await pool.putconn(connection)
+
     async def read_one(self, query: Query, **params):
         """The first row of a lean read, or None."""
         rows = await self.read_all(query, **params)

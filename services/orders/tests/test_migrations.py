@@ -82,8 +82,8 @@ def test_old_and_new_replicas_write_keys_side_by_side(database_url):
         with engine.begin() as connection:
             connection.execute(
                 repository.INSERT_KEY.core,
-                {name: checkout[name] for name in ("id", "user_id", "key", "operation", "fingerprint", "order_id")}
-                | {"lease": utcnow(), "now": utcnow()},
+                {name: checkout[name] for name in ("user_id", "key", "operation", "fingerprint", "order_id")}
+                | {"key_row_id": checkout["id"], "lease": utcnow(), "now": utcnow()},
             )
             connection.execute(
                 text(
