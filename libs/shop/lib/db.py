@@ -330,10 +330,11 @@ class Database:
         return await self._postgres_read(query.psycopg, params)
 
     async def _postgres_read(self, sql: str | bytes, params: dict[str, Any]) -> list:
+        """One statement on the autocommit pool: the rows it returns (none for a write without RETURNING)."""
         pool = await self._lean_pool()
         connection, cursor = await self._on_live_connection(pool, sql, params)
         try:
-            return await cursor.fetchall()
+            return await cursor.fetchall() if cursor.description else []
         finally:
             await pool.putconn(connection)
 
@@ -359,12 +360,7 @@ class Database:
             async with self.engine.begin() as connection:
                 result = await connection.execute(query.core, params)
                 return _tuples(result) if result.returns_rows else []
-        pool = await self._lean_pool()
-        connection, cursor = await self._on_live_connection(pool, query.psycopg, params)
-        try:
-            return await cursor.fetchall() if cursor.description else []
-        finally:
-            await pool.putconn(connection)
+        return await self._postgres_read(query.psycopg, params)
 
     async def read_one(self, query: Query, **params):
         """The first row of a lean read, or None."""
