@@ -87,9 +87,7 @@ class OutboxRelay:
         """ "done" (nothing left), "failed" (a row must wait for a retry) or "locked" (another relay)."""
         now = utcnow()
         until = now + timedelta(seconds=self.settings.outbox_lock_seconds)
-        async with self.db.write() as tx:
-            order = await tx.one(repository.CLAIM_OUTBOX, order_id=order_id, until=until, now=now)
-            rows = await tx.all(repository.PENDING_OUTBOX, order_id=order_id) if order is not None else []
+        order, rows = await repository.claim_outbox(self.db, order_id, until=until, now=now)
         if order is None:
             return "locked" if await repository.order_row(self.db, order_id) is not None else "done"
         done: list[str] = []
@@ -110,19 +108,9 @@ class OutboxRelay:
                     order = order._replace(**change)
             return "done"
         finally:
-            # What ran, what it taught us about the order, and the lock back: one transaction. A
-            # crash before it runs the rows again (each is idempotent; an email is at-least-once).
-            async with self.db.write() as tx:
-                if done:
-                    await tx.execute(repository.OUTBOX_DONE, ids=done, now=utcnow())
-                await tx.execute(
-                    repository.RELEASE_OUTBOX,
-                    order_id=order_id,
-                    until=until,
-                    reservation_state=learned.get("reservation_state"),
-                    refunded_cents=learned.get("refunded_cents"),
-                    payment_status=learned.get("payment_status"),
-                )
+            # What ran, what it taught us about the order, and the lock back, atomically. A crash
+            # before it runs the rows again (each is idempotent; an email is at-least-once).
+            await repository.release_outbox(self.db, order_id, until=until, done_ids=done, learned=learned)
 
     def _handler(self, kind: str) -> Handler:
         try:

@@ -386,13 +386,18 @@ OUTBOX_FAILED = Query(
 )
 # The relay's end: what its side effects learned about the order (NULL: unchanged), and the lock
 # given back if it is still this relay's.
-RELEASE_OUTBOX = Query(
+_RELEASE_SQL = (
     "UPDATE orders SET reservation_state = coalesce(:reservation_state, reservation_state), "
     "refunded_cents = coalesce(:refunded_cents, refunded_cents), "
     "payment_status = coalesce(:payment_status, payment_status), "
     "outbox_lock_until = CASE WHEN outbox_lock_until = :until THEN NULL ELSE outbox_lock_until END "
-    "WHERE id = :order_id",
-    types={"until": _TS},
+    "WHERE id = :order_id"
+)
+RELEASE_OUTBOX = Query(_RELEASE_SQL, types={"until": _TS})
+# PostgreSQL: the rows done and the release as one statement (a data-modifying WITH), atomic by itself.
+DONE_AND_RELEASE_OUTBOX = Query(
+    "WITH done AS (UPDATE outbox SET state = 'done', done_at = :now, attempts = attempts + 1 "  # noqa: S608  # nosec B608  # constant SQL
+    f"WHERE id = ANY(:ids)) {_RELEASE_SQL}"
 )
 
 
@@ -439,6 +444,40 @@ async def advance(
         ADVANCE, order_id=order_id, from_stage=str(from_stage), to_stage=str(to_stage), lease=lease, now=now
     )
     return changed == 1
+
+
+async def claim_outbox(db: Database, order_id: str, *, until: datetime, now: datetime) -> tuple[Any, list]:
+    """Takes an order's outbox for one relay until `until`: the order row it locked and its pending
+    rows in sequence, or (None, []) when another relay holds it or there is no such order. The lock
+    is the column, not a transaction, so the claim is one statement on its own (autocommit on
+    PostgreSQL) and the rows are read after it."""
+    claimed = await db.write_one(CLAIM_OUTBOX, order_id=order_id, until=until, now=now)
+    if not claimed:
+        return None, []
+    return claimed[0], await db.read_all(PENDING_OUTBOX, order_id=order_id)
+
+
+async def release_outbox(
+    db: Database, order_id: str, *, until: datetime, done_ids: list[str], learned: dict[str, Any]
+) -> None:
+    """A relay's end, atomically: the rows it ran marked done, what their side effects learned about
+    the order (`learned`: reservation_state, refunded_cents, payment_status), and the lock given back
+    if it is still this relay's. One statement on PostgreSQL, one transaction on SQLite."""
+    values = {
+        "order_id": order_id,
+        "until": until,
+        "now": utcnow(),
+        "reservation_state": learned.get("reservation_state"),
+        "refunded_cents": learned.get("refunded_cents"),
+        "payment_status": learned.get("payment_status"),
+    }
+    if db.is_postgres:
+        await db.write_one(DONE_AND_RELEASE_OUTBOX, ids=done_ids, **values)
+        return
+    async with db.write() as tx:
+        if done_ids:
+            await tx.execute(OUTBOX_DONE, ids=done_ids, now=values["now"])
+        await tx.execute(RELEASE_OUTBOX, **values)
 
 
 async def record_pending(db: Database, **values: Any) -> None:
