@@ -6,6 +6,7 @@ statements of the hot paths (the checkout saga, the outbox relay, cancel, order 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -307,14 +308,27 @@ INSERT_ITEM = Query(
     ":quantity, :line_total_cents)"
 )
 # The saga's one move: only from the stage the caller saw, renewing the lease (and locking the row).
-ADVANCE = Query(
-    "UPDATE orders SET stage = :to_stage, lease_until = :lease, updated_at = :now "
-    "WHERE id = :order_id AND stage = :from_stage",
-    types={"lease": _TS, "now": _TS},
+_ADVANCE_SET = "UPDATE orders SET stage = :to_stage, lease_until = :lease, updated_at = :now"
+_ADVANCE_WHERE = "WHERE id = :order_id AND stage = :from_stage"
+ADVANCE = Query(f"{_ADVANCE_SET} {_ADVANCE_WHERE}", types={"lease": _TS, "now": _TS})
+_TOTALS_SET = (
+    "subtotal_cents = :subtotal, tax_cents = :tax, shipping_cents = :shipping, "
+    "total_cents = :total, currency = :currency, reservation_state = 'reserved'"
 )
-SET_TOTALS = Query(
-    "UPDATE orders SET subtotal_cents = :subtotal, tax_cents = :tax, shipping_cents = :shipping, "
-    "total_cents = :total, currency = :currency, reservation_state = 'reserved' WHERE id = :order_id"
+SET_TOTALS = Query(f"UPDATE orders SET {_TOTALS_SET} WHERE id = :order_id")  # noqa: S608  # nosec B608  # constant SQL
+# The reservation recorded on PostgreSQL: the move to RESERVED with the totals, and the priced lines
+# (parallel arrays; empty when they are stored already), one statement, atomic by itself, none of it
+# when the order was no longer at `from_stage`. SQLite runs ADVANCE, INSERT_ITEM and SET_TOTALS in
+# one transaction (`record_reservation`).
+RECORD_RESERVATION = Query(
+    f"WITH moved AS ({_ADVANCE_SET}, {_TOTALS_SET} {_ADVANCE_WHERE} RETURNING id), "  # noqa: S608  # nosec B608  # constant SQL
+    "new_items AS (INSERT INTO order_items (id, order_id, position, product_id, sku, name, unit_price_cents, "
+    "quantity, line_total_cents) SELECT line.id, moved.id, line.position, line.product_id, line.sku, line.name, "
+    "line.unit_price_cents, line.quantity, line.unit_price_cents * line.quantity FROM moved, unnest("
+    "CAST(:item_ids AS text[]), CAST(:positions AS integer[]), CAST(:product_ids AS text[]), "
+    "CAST(:skus AS text[]), CAST(:names AS text[]), CAST(:unit_prices AS bigint[]), CAST(:quantities AS integer[])"
+    ") AS line(id, position, product_id, sku, name, unit_price_cents, quantity)) "
+    "SELECT count(*) AS moved FROM moved"
 )
 # The saga's final outcome; it answers the order as it now is (the stored 201 is built from it).
 _OUTCOME = (
@@ -444,6 +458,66 @@ async def advance(
         ADVANCE, order_id=order_id, from_stage=str(from_stage), to_stage=str(to_stage), lease=lease, now=now
     )
     return changed == 1
+
+
+async def record_reservation(
+    db: Database,
+    order_id: str,
+    from_stage: str,
+    *,
+    lease: datetime,
+    now: datetime,
+    totals: domain.Totals,
+    currency: str,
+    lines: Sequence[Any] = (),
+) -> bool:
+    """The stock reserved: the order moves from `from_stage` to RESERVED (lease renewed) with its
+    totals in `currency`, and `lines` (priced: product_id, sku, name, unit_price_cents, quantity) become its items,
+    atomically. False, with nothing written, when someone else moved the order first."""
+    values = {
+        "order_id": order_id,
+        "from_stage": str(from_stage),
+        "to_stage": str(domain.Stage.RESERVED),
+        "lease": lease,
+        "now": now,
+        "subtotal": totals.subtotal_cents,
+        "tax": totals.tax_cents,
+        "shipping": totals.shipping_cents,
+        "total": totals.total_cents,
+        "currency": currency,
+    }
+    item_ids = [new_id() for _ in lines]
+    if db.is_postgres:
+        rows = await db.write_one(
+            RECORD_RESERVATION,
+            **values,
+            item_ids=item_ids,
+            positions=list(range(len(lines))),
+            product_ids=[line.product_id for line in lines],
+            skus=[line.sku for line in lines],
+            names=[line.name for line in lines],
+            unit_prices=[line.unit_price_cents for line in lines],
+            quantities=[line.quantity for line in lines],
+        )
+        return rows[0].moved == 1
+    async with db.write() as tx:
+        if await tx.execute(ADVANCE, **values) != 1:
+            return False
+        for position, (item_id, line) in enumerate(zip(item_ids, lines, strict=True)):
+            await tx.execute(
+                INSERT_ITEM,
+                id=item_id,
+                order_id=order_id,
+                position=position,
+                product_id=line.product_id,
+                sku=line.sku,
+                name=line.name,
+                unit_price_cents=line.unit_price_cents,
+                quantity=line.quantity,
+                line_total_cents=line.unit_price_cents * line.quantity,
+            )
+        await tx.execute(SET_TOTALS, **values)
+    return True
 
 
 async def claim_outbox(db: Database, order_id: str, *, until: datetime, now: datetime) -> tuple[Any, list]:

@@ -44,7 +44,7 @@ from services.orders.mapping import PAYMENT_STATUSES, error_to_stored, order_pro
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
-from shop.lib.db import Database, Transaction, new_id, utcnow
+from shop.lib.db import Database, Transaction, utcnow
 from shop.lib.errors import Conflict, PaymentDeclined, RemoteError, ShopError, Unavailable, decode_rpc_error
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
@@ -171,40 +171,18 @@ class Saga:
         totals = domain.compute_totals([(line.unit_price_cents, line.quantity) for line in priced])
         now = utcnow()
         currency = priced[0].currency_code or "USD"
-        async with self.db.write() as tx:
-            if not await repository.advance(
-                tx, order.id, stage, Stage.RESERVED, lease_seconds=self.settings.stale_after_seconds, now=now
-            ):
-                return None  # someone else moved it: read it again
-            if stage == Stage.NEW:
-                for position, line in enumerate(priced):
-                    await tx.execute(
-                        repository.INSERT_ITEM,
-                        id=new_id(),
-                        order_id=order.id,
-                        position=position,
-                        product_id=line.product_id,
-                        sku=line.sku,
-                        name=line.name,
-                        unit_price_cents=line.unit_price_cents,
-                        quantity=line.quantity,
-                        line_total_cents=line.unit_price_cents * line.quantity,
-                    )
-            await tx.execute(
-                repository.SET_TOTALS,
-                order_id=order.id,
-                subtotal=totals.subtotal_cents,
-                tax=totals.tax_cents,
-                shipping=totals.shipping_cents,
-                total=totals.total_cents,
-                currency=currency,
-            )
+        lease = now + timedelta(seconds=self.settings.stale_after_seconds)
+        new_lines = priced if stage == Stage.NEW else ()  # PRICED: the lines are stored already
+        if not await repository.record_reservation(
+            self.db, order.id, stage, lease=lease, now=now, totals=totals, currency=currency, lines=new_lines
+        ):
+            return None  # someone else moved it: read it again
         crash_point(self.settings, "after_stock_reserved")
         # RESERVED, as just written (the charge goes on with it; the lease and row are ours).
         return order._replace(
             stage=str(Stage.RESERVED),
             updated_at=now,
-            lease_until=now + timedelta(seconds=self.settings.stale_after_seconds),
+            lease_until=lease,
             subtotal_cents=totals.subtotal_cents,
             tax_cents=totals.tax_cents,
             shipping_cents=totals.shipping_cents,
