@@ -331,13 +331,33 @@ RECORD_RESERVATION = Query(
     "SELECT count(*) AS moved FROM moved"
 )
 # The saga's final outcome; it answers the order as it now is (the stored 201 is built from it).
-_OUTCOME = (
-    "UPDATE orders SET status = :status, lease_until = NULL, payment_token = '', failure_code = :failure_code, "
-    "payment_id = :payment_id, payment_status = :payment_status, payment_brand = :brand, payment_last4 = :last4, "
-    "captured_cents = :captured, version = version + 1 WHERE id = :order_id"
+_OUTCOME_SET = (
+    "payment_token = '', failure_code = :failure_code, payment_id = :payment_id, "
+    "payment_status = :payment_status, payment_brand = :brand, payment_last4 = :last4, "
+    "captured_cents = :captured, version = version + 1"
 )
+_OUTCOME = f"UPDATE orders SET status = :status, lease_until = NULL, {_OUTCOME_SET} WHERE id = :order_id"  # noqa: S608  # nosec B608  # constant SQL
 SET_OUTCOME = Query(
     f"{_OUTCOME} RETURNING {_ORDER_NAMES}",  # noqa: S608  # nosec B608  # the models' column names, no input
+    _ORDER_COLUMNS,
+)
+# The outcome recorded on PostgreSQL: the move to DONE with the outcome, its history entry and the
+# outbox rows it owes (parallel arrays), one statement answering the order as it now is; no row and
+# nothing written when the order was no longer at `from_stage`. SQLite runs ADVANCE, SET_OUTCOME,
+# INSERT_HISTORY and INSERT_OUTBOX (`record_outcome`).
+RECORD_OUTCOME = Query(
+    "WITH moved AS (UPDATE orders SET stage = :to_stage, lease_until = NULL, updated_at = :now, "  # noqa: S608  # nosec B608  # constant SQL
+    f"status = :status, {_OUTCOME_SET} {_ADVANCE_WHERE} RETURNING {_ORDER_NAMES}), "
+    "new_history AS (INSERT INTO order_history (id, order_id, seq, status, note, at) SELECT :history_id, moved.id, "
+    "(SELECT coalesce(max(seq), 0) + 1 FROM order_history WHERE order_id = :order_id), :status, :note, :now "
+    "FROM moved), "
+    "new_outbox AS (INSERT INTO outbox (id, seq, order_id, kind, payload, state, attempts, last_error, "
+    "next_attempt_at, created_at) SELECT owed.id, "
+    "(SELECT coalesce(max(seq), 0) FROM outbox WHERE order_id = :order_id) + owed.position, moved.id, owed.kind, "
+    "CAST(owed.payload AS json), 'pending', 0, '', :now, :now FROM moved, "
+    "unnest(CAST(:outbox_ids AS text[]), CAST(:kinds AS text[]), CAST(:payloads AS text[])) "
+    "WITH ORDINALITY AS owed(id, kind, payload, position)) "
+    "SELECT * FROM moved",
     _ORDER_COLUMNS,
 )
 SET_STATUS = Query(
@@ -518,6 +538,43 @@ async def record_reservation(
             )
         await tx.execute(SET_TOTALS, **values)
     return True
+
+
+async def record_outcome(
+    tx: Transaction,
+    order_id: str,
+    from_stage: str,
+    *,
+    now: datetime,
+    status: str,
+    note: str,
+    effects: Sequence[tuple[str, dict[str, Any]]],
+    **outcome: Any,
+) -> Any:
+    """A checkout's final outcome, in the caller's transaction: the order moves from `from_stage` to
+    DONE with its `status` and `outcome` (SET_OUTCOME's failure_code, payment_id, payment_status,
+    brand, last4, captured), a history entry with `note`, and an outbox row per effect (kind,
+    payload). The order as it now is, or None, with nothing written, when someone else moved it."""
+    values = {"order_id": order_id, "from_stage": str(from_stage), "to_stage": str(domain.Stage.DONE), "now": now}
+    if tx.is_postgres:
+        return await tx.one(
+            RECORD_OUTCOME,
+            **values,
+            **outcome,
+            status=status,
+            note=note[:500],
+            history_id=new_id(),
+            outbox_ids=[new_id() for _ in effects],
+            kinds=[str(kind) for kind, _ in effects],
+            payloads=[json.dumps(payload) for _, payload in effects],
+        )
+    if await tx.execute(ADVANCE, **values, lease=None) != 1:
+        return None
+    finished = await tx.one(SET_OUTCOME, order_id=order_id, status=status, **outcome)
+    await append_history(tx, order_id, status, note, now)
+    for kind, payload in effects:
+        await append_outbox(tx, order_id, kind, payload, now)
+    return finished
 
 
 async def claim_outbox(db: Database, order_id: str, *, until: datetime, now: datetime) -> tuple[Any, list]:

@@ -367,12 +367,14 @@ class Saga:
         if payment is not None and error is None:
             captured = payment.captured_cents or payment.amount_cents
         async with self.db.write() as tx:
-            if not await repository.advance(tx, order.id, stage, Stage.DONE, lease_seconds=0, now=now):
-                return None
-            finished = await tx.one(
-                repository.SET_OUTCOME,
-                order_id=order.id,
+            finished = await repository.record_outcome(
+                tx,
+                order.id,
+                stage,
+                now=now,
                 status=status,
+                note=note,
+                effects=effects,
                 failure_code=error.code if error is not None else order.failure_code,
                 payment_id=payment.id if payment is not None else order.payment_id,
                 payment_status=payment_status,
@@ -380,9 +382,8 @@ class Saga:
                 last4=payment.last4 if payment is not None else order.payment_last4,
                 captured=captured,
             )
-            await repository.append_history(tx, order.id, status, note, now)
-            for kind, payload in effects:
-                await repository.append_outbox(tx, order.id, kind, payload, now)
+            if finished is None:
+                return None  # someone else moved it
             body = None
             if error is None:
                 view = await repository.view(tx, order.id, finished)

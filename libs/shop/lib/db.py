@@ -202,6 +202,10 @@ class Transaction:
         self._postgres = postgres
         self._core = core
 
+    @property
+    def is_postgres(self) -> bool:
+        return self._postgres is not None
+
     async def all(self, query: Query, **params: Any) -> list:
         if self._core is not None:
             return _tuples(await self._core.execute(query.core, params))

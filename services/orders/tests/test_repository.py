@@ -145,3 +145,52 @@ async def test_one_relay_at_a_time_takes_an_orders_outbox_and_its_end_is_one_wri
     assert (await repository.claim_outbox(db, order_id, until=later, now=until + timedelta(seconds=1)))[0] is not None
     await repository.release_outbox(db, order_id, until=until, done_ids=[], learned={})
     assert await repository.claim_outbox(db, order_id, until=later, now=until + timedelta(seconds=2)) == (None, [])
+
+
+async def test_an_outcome_moves_the_order_to_done_with_its_history_and_the_outbox_rows_it_owes(db):
+    order_id = await pending_order(db)
+    now = utcnow()
+    outcome = {
+        "failure_code": "",
+        "payment_id": "pay-1",
+        "payment_status": "SUCCEEDED",
+        "brand": "visa",
+        "last4": "4242",
+        "captured": 5319,
+    }
+    effects = [(OutboxKind.COMMIT_RESERVATION, {}), (OutboxKind.EMAIL, {"template": "paid"})]
+    async with db.write() as tx:  # the driver saw RESERVED, but the order is still NEW: nothing
+        assert (
+            await repository.record_outcome(
+                tx, order_id, Stage.RESERVED, now=now, status=domain.PAID, note="Paid.", effects=effects, **outcome
+            )
+            is None
+        )
+    assert await rows(db, "SELECT count(*) FROM outbox") == [(0,)]
+    assert await rows(db, "SELECT count(*) FROM order_history") == [(1,)]
+
+    async with db.write() as tx:
+        await repository.append_outbox(tx, order_id, OutboxKind.RESTORE_CART, {}, now)  # an earlier row: seq 1
+        finished = await repository.record_outcome(
+            tx, order_id, Stage.NEW, now=now, status=domain.PAID, note="Paid.", effects=effects, **outcome
+        )
+    assert (finished.status, finished.stage, finished.payment_id, finished.captured_cents, finished.version) == (
+        domain.PAID,
+        "done",
+        "pay-1",
+        5319,
+        2,
+    )
+    assert (finished.lease_until, finished.payment_token) == (None, "")
+    assert await rows(db, "SELECT seq, status, note FROM order_history ORDER BY seq") == [
+        (1, domain.PENDING, "Checkout started."),
+        (2, domain.PAID, "Paid."),
+    ]
+    owed = await rows(db, "SELECT seq, kind, payload, state FROM outbox ORDER BY seq")
+    assert [(seq, kind, state) for seq, kind, _, state in owed] == [
+        (1, OutboxKind.RESTORE_CART, "pending"),
+        (2, OutboxKind.COMMIT_RESERVATION, "pending"),
+        (3, OutboxKind.EMAIL, "pending"),
+    ]
+    payloads = [payload if isinstance(payload, dict) else json.loads(payload) for _, _, payload, _ in owed]
+    assert payloads == [{}, {}, {"template": "paid"}]
