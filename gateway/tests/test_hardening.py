@@ -245,6 +245,49 @@ async def test_browsing_works_while_orders_is_down(suite):
     assert "127.0.0.1" not in orders.text and ":1" not in orders.text and "details" not in error
 
 
+async def test_a_backend_that_does_not_answer_in_time_is_a_generic_504(suite):
+    """A hung backend (it accepts connections and never answers): its DEADLINE_EXCEEDED is a 504
+    with the generic message, nothing of gRPC's text and no host:port."""
+    held: list[asyncio.StreamWriter] = []  # kept open: the backend never answers nor hangs up
+    silent = await asyncio.start_server(lambda _reader, writer: held.append(writer), "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    user = await suite.register()
+    try:
+        async with gateway(suite, orders_target=f"127.0.0.1:{port}", rpc_timeout_seconds=0.5) as app:
+            async with client(app) as c:
+                started = time.monotonic()
+                orders = await c.get("/api/v1/orders", headers=user["headers"])
+                took = time.monotonic() - started
+    finally:
+        for writer in held:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+    assert orders.status_code == 504, orders.text
+    error = orders.json()["error"]
+    assert error["code"] == "DEADLINE_EXCEEDED"
+    assert error["message"] == "The service did not answer in time; try again shortly."
+    assert str(port) not in orders.text and "127.0.0.1" not in orders.text and "details" not in error
+    assert took < 5, took
+
+
+async def test_ready_while_some_backends_answer_and_503_when_none_does(suite):
+    """One backend down no longer takes the gateway out of its Service (it was 503); with no
+    backend SERVING there is nothing to serve: 503, so the Service stops sending it traffic."""
+    async with gateway(suite, catalog_target="127.0.0.1:1", readiness_timeout_seconds=0.5) as app:
+        async with client(app) as c:
+            some = await c.get("/readyz")
+    assert some.status_code == 200
+    assert some.json()["services"]["catalog"] == "UNAVAILABLE"
+    assert some.json()["services"]["auth"] == "SERVING"
+    nothing = {f"{name}_target": "127.0.0.1:1" for name in SERVICES}
+    async with gateway(suite, readiness_timeout_seconds=0.5, **nothing) as app:
+        async with client(app) as c:
+            none = await c.get("/readyz")
+    assert none.status_code == 503
+    assert none.json()["services"] == {name: "UNAVAILABLE" for name in SERVICES}
+
+
 # -- 4. order event streams --------------------------------------------------------------------------
 
 
