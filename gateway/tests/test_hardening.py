@@ -221,6 +221,11 @@ def test_one_client_ip_and_one_bearer_parser_in_the_gateway():
 def test_the_readme_says_cidr_ranges_are_accepted():
     readme = (ROOT / "README.md").read_text()
     assert "no CIDR" not in readme and "Until the gateway accepts a CIDR" not in readme
+    # and says what is true: the settings row and the rate-limit section both name CIDR ranges
+    row = next(line for line in readme.splitlines() if line.startswith("| `SHOP_TRUSTED_PROXIES` |"))
+    assert "IPs or CIDR ranges" in row
+    assert "the peer is in `SHOP_TRUSTED_PROXIES` (IPs or CIDR ranges)" in " ".join(readme.split())
+    assert GatewaySettings(trusted_proxies="10.0.0.0/8").is_trusted_proxy("10.1.2.3")  # as it says
 
 
 # -- 3. readiness while some backends are down ------------------------------------------------------
