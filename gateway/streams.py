@@ -10,7 +10,8 @@ S streams over O distinct orders the orders service answers O reads per poll per
 used to run a database poll per stream every second (WatchOrder).
 
 Bounds (each answered with a stable code):
-- per user: `SHOP_SSE_MAX_STREAMS_PER_USER` open streams on this gateway → 429 TOO_MANY_STREAMS;
+- per user: `SHOP_SSE_MAX_STREAMS_PER_USER` open streams on this gateway → 429 TOO_MANY_STREAMS (per
+  replica: the hub and its counts live in this process, so N replicas allow N times as many);
 - per gateway: `SHOP_SSE_MAX_STREAMS` → 503 STREAMS_UNAVAILABLE (with Retry-After);
 - lifetime: `SHOP_SSE_MAX_LIFETIME_SECONDS`, and never past the access token's expiry; the stream
   then ends (clients reconnect with a fresh token, as after any disconnect);
