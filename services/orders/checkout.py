@@ -35,6 +35,7 @@ from shop.lib.context import Caller
 from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
 from shop.lib.errors import Aborted, NotFound, Unavailable, ValidationError, decode_rpc_error
 from shop.lib.idempotency import check_replay, clean_key, in_progress, message_fingerprint
+from shop.lib.logging import safe_error_text
 from shop.lib.periodic import Periodic
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
@@ -253,8 +254,9 @@ class Checkout:
 
     def _forget(self, task: asyncio.Future) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.info("checkout.drive_ended", error=repr(task.exception()))
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.info("checkout.drive_ended", error=safe_error_text(error))
 
     async def _drive_releasing(self, order_id: str) -> Done:
         try:

@@ -32,6 +32,7 @@ from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import decode_rpc_error
+from shop.lib.logging import safe_error_text
 from shop.lib.periodic import Periodic
 from shop.payments.v1 import payments_pb2
 
@@ -124,7 +125,7 @@ class OutboxRelay:
             remote = decode_rpc_error(exc)
             reason = f"{remote.grpc_code.name} {remote.code}: {remote.message}"
         else:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = safe_error_text(exc)  # stored and logged: never a database error's values
         attempts = row.attempts + 1
         dead = isinstance(exc, PermanentFailure) or attempts >= self.settings.outbox_max_attempts
         delay = min(self.settings.outbox_max_backoff_seconds, 0.25 * (2 ** min(attempts, 10)))
