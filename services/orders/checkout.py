@@ -24,7 +24,6 @@ import structlog
 
 from services.orders import domain, repository
 from services.orders.domain import Stage
-from services.orders.events import OrderEvents
 from services.orders.mapping import error_from_stored
 from services.orders.outbox import OutboxRelay
 from services.orders.payment_rules import PaymentRules
@@ -53,19 +52,17 @@ class Checkout:
         settings,
         db: Database,
         clients: ServiceClients,
-        events: OrderEvents,
         outbox: OutboxRelay,
         hold: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
-        self.events = events
         self.outbox = outbox
         self.hold = hold
         self._tasks: set[asyncio.Future] = set()
         self.payment_rules = PaymentRules(clients)
-        self.saga = Saga(settings=settings, db=db, clients=clients, events=events, hold=hold)
+        self.saga = Saga(settings=settings, db=db, clients=clients, hold=hold)
         # The saga as data: the one step that moves an order on from each unfinished stage.
         self.handlers: dict[Stage, Callable[[Any], Awaitable[Step]]] = self.saga.handlers
 
@@ -98,7 +95,6 @@ class Checkout:
                 # else: the order number collided; draw another
         else:  # pragma: no cover - 5 collisions in a row among 31^6 numbers a day
             raise Aborted("Could not allocate an order number; retry.", code="ABORTED")
-        self.events.notify(order_id)
         crash_point(self.settings, "after_pending_recorded")
         if self.hold is not None:
             await self.hold("after_pending_recorded", user_id)

@@ -25,7 +25,6 @@ import structlog
 
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind
-from services.orders.events import OrderEvents
 from services.orders.mapping import PAYMENT_STATUSES
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
@@ -46,12 +45,11 @@ class PermanentFailure(Exception):
 
 
 class OutboxRelay:
-    def __init__(self, *, settings, db: Database, clients: ServiceClients, mailer, events: OrderEvents) -> None:
+    def __init__(self, *, settings, db: Database, clients: ServiceClients, mailer) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
         self.mailer = mailer
-        self.events = events
         self._tasks: set[asyncio.Future] = set()
         self.handlers: dict[OutboxKind, Handler] = {
             OutboxKind.COMMIT_RESERVATION: self.commit_reservation,
@@ -190,7 +188,6 @@ class OutboxRelay:
                 now,
             )
         log.warning("outbox.unfulfillable", order_id=order.id)
-        self.events.notify(order.id)
         self.soon(order.id)
 
     async def release_reservation(self, row: Any, order: Any) -> dict[str, Any]:
