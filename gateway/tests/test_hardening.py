@@ -137,6 +137,43 @@ async def test_redis_down_means_per_process_limits_and_a_warning_never_a_500(sui
     assert warnings and warnings[0]["log_level"] == "warning"
 
 
+async def test_writes_fail_closed_while_revocations_cannot_be_fetched_and_reads_go_on(suite):
+    """The gateway's revocation source (an auth replica of its own) stops: once no poll has
+    succeeded for SHOP_REVOCATION_MAX_STALENESS_SECONDS, a signed-in write is refused with 503
+    REVOCATIONS_UNAVAILABLE (a logged-out session must not keep buying meanwhile) and a signed-in
+    read still answers."""
+    from services.auth.server import build_server
+
+    port = free_port()
+    auth = build_server(suite.service_settings("auth", grpc_address=f"127.0.0.1:{port}"))
+    await auth.start()
+    running = True
+    user = await suite.register()
+    product = await make_product(suite, price=1000, stock=5)
+    item = {"productId": product, "quantity": 1}
+    try:
+        async with gateway(
+            suite, auth_target=f"127.0.0.1:{port}", revocation_poll_seconds=0.2, revocation_max_staleness_seconds=2
+        ) as app:
+            async with client(app) as c:
+                before = await c.post("/api/v1/cart/items", json=item, headers=user["headers"])
+                assert before.status_code == 200, before.text  # revocations fresh: writes pass
+                await auth.stop(grace=0.5)
+                running = False
+                await asyncio.sleep(2.5)  # past the staleness bound without a successful poll
+                write = await c.post("/api/v1/cart/items", json=item, headers=user["headers"])
+                read = await c.get("/api/v1/cart", headers=user["headers"])
+                anonymous = await c.get(f"/api/v1/products/{product}")
+    finally:
+        if running:
+            await auth.stop(grace=0.5)
+    assert write.status_code == 503, write.text
+    assert write.json()["error"]["code"] == "REVOCATIONS_UNAVAILABLE" and "retry-after" in write.headers
+    assert read.status_code == 200, read.text
+    assert read.json()["data"]["items"][0]["quantity"] == 1  # the refused write changed nothing
+    assert anonymous.status_code == 200
+
+
 # -- 2. client IPs behind a proxy ------------------------------------------------------------------
 
 
