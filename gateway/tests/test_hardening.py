@@ -2,8 +2,9 @@
 behind a proxy, readiness while some backends are down, bounded order streams, metrics on their own
 port, generic 5xx messages, a start without uvloop, and declared dependencies.
 
-"Two gateways" here are two gateway applications, each with its own state (limiter, revoked set,
-Redis connections), as two replicas have; they share only what Redis shares."""
+"Two gateways" here are mostly two gateway applications in this process, each with its own state
+(limiter, revoked set, Redis connections), as two replicas have; they share only what Redis shares.
+One test starts two real gateway processes for the same two properties."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from gateway.app import create_app
 from gateway.config import GatewaySettings
 from shop.lib.clients import SERVICES as SERVICES_BY_NAME
 from shop.lib.errors import Unauthenticated
-from tests.harness import free_port, redis_test_url
+from tests.harness import free_port, identity_env, redis_test_url, run_process
 from tests.invariants.orders_helpers import add_to_cart, checkout, eventually, make_product
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +173,91 @@ async def test_writes_fail_closed_while_revocations_cannot_be_fetched_and_reads_
     assert read.status_code == 200, read.text
     assert read.json()["data"]["items"][0]["quantity"] == 1  # the refused write changed nothing
     assert anonymous.status_code == 200
+
+
+async def test_two_gateway_processes_share_one_limit_and_a_logout(suite, tmp_path):
+    """Two real `python -m gateway` processes on one Redis, as two replicas run: the per-IP limit
+    is one limit for both, and a logout through one is refused by the other within a second.
+
+    Their revocation poll runs once a minute, so what carries the logout is Redis; their orders
+    target is dead, so a read the gateway lets through answers 503 and only the gateway's own
+    refusal answers 401 (the orders service learns revocations from auth by itself)."""
+    ports = [free_port(), free_port()]
+    env = {
+        **{f"SHOP_{key.upper()}": str(value) for key, value in suite.common().items()},
+        **identity_env("gateway"),
+        "SHOP_ENV": "test",
+        "SHOP_LOG_LEVEL": "WARNING",
+        "SHOP_HTTP_HOST": "127.0.0.1",
+        "SHOP_REDIS_URL": redis_test_url(),
+        "SHOP_RATE_LIMIT_PER_MINUTE": "4",
+        "SHOP_AUTH_RATE_LIMIT_PER_MINUTE": "0",
+        # The limit is keyed on the client this test names (Redis keeps windows across runs).
+        "SHOP_TRUSTED_PROXIES": "127.0.0.1",
+        "SHOP_REVOCATION_POLL_SECONDS": "60",
+        "SHOP_ORDERS_TARGET": "127.0.0.1:1",
+    }
+    processes = [
+        run_process([sys.executable, "-m", "gateway"], {**env, "SHOP_HTTP_PORT": str(port)}, tmp_path / f"gw{port}.log")
+        for port in ports
+    ]
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=10) as a,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[1]}", timeout=10) as b,
+        ):
+            for http, process in ((a, processes[0]), (b, processes[1])):
+                await started(http, process, tmp_path)
+
+            def as_client(ip: str, headers: dict | None = None) -> dict:
+                return {"X-Forwarded-For": ip, **(headers or {})}
+
+            ip = random_ip()
+            codes = [(await c.get("/healthz", headers=as_client(ip))).status_code for c in (a, b, a, b, a, b)]
+            # four in the minute between both processes, not four on each
+            assert codes == [200, 200, 200, 200, 429, 429]
+            assert (await a.get("/healthz", headers=as_client(random_ip()))).status_code == 200
+
+            user = await suite.register()
+            accepted = await b.get("/api/v1/orders", headers=as_client(random_ip(), user["headers"]))
+            assert accepted.status_code == 503, accepted.text  # the session passed b's own check
+            logout = await a.post("/api/v1/auth/logout", headers=as_client(random_ip(), user["headers"]), json={})
+            assert logout.status_code == 204, logout.text
+            ended = time.monotonic()
+            while True:
+                answer = await b.get("/api/v1/orders", headers=as_client(random_ip(), user["headers"]))
+                if answer.status_code == 401:
+                    break
+                assert answer.status_code == 503, answer.text
+                assert time.monotonic() - ended < 1.0, "the other gateway still accepts the session after 1 s"
+                await asyncio.sleep(0.02)
+            assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                await asyncio.to_thread(process.wait, 10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+
+
+async def started(http: httpx.AsyncClient, process: subprocess.Popen, tmp_path: Path) -> None:
+    """Until the gateway process answers (any answer: its limit may already count this address)."""
+    deadline = time.monotonic() + 30
+    while True:
+        assert process.poll() is None, gateway_logs(tmp_path)
+        try:
+            await http.get("/healthz", headers={"X-Forwarded-For": random_ip()})
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"the gateway did not start\n{gateway_logs(tmp_path)}"
+            await asyncio.sleep(0.1)
+
+
+def gateway_logs(tmp_path: Path) -> str:
+    return "\n".join(path.read_text()[-2000:] for path in sorted(tmp_path.glob("gw*.log")))
 
 
 # -- 2. client IPs behind a proxy ------------------------------------------------------------------
