@@ -6,11 +6,12 @@ each *watched order* once per `SHOP_SSE_POLL_SECONDS` with `GetOrder`, whatever 
 streams on it, and hands the order to all of them; each stream writes the history entries it has
 not sent yet. A gateway that changes an order (cancel, status, refund) nudges every replica's hub
 through Redis (gateway/shared.py), which reads that order at once. Nothing polls per stream: with
-S streams over O distinct orders the orders service answers O reads per poll period, where it
-used to run a database poll per stream every second (WatchOrder).
+S streams over O distinct orders the orders service answers O reads per poll period (its old
+WatchOrder RPC, a database poll per stream every second, is gone).
 
 Bounds (each answered with a stable code):
-- per user: `SHOP_SSE_MAX_STREAMS_PER_USER` open streams on this gateway → 429 TOO_MANY_STREAMS;
+- per user: `SHOP_SSE_MAX_STREAMS_PER_USER` open streams on this gateway → 429 TOO_MANY_STREAMS (per
+  replica: the hub and its counts live in this process, so N replicas allow N times as many);
 - per gateway: `SHOP_SSE_MAX_STREAMS` → 503 STREAMS_UNAVAILABLE (with Retry-After);
 - lifetime: `SHOP_SSE_MAX_LIFETIME_SECONDS`, and never past the access token's expiry; the stream
   then ends (clients reconnect with a fresh token, as after any disconnect);

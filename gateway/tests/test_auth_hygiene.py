@@ -94,6 +94,28 @@ async def test_mfa_enable_is_throttled_like_login_and_apart_from_it(suite, fresh
     assert login.status_code == 200, login.text
 
 
+async def test_mfa_disable_is_throttled_like_login_and_apart_from_it(suite, fresh):
+    user = await suite.register()
+    limit = suite.servers["auth"].settings.login_max_failures
+    secret = (await fresh.post(SETUP, headers=user["headers"])).json()["data"]["secret"]
+    enabled = await fresh.post(ENABLE, json={"otp": totp_code(secret)}, headers=user["headers"])
+    assert enabled.status_code == 200, enabled.text
+    recovery_code = enabled.json()["data"]["recoveryCodes"][0]
+    for _ in range(limit):
+        response = await fresh.post(DISABLE, json={"recoveryCode": "AAAA-BBBB-CCCC"}, headers=user["headers"])
+        assert response.status_code == 400 and response.json()["error"]["code"] == "INVALID_RECOVERY_CODE"
+    # Even a good recovery code waits: guessing codes is as slow as guessing passwords.
+    locked = await fresh.post(DISABLE, json={"recoveryCode": recovery_code}, headers=user["headers"])
+    assert locked.status_code == 429, locked.text
+    assert locked.json()["error"]["code"] == "TOO_MANY_ATTEMPTS" and "retry-after" in locked.headers
+    assert suite.sql("auth", "SELECT mfa_enabled FROM users WHERE id = %s", (user["user"]["id"],))[0][0] is True
+    unused = "SELECT count(*) FROM recovery_codes WHERE user_id = %s AND used_at IS NULL"
+    assert suite.sql("auth", unused, (user["user"]["id"],))[0][0] == 10
+    # The MFA counter is not the login counter: the owner is asked for a code, not locked out.
+    login = await fresh.post(LOGIN, json={"email": user["email"], "password": user["password"]})
+    assert login.status_code == 401 and login.json()["error"]["code"] == "MFA_REQUIRED", login.text
+
+
 async def test_a_session_ends_after_its_absolute_lifetime_whatever_its_refreshes(suite, fresh):
     max_days = suite.servers["auth"].settings.session_max_lifetime_days
     user = await suite.register()

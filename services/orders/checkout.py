@@ -24,7 +24,6 @@ import structlog
 
 from services.orders import domain, repository
 from services.orders.domain import Stage
-from services.orders.events import OrderEvents
 from services.orders.mapping import error_from_stored
 from services.orders.outbox import OutboxRelay
 from services.orders.payment_rules import PaymentRules
@@ -35,6 +34,7 @@ from shop.lib.context import Caller
 from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
 from shop.lib.errors import Aborted, NotFound, Unavailable, ValidationError, decode_rpc_error
 from shop.lib.idempotency import check_replay, clean_key, in_progress, message_fingerprint
+from shop.lib.logging import safe_error_text
 from shop.lib.periodic import Periodic
 from shop.lib.server import crash_point
 from shop.orders.v1 import orders_pb2
@@ -52,19 +52,17 @@ class Checkout:
         settings,
         db: Database,
         clients: ServiceClients,
-        events: OrderEvents,
         outbox: OutboxRelay,
         hold: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
-        self.events = events
         self.outbox = outbox
         self.hold = hold
         self._tasks: set[asyncio.Future] = set()
         self.payment_rules = PaymentRules(clients)
-        self.saga = Saga(settings=settings, db=db, clients=clients, events=events, hold=hold)
+        self.saga = Saga(settings=settings, db=db, clients=clients, hold=hold)
         # The saga as data: the one step that moves an order on from each unfinished stage.
         self.handlers: dict[Stage, Callable[[Any], Awaitable[Step]]] = self.saga.handlers
 
@@ -97,7 +95,6 @@ class Checkout:
                 # else: the order number collided; draw another
         else:  # pragma: no cover - 5 collisions in a row among 31^6 numbers a day
             raise Aborted("Could not allocate an order number; retry.", code="ABORTED")
-        self.events.notify(order_id)
         crash_point(self.settings, "after_pending_recorded")
         if self.hold is not None:
             await self.hold("after_pending_recorded", user_id)
@@ -253,8 +250,9 @@ class Checkout:
 
     def _forget(self, task: asyncio.Future) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.info("checkout.drive_ended", error=repr(task.exception()))
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            log.info("checkout.drive_ended", error=safe_error_text(error))
 
     async def _drive_releasing(self, order_id: str) -> Done:
         try:

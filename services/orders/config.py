@@ -23,5 +23,3 @@ class OrdersSettings(ServiceSettings, MailSettings):
     # Idempotency keys are kept at least this long, then purged by a background loop.
     idempotency_ttl_seconds: float = 24 * 3600.0
     purge_interval_seconds: float = 600.0
-    # WatchOrder polls the database this often too (changes made by another replica).
-    watch_poll_seconds: float = 1.0

@@ -26,8 +26,6 @@ CANCELLED = "CANCELLED"
 REFUNDED = "REFUNDED"
 STATUSES = (PENDING, PAID, PAYMENT_FAILED, PROCESSING, SHIPPED, DELIVERED, CANCELLED, REFUNDED)
 
-# Statuses after which nothing more happens to an order (a WatchOrder stream ends there).
-FINAL_STATUSES = frozenset({PAYMENT_FAILED, DELIVERED, CANCELLED, REFUNDED})
 CANCELLABLE = frozenset({PENDING, PAID, PROCESSING})
 # Statuses whose money was captured and may be refunded.
 REFUNDABLE = frozenset({PAID, PROCESSING, SHIPPED, DELIVERED})

@@ -1,5 +1,5 @@
-"""Use cases of an order after checkout: GetOrder, ListOrders, CancelOrder, UpdateOrderStatus,
-WatchOrder. (Refunds and the payments listing are `refunds.py`'s.)
+"""Use cases of an order after checkout: GetOrder, ListOrders, CancelOrder, UpdateOrderStatus.
+(Refunds and the payments listing are `refunds.py`'s.)
 
 Reads take the lean path (`db.read_*`, no transaction), except the keyset listing (ORM). Each
 write is one transaction that locks the order's row and writes the status, its history entry and
@@ -10,8 +10,6 @@ saga's (`saga.complete_key`). The rules are `domain.py`'s.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from services.orders import domain, repository
@@ -24,7 +22,6 @@ from shop.lib.errors import Conflict, NotFound
 from shop.lib.pagination import PageTokens, aware_datetime, fingerprint, page_size
 
 if TYPE_CHECKING:
-    from services.orders.events import OrderEvents
     from services.orders.outbox import OutboxRelay
     from shop.lib.db import Database
 
@@ -39,10 +36,9 @@ def visible(order: Any, caller: Caller) -> bool:
 
 
 class Lifecycle:
-    def __init__(self, *, settings, db: Database, events: OrderEvents, outbox: OutboxRelay) -> None:
+    def __init__(self, *, settings, db: Database, outbox: OutboxRelay) -> None:
         self.settings = settings
         self.db = db
-        self.events = events
         self.outbox = outbox
         self.tokens = PageTokens(settings.page_token_secret)
 
@@ -116,7 +112,6 @@ class Lifecycle:
                 # A stalled checkout: whatever the old key waits for ends here.
                 cancelled = Conflict("The order was cancelled.", code="ORDER_CANCELLED")
                 await complete_key(tx, order.id, now, error=cancelled)
-        self.events.notify(order_id)
         await self.outbox.run_order(order_id)
         return await self.get(caller, order_id)
 
@@ -141,36 +136,5 @@ class Lifecycle:
             await repository.set_status(session, order, target, note)
             if target == domain.SHIPPED:
                 await repository.add_outbox(session, order.id, OutboxKind.EMAIL, {"template": "shipped"})
-        self.events.notify(order_id)
         await self.outbox.run_order(order_id)
         return await self.get(caller, order_id)
-
-    # -- watching ------------------------------------------------------------------------------
-
-    async def watch(self, caller: Caller, order_id: str) -> AsyncIterator[tuple[OrderView, Any]]:
-        """First the current state (its last history entry, or None), then (view, entry) per
-        status change, until a final status. Woken by this process's changes, and polling every
-        `watch_poll_seconds` for other replicas'."""
-        view = await self.get(caller, order_id)
-        last_seq = view.history[-1].seq if view.history else 0
-        yield view, view.history[-1] if view.history else None
-        if view.order.status in domain.FINAL_STATUSES:
-            return
-        with self.events.subscribe(order_id) as changed:
-            while True:
-                try:
-                    await asyncio.wait_for(changed.wait(), self.settings.watch_poll_seconds)
-                except TimeoutError:
-                    pass
-                changed.clear()
-                entries = await repository.history_since(self.db, order_id, last_seq)
-                order = await repository.order_row(self.db, order_id)
-                if order is None:
-                    return
-                current = await repository.view(self.db, order_id, order) if entries else None
-                for entry in entries:
-                    last_seq = entry.seq
-                    assert current is not None
-                    yield current, entry
-                if order.status in domain.FINAL_STATUSES:
-                    return

@@ -69,17 +69,6 @@ def order_proto(view: OrderView) -> orders_pb2.Order:
 _ADDRESS_KEYS = ("first_name", "last_name", "line1", "line2", "city", "state", "postal_code", "country", "phone")
 
 
-def watch_message(view: OrderView, entry: Any = None) -> orders_pb2.WatchOrderResponse:
-    """A WatchOrder message: a history entry (the order's current state when there is none yet)."""
-    if entry is None:
-        event = orders_pb2.HistoryEntry(
-            status=ORDER_STATUSES.value(view.order.status), time=to_timestamp(view.order.updated_at)
-        )
-    else:
-        event = history_proto(entry)
-    return orders_pb2.WatchOrderResponse(event=event, order=order_proto(view))
-
-
 # -- the payments service's records ------------------------------------------------------------
 
 

@@ -25,13 +25,13 @@ import structlog
 
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind
-from services.orders.events import OrderEvents
 from services.orders.mapping import PAYMENT_STATUSES
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.db import Database, utcnow
 from shop.lib.errors import decode_rpc_error
+from shop.lib.logging import safe_error_text
 from shop.lib.periodic import Periodic
 from shop.payments.v1 import payments_pb2
 
@@ -45,12 +45,11 @@ class PermanentFailure(Exception):
 
 
 class OutboxRelay:
-    def __init__(self, *, settings, db: Database, clients: ServiceClients, mailer, events: OrderEvents) -> None:
+    def __init__(self, *, settings, db: Database, clients: ServiceClients, mailer) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
         self.mailer = mailer
-        self.events = events
         self._tasks: set[asyncio.Future] = set()
         self.handlers: dict[OutboxKind, Handler] = {
             OutboxKind.COMMIT_RESERVATION: self.commit_reservation,
@@ -124,7 +123,7 @@ class OutboxRelay:
             remote = decode_rpc_error(exc)
             reason = f"{remote.grpc_code.name} {remote.code}: {remote.message}"
         else:
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = safe_error_text(exc)  # stored and logged: never a database error's values
         attempts = row.attempts + 1
         dead = isinstance(exc, PermanentFailure) or attempts >= self.settings.outbox_max_attempts
         delay = min(self.settings.outbox_max_backoff_seconds, 0.25 * (2 ** min(attempts, 10)))
@@ -189,7 +188,6 @@ class OutboxRelay:
                 now,
             )
         log.warning("outbox.unfulfillable", order_id=order.id)
-        self.events.notify(order.id)
         self.soon(order.id)
 
     async def release_reservation(self, row: Any, order: Any) -> dict[str, Any]:

@@ -30,7 +30,6 @@ from shop.orders.v1 import orders_pb2
 from shop.payments.v1 import payments_pb2
 
 if TYPE_CHECKING:
-    from services.orders.events import OrderEvents
     from services.orders.outbox import OutboxRelay
     from shop.lib.clients import ServiceClients
     from shop.lib.db import Database
@@ -52,14 +51,12 @@ class Refunds:
         settings,
         db: Database,
         clients: ServiceClients,
-        events: OrderEvents,
         outbox: OutboxRelay,
         lifecycle: Lifecycle,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
-        self.events = events
         self.outbox = outbox
         self.lifecycle = lifecycle
 
@@ -145,7 +142,6 @@ class Refunds:
         except grpc.aio.AioRpcError as exc:
             raise decode_rpc_error(exc).to_shop_error() from None
         view = await self._record(order_id, result.payment)
-        self.events.notify(order_id)
         await self.outbox.run_order(order_id)
         return orders_pb2.CreateRefundResponse(refund=refund_record(result.refund), order=order_proto(view))
 

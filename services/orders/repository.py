@@ -259,9 +259,6 @@ def _select(columns: list, table: str, where: str, order_by: str = "") -> str:
 ORDER_ROW = Query(_select(_ORDER_COLUMNS, "orders", "id = :order_id"), _ORDER_COLUMNS)
 ITEMS = Query(_select(_ITEM_COLUMNS, "order_items", "order_id = :order_id", "position"), _ITEM_COLUMNS)
 HISTORY = Query(_select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id", "seq"), _HISTORY_COLUMNS)
-HISTORY_SINCE = Query(
-    _select(_HISTORY_COLUMNS, "order_history", "order_id = :order_id AND seq > :after_seq", "seq"), _HISTORY_COLUMNS
-)
 ORDER_FOR_UPDATE = Query(
     _select(_ORDER_COLUMNS, "orders", "id = :order_id"),
     _ORDER_COLUMNS,
@@ -462,10 +459,6 @@ async def view(db_or_tx: Database | Transaction, order_id: str, order: Any = Non
     if order is None:
         return None
     return OrderView(order, await items_of(db_or_tx, order_id), await _all(db_or_tx, HISTORY, order_id=order_id))
-
-
-async def history_since(db: Database, order_id: str, after_seq: int) -> list:
-    return await db.read_all(HISTORY_SINCE, order_id=order_id, after_seq=after_seq)
 
 
 async def advance(

@@ -39,7 +39,6 @@ import grpc
 
 from services.orders import domain, repository
 from services.orders.domain import OutboxKind, Stage
-from services.orders.events import OrderEvents
 from services.orders.mapping import PAYMENT_STATUSES, error_to_stored, order_proto
 from shop.cart.v1 import cart_pb2
 from shop.catalog.v1 import catalog_pb2
@@ -96,13 +95,11 @@ class Saga:
         settings,
         db: Database,
         clients: ServiceClients,
-        events: OrderEvents,
         hold: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
         self.clients = clients
-        self.events = events
         self.hold = hold
         # The saga as data: the one step that moves an order on from each unfinished stage.
         self.handlers: dict[Stage, Callable[[Any], Awaitable[Step]]] = {
@@ -392,7 +389,6 @@ class Saga:
                 await complete_key(tx, order.id, now, body=body)
             else:
                 await complete_key(tx, order.id, now, error=error)
-        self.events.notify(order.id)
         return Done(body)
 
 

@@ -10,7 +10,6 @@ import structlog
 
 from services.orders.checkout import Checkout
 from services.orders.config import OrdersSettings
-from services.orders.events import OrderEvents
 from services.orders.lifecycle import Lifecycle
 from services.orders.outbox import OutboxRelay
 from services.orders.refunds import Refunds
@@ -35,21 +34,17 @@ class Runtime:
         self.settings = settings
         self.db = Database.from_settings(settings)
         self.clients = ServiceClients(settings, "orders")
-        self.events = OrderEvents()
         # Tests only: (step, user id) → an event the checkout waits for at that step.
         self.holds: dict[tuple[str, str], asyncio.Event] = {}
-        self.outbox = OutboxRelay(
-            settings=settings, db=self.db, clients=self.clients, mailer=build_mailer(settings), events=self.events
-        )
+        self.outbox = OutboxRelay(settings=settings, db=self.db, clients=self.clients, mailer=build_mailer(settings))
         self.checkout = Checkout(
-            settings=settings, db=self.db, clients=self.clients, events=self.events, outbox=self.outbox, hold=self.hold
+            settings=settings, db=self.db, clients=self.clients, outbox=self.outbox, hold=self.hold
         )
-        self.lifecycle = Lifecycle(settings=settings, db=self.db, events=self.events, outbox=self.outbox)
+        self.lifecycle = Lifecycle(settings=settings, db=self.db, outbox=self.outbox)
         self.refunds = Refunds(
             settings=settings,
             db=self.db,
             clients=self.clients,
-            events=self.events,
             outbox=self.outbox,
             lifecycle=self.lifecycle,
         )

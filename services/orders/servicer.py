@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.orders.mapping import ORDER_STATUSES, order_payments_proto, order_proto, watch_message
+from services.orders.mapping import ORDER_STATUSES, order_payments_proto, order_proto
 from shop.lib.context import require_admin, require_user
 from shop.lib.idempotency import REPLAYED_METADATA
 from shop.orders.v1 import orders_pb2, orders_pb2_grpc
@@ -62,11 +62,6 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
             caller, request.order_id, target, request.carrier, request.tracking_number
         )
         return orders_pb2.UpdateOrderStatusResponse(order=order_proto(view))
-
-    async def WatchOrder(self, request, context):
-        caller = require_user()
-        async for view, entry in self.runtime.lifecycle.watch(caller, request.order_id):
-            yield watch_message(view, entry)
 
     async def ListOrderPayments(self, request, context):
         caller = require_user()

@@ -242,6 +242,25 @@ def test_service_configuration(rendered, overlay, svc):
     assert env["SHOP_DATABASE_URL"]["secretKeyRef"]["name"].startswith(f"{svc}-db")
 
 
+# The services that send mail (password resets, email verification, order notices).
+MAILERS = ("auth", "orders")
+
+
+def test_prod_never_selects_the_console_mail_backend(rendered):
+    """It prints reset and verification links into the logs (and production refuses to start
+    with it): every prod container's environment, however it is assembled, names another one."""
+    docs = rendered["prod"]
+    backends = {}
+    for workload in workloads(docs):
+        for container in all_containers(pod_spec(workload)):
+            env = container_env(docs, container)
+            if "SHOP_MAIL_BACKEND" in env:
+                backends[f"{workload['metadata']['name']}/{container['name']}"] = env["SHOP_MAIL_BACKEND"]
+    for svc in MAILERS:
+        assert f"{svc}/{svc}" in backends, f"{svc}: no SHOP_MAIL_BACKEND (the default is not for production)"
+    assert not {name: value for name, value in backends.items() if value == "console"}, backends
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 @pytest.mark.parametrize("svc", SERVICES)
 def test_migrations_run_before_the_server(rendered, overlay, svc):

@@ -154,7 +154,6 @@ async def test_revocations_learned_by_polling(key, jwks):
 async def test_writes_fail_closed_while_revocations_are_stale(key, jwks):
     from datetime import UTC, datetime
 
-    from shop.lib import tokens
     from shop.lib.errors import Unavailable
 
     revoked = RevokedSessions(max_staleness=30)
@@ -189,8 +188,23 @@ async def test_writes_fail_closed_while_revocations_are_stale(key, jwks):
     answers.append(["s2"])  # auth answers again, and the session was revoked meanwhile
     with pytest.raises(Unauthenticated):
         await check.verify(token, write=True)
-    # A revocation is remembered for the longest access-token lifetime auth may use.
-    assert tokens.REVOCATION_MEMORY.total_seconds() >= tokens.MAX_ACCESS_TOKEN_TTL_SECONDS
+
+
+def test_a_revocation_is_remembered_longer_than_any_configurable_token_lifetime():
+    """The memory follows the bound of auth's lifetime setting (read from the field itself), plus
+    the leeway a verifier gives an expired token: it covers every lifetime auth accepts."""
+    import annotated_types
+
+    from gateway.shared import REVOKED_TTL_SECONDS
+    from services.auth.config import AuthSettings
+    from shop.lib import tokens
+
+    field = AuthSettings.model_fields["access_token_ttl_seconds"]
+    [bound] = [item.le for item in field.metadata if isinstance(item, annotated_types.Le)]
+    assert isinstance(bound, int)
+    longest_use = bound + tokens._LEEWAY_SECONDS  # a token is accepted until exp + leeway
+    assert tokens.REVOCATION_MEMORY.total_seconds() >= longest_use
+    assert REVOKED_TTL_SECONDS >= longest_use  # what gateway replicas share through Redis
 
 
 SERVICE_PEMS = {name: generate_private_key_pem() for name in ("gateway", "orders", "payments")}

@@ -37,9 +37,12 @@ log = logging.getLogger(__name__)
 ACCESS_TOKEN_ALGORITHMS = ("EdDSA", "RS256")
 REQUIRED_ACCESS_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti", "sid")
 ACCESS_TOKEN_TYPE = "access"
-# How long a revoked session is remembered: the longest access-token lifetime auth may be
-# configured with (its setting is bounded by it) plus clock skew, so no revoked token outlives it.
-REVOCATION_MEMORY = timedelta(seconds=MAX_ACCESS_TOKEN_TTL_SECONDS + 120)
+# How long a revoked session is remembered: the longest access-token lifetime auth's setting
+# allows (SHOP_ACCESS_TOKEN_TTL_SECONDS is bounded by it), not the configured one, plus leeway
+# (the verifiers' expiry leeway and clock skew between processes). So the memory always covers
+# whatever lifetime is configured, and no process has to know auth's setting.
+REVOCATION_LEEWAY_SECONDS = 120
+REVOCATION_MEMORY = timedelta(seconds=MAX_ACCESS_TOKEN_TTL_SECONDS + REVOCATION_LEEWAY_SECONDS)
 
 SERVICE_TOKEN_ISSUER = "shop-internal"
 SERVICE_TOKEN_AUDIENCE = "shop-services"

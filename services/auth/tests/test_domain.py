@@ -11,6 +11,7 @@ from typing import Any
 import jwt
 import pyotp
 import pytest
+from pydantic import ValidationError
 
 from services.auth import domain
 from services.auth.config import AuthSettings
@@ -79,6 +80,15 @@ def test_bcrypt_cost_default_is_12_and_production_refuses_less():
     with pytest.raises(ValueError, match="BCRYPT_ROUNDS"):
         AuthSettings(env="production", bcrypt_rounds=10, **strong)
     AuthSettings(env="production", bcrypt_rounds=12, **strong)
+
+
+def test_the_access_token_lifetime_is_bounded_to_an_hour():
+    """Verifiers remember a revocation for the bound (shop.lib.tokens.REVOCATION_MEMORY): a longer
+    lifetime would let a revoked session's token outlive that memory."""
+    assert AuthSettings(database_url="sqlite://", access_token_ttl_seconds=3600).access_token_ttl_seconds == 3600
+    for refused in (3601, 59):
+        with pytest.raises(ValidationError, match="access_token_ttl_seconds"):
+            AuthSettings(database_url="sqlite://", access_token_ttl_seconds=refused)
 
 
 def test_production_refuses_to_start_without_a_signing_key():

@@ -14,7 +14,6 @@ import pytest
 from services.orders import domain
 from services.orders.checkout import Checkout
 from services.orders.config import OrdersSettings
-from services.orders.events import OrderEvents
 from services.orders.models import OrdersBase
 from services.orders.outbox import OutboxRelay
 from shop.cart.v1 import cart_pb2
@@ -132,9 +131,8 @@ class World:
             setattr(clients, service, Stub(self.calls, **rpcs))
         self.db = db
         self.settings = OrdersSettings(database_url=db.url, stale_after_seconds=0.5)
-        events = OrderEvents()
-        self.outbox = OutboxRelay(settings=self.settings, db=db, clients=clients, mailer=self, events=events)
-        self.checkout = Checkout(settings=self.settings, db=db, clients=clients, events=events, outbox=self.outbox)
+        self.outbox = OutboxRelay(settings=self.settings, db=db, clients=clients, mailer=self)
+        self.checkout = Checkout(settings=self.settings, db=db, clients=clients, outbox=self.outbox)
         self.caller = Caller(user_id=str(uuid.uuid4()), role="CUSTOMER", claims={"email": "ada@example.com"})
 
     async def send(self, to: str, subject: str, body: str) -> None:  # the mailer

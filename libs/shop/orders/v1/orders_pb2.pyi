@@ -526,49 +526,6 @@ class UpdateOrderStatusResponse(_message.Message):
 Global___UpdateOrderStatusResponse: _TypeAlias = UpdateOrderStatusResponse  # noqa: Y015
 
 @_typing.final
-class WatchOrderRequest(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    ORDER_ID_FIELD_NUMBER: _builtins.int
-    order_id: _builtins.str
-    def __init__(
-        self,
-        *,
-        order_id: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WatchOrderRequest: _TypeAlias = WatchOrderRequest  # noqa: Y015
-
-@_typing.final
-class WatchOrderResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    EVENT_FIELD_NUMBER: _builtins.int
-    ORDER_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def event(self) -> Global___HistoryEntry: ...
-    @_builtins.property
-    def order(self) -> Global___Order: ...
-    def __init__(
-        self,
-        *,
-        event: Global___HistoryEntry | None = ...,
-        order: Global___Order | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "order", b"order"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "order", b"order"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___WatchOrderResponse: _TypeAlias = WatchOrderResponse  # noqa: Y015
-
-@_typing.final
 class PaymentRecord(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -61,11 +61,6 @@ class OrdersServiceStub:
                 request_serializer=shop_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderStatusRequest.SerializeToString,
                 response_deserializer=shop_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderStatusResponse.FromString,
                 _registered_method=True)
-        self.WatchOrder = channel.unary_stream(
-                '/shop.orders.v1.OrdersService/WatchOrder',
-                request_serializer=shop_dot_orders_dot_v1_dot_orders__pb2.WatchOrderRequest.SerializeToString,
-                response_deserializer=shop_dot_orders_dot_v1_dot_orders__pb2.WatchOrderResponse.FromString,
-                _registered_method=True)
         self.ListOrderPayments = channel.unary_unary(
                 '/shop.orders.v1.OrdersService/ListOrderPayments',
                 request_serializer=shop_dot_orders_dot_v1_dot_orders__pb2.ListOrderPaymentsRequest.SerializeToString,
@@ -113,13 +108,6 @@ class OrdersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def WatchOrder(self, request, context):
-        """One message per status change, starting with the current status.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ListOrderPayments(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -159,11 +147,6 @@ def add_OrdersServiceServicer_to_server(servicer, server):
                     servicer.UpdateOrderStatus,
                     request_deserializer=shop_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderStatusRequest.FromString,
                     response_serializer=shop_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderStatusResponse.SerializeToString,
-            ),
-            'WatchOrder': grpc.unary_stream_rpc_method_handler(
-                    servicer.WatchOrder,
-                    request_deserializer=shop_dot_orders_dot_v1_dot_orders__pb2.WatchOrderRequest.FromString,
-                    response_serializer=shop_dot_orders_dot_v1_dot_orders__pb2.WatchOrderResponse.SerializeToString,
             ),
             'ListOrderPayments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListOrderPayments,
@@ -313,33 +296,6 @@ class OrdersService:
             '/shop.orders.v1.OrdersService/UpdateOrderStatus',
             shop_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderStatusRequest.SerializeToString,
             shop_dot_orders_dot_v1_dot_orders__pb2.UpdateOrderStatusResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def WatchOrder(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_stream(
-            request,
-            target,
-            '/shop.orders.v1.OrdersService/WatchOrder',
-            shop_dot_orders_dot_v1_dot_orders__pb2.WatchOrderRequest.SerializeToString,
-            shop_dot_orders_dot_v1_dot_orders__pb2.WatchOrderResponse.FromString,
             options,
             channel_credentials,
             insecure,

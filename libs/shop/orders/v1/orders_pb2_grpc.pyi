@@ -40,8 +40,6 @@ class OrdersServiceStub:
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.CancelOrderResponse]
     UpdateOrderStatus: _grpc.UnaryUnaryMultiCallable[_orders_pb2.UpdateOrderStatusRequest, _orders_pb2.UpdateOrderStatusResponse]
-    WatchOrder: _grpc.UnaryStreamMultiCallable[_orders_pb2.WatchOrderRequest, _orders_pb2.WatchOrderResponse]
-    """One message per status change, starting with the current status."""
     ListOrderPayments: _grpc.UnaryUnaryMultiCallable[_orders_pb2.ListOrderPaymentsRequest, _orders_pb2.ListOrderPaymentsResponse]
     CreateRefund: _grpc.UnaryUnaryMultiCallable[_orders_pb2.CreateRefundRequest, _orders_pb2.CreateRefundResponse]
 
@@ -57,8 +55,6 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrdersRequest, _orders_pb2.ListOrdersResponse]  # type: ignore[assignment]
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_pb2.CancelOrderRequest, _orders_pb2.CancelOrderResponse]  # type: ignore[assignment]
     UpdateOrderStatus: _aio.UnaryUnaryMultiCallable[_orders_pb2.UpdateOrderStatusRequest, _orders_pb2.UpdateOrderStatusResponse]  # type: ignore[assignment]
-    WatchOrder: _aio.UnaryStreamMultiCallable[_orders_pb2.WatchOrderRequest, _orders_pb2.WatchOrderResponse]  # type: ignore[assignment]
-    """One message per status change, starting with the current status."""
     ListOrderPayments: _aio.UnaryUnaryMultiCallable[_orders_pb2.ListOrderPaymentsRequest, _orders_pb2.ListOrderPaymentsResponse]  # type: ignore[assignment]
     CreateRefund: _aio.UnaryUnaryMultiCallable[_orders_pb2.CreateRefundRequest, _orders_pb2.CreateRefundResponse]  # type: ignore[assignment]
 
@@ -101,14 +97,6 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_pb2.UpdateOrderStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_pb2.UpdateOrderStatusResponse, _abc.Awaitable[_orders_pb2.UpdateOrderStatusResponse]]: ...
-
-    @_abc_1.abstractmethod
-    def WatchOrder(
-        self,
-        request: _orders_pb2.WatchOrderRequest,
-        context: _ServicerContext,
-    ) -> _typing.Union[_abc.Iterator[_orders_pb2.WatchOrderResponse], _abc.AsyncIterator[_orders_pb2.WatchOrderResponse]]:
-        """One message per status change, starting with the current status."""
 
     @_abc_1.abstractmethod
     def ListOrderPayments(
