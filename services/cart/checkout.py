@@ -19,9 +19,7 @@ async def checkout_cart(runtime, owner: Owner, checkout_id: str) -> list[Line]:
         # (A cart that does not exist has no lines; nothing is created for it.)
         exists = await repository.lock_cart(tx, owner.cart_id)
         lines = await repository.lines(tx, owner.cart_id) if exists else []
-        if await repository.record_checkout(tx, checkout_id, owner, lines, domain.TAKEN, now):
-            if lines:
-                await repository.clear(tx, owner.cart_id, now)
+        if await repository.take_cart(tx, checkout_id, owner, lines, now):
             return lines
         # A repeat (or a concurrent twin): the recorded lines, nothing taken again.
         recorded = await repository.checkout(tx, checkout_id)

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Integer, column
 
-from services.cart.domain import Line, Owner
+from services.cart.domain import TAKEN, Line, Owner
 from services.cart.models import CartCheckout, CartItem, CartRequest
 from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id
 
@@ -99,6 +99,18 @@ RECORD_CHECKOUT = Query(
     "ON CONFLICT (checkout_id) DO NOTHING RETURNING checkout_id",
     [CartCheckout.checkout_id],
     types=_NOW,
+)
+# A checkout taking the cart, on PostgreSQL: recorded and, when this call recorded it and it took
+# lines, the cart emptied and stamped; one statement (SQLite: RECORD_CHECKOUT, CLEAR_LINES, STAMP_CART).
+TAKE_CART = Query(
+    "WITH recorded AS (INSERT INTO cart_checkouts (checkout_id, cart_id, user_id, session_id, lines, state, "
+    "created_at) VALUES (:checkout_id, :cart_id, :user_id, :session_id, :lines, :state, :now) "
+    "ON CONFLICT (checkout_id) DO NOTHING RETURNING checkout_id), "
+    "cleared AS (DELETE FROM cart_items WHERE cart_id = :cart_id AND :clear AND EXISTS (SELECT 1 FROM recorded)), "
+    "stamped AS (UPDATE carts SET updated_at = :now WHERE id = :cart_id AND :clear "
+    "AND EXISTS (SELECT 1 FROM recorded)) "
+    "SELECT checkout_id FROM recorded",
+    [CartCheckout.checkout_id],
 )
 CHECKOUT = Query(
     "SELECT cart_id, user_id, session_id, lines, state FROM cart_checkouts WHERE checkout_id = :checkout_id",
@@ -249,21 +261,47 @@ def _checkout(row) -> Checkout | None:
     )
 
 
+def _lines_payload(lines: list[Line]) -> str:
+    return json.dumps([{"product_id": line.product_id, "quantity": line.quantity} for line in lines])
+
+
 async def record_checkout(
     tx: Transaction, checkout_id: str, owner: Owner | None, lines: list[Line], state: str, now: datetime
 ) -> bool:
     """Records a checkout; False (nothing written) when the id is recorded already. A concurrent
     insert of the same id waits for that transaction, so the loser then reads the winner's row."""
-    payload = json.dumps([{"product_id": line.product_id, "quantity": line.quantity} for line in lines])
     row = await tx.one(
         RECORD_CHECKOUT,
         checkout_id=checkout_id,
         cart_id=owner.cart_id if owner else None,
         user_id=owner.user_id if owner else None,
         session_id=owner.session_id if owner else None,
-        lines=payload,
+        lines=_lines_payload(lines),
         state=state,
         now=now,
+    )
+    return row is not None
+
+
+async def take_cart(tx: Transaction, checkout_id: str, owner: Owner, lines: list[Line], now: datetime) -> bool:
+    """Records `checkout_id` as having taken `lines` and, if it took any, empties the cart (its row
+    stays, marked changed); False, with nothing written, when the id is recorded already."""
+    if not tx.is_postgres:
+        if not await record_checkout(tx, checkout_id, owner, lines, TAKEN, now):
+            return False
+        if lines:
+            await clear(tx, owner.cart_id, now)
+        return True
+    row = await tx.one(
+        TAKE_CART,
+        checkout_id=checkout_id,
+        cart_id=owner.cart_id,
+        user_id=owner.user_id,
+        session_id=owner.session_id,
+        lines=_lines_payload(lines),
+        state=TAKEN,
+        now=now,
+        clear=bool(lines),
     )
     return row is not None
 

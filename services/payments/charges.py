@@ -80,18 +80,24 @@ def _new_payment(runtime, charge: domain.ChargeRequest) -> dict:
 
 
 async def _open_charge(runtime, charge: domain.ChargeRequest) -> tuple[Any, bool]:
-    """Transaction 1: the order's payment row (a row with the payments table's columns),
-    inserted PENDING if absent (and whether this call inserted it); a repeat with another amount
-    or currency is CHARGE_MISMATCH. One INSERT ... ON CONFLICT DO NOTHING RETURNING, and a SELECT
-    only when the order had a row already."""
-    async with runtime.db.write() as tx:
-        payment = await tx.one(repository.INSERT_PAYMENT, **_new_payment(runtime, charge))
-        inserted = payment is not None
+    """Step 1: the order's payment row (a row with the payments table's columns), inserted
+    PENDING if absent (and whether this call inserted it); a repeat with another amount or
+    currency is CHARGE_MISMATCH. One INSERT ... ON CONFLICT DO NOTHING RETURNING on its own
+    (autocommit), and a read only when the order had a row already. A row inserted while the
+    breaker is open goes again at once (failing fast, nothing recorded)."""
+    payment = None
+    while payment is None:  # (the row may go between the two: an invalid-token caller removed it)
+        inserted_rows = await runtime.db.write_one(repository.INSERT_PAYMENT, **_new_payment(runtime, charge))
+        inserted = bool(inserted_rows)
         if inserted:
-            runtime.breaker.check()  # failing fast: roll the new row back, nothing recorded
+            payment = inserted_rows[0]
+            try:
+                runtime.breaker.check()
+            except ShopError:
+                await runtime.db.write_one(repository.DELETE_UNSENT_PAYMENT, payment_id=payment.id)
+                raise
         else:
-            payment = await tx.one(repository.PAYMENT_OF_ORDER, order_id=charge.order_id)
-        assert payment is not None
+            payment = await runtime.db.read_one(repository.PAYMENT_OF_ORDER, order_id=charge.order_id)
     if not inserted and not domain.charge_matches(payment.amount_cents, payment.currency_code, charge):
         raise Conflict(
             "This order was already charged with a different amount or currency.",
