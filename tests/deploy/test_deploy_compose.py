@@ -341,6 +341,14 @@ def test_postgres_gets_one_database_per_service(compose, repo):
     assert any(v.startswith("pgdata:") for v in postgres["volumes"])
 
 
+def test_the_test_harness_postgres_fallback_runs_the_compose_image(compose):
+    """tests/harness.py starts a testcontainers PostgreSQL when none answers: the image compose
+    runs, which deploy/offline/make-base-images.sh makes where no registry is reachable."""
+    from tests.harness import POSTGRES_FALLBACK_IMAGE
+
+    assert compose["services"]["postgres"]["image"] == POSTGRES_FALLBACK_IMAGE
+
+
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 def test_gen_secrets_creates_every_compose_secret(compose, repo, tmp_path):
     out = tmp_path / "secrets"
