@@ -35,10 +35,15 @@ from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceIdentity, generate_priv
 # testcontainers (a dependency of the project: the PostgreSQL fallback below, and anything in
 # tests/containers) reads these when it is imported; set here, at the import of this module (the
 # root conftest.py imports it, so every pytest session of the repository has them) and before
-# anything imports testcontainers. On a machine with /.dockerenv it would otherwise take the outer
-# default gateway as its host, and its reaper (Ryuk) image cannot be pulled here: whoever starts a
-# container removes it (the fallback: at exit).
-TESTCONTAINERS_ENV = {"TC_HOST": "127.0.0.1", "TESTCONTAINERS_RYUK_DISABLED": "true"}
+# anything imports testcontainers. On a machine with /.dockerenv it would otherwise take a gateway
+# address as its host (the connection mode it picks inside a container, TC_HOST or not: hence
+# docker_host, which then means TC_HOST and the published ports), and its reaper (Ryuk) image
+# cannot be pulled here: whoever starts a container removes it (the fallback: at exit).
+TESTCONTAINERS_ENV = {
+    "TC_HOST": "127.0.0.1",
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+    "TESTCONTAINERS_RYUK_DISABLED": "true",
+}
 for _name, _value in TESTCONTAINERS_ENV.items():
     os.environ.setdefault(_name, _value)
 
@@ -145,8 +150,15 @@ def postgres_admin_url() -> str:
         with contextlib.suppress(Exception):
             from testcontainers.postgres import PostgresContainer
 
-            _container = PostgresContainer(POSTGRES_FALLBACK_IMAGE, driver=None).start()
-            atexit.register(_container.stop)
+            container = PostgresContainer(POSTGRES_FALLBACK_IMAGE, driver=None)
+            try:
+                container.start()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    container.stop()  # no reaper removes what did not start
+                raise
+            _container = container
+            atexit.register(container.stop)
     if _container is not None:
         return _container.get_connection_url()
     message = "no PostgreSQL for the tests: set SHOP_TEST_DATABASE_URL or run one on 127.0.0.1:5432"

@@ -35,8 +35,9 @@ from typing import NoReturn, TypeGuard
 import httpx
 import pytest
 
-# TC_HOST=127.0.0.1 and TESTCONTAINERS_RYUK_DISABLED=true for every testcontainers use of a test
-# session: set at the import of tests/harness.py (the root conftest.py imports it too).
+# testcontainers on 127.0.0.1 without its reaper (TC_HOST, TESTCONTAINERS_CONNECTION_MODE,
+# TESTCONTAINERS_RYUK_DISABLED) for every use of a test session: set at the import of
+# tests/harness.py (the root conftest.py imports it too).
 import tests.harness  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
