@@ -8,6 +8,7 @@ gateway over HTTP (`suite.http`) or to a service directly (`suite.stub("catalog"
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import importlib
 import os
@@ -30,6 +31,21 @@ from shop.lib.clients import ServiceClients, make_channel
 from shop.lib.context import INTERNAL_CALLERS
 from shop.lib.settings import BaseShopSettings, ServiceSettings
 from shop.lib.tokens import SERVICE_METADATA_KEY, ServiceIdentity, generate_private_key_pem, public_keys_json
+
+# testcontainers (a dependency of the project: the PostgreSQL fallback below, and anything in
+# tests/containers) reads these when it is imported; set here, at the import of this module (the
+# root conftest.py imports it, so every pytest session of the repository has them) and before
+# anything imports testcontainers. On a machine with /.dockerenv it would otherwise take a gateway
+# address as its host (the connection mode it picks inside a container, TC_HOST or not: hence
+# docker_host, which then means TC_HOST and the published ports), and its reaper (Ryuk) image
+# cannot be pulled here: whoever starts a container removes it (the fallback: at exit).
+TESTCONTAINERS_ENV = {
+    "TC_HOST": "127.0.0.1",
+    "TESTCONTAINERS_CONNECTION_MODE": "docker_host",
+    "TESTCONTAINERS_RYUK_DISABLED": "true",
+}
+for _name, _value in TESTCONTAINERS_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 SERVICE_NAMES = ("auth", "catalog", "cart", "orders", "payments")
 # Everything that has a service identity: the five services and the gateway.
@@ -115,11 +131,14 @@ def _server_answers(url: str) -> bool:
 
 
 _container = None
+# The image of the fallback: the one docker-compose.yml runs, so the one
+# deploy/offline/make-base-images.sh makes where no registry is reachable.
+POSTGRES_FALLBACK_IMAGE = "postgres:16-alpine"
 
 
 def postgres_admin_url() -> str:
-    """SHOP_TEST_DATABASE_URL; else 127.0.0.1:5432; else a testcontainers PostgreSQL when Docker runs.
-    Under CI=true a missing PostgreSQL is a failure, never a skip."""
+    """SHOP_TEST_DATABASE_URL; else 127.0.0.1:5432; else a testcontainers PostgreSQL when Docker runs
+    (removed at exit). Under CI=true a missing PostgreSQL is a failure, never a skip."""
     global _container
     url = os.environ.get("SHOP_TEST_DATABASE_URL")
     if url:
@@ -131,7 +150,15 @@ def postgres_admin_url() -> str:
         with contextlib.suppress(Exception):
             from testcontainers.postgres import PostgresContainer
 
-            _container = PostgresContainer("postgres:15-alpine", driver=None).start()
+            container = PostgresContainer(POSTGRES_FALLBACK_IMAGE, driver=None)
+            try:
+                container.start()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    container.stop()  # no reaper removes what did not start
+                raise
+            _container = container
+            atexit.register(container.stop)
     if _container is not None:
         return _container.get_connection_url()
     message = "no PostgreSQL for the tests: set SHOP_TEST_DATABASE_URL or run one on 127.0.0.1:5432"

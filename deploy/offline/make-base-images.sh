@@ -16,7 +16,9 @@
 #   redis:*  (docker-compose.yml, when it names one)  Debian's redis-server and redis-entrypoint.sh,
 #                                 uid 999
 #
-# Cached: an image whose tag already exists is kept (SHOP_REBUILD_BASE_IMAGES=1 rebuilds all).
+# Cached: an image whose tag already exists is kept when it was made from the same files (its
+# label shop.offline.inputs, a hash of its Dockerfile and what it copies: a stand-in made by an
+# older entry point is made again); SHOP_REBUILD_BASE_IMAGES=1 rebuilds all.
 # Needs a running engine and debootstrap (deploy/offline/setup-engine.sh installs both), root.
 #
 #   deploy/offline/make-base-images.sh
@@ -34,7 +36,17 @@ DEBIAN_BASE="shop-offline/debian:$RELEASE"
 
 log() { echo "make-base-images: $*" >&2; }
 
-have() { [ "$REBUILD" != 1 ] && "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
+# have TAG [INPUTS]: the image exists (and was made from INPUTS, a hash from inputs_hash).
+have() {
+  [ "$REBUILD" != 1 ] || return 1
+  if [ -n "${2:-}" ]; then
+    [ "$("$DOCKER" image inspect -f '{{index .Config.Labels "shop.offline.inputs"}}' "$1" 2>/dev/null)" = "$2" ]
+  else
+    "$DOCKER" image inspect "$1" >/dev/null 2>&1
+  fi
+}
+
+inputs_hash() { cat "$@" | sha256sum | cut -c1-16; }
 
 # The Debian mirror this host's apt uses (the first non-security one), unless given.
 debian_mirror() {
@@ -54,11 +66,12 @@ compose_image() {
   grep -oE "^\s+image:\s*$1:[^[:space:]\"']+" "$REPO/docker-compose.yml" | head -n 1 | sed -E 's/.*image:\s*//' || true
 }
 
-build() {  # build TAG DOCKERFILE CONTEXT [ARGS...]
-  local tag="$1" file="$2" context="$3"
-  shift 3
+build() {  # build TAG INPUTS DOCKERFILE CONTEXT [ARGS...]
+  local tag="$1" inputs="$2" file="$3" context="$4"
+  shift 4
   log "building $tag"
-  "$DOCKER" build --quiet --network host --build-arg "BASE=$DEBIAN_BASE" -f "$file" -t "$tag" "$@" "$context" >&2
+  "$DOCKER" build --quiet --network host --build-arg "BASE=$DEBIAN_BASE" --label "shop.offline.inputs=$inputs" \
+    -f "$file" -t "$tag" "$@" "$context" >&2
 }
 
 debian_base() {
@@ -90,27 +103,32 @@ uv_tag="ghcr.io/astral-sh/uv:$uv_version"
 postgres_tag="$(compose_image postgres)"
 redis_tag="$(compose_image redis)"
 
-if ! have "$python_tag"; then
+python_inputs="$(inputs_hash "$HERE/python.Dockerfile" "$context/ca-certificates.crt")"
+uv_inputs="$(inputs_hash "$HERE/uv.Dockerfile")"
+postgres_inputs="$(inputs_hash "$HERE/postgres.Dockerfile" "$HERE/postgres-entrypoint.sh")"
+redis_inputs="$(inputs_hash "$HERE/redis.Dockerfile" "$HERE/redis-entrypoint.sh")"
+
+if ! have "$python_tag" "$python_inputs"; then
   debian_base
-  build "$python_tag" "$HERE/python.Dockerfile" "$context"
+  build "$python_tag" "$python_inputs" "$HERE/python.Dockerfile" "$context"
 fi
 
-if ! have "$uv_tag"; then
+if ! have "$uv_tag" "$uv_inputs"; then
   log "fetching uv $uv_version.* from PyPI"
   python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
     --platform manylinux_2_17_x86_64 -d "$context/uv" "uv==$uv_version.*"
   unzip -q -j -o -d "$context/uv" "$context"/uv/uv-*.whl '*.data/scripts/uv' '*.data/scripts/uvx'
-  build "$uv_tag" "$HERE/uv.Dockerfile" "$context"
+  build "$uv_tag" "$uv_inputs" "$HERE/uv.Dockerfile" "$context"
 fi
 
-if [ -n "$postgres_tag" ] && ! have "$postgres_tag"; then
+if [ -n "$postgres_tag" ] && ! have "$postgres_tag" "$postgres_inputs"; then
   debian_base
-  build "$postgres_tag" "$HERE/postgres.Dockerfile" "$context"
+  build "$postgres_tag" "$postgres_inputs" "$HERE/postgres.Dockerfile" "$context"
 fi
 
-if [ -n "$redis_tag" ] && ! have "$redis_tag"; then
+if [ -n "$redis_tag" ] && ! have "$redis_tag" "$redis_inputs"; then
   debian_base
-  build "$redis_tag" "$HERE/redis.Dockerfile" "$context"
+  build "$redis_tag" "$redis_inputs" "$HERE/redis.Dockerfile" "$context"
 fi
 
 log "ready: $python_tag $uv_tag ${postgres_tag:-} ${redis_tag:-}"

@@ -61,8 +61,9 @@ if [ "${1:-}" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
     pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w start >/dev/null
     export PGUSER="$POSTGRES_USER" PGPASSWORD="${POSTGRES_PASSWORD:-}"
     if [ "$POSTGRES_DB" != postgres ]; then
-        psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname postgres --set db="$POSTGRES_DB" \
-             -c 'CREATE DATABASE :"db"' >/dev/null
+        # On standard input: psql interpolates :"db" there, never in a -c command.
+        echo 'CREATE DATABASE :"db";' \
+            | psql -v ON_ERROR_STOP=1 --no-psqlrc --dbname postgres --set db="$POSTGRES_DB" >/dev/null
     fi
     for f in /docker-entrypoint-initdb.d/*; do
         [ -e "$f" ] || continue

@@ -35,17 +35,17 @@ from typing import NoReturn, TypeGuard
 import httpx
 import pytest
 
+# testcontainers on 127.0.0.1 without its reaper (TC_HOST, TESTCONTAINERS_CONNECTION_MODE,
+# TESTCONTAINERS_RYUK_DISABLED) for every use of a test session: set at the import of
+# tests/harness.py (the root conftest.py imports it too).
+import tests.harness  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = ("auth", "catalog", "cart", "orders", "payments", "gateway")
 CI = os.environ.get("CI") == "true"
 CATALOG_REPLICAS = 2
 DEV_SECRETS = REPO / "deploy" / "compose" / "dev-secrets"
 ADMIN_EMAIL = "admin@example.com"
-
-# testcontainers (a dependency of the project) would take the outer default gateway as its host
-# on a machine with /.dockerenv, and its reaper image cannot be pulled here.
-os.environ.setdefault("TC_HOST", "127.0.0.1")
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 
 TIMINGS: dict[str, float] = {}
 

@@ -341,6 +341,27 @@ def test_postgres_gets_one_database_per_service(compose, repo):
     assert any(v.startswith("pgdata:") for v in postgres["volumes"])
 
 
+def test_the_test_harness_postgres_fallback_runs_the_compose_image(compose):
+    """tests/harness.py starts a testcontainers PostgreSQL when none answers: the image compose
+    runs, which deploy/offline/make-base-images.sh makes where no registry is reachable."""
+    from tests.harness import POSTGRES_FALLBACK_IMAGE
+
+    assert compose["services"]["postgres"]["image"] == POSTGRES_FALLBACK_IMAGE
+
+
+def test_testcontainers_uses_the_loopback_address_and_no_reaper():
+    """Set by tests/harness.py at its import, before testcontainers reads them (at its own import)."""
+    from testcontainers.core.config import testcontainers_config as config
+
+    from tests.harness import TESTCONTAINERS_ENV
+
+    assert set(TESTCONTAINERS_ENV) <= set(os.environ)
+    assert config.tc_host_override == os.environ["TC_HOST"]
+    assert config.connection_mode_override is not None
+    assert config.connection_mode_override.value == os.environ["TESTCONTAINERS_CONNECTION_MODE"]
+    assert config.ryuk_disabled == (os.environ["TESTCONTAINERS_RYUK_DISABLED"] == "true")
+
+
 @pytest.mark.skipif(not shutil.which("openssl"), reason="openssl not installed")
 def test_gen_secrets_creates_every_compose_secret(compose, repo, tmp_path):
     out = tmp_path / "secrets"
