@@ -44,6 +44,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         docs_url=None,  # /docs is served from vendored assets (gateway/web.py), never a CDN
         redoc_url=None,
         default_response_class=JSONResponse,
+        # The shop's metrics are Prometheus (on their own port); FastAPI's native OpenTelemetry
+        # would otherwise look up three global providers on every request to find it has none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.gateway = state
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
