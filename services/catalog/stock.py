@@ -63,6 +63,10 @@ class Stock:
         or none and committed, else RESERVATION_RELEASED with nothing changed. With `user_id`, the
         user's purchases of the products are recorded in the same transaction (idempotent)."""
         now = utcnow()
+        if self.db.is_postgres:  # the common case (RESERVED) in one statement; the others below
+            committed = await queries.commit_reserved(self.db, reservation_id, user_id, now)
+            if committed is not None:
+                return committed
         async with self.db.write() as tx:
             view = await locked(tx, reservation_id)
             step = stock_rules.commit_step(view.status)

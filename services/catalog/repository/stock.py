@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import BigInteger, String, column, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.catalog.domain.stock import COMMITTED
 from services.catalog.models import Product, Reservation, ReservationLine, StockAdjustment
-from shop.lib.db import Query, QueryColumn, Transaction, UTCDateTime
+from shop.lib.db import Database, Query, QueryColumn, Transaction, UTCDateTime
 
 
 @dataclass
@@ -120,6 +121,22 @@ RECORD_RESERVED_PURCHASES = Query(
     postgres_sql=f"WITH bought AS ({_RECORD_PURCHASES_SQL}) {_VERIFY_REVIEWS_SQL}",
 )
 VERIFY_RESERVED_REVIEWS = Query(_VERIFY_REVIEWS_SQL)
+# CommitReservation's common case on PostgreSQL, one statement: a RESERVED reservation COMMITTED,
+# the user's purchases recorded and their reviews verified (when a user is given), answering the
+# reservation's lines as _RESERVATION_SQL does (its status as it was); no row when it was not
+# RESERVED (the caller then takes the locked path).
+_MOVED = "JOIN reservation_lines l ON l.reservation_id = moved.id"
+COMMIT_RESERVED = Query(
+    "WITH moved AS (UPDATE reservations SET status = 'COMMITTED', updated_at = :now "  # noqa: S608  # nosec B608  # constant SQL
+    "WHERE id = :id AND status = 'RESERVED' RETURNING id), "
+    "bought AS (INSERT INTO purchases (user_id, product_id, order_id, created_at) "
+    f"SELECT CAST(:user_id AS VARCHAR(36)), l.product_id, l.reservation_id, :now FROM moved {_MOVED} "
+    "WHERE CAST(:user_id AS VARCHAR(36)) IS NOT NULL ON CONFLICT (user_id, product_id) DO NOTHING), "
+    "verified AS (UPDATE reviews SET verified_purchase = true WHERE user_id = :user_id AND NOT verified_purchase "
+    f"AND product_id IN (SELECT l.product_id FROM moved {_MOVED})) "
+    + _RESERVATION_SQL.replace("FROM reservations r ", "FROM moved JOIN reservations r ON r.id = moved.id "),
+    _RESERVATION_COLUMNS,
+)
 # The sweep's batch: RESERVED reservations past their expiry, oldest first (a lean read).
 EXPIRED_RESERVATIONS = Query(
     "SELECT id FROM reservations WHERE status = 'RESERVED' AND expires_at < :now ORDER BY expires_at LIMIT :limit",
@@ -139,7 +156,22 @@ async def claim(tx: Transaction, reservation_id: str, expires_at: datetime, now:
 async def load(tx: Transaction, reservation_id: str, *, lock: bool) -> ReservationView | None:
     """The reservation with its priced lines (one statement; `lock`: its row locked for the rest of
     the transaction on PostgreSQL — SQLite writers are serialised anyway)."""
-    rows = await tx.all(RESERVATION_FOR_UPDATE if lock else RESERVATION, id=reservation_id)
+    return _view(reservation_id, await tx.all(RESERVATION_FOR_UPDATE if lock else RESERVATION, id=reservation_id))
+
+
+async def commit_reserved(
+    db: Database, reservation_id: str, user_id: str | None, now: datetime
+) -> ReservationView | None:
+    """PostgreSQL: COMMIT_RESERVED in autocommit (atomic by itself); the reservation COMMITTED, or
+    None when it was not RESERVED (nothing changed)."""
+    view = _view(reservation_id, await db.write_one(COMMIT_RESERVED, id=reservation_id, user_id=user_id, now=now))
+    if view is not None:
+        view.status = COMMITTED
+    return view
+
+
+def _view(reservation_id: str, rows: list) -> ReservationView | None:
+    """The reservation from _RESERVATION_SQL's rows (one per line; a reservation without lines has one)."""
     if not rows:
         return None
     priced = [
