@@ -52,7 +52,7 @@ async def create_charge(runtime, charge: domain.ChargeRequest) -> Any:
             # Crash tests: the provider charged, nothing recorded; a retry must not charge twice.
             crash_point(runtime.settings, "payments_after_provider_charge")
         if result is not None:
-            payment = await _record_charge(runtime, charge, result)
+            payment = await _record_charge(runtime, charge, result, seen=payment)
     if payment.status == domain.DECLINED:
         if not payment.declined_answered:
             async with runtime.db.write() as tx:
@@ -129,39 +129,67 @@ async def _charge_at_provider(runtime, charge: domain.ChargeRequest, payment: An
         raise
 
 
-async def _record_charge(runtime, charge: domain.ChargeRequest, result) -> Any:
-    """Transaction 2: the provider's answer applied to the row as it is now, under its lock (a
-    webhook may have got there first, or an invalid-token caller removed the row meanwhile: it
-    is inserted again), in one UPDATE ... RETURNING when something changes."""
-    async with runtime.db.write() as tx:
-        payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
-        if payment is None:
-            await tx.execute(repository.INSERT_PAYMENT, **_new_payment(runtime, charge))
-            payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
-        assert payment is not None
-        before = domain.PaymentState.of(payment)
-        after = domain.apply_charge(
-            before,
-            succeeded=result.succeeded,
-            pending=result.pending,
-            captured_cents=result.captured_cents,
-            decline_code=result.decline_code,
+async def _record_charge(runtime, charge: domain.ChargeRequest, result, seen: Any) -> Any:
+    """Step 3: the provider's answer applied to the row. `seen` is the row as this call read it:
+    if the answer changes it and it is still as seen, one guarded UPDATE ... RETURNING records it
+    (no lock, no transaction: the common case). Otherwise (a webhook got there first, or an
+    invalid-token caller removed the row meanwhile: it is inserted again) the answer is applied
+    to the row as it is now, under its lock."""
+    payment = None
+    wanted = _charge_applied(seen, result)
+    if _changes(seen, wanted):
+        recorded = await runtime.db.write_one(
+            repository.RECORD_CHARGE_IF_UNCHANGED,
+            payment_id=seen.id,
+            now=utcnow(),
+            **wanted,
+            **{f"seen_{name}": getattr(seen, name) for name in _SEEN},
         )
-        wanted = {
-            "status": after.status,
-            "captured_cents": after.captured_cents,
-            "decline_code": after.decline_code,
-            "brand": payment.brand or result.brand,
-            "last4": payment.last4 or result.last4,
-            "provider_reference": payment.provider_reference or result.reference,
-        }
-        # Only when something changes: a concurrent caller recording the same answer again
-        # changes nothing (not even updated_at).
-        if any(getattr(payment, key) != value for key, value in wanted.items()):
-            payment = await tx.one(repository.RECORD_CHARGE, payment_id=payment.id, now=utcnow(), **wanted)
+        payment = recorded[0] if recorded else None
+    if payment is None:
+        async with runtime.db.write() as tx:
+            payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
+            if payment is None:
+                await tx.execute(repository.INSERT_PAYMENT, **_new_payment(runtime, charge))
+                payment = await tx.one(repository.PAYMENT_OF_ORDER_FOR_UPDATE, order_id=charge.order_id)
             assert payment is not None
+            wanted = _charge_applied(payment, result)
+            # Only when something changes: a concurrent caller recording the same answer again
+            # changes nothing (not even updated_at).
+            if _changes(payment, wanted):
+                payment = await tx.one(repository.RECORD_CHARGE, payment_id=payment.id, now=utcnow(), **wanted)
+                assert payment is not None
     log.info("payment.charged", order_id=charge.order_id, status=payment.status, provider=runtime.provider.name)
     return payment
+
+
+# What `_charge_applied` reads of a row besides the amount (which never changes): the guard of
+# RECORD_CHARGE_IF_UNCHANGED.
+_SEEN = ("status", "captured_cents", "refunded_cents", "decline_code", "brand", "last4", "provider_reference")
+
+
+def _charge_applied(payment: Any, result) -> dict[str, Any]:
+    """The columns RECORD_CHARGE sets: the provider's answer applied to `payment` by the domain's
+    rules (statuses only move up, amounts only grow; card details and reference kept once known)."""
+    after = domain.apply_charge(
+        domain.PaymentState.of(payment),
+        succeeded=result.succeeded,
+        pending=result.pending,
+        captured_cents=result.captured_cents,
+        decline_code=result.decline_code,
+    )
+    return {
+        "status": after.status,
+        "captured_cents": after.captured_cents,
+        "decline_code": after.decline_code,
+        "brand": payment.brand or result.brand,
+        "last4": payment.last4 or result.last4,
+        "provider_reference": payment.provider_reference or result.reference,
+    }
+
+
+def _changes(payment: Any, wanted: dict[str, Any]) -> bool:
+    return any(getattr(payment, key) != value for key, value in wanted.items())
 
 
 def _declined(payment: Any) -> PaymentDeclined:

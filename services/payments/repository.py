@@ -158,6 +158,17 @@ RECORD_CHARGE = Query(
     _PAYMENT_COLUMNS,
     types={"now": _TS},
 )
+# The same, without the lock, only if the row is still as the caller read it (every column the rule
+# and the answer read): the caller's one statement on its common path; no row when it changed.
+RECORD_CHARGE_IF_UNCHANGED = Query(
+    "UPDATE payments SET status = :status, captured_cents = :captured_cents, decline_code = :decline_code, "  # noqa: S608  # nosec B608  # SQL from the models' column names, no input
+    "brand = :brand, last4 = :last4, provider_reference = :provider_reference, updated_at = :now "
+    "WHERE id = :payment_id AND status = :seen_status AND captured_cents = :seen_captured_cents "
+    "AND refunded_cents = :seen_refunded_cents AND decline_code = :seen_decline_code AND brand = :seen_brand "
+    f"AND last4 = :seen_last4 AND provider_reference = :seen_provider_reference RETURNING {_PAYMENT_NAMES}",
+    _PAYMENT_COLUMNS,
+    types={"now": _TS},
+)
 MARK_DECLINED_ANSWERED = Query(
     "UPDATE payments SET declined_answered = :answered, updated_at = :now WHERE id = :payment_id", types={"now": _TS}
 )
