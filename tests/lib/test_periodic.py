@@ -76,6 +76,27 @@ async def test_a_cancelled_pass_is_not_counted_as_a_failure():
     assert task.failures == 0
 
 
+async def test_a_cancel_that_the_pass_swallowed_still_ends_the_loop():
+    """A driver under the pass may turn the CancelledError into its own error (seen: a cart
+    sweep cancelled by ShopServer.stop right after start, whose stop then waited forever)."""
+    started = asyncio.Event()
+
+    async def swallowing():
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            raise RuntimeError("connection closed while cancelling") from None
+
+    task = Periodic("test.loop", swallowing, 3600)
+    running = asyncio.create_task(task())
+    await started.wait()
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(running), 2)
+    assert running.cancelled()
+
+
 @pytest.fixture(params=["postgresql", "sqlite"])
 async def database(request, databases, tmp_path):
     url = databases.create("periodic") if request.param == "postgresql" else f"sqlite:///{tmp_path / 'p.db'}"

@@ -106,8 +106,13 @@ class Periodic:
             log.exception(f"{self.name}.failed")
 
     async def run_forever(self) -> None:
+        task = asyncio.current_task()
         while not self._stop.is_set():
             await self.run_pass()
+            if task is not None and task.cancelling():
+                # Cancelled during the pass, but something under it turned the CancelledError
+                # into its own error: end anyway (ShopServer.stop would otherwise wait forever).
+                raise asyncio.CancelledError
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), self.next_delay())
 
