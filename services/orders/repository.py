@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orders import domain
 from services.orders.models import IdempotencyKey, Order, OrderHistory, OrderItem, OutboxEntry
-from shop.lib.db import Database, Query, Transaction, UTCDateTime, affected_rows, new_id, utcnow
+from shop.lib.db import Database, Query, Transaction, UTCDateTime, affected_rows, named_row, new_id, utcnow
 
 
 @dataclass
@@ -284,9 +284,11 @@ INSERT_ORDER = Query(INSERT_ORDER_SQL, types={"lease": _TS, "now": _TS})
 # statement (one round trip, atomic by itself; the foreign keys are checked at its end). SQLite,
 # which has no INSERT in WITH, runs the three statements in one transaction (`record_pending`).
 RECORD_PENDING = Query(
-    f"WITH new_key AS ({INSERT_KEY_SQL}), new_order AS ({INSERT_ORDER_SQL}) "  # noqa: S608  # nosec B608  # constant SQL
-    "INSERT INTO order_history (id, order_id, seq, status, note, at) "
-    "VALUES (:history_id, :order_id, 1, :status, :note, :now)"
+    f"WITH new_key AS ({INSERT_KEY_SQL}), new_order AS ({INSERT_ORDER_SQL} RETURNING {_ORDER_NAMES}), "  # noqa: S608  # nosec B608  # constant SQL
+    "new_history AS (INSERT INTO order_history (id, order_id, seq, status, note, at) "
+    "VALUES (:history_id, :order_id, 1, :status, :note, :now)) "
+    "SELECT * FROM new_order",
+    _ORDER_COLUMNS,
 )
 INSERT_HISTORY = Query(
     "INSERT INTO order_history (id, order_id, seq, status, note, at) VALUES (:id, :order_id, "
@@ -403,6 +405,16 @@ _OUTBOX_COLUMNS = [
 ]
 PENDING_OUTBOX = Query(
     _select(_OUTBOX_COLUMNS, "outbox", "order_id = :order_id AND state = 'pending'", "seq"), _OUTBOX_COLUMNS
+)
+_ORDER_FIELDS = tuple(c.name for c in _ORDER_COLUMNS)
+_OUTBOX_FIELDS = tuple(c.name for c in _OUTBOX_COLUMNS)
+# PostgreSQL: the claim and the pending rows in one statement, each row the order's columns then a
+# pending outbox row's (NULLs when it has none), in sequence.
+CLAIM_OUTBOX_WITH_PENDING = Query(
+    f"WITH claimed AS ({_CLAIM} RETURNING {_ORDER_NAMES}) SELECT claimed.*, "  # noqa: S608  # nosec B608  # the models' column names, no input
+    + ", ".join(f'pending."{name}" AS "outbox_{name}"' for name in _OUTBOX_FIELDS)
+    + " FROM claimed LEFT JOIN outbox AS pending ON pending.order_id = claimed.id AND pending.state = 'pending' "
+    "ORDER BY pending.seq"
 )
 OUTBOX_DONE = Query(
     "UPDATE outbox SET state = 'done', done_at = :now, attempts = attempts + 1 WHERE id IN :ids",
@@ -573,8 +585,15 @@ async def record_outcome(
 async def claim_outbox(db: Database, order_id: str, *, until: datetime, now: datetime) -> tuple[Any, list]:
     """Takes an order's outbox for one relay until `until`: the order row it locked and its pending
     rows in sequence, or (None, []) when another relay holds it or there is no such order. The lock
-    is the column, not a transaction, so the claim is one statement on its own (autocommit on
-    PostgreSQL) and the rows are read after it."""
+    is the column, not a transaction: on PostgreSQL the claim and the rows are one statement in
+    autocommit; on SQLite the claim is its own statement and the rows are read after it."""
+    if db.is_postgres:
+        joined = await db.write_one(CLAIM_OUTBOX_WITH_PENDING, order_id=order_id, until=until, now=now)
+        if not joined:
+            return None, []
+        split = len(_ORDER_FIELDS)
+        pending = [named_row(_OUTBOX_FIELDS, row[split:]) for row in joined if row[split] is not None]
+        return named_row(_ORDER_FIELDS, joined[0][:split]), pending
     claimed = await db.write_one(CLAIM_OUTBOX, order_id=order_id, until=until, now=now)
     if not claimed:
         return None, []
@@ -604,18 +623,18 @@ async def release_outbox(
         await tx.execute(RELEASE_OUTBOX, **values)
 
 
-async def record_pending(db: Database, **values: Any) -> None:
+async def record_pending(db: Database, **values: Any) -> Any:
     """A checkout's key (in progress), its order (PENDING) and first history entry, atomically
-    (`values`: RECORD_PENDING's parameters). A key or order number already taken raises
-    DUPLICATE_KEY with nothing recorded."""
+    (`values`: RECORD_PENDING's parameters); the order row as written (the saga starts from it).
+    A key or order number already taken raises DUPLICATE_KEY with nothing recorded."""
     values["history_id"] = new_id()
     if db.is_postgres:
-        await db.write_one(RECORD_PENDING, **values)
-        return
+        return (await db.write_one(RECORD_PENDING, **values))[0]
     async with db.write() as tx:
         await tx.execute(INSERT_KEY, **values)
         await tx.execute(INSERT_ORDER, **values)
         await append_history(tx, values["order_id"], values["status"], values["note"], values["now"])
+        return await order_row(tx, values["order_id"])
 
 
 async def append_history(tx: Transaction, order_id: str, status: str, note: str, now: datetime) -> None:

@@ -151,6 +151,12 @@ def _row_class(fields: tuple[str, ...]) -> Any:
     return namedtuple("Row", fields, rename=True)  # noqa: PYI024
 
 
+def named_row(fields: tuple[str, ...], values: Sequence[Any]) -> Any:
+    """A named tuple of `values` (the kind of row a lean read gives), e.g. one table's part of a
+    joined row."""
+    return _row_class(fields)._make(values)
+
+
 def _tuples(result: Result[Any]) -> list:
     """SQLite's rows as the named tuples psycopg gives on PostgreSQL (`namedtuple_row`), so a
     lean row is the same kind of value on both (attributes, `_replace`)."""

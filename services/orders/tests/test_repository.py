@@ -29,8 +29,12 @@ async def db(request, databases, tmp_path):
 
 
 async def pending_order(db: Database) -> str:
+    return (await record_pending(db)).id
+
+
+async def record_pending(db: Database):
     order_id, now = new_id(), utcnow()
-    await repository.record_pending(
+    return await repository.record_pending(
         db,
         key_row_id=new_id(),
         order_id=order_id,
@@ -49,7 +53,6 @@ async def pending_order(db: Database) -> str:
         lease=now + timedelta(seconds=30),
         now=now,
     )
-    return order_id
 
 
 async def rows(db: Database, sql: str, **params) -> list[tuple]:
@@ -122,6 +125,10 @@ async def test_one_relay_at_a_time_takes_an_orders_outbox_and_its_end_is_one_wri
     order, pending = await repository.claim_outbox(db, order_id, until=until, now=now)
     assert order.id == order_id
     assert [row.kind for row in pending] == [OutboxKind.COMMIT_RESERVATION, OutboxKind.EMAIL]
+    # The claim answers the row as stored (lock included) and the pending rows as a read gives them.
+    assert order == await repository.order_row(db, order_id)
+    assert pending == await db.read_all(repository.PENDING_OUTBOX, order_id=order_id)
+    assert [row.payload for row in pending] == [{}, {"template": "paid"}]
     assert await repository.claim_outbox(db, order_id, until=until, now=now) == (None, [])  # held
 
     # A run where nothing was done gives the lock back and changes nothing else.
@@ -194,3 +201,24 @@ async def test_an_outcome_moves_the_order_to_done_with_its_history_and_the_outbo
     ]
     payloads = [payload if isinstance(payload, dict) else json.loads(payload) for _, _, payload, _ in owed]
     assert payloads == [{}, {}, {"template": "paid"}]
+
+
+async def test_record_pending_answers_the_order_row_as_stored(db):
+    """The saga starts from the row record_pending answers instead of reading it: it must be the
+    row as stored, every column."""
+    written = await record_pending(db)
+    stored = await repository.order_row(db, written.id)
+    assert written == stored
+    assert (written.stage, written.status, written.customer_email) == (
+        str(Stage.NEW),
+        domain.PENDING,
+        "ada@example.com",
+    )
+
+
+async def test_a_claim_of_an_order_with_no_pending_row_answers_the_order_alone(db):
+    order_id = await pending_order(db)
+    now = utcnow()
+    order, pending = await repository.claim_outbox(db, order_id, until=now + timedelta(seconds=30), now=now)
+    assert order.id == order_id and pending == []
+    assert await repository.claim_outbox(db, new_id(), until=now, now=now) == (None, [])
