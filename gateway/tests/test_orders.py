@@ -159,9 +159,9 @@ async def test_checkout_with_a_saved_address(suite):
     assert saved.status_code == 201, saved.text
     product = await make_product(suite, price=1000)
     await add_to_cart(suite, user, product)
-    response = await checkout(
-        suite, user, body={"addressId": saved.json()["data"]["id"], "payment": {"method": "card", "token": "tok_visa"}}
-    )
+    key = str(uuid.uuid4())
+    body = {"addressId": saved.json()["data"]["id"], "payment": {"method": "card", "token": "tok_visa"}}
+    response = await checkout(suite, user, key=key, body=body)
     assert response.status_code == 201, response.text
     address = response.json()["data"]["shippingAddress"]
     assert (address["firstName"], address["city"], address["state"], address["country"]) == (
@@ -170,6 +170,14 @@ async def test_checkout_with_a_saved_address(suite):
         "VA",
         "US",
     )
+    # A replay answers what was stored, even once the saved address is gone (the key is found
+    # after the address check fails, not before it).
+    deleted = await suite.http.delete(f"/api/v1/users/me/addresses/{body['addressId']}", headers=user["headers"])
+    assert deleted.status_code == 204, deleted.text
+    replay = await checkout(suite, user, key=key, body=body)
+    assert replay.status_code == 201, replay.text
+    assert replay.headers["idempotent-replayed"] == "true" and replay.json() == response.json()
+    assert len(orders_of(suite, user)) == 1
     # another user's address id (or an unknown one) is 404 and changes nothing
     other = await suite.register()
     await add_to_cart(suite, other, product)

@@ -3,12 +3,13 @@ through its stages).
 
 Before anything is recorded, the request is checked (shipping address, payment method and token
 against the provider's rule kept by `PaymentRules`, the customer's email; the remote checks
-together). Then one lean `db.write()` transaction records
-the idempotency key (`in_progress`, fingerprint), the order PENDING at stage NEW, its first history
-entry and the driver's lease. The request drives the saga in its own task (a cancelled RPC does not
-stop it halfway) and answers what the saga stored under the key; a replay of the key answers that
-stored answer, or takes over a checkout whose lease lapsed. The recovery loop drives every
-unfinished order whose lease lapsed; the purge loop forgets old keys.
+together). Then `repository.record_pending` records, atomically, the idempotency key
+(`in_progress`, fingerprint), the order PENDING at stage NEW, its first history entry and the
+driver's lease, and answers the order row the saga starts from. The request drives the saga in its
+own task (a cancelled RPC does not stop it halfway) and answers what the saga stored under the key;
+a replay of the key (found when its insert collides, or when the checks fail) answers that stored
+answer, or takes over a checkout whose lease lapsed. The recovery loop drives every unfinished
+order whose lease lapsed; the purge loop forgets old keys.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from shop.auth.v1 import auth_pb2
 from shop.lib.clients import ServiceClients
 from shop.lib.context import Caller
 from shop.lib.db import DUPLICATE_KEY, Database, new_id, utcnow
-from shop.lib.errors import Aborted, NotFound, Unavailable, ValidationError, decode_rpc_error
+from shop.lib.errors import Aborted, NotFound, ShopError, Unavailable, ValidationError, decode_rpc_error
 from shop.lib.idempotency import check_replay, clean_key, in_progress, message_fingerprint
 from shop.lib.logging import safe_error_text
 from shop.lib.periodic import Periodic
@@ -78,27 +79,32 @@ class Checkout:
         # The service's own fingerprint of what is asked (the deprecated request_fingerprint field
         # is ignored): one key gets one fingerprint whoever calls.
         fingerprint = message_fingerprint(request)
-        existing = await repository.key_row(self.db, user_id, key)
-        if existing is not None:
-            return await self.replay(existing, fingerprint)
-
-        address, email = await self.inputs(caller, request, bearer)
+        # The key is not looked up first: a new checkout (the common case) finds it by inserting
+        # it. A replay is known when the insert collides, or when the inputs fail (a replay
+        # answers what was stored even if its address or auth fails now).
+        try:
+            address, email = await self.inputs(caller, request, bearer)
+        except (ShopError, grpc.aio.AioRpcError):
+            existing = await repository.key_row(self.db, user_id, key)
+            if existing is not None:
+                return await self.replay(existing, fingerprint)
+            raise
         order_id = new_id()
         for _attempt in range(5):
             try:
-                await self.record_pending(order_id, user_id, key, fingerprint, address, request, email)
+                order = await self.record_pending(order_id, user_id, key, fingerprint, address, request, email)
                 break
             except DUPLICATE_KEY:
                 existing = await repository.key_row(self.db, user_id, key)
-                if existing is not None:  # a concurrent request with the same key won
+                if existing is not None:  # a replay, or a concurrent request with the same key won
                     return await self.replay(existing, fingerprint)
                 # else: the order number collided; draw another
         else:  # pragma: no cover - 5 collisions in a row among 31^6 numbers a day
             raise Aborted("Could not allocate an order number; retry.", code="ABORTED")
         crash_point(self.settings, "after_pending_recorded")
-        if self.hold is not None:
-            await self.hold("after_pending_recorded", user_id)
-        done = await self.drive_or_let_go(order_id)
+        if self.hold is not None and await self.hold("after_pending_recorded", user_id):
+            order = None  # a test held the checkout here and may have changed the row: read it again
+        done = await self.drive_or_let_go(order_id, order)
         if done.body is not None:  # this request's drive stored the 201: no need to read it back
             self.outbox.soon(order_id)
             return done.body, False
@@ -202,10 +208,11 @@ class Checkout:
         address: dict[str, str],
         request: orders_pb2.CreateOrderRequest,
         email: str,
-    ) -> None:
-        """The order PENDING (stage NEW) with its idempotency key and first history entry, atomically."""
+    ) -> Any:
+        """The order PENDING (stage NEW) with its idempotency key and first history entry,
+        atomically; the order row as written."""
         now = utcnow()
-        await repository.record_pending(
+        return await repository.record_pending(
             self.db,
             key_row_id=new_id(),
             order_id=order_id,
@@ -227,12 +234,12 @@ class Checkout:
 
     # -- the saga ------------------------------------------------------------------------------
 
-    async def drive_or_let_go(self, order_id: str) -> Done:
+    async def drive_or_let_go(self, order_id: str, order: Any = None) -> Done:
         """Drives an order for a request; on a transient failure gives the lease up at once, so the
         client's retry (same key) or the recovery loop continues without waiting for it to lapse.
         The saga runs in its own task: a cancelled RPC (client gone, deadline, connection recycled)
         does not stop it halfway; the client's replay finds the outcome."""
-        task = asyncio.ensure_future(self._drive_releasing(order_id))
+        task = asyncio.ensure_future(self._drive_releasing(order_id, order))
         self._tasks.add(task)
         task.add_done_callback(self._forget)
         try:
@@ -254,9 +261,9 @@ class Checkout:
         if error is not None:
             log.info("checkout.drive_ended", error=safe_error_text(error))
 
-    async def _drive_releasing(self, order_id: str) -> Done:
+    async def _drive_releasing(self, order_id: str, order: Any = None) -> Done:
         try:
-            return await self.saga.drive(order_id)
+            return await self.saga.drive(order_id, order)
         except (grpc.aio.AioRpcError, Unavailable):
             async with self.db.transaction() as session:
                 await repository.release_lease(session, order_id)

@@ -108,10 +108,10 @@ class Saga:
             Stage.RESERVED: self.charge,
         }
 
-    async def drive(self, order_id: str) -> Done:
-        """Moves an order through its stages until it is done. The caller holds the lease.
-        Transient downstream errors propagate (the stage stays; recovery retries later)."""
-        order: Any = None
+    async def drive(self, order_id: str, order: Any = None) -> Done:
+        """Moves an order through its stages until it is done (`order`: its row, when the caller
+        has just written it). The caller holds the lease. Transient downstream errors propagate
+        (the stage stays; recovery retries later)."""
         for _ in range(10):
             if order is None:
                 order = await repository.order_row(self.db, order_id)
