@@ -247,6 +247,10 @@ _ITEM_COLUMNS = [
 ]
 _HISTORY_COLUMNS = [OrderHistory.seq, OrderHistory.status, OrderHistory.note, OrderHistory.at]
 _KEY_COLUMNS = list(IdempotencyKey.__table__.c)
+# Field names of lean rows built from a statement's columns (named_row).
+_ORDER_FIELDS = tuple(c.name for c in _ORDER_COLUMNS)
+_ITEM_FIELDS = tuple(c.name for c in _ITEM_COLUMNS)
+_HISTORY_FIELDS = tuple(c.name for c in _HISTORY_COLUMNS)
 
 
 def _select(columns: list, table: str, where: str, order_by: str = "") -> str:
@@ -344,20 +348,42 @@ SET_OUTCOME = Query(
 # outbox rows it owes (parallel arrays), one statement answering the order as it now is; no row and
 # nothing written when the order was no longer at `from_stage`. SQLite runs ADVANCE, SET_OUTCOME,
 # INSERT_HISTORY and INSERT_OUTBOX (`record_outcome`).
-RECORD_OUTCOME = Query(
+_RECORD_OUTCOME_WITH = (
     "WITH moved AS (UPDATE orders SET stage = :to_stage, lease_until = NULL, updated_at = :now, "  # noqa: S608  # nosec B608  # constant SQL
     f"status = :status, {_OUTCOME_SET} {_ADVANCE_WHERE} RETURNING {_ORDER_NAMES}), "
     "new_history AS (INSERT INTO order_history (id, order_id, seq, status, note, at) SELECT :history_id, moved.id, "
     "(SELECT coalesce(max(seq), 0) + 1 FROM order_history WHERE order_id = :order_id), :status, :note, :now "
-    "FROM moved), "
+    'FROM moved RETURNING seq, status, note, "at"), '
     "new_outbox AS (INSERT INTO outbox (id, seq, order_id, kind, payload, state, attempts, last_error, "
     "next_attempt_at, created_at) SELECT owed.id, "
     "(SELECT coalesce(max(seq), 0) FROM outbox WHERE order_id = :order_id) + owed.position, moved.id, owed.kind, "
     "CAST(owed.payload AS json), 'pending', 0, '', :now, :now FROM moved, "
     "unnest(CAST(:outbox_ids AS text[]), CAST(:kinds AS text[]), CAST(:payloads AS text[])) "
     "WITH ORDINALITY AS owed(id, kind, payload, position)) "
-    "SELECT * FROM moved",
-    _ORDER_COLUMNS,
+)
+
+
+def _as_arrays(prefix: str, fields: tuple[str, ...], rows: str, order_by: str) -> str:
+    """One array per field of `rows` (a subquery), in `order_by` order; SQL from constants only."""
+    arrays = ", ".join(f'array_agg(r."{name}" ORDER BY r."{order_by}") AS "{prefix}{name}"' for name in fields)
+    return f"SELECT {arrays} FROM {rows} AS r"  # noqa: S608  # nosec B608  # constant SQL
+
+
+# It also answers the view the stored 201 is built from, so no read follows it: the order's
+# columns, then its lines and its history as parallel arrays, one column per field (the new history
+# entry comes from the statement itself: its snapshot does not show it in the table).
+RECORD_OUTCOME = Query(
+    f"{_RECORD_OUTCOME_WITH}SELECT moved.*, lines.*, entries.* FROM moved, LATERAL ("  # noqa: S608  # nosec B608  # constant SQL
+    + _as_arrays("line_", _ITEM_FIELDS, "(SELECT * FROM order_items WHERE order_id = :order_id)", "position")
+    + ") AS lines, LATERAL ("
+    + _as_arrays(
+        "history_",
+        _HISTORY_FIELDS,
+        '(SELECT seq, status, note, "at" FROM order_history WHERE order_id = :order_id '
+        'UNION ALL SELECT seq, status, note, "at" FROM new_history)',
+        "seq",
+    )
+    + ") AS entries"
 )
 SET_STATUS = Query(
     "UPDATE orders SET status = :status, failure_code = :failure_code, version = version + 1, updated_at = :now "
@@ -403,11 +429,10 @@ _OUTBOX_COLUMNS = [
     OutboxEntry.attempts,
     OutboxEntry.next_attempt_at,
 ]
+_OUTBOX_FIELDS = tuple(c.name for c in _OUTBOX_COLUMNS)
 PENDING_OUTBOX = Query(
     _select(_OUTBOX_COLUMNS, "outbox", "order_id = :order_id AND state = 'pending'", "seq"), _OUTBOX_COLUMNS
 )
-_ORDER_FIELDS = tuple(c.name for c in _ORDER_COLUMNS)
-_OUTBOX_FIELDS = tuple(c.name for c in _OUTBOX_COLUMNS)
 # PostgreSQL: the claim and the pending rows in one statement, each row the order's columns then a
 # pending outbox row's (NULLs when it has none), in sequence.
 CLAIM_OUTBOX_WITH_PENDING = Query(
@@ -555,14 +580,15 @@ async def record_outcome(
     note: str,
     effects: Sequence[tuple[str, dict[str, Any]]],
     **outcome: Any,
-) -> Any:
+) -> OrderView | None:
     """A checkout's final outcome, in the caller's transaction: the order moves from `from_stage` to
     DONE with its `status` and `outcome` (SET_OUTCOME's failure_code, payment_id, payment_status,
     brand, last4, captured), a history entry with `note`, and an outbox row per effect (kind,
-    payload). The order as it now is, or None, with nothing written, when someone else moved it."""
+    payload). The order as it now is with its lines and history, or None, with nothing written,
+    when someone else moved it."""
     values = {"order_id": order_id, "from_stage": str(from_stage), "to_stage": str(domain.Stage.DONE), "now": now}
     if tx.is_postgres:
-        return await tx.one(
+        row = await tx.one(
             RECORD_OUTCOME,
             **values,
             **outcome,
@@ -573,13 +599,32 @@ async def record_outcome(
             kinds=[str(kind) for kind, _ in effects],
             payloads=[json.dumps(payload) for _, payload in effects],
         )
+        return None if row is None else _view_of(row)
     if await tx.execute(ADVANCE, **values, lease=None) != 1:
         return None
     finished = await tx.one(SET_OUTCOME, order_id=order_id, status=status, **outcome)
     await append_history(tx, order_id, status, note, now)
     for kind, payload in effects:
         await append_outbox(tx, order_id, kind, payload, now)
-    return finished
+    return await view(tx, order_id, finished)
+
+
+def _view_of(row: Any) -> OrderView:
+    """RECORD_OUTCOME's row as the view a read gives: the order's columns, then one array per line
+    field, then one per history field (NULL arrays: none)."""
+    lines_at = len(_ORDER_FIELDS)
+    history_at = lines_at + len(_ITEM_FIELDS)
+    return OrderView(
+        named_row(_ORDER_FIELDS, row[:lines_at]),
+        _rows_of(_ITEM_FIELDS, row[lines_at:history_at]),
+        _rows_of(_HISTORY_FIELDS, row[history_at:]),
+    )
+
+
+def _rows_of(fields: tuple[str, ...], arrays: Sequence[list | None]) -> list:
+    if arrays[0] is None:
+        return []
+    return [named_row(fields, values) for values in zip(*arrays, strict=True)]
 
 
 async def claim_outbox(db: Database, order_id: str, *, until: datetime, now: datetime) -> tuple[Any, list]:

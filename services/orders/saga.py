@@ -383,9 +383,7 @@ class Saga:
                 return None  # someone else moved it
             body = None
             if error is None:
-                view = await repository.view(tx, order.id, finished)
-                assert view is not None
-                body = orders_pb2.CreateOrderResponse(order=order_proto(view)).SerializeToString()
+                body = orders_pb2.CreateOrderResponse(order=order_proto(finished)).SerializeToString()
                 await complete_key(tx, order.id, now, body=body)
             else:
                 await complete_key(tx, order.id, now, error=error)

@@ -176,11 +176,25 @@ async def test_an_outcome_moves_the_order_to_done_with_its_history_and_the_outbo
     assert await rows(db, "SELECT count(*) FROM outbox") == [(0,)]
     assert await rows(db, "SELECT count(*) FROM order_history") == [(1,)]
 
+    lines = [line("lamp", 1500, 2), line("bulb", 700, 1), line("cord", 300, 3)]
+    totals = domain.compute_totals([(each.unit_price_cents, each.quantity) for each in lines])
+    assert await repository.record_reservation(
+        db, order_id, Stage.NEW, lease=now, now=now, totals=totals, currency="EUR", lines=lines
+    )
     async with db.write() as tx:
         await repository.append_outbox(tx, order_id, OutboxKind.RESTORE_CART, {}, now)  # an earlier row: seq 1
         finished = await repository.record_outcome(
-            tx, order_id, Stage.NEW, now=now, status=domain.PAID, note="Paid.", effects=effects, **outcome
+            tx, order_id, Stage.RESERVED, now=now, status=domain.PAID, note="Paid.", effects=effects, **outcome
         )
+    # The outcome answers the view the stored 201 is built from, exactly as a read gives it.
+    assert finished is not None and finished == await repository.view(db, order_id)
+    assert [(entry.seq, entry.status) for entry in finished.history] == [(1, domain.PENDING), (2, domain.PAID)]
+    assert [(item.position, item.product_id, item.line_total_cents) for item in finished.items] == [
+        (0, "lamp", 3000),
+        (1, "bulb", 700),
+        (2, "cord", 900),
+    ]
+    finished = finished.order
     assert (finished.status, finished.stage, finished.payment_id, finished.captured_cents, finished.version) == (
         domain.PAID,
         "done",
