@@ -430,6 +430,10 @@ class Suite:
         user = await self.register()
         with psycopg.connect(self.database_urls["auth"].replace("+psycopg", ""), autocommit=True) as conn:
             conn.execute("UPDATE users SET role = %s WHERE id = %s", (role, user["user"]["id"]))
+        return await self.sign_in(user)
+
+    async def sign_in(self, user: dict[str, Any]) -> dict[str, Any]:
+        """`user` (as register gives it) with fresh tokens from a login."""
         response = await self.http.post(
             "/api/v1/auth/login", json={"email": user["email"], "password": user["password"]}
         )

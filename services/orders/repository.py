@@ -251,6 +251,7 @@ _KEY_COLUMNS = list(IdempotencyKey.__table__.c)
 _ORDER_FIELDS = tuple(c.name for c in _ORDER_COLUMNS)
 _ITEM_FIELDS = tuple(c.name for c in _ITEM_COLUMNS)
 _HISTORY_FIELDS = tuple(c.name for c in _HISTORY_COLUMNS)
+_HISTORY_NAMES = ", ".join(f'"{name}"' for name in _HISTORY_FIELDS)
 
 
 def _select(columns: list, table: str, where: str, order_by: str = "") -> str:
@@ -353,7 +354,7 @@ _RECORD_OUTCOME_WITH = (
     f"status = :status, {_OUTCOME_SET} {_ADVANCE_WHERE} RETURNING {_ORDER_NAMES}), "
     "new_history AS (INSERT INTO order_history (id, order_id, seq, status, note, at) SELECT :history_id, moved.id, "
     "(SELECT coalesce(max(seq), 0) + 1 FROM order_history WHERE order_id = :order_id), :status, :note, :now "
-    'FROM moved RETURNING seq, status, note, "at"), '
+    f"FROM moved RETURNING {_HISTORY_NAMES}), "
     "new_outbox AS (INSERT INTO outbox (id, seq, order_id, kind, payload, state, attempts, last_error, "
     "next_attempt_at, created_at) SELECT owed.id, "
     "(SELECT coalesce(max(seq), 0) FROM outbox WHERE order_id = :order_id) + owed.position, moved.id, owed.kind, "
@@ -379,8 +380,8 @@ RECORD_OUTCOME = Query(
     + _as_arrays(
         "history_",
         _HISTORY_FIELDS,
-        '(SELECT seq, status, note, "at" FROM order_history WHERE order_id = :order_id '
-        'UNION ALL SELECT seq, status, note, "at" FROM new_history)',
+        f"(SELECT {_HISTORY_NAMES} FROM order_history WHERE order_id = :order_id "  # noqa: S608  # nosec B608  # the models' column names, no input
+        f"UNION ALL SELECT {_HISTORY_NAMES} FROM new_history)",
         "seq",
     )
     + ") AS entries"
