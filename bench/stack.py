@@ -120,9 +120,12 @@ def wait_ready(url: str, process: subprocess.Popen, what: str) -> None:
         if process.poll() is not None:
             raise SystemExit(f"{what} exited during start (code {process.returncode})")
         try:
-            if httpx.get(url, timeout=5).status_code == 200:
+            response = httpx.get(url, timeout=5)
+            # A gateway's /readyz is 200 once any backend answers: wait until it sees them all.
+            services = response.json().get("services", {}) if url.endswith("/readyz") else {}
+            if response.status_code == 200 and all(status == "SERVING" for status in services.values()):
                 return
-        except httpx.HTTPError:
+        except (httpx.HTTPError, ValueError):
             pass
         time.sleep(0.3)
     raise SystemExit(f"{what} was not ready at {url} within {READY_TIMEOUT_SECONDS} s")

@@ -4,14 +4,15 @@ Migrates each service, creates the admin, seeds the demo catalog, starts the fiv
 REPLICAS instances of each) on 127.0.0.1:50051-50055 (+10 per extra replica) and the gateway on
 http://127.0.0.1:8000 (its metrics on SHOP_GATEWAY_METRICS_PORT, default the HTTP port + 1000),
 waits until every service instance answers SERVING to its own gRPC health check and the gateway's
-/readyz is 200 (which alone no longer means "all up": the gateway is ready while some backends are
-down), prints where everything is, and stops every process cleanly on Ctrl-C or SIGTERM. Data
+/readyz sees every one SERVING too (its 200 alone does not mean "all up": the gateway is ready while
+some backends are down), prints where everything is, and stops every process cleanly on Ctrl-C or SIGTERM. Data
 persists in var/ between runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -151,17 +152,23 @@ def wait_serving(addresses: list[str], processes: list[tuple[str, subprocess.Pop
 
 
 def wait_ready(url: str, processes: list[tuple[str, subprocess.Popen]], timeout: float = 120) -> None:
+    """Until the gateway's /readyz sees every backend SERVING through its own channels. A 200 alone
+    is not enough: it comes as soon as one backend answers, and a channel that tried a service
+    before it listened waits out its reconnect backoff (the first login then answered 503)."""
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         check_alive(processes)
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310  # nosec B310  # our own http:// URL on localhost
-                if response.status == 200:
+            with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310  # nosec B310  # our own http:// URL on localhost
+                services = json.load(response)["services"]
+                last = ", ".join(f"{name} {status}" for name, status in services.items())
+                if all(status == "SERVING" for status in services.values()):
                     return
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s")
+    raise RuntimeError(f"{url} did not see every service SERVING within {timeout:.0f} s ({last})")
 
 
 def stop_all(processes: list[tuple[str, subprocess.Popen]]) -> None:

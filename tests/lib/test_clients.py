@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -106,3 +107,54 @@ async def test_retries_stop_once_the_budget_is_spent():
     finally:
         await channel.close()
         await server.stop(0)
+
+
+@pytest.mark.slow
+async def test_a_peer_that_starts_late_is_used_within_seconds():
+    """A channel that failed to connect for a while (its caller started first, or the replica was
+    down) must not wait out gRPC's default reconnect backoff, which grows toward 120 s: 17 s of
+    failures put the default's next attempt about 10 s away; the shop's channels try every 5 s
+    at most."""
+    import socket
+    import time
+
+    import grpc
+
+    from shop.lib.clients import make_channel
+    from shop.payments.v1 import payments_pb2, payments_pb2_grpc
+
+    class Answers(payments_pb2_grpc.PaymentsServiceServicer):
+        async def ListPayments(self, request, context):  # noqa: N802 - gRPC method name
+            return payments_pb2.ListPaymentsResponse()
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    channel = make_channel(f"127.0.0.1:{port}", "payments", service_tokens=None)
+    stub = payments_pb2_grpc.PaymentsServiceStub(channel)
+    request = payments_pb2.ListPaymentsRequest(order_id="o")
+    server = None
+    try:
+        failing_until = time.monotonic() + 17
+        while time.monotonic() < failing_until:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.ListPayments(request, timeout=2)
+            assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+            await asyncio.sleep(0.5)
+
+        server = grpc.aio.server()
+        payments_pb2_grpc.add_PaymentsServiceServicer_to_server(Answers(), server)  # type: ignore[abstract]  # serves only the RPC under test
+        assert server.add_insecure_port(f"127.0.0.1:{port}") == port
+        await server.start()
+        started = time.monotonic()
+        while True:
+            try:
+                await stub.ListPayments(request, timeout=2)
+                break
+            except grpc.aio.AioRpcError:
+                assert time.monotonic() - started < 7, "the channel did not try the peer again within 7 s"
+                await asyncio.sleep(0.2)
+    finally:
+        await channel.close()
+        if server is not None:
+            await server.stop(0)

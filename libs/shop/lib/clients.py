@@ -193,6 +193,10 @@ def make_channel(
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
+            # gRPC's default backoff grows to 120 s between connection attempts: a replica that
+            # came back (or started after its callers) stayed unused that long. A connect attempt
+            # every 5 s at most to a peer that is down costs nothing.
+            ("grpc.max_reconnect_backoff_ms", 5_000),
             ("grpc.max_receive_message_length", 8 * 1024 * 1024),
         ],
         interceptors=[*interceptors, *(tracing or [])] or None,
