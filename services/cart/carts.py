@@ -59,33 +59,34 @@ async def add_item(
     runtime, owner: Owner, product_id: str, quantity: int, request_id: str | None
 ) -> tuple[PricedCart, bool]:
     """Adds `quantity` to the product's line; with a `request_id` (idempotency key) a repeat adds
-    nothing and answers the cart `replayed`. The key is recorded in the add's own transaction."""
+    nothing and answers the cart `replayed`. The key is recorded in the add's own transaction, so a
+    refused add does not use it up. On PostgreSQL: one read, one catalog call, then BEGIN, two
+    statements (`repository.touch_and_remember`, `repository.add_line`), COMMIT."""
     fingerprint = domain.add_fingerprint(product_id, quantity)
-    if request_id is not None:
-        stored = await repository.read_request_fingerprint(runtime.db, owner.cart_id, request_id)
-        if stored is not None:  # a repeat: nothing is added again
-            check_replay(stored, fingerprint)
-            return await priced(runtime, owner), True
+    lines_before, stored = await repository.lines_and_request(runtime.db, owner.cart_id, request_id)
+    if stored is not None:  # a repeat: nothing is added again
+        check_replay(stored, fingerprint)
+        return await priced(runtime, owner, lines=lines_before), True
     # One catalog call prices the whole answer: the product added and the lines already there.
-    lines_before = await repository.read_lines(runtime.db, owner.cart_id)
     catalog = await products(runtime, [product_id, *(line.product_id for line in lines_before)])
     product = domain.check_can_hold(catalog.get(product_id), product_id, quantity, runtime.settings.currency)
     now = utcnow()
     lines: list[Line] | None = None
     async with runtime.db.write() as tx:
-        cart_id = await repository.touch_cart(tx, owner, now)  # locks the cart: one writer at a time
-        stored = None
-        if request_id is not None:
-            stored = await repository.remember_request(tx, cart_id, request_id, fingerprint, now)
+        # Locks the cart (one writer at a time) and records the key.
+        stored = await repository.touch_and_remember(tx, owner, request_id, fingerprint, now)
         if stored is not None:  # the same key won a race with this request
             check_replay(stored, fingerprint)
         else:
-            await _check_room(runtime, tx, cart_id, product_id)
-            added = await repository.add_quantity(tx, cart_id, product_id, quantity, domain.line_cap(product), now)
-            if added is None:
-                existing = await repository.line_quantity(tx, cart_id, product_id)
-                raise domain.add_refusal(existing, quantity, product)  # rolls back: nothing changed
-            lines = await repository.lines(tx, cart_id)  # under the cart's lock: exactly this add's result
+            max_lines = runtime.settings.max_cart_lines
+            added = await repository.add_line(
+                tx, owner.cart_id, product_id, quantity, domain.line_cap(product), max_lines, now
+            )
+            if added.lines is None:  # raising rolls back: nothing changed, the key is not kept
+                if not added.existing:
+                    domain.check_room_for_new_line(added.line_count, max_lines)
+                raise domain.add_refusal(added.existing, quantity, product)
+            lines = added.lines  # under the cart's lock: exactly this add's result
     return await priced(runtime, owner, catalog, lines), stored is not None
 
 

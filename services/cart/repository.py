@@ -17,8 +17,9 @@ from datetime import datetime
 from sqlalchemy import Integer, column
 
 from services.cart.domain import TAKEN, Line, Owner
-from services.cart.models import CartCheckout, CartItem, CartRequest
+from services.cart.models import Cart, CartCheckout, CartItem, CartRequest
 from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id
+from shop.lib.errors import Aborted
 
 _NOW = {"now": UTCDateTime()}
 
@@ -77,6 +78,53 @@ REQUEST_FINGERPRINT = Query(
     "SELECT fingerprint FROM cart_requests WHERE cart_id = :cart_id AND request_id = :request_id",
     [CartRequest.fingerprint],
 )
+# Before an add (no transaction): the cart's lines and, when the add carries a key, the fingerprint
+# stored with that key (a replay), in one round trip. The key's row has no product.
+LINES_AND_REQUEST = Query(
+    "SELECT product_id, quantity, NULL AS fingerprint FROM cart_items WHERE cart_id = :cart_id "
+    "UNION ALL SELECT NULL, NULL, fingerprint FROM cart_requests WHERE cart_id = :cart_id AND request_id = :request_id",
+    [CartItem.product_id, CartItem.quantity, CartRequest.fingerprint],
+)
+# PostgreSQL's touch (see `touch_cart`): the cart stamped and its row locked; no row when it does
+# not exist. Creating it: every unique column an arbiter, so concurrent creations wait, not fail.
+STAMP_AND_LOCK = Query("UPDATE carts SET updated_at = :now WHERE id = :cart_id RETURNING id", [Cart.id], types=_NOW)
+CREATE_CART = Query(
+    "INSERT INTO carts (id, user_id, session_id, created_at, updated_at) "
+    "VALUES (:id, :user_id, :session_id, :now, :now) ON CONFLICT DO NOTHING",
+    types=_NOW,
+)
+# An add's first statement on PostgreSQL: STAMP_AND_LOCK and the add's key remembered; `cart_id` is
+# NULL when the cart does not exist (nothing written), `id` when the key was there already.
+STAMP_AND_REMEMBER = Query(
+    "WITH touched AS (UPDATE carts SET updated_at = :now WHERE id = :cart_id RETURNING id), "
+    "remembered AS (INSERT INTO cart_requests (id, cart_id, request_id, fingerprint, created_at) "
+    "SELECT :id, touched.id, :request_id, :fingerprint, :now FROM touched "
+    "ON CONFLICT (cart_id, request_id) DO NOTHING RETURNING id) "
+    "SELECT (SELECT id FROM touched) AS cart_id, (SELECT id FROM remembered) AS id",
+    [CartRequest.cart_id, CartRequest.id],
+)
+# The add itself on PostgreSQL, once the cart's row is locked (so this statement's snapshot holds
+# every earlier write to the cart): room for a new line, the capped increment and the lines after
+# it, in one statement. One row per line after the add, each with the room figures; when the add is
+# refused, one row of room figures and no line.
+ADD_TO_LOCKED_CART = Query(
+    "WITH room AS (SELECT count(*) AS line_count, "
+    "coalesce(sum(CASE WHEN product_id = :product_id THEN quantity ELSE 0 END), 0) AS existing "
+    "FROM cart_items WHERE cart_id = :cart_id), "
+    "added AS (INSERT INTO cart_items (id, cart_id, product_id, quantity, created_at, updated_at) "
+    "SELECT :id, :cart_id, :product_id, :quantity, :now, :now FROM room "
+    "WHERE room.existing > 0 OR room.line_count < :max_lines "
+    "ON CONFLICT (cart_id, product_id) DO UPDATE "
+    "SET quantity = cart_items.quantity + excluded.quantity, updated_at = excluded.updated_at "
+    "WHERE cart_items.quantity + excluded.quantity <= :cap "
+    "RETURNING product_id, quantity, created_at), "
+    "after_add AS (SELECT product_id, quantity, created_at FROM cart_items "
+    "WHERE cart_id = :cart_id AND product_id <> :product_id AND EXISTS (SELECT 1 FROM added) "
+    "UNION ALL SELECT product_id, quantity, created_at FROM added) "
+    "SELECT room.line_count, room.existing, after_add.product_id, after_add.quantity "
+    "FROM room LEFT JOIN after_add ON true ORDER BY after_add.created_at, after_add.product_id",
+    [column("line_count", Integer), column("existing", Integer), CartItem.product_id, CartItem.quantity],
+)
 REMEMBER_REQUEST = Query(
     "INSERT INTO cart_requests (id, cart_id, request_id, fingerprint, created_at) "
     "VALUES (:id, :cart_id, :request_id, :fingerprint, :now) "
@@ -130,9 +178,24 @@ DELETE_OLD_REQUESTS = Query("DELETE FROM cart_requests WHERE created_at < :cutof
 
 
 async def touch_cart(tx: Transaction, owner: Owner, now: datetime) -> str:
-    """Creates the owner's cart if needed and marks it changed now (locks its row)."""
-    await tx.execute(TOUCH_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
+    """Creates the owner's cart if needed and marks it changed now (locks its row).
+
+    On PostgreSQL the upsert (TOUCH_CART) races when two first writes create one cart at once: its
+    ON CONFLICT covers the id, not the owner's own unique column, so one of them failed with a
+    unique violation or a deadlock. There the cart is stamped (the common case, one statement) and
+    created only when missing, by an insert that waits for a concurrent one instead of failing.
+    SQLite serialises writers: the upsert cannot race."""
+    if not tx.is_postgres:
+        await tx.execute(TOUCH_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
+        return owner.cart_id
+    if await tx.one(STAMP_AND_LOCK, cart_id=owner.cart_id, now=now) is None:
+        await _create_cart(tx, owner, now)
+        await tx.one(STAMP_AND_LOCK, cart_id=owner.cart_id, now=now)
     return owner.cart_id
+
+
+async def _create_cart(tx: Transaction, owner: Owner, now: datetime) -> None:
+    await tx.execute(CREATE_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
 
 
 async def lock_cart(tx: Transaction, cart_id: str) -> bool:
@@ -152,6 +215,70 @@ async def lines(tx: Transaction, cart_id: str) -> list[Line]:
 async def read_lines(db: Database, cart_id: str) -> list[Line]:
     """The lines on the lean read path (no transaction)."""
     return _lines(await db.read_all(LINES, cart_id=cart_id))
+
+
+async def lines_and_request(db: Database, cart_id: str, request_id: str | None) -> tuple[list[Line], str | None]:
+    """Before an add, on the lean read path: the cart's lines, and the fingerprint stored with
+    `request_id` (None when the key is new or there is none)."""
+    rows = await db.read_all(LINES_AND_REQUEST, cart_id=cart_id, request_id=request_id)
+    stored = next((row.fingerprint for row in rows if row.fingerprint is not None), None)
+    return _lines([row for row in rows if row.product_id is not None]), stored
+
+
+async def touch_and_remember(
+    tx: Transaction, owner: Owner, request_id: str | None, fingerprint: str, now: datetime
+) -> str | None:
+    """`touch_cart` (the cart's row locked), then the add's key recorded when it has one: None when
+    the key is new (or absent), else the fingerprint stored with it (a concurrent repeat got there
+    first). On PostgreSQL one statement when the cart exists (a first add creates it in between)."""
+    if request_id is None or not tx.is_postgres:
+        await touch_cart(tx, owner, now)
+        return None if request_id is None else await remember_request(tx, owner.cart_id, request_id, fingerprint, now)
+    params = {"id": new_id(), "cart_id": owner.cart_id, "request_id": request_id, "fingerprint": fingerprint}
+    row = await tx.one(STAMP_AND_REMEMBER, **params, now=now)
+    if row.cart_id is None:  # the cart's first write
+        await _create_cart(tx, owner, now)
+        row = await tx.one(STAMP_AND_REMEMBER, **params, now=now)
+        if row.cart_id is None:  # deleted again at once (a merge, the guest sweep): let the client retry
+            raise Aborted("The cart changed during the add; try again.", code="CART_CHANGED")
+    return None if row.id is not None else await request_fingerprint(tx, owner.cart_id, request_id)
+
+
+@dataclass(frozen=True)
+class Added:
+    """What an add found under the cart's lock: its line count and the product's quantity before,
+    and the lines after the add (None when refused: no room for a new line, or over `cap`)."""
+
+    line_count: int
+    existing: int
+    lines: list[Line] | None
+
+
+async def add_line(
+    tx: Transaction, cart_id: str, product_id: str, quantity: int, cap: int, max_lines: int, now: datetime
+) -> Added:
+    """Adds `quantity` to the product's line in the locked cart, when a new line has room (fewer
+    than `max_lines`) and the line stays within `cap`; nothing changes otherwise. One statement on
+    PostgreSQL; on SQLite `room`, `add_quantity`, `lines`."""
+    if not tx.is_postgres:
+        line_count, existing = await room(tx, cart_id, product_id)
+        if not existing and line_count >= max_lines:
+            return Added(line_count, existing, None)
+        if await add_quantity(tx, cart_id, product_id, quantity, cap, now) is None:
+            return Added(line_count, existing, None)
+        return Added(line_count, existing, await lines(tx, cart_id))
+    rows = await tx.all(
+        ADD_TO_LOCKED_CART,
+        id=new_id(),
+        cart_id=cart_id,
+        product_id=product_id,
+        quantity=quantity,
+        cap=cap,
+        max_lines=max_lines,
+        now=now,
+    )
+    after = [row for row in rows if row.product_id is not None]
+    return Added(int(rows[0].line_count), int(rows[0].existing), _lines(after) if after else None)
 
 
 async def room(tx: Transaction, cart_id: str, product_id: str) -> tuple[int, int]:
