@@ -2,7 +2,7 @@
 and SQLite where the dialects agree. Writes run inside `db.write()` (one short transaction of
 prepared statements); reads outside a write use `db.read_all` (no transaction).
 
-Every mutation first upserts the cart row (`touch_cart`), which both creates the cart on first
+Every mutation first stamps the cart row (`touch_cart`), which both creates the cart on first
 use and takes the cart row's lock, so writes to one cart are serialised and never deadlock.
 Line increments are one atomic `INSERT ... ON CONFLICT (cart_id, product_id) DO UPDATE SET
 quantity = quantity + n WHERE quantity + n <= cap`: concurrent adds never lose an update.
