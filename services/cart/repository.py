@@ -78,12 +78,14 @@ REQUEST_FINGERPRINT = Query(
     "SELECT fingerprint FROM cart_requests WHERE cart_id = :cart_id AND request_id = :request_id",
     [CartRequest.fingerprint],
 )
-# Before an add (no transaction): the cart's lines and, when the add carries a key, the fingerprint
-# stored with that key (a replay), in one round trip. The key's row has no product.
+# Before an add (no transaction): the cart's lines in LINES' order and, when the add carries a key,
+# the fingerprint stored with that key (a replay), in one round trip. The key's row has no product.
 LINES_AND_REQUEST = Query(
-    "SELECT product_id, quantity, NULL AS fingerprint FROM cart_items WHERE cart_id = :cart_id "
-    "UNION ALL SELECT NULL, NULL, fingerprint FROM cart_requests WHERE cart_id = :cart_id AND request_id = :request_id",
-    [CartItem.product_id, CartItem.quantity, CartRequest.fingerprint],
+    "SELECT product_id, quantity, NULL AS fingerprint, created_at FROM cart_items WHERE cart_id = :cart_id "
+    "UNION ALL SELECT NULL, NULL, fingerprint, NULL FROM cart_requests "
+    "WHERE cart_id = :cart_id AND request_id = :request_id "
+    "ORDER BY 4, 1",
+    [CartItem.product_id, CartItem.quantity, CartRequest.fingerprint, CartItem.created_at],
 )
 # PostgreSQL's touch (see `touch_cart`): the cart stamped and its row locked; no row when it does
 # not exist. Creating it: every unique column an arbiter, so concurrent creations wait, not fail.

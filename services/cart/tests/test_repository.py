@@ -129,3 +129,19 @@ async def test_concurrent_first_writes_create_one_cart(db):
 
         assert await asyncio.gather(*(touch() for _ in range(16))) == [owner.cart_id] * 16
         assert await asyncio.gather(*(add(db, owner, str(uuid.uuid4()), 1, key="first") for _ in range(8)))
+
+
+async def test_the_read_before_an_add_gives_the_lines_in_the_carts_order(db):
+    """A replay answers from this read: its lines come in the order every other answer uses (the
+    order they were added), whatever order the table or an index hands them over in."""
+    owner = Owner(session_id=str(uuid.uuid4()))
+    products = sorted((str(uuid.uuid4()) for _ in range(4)), reverse=True)  # ids against the add order
+    for product_id in products:
+        await add(db, owner, product_id, 1, key=f"k-{product_id}")
+    await add(db, owner, products[0], 1)  # an update moves the first line's row version in the table
+    expected = [Line(products[0], 2), *(Line(product_id, 1) for product_id in products[1:])]
+    assert await cart_lines(db, owner) == expected
+    assert await repository.lines_and_request(db, owner.cart_id, f"k-{products[2]}") == (
+        expected,
+        f"{products[2]}:1",
+    )
