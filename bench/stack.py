@@ -97,6 +97,7 @@ def start_shop(var_dir: Path, http_port: int, replicas: int, urls: dict[str, str
         **os.environ,
         "SHOP_VAR_DIR": str(var_dir),
         "SHOP_HTTP_PORT": str(http_port),
+        "SHOP_GATEWAY_METRICS_PORT": str(free_port()),  # not the default HTTP port + 1000: probed free
         "SHOP_LOCAL_BASE_PORT": str(free_base_port(replicas)),
         "SHOP_ADMIN_EMAIL": ADMIN_EMAIL,
         "SHOP_ADMIN_PASSWORD": ADMIN_PASSWORD,

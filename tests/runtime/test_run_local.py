@@ -24,6 +24,9 @@ def start(var_dir, http_port, base_port, replicas):
         **os.environ,
         "SHOP_VAR_DIR": str(var_dir),
         "SHOP_HTTP_PORT": str(http_port),
+        # Probed free too: the default (the HTTP port + 1000) was once some other process's
+        # ephemeral port, and the gateway failed to bind its metrics server.
+        "SHOP_GATEWAY_METRICS_PORT": str(free_port()),
         "SHOP_LOCAL_BASE_PORT": str(base_port),
         "SHOP_ADMIN_PASSWORD": "Admin-Passw0rd-for-tests",
     }
