@@ -19,7 +19,6 @@ from sqlalchemy import Integer, column
 from services.cart.domain import TAKEN, Line, Owner
 from services.cart.models import Cart, CartCheckout, CartItem, CartRequest
 from shop.lib.db import Database, Query, Transaction, UTCDateTime, new_id
-from shop.lib.errors import Aborted
 
 _NOW = {"now": UTCDateTime()}
 
@@ -191,13 +190,9 @@ async def touch_cart(tx: Transaction, owner: Owner, now: datetime) -> str:
         await tx.execute(TOUCH_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
         return owner.cart_id
     if await tx.one(STAMP_AND_LOCK, cart_id=owner.cart_id, now=now) is None:
-        await _create_cart(tx, owner, now)
+        await tx.execute(CREATE_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
         await tx.one(STAMP_AND_LOCK, cart_id=owner.cart_id, now=now)
     return owner.cart_id
-
-
-async def _create_cart(tx: Transaction, owner: Owner, now: datetime) -> None:
-    await tx.execute(CREATE_CART, id=owner.cart_id, user_id=owner.user_id, session_id=owner.session_id, now=now)
 
 
 async def lock_cart(tx: Transaction, cart_id: str) -> bool:
@@ -232,17 +227,21 @@ async def touch_and_remember(
 ) -> str | None:
     """`touch_cart` (the cart's row locked), then the add's key recorded when it has one: None when
     the key is new (or absent), else the fingerprint stored with it (a concurrent repeat got there
-    first). On PostgreSQL one statement when the cart exists (a first add creates it in between)."""
+    first). On PostgreSQL one statement when the cart exists."""
     if request_id is None or not tx.is_postgres:
         await touch_cart(tx, owner, now)
         return None if request_id is None else await remember_request(tx, owner.cart_id, request_id, fingerprint, now)
-    params = {"id": new_id(), "cart_id": owner.cart_id, "request_id": request_id, "fingerprint": fingerprint}
-    row = await tx.one(STAMP_AND_REMEMBER, **params, now=now)
-    if row.cart_id is None:  # the cart's first write
-        await _create_cart(tx, owner, now)
-        row = await tx.one(STAMP_AND_REMEMBER, **params, now=now)
-        if row.cart_id is None:  # deleted again at once (a merge, the guest sweep): let the client retry
-            raise Aborted("The cart changed during the add; try again.", code="CART_CHANGED")
+    row = await tx.one(
+        STAMP_AND_REMEMBER,
+        id=new_id(),
+        cart_id=owner.cart_id,
+        request_id=request_id,
+        fingerprint=fingerprint,
+        now=now,
+    )
+    if row.cart_id is None:  # the cart's first write: `touch_cart` creates it, then the key alone
+        await touch_cart(tx, owner, now)
+        return await remember_request(tx, owner.cart_id, request_id, fingerprint, now)
     return None if row.id is not None else await request_fingerprint(tx, owner.cart_id, request_id)
 
 
