@@ -180,19 +180,23 @@ def start_baseline(port: int, database_url: str, log: Path) -> subprocess.Popen:
 
 
 def start_hop(
-    back_port: int, front_port: int, database_url: str, log: Path
-) -> tuple[subprocess.Popen, subprocess.Popen]:
-    """bench/hop.py's two processes: the back (gRPC + one query) and the front (FastAPI) calling it."""
+    back_port: int, mid_port: int, front_port: int, db_urls: dict[str, str], log: Path
+) -> tuple[subprocess.Popen, subprocess.Popen, subprocess.Popen]:
+    """bench/hop.py's three processes: the back (gRPC on the catalog's database), the mid (gRPC on
+    the cart's database, calling the back) and the front (FastAPI) calling both."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    back = start_process(
-        [sys.executable, "-m", "bench.hop", "back", "--port", str(back_port), "--database-url", database_url], env, log
+    hop = [sys.executable, "-m", "bench.hop"]
+    back = start_process([*hop, "back", "--port", str(back_port), "--database-url", db_urls["catalog"]], env, log)
+    backend = f"127.0.0.1:{back_port}"
+    mid = start_process(
+        [*hop, "mid", "--port", str(mid_port), "--database-url", db_urls["cart"], "--backend", backend], env, log
     )
     front = start_process(
-        [sys.executable, "-m", "bench.hop", "front", "--port", str(front_port), "--backend", f"127.0.0.1:{back_port}"],
+        [*hop, "front", "--port", str(front_port), "--backend", backend, "--cart-backend", f"127.0.0.1:{mid_port}"],
         env,
         log,
     )
-    return back, front
+    return back, mid, front
 
 
 def stop(process: subprocess.Popen, timeout: float = 60) -> None:

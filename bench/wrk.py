@@ -80,7 +80,7 @@ request = function()
   counter = counter + 1
   local product = ids[((slot + round) %% #ids) + 1]
   local body = '{"productId": "' .. product .. '", "quantity": 1}'
-  return wrk.format("POST", "/api/v1/cart/items",
+  return wrk.format("POST", "%(path)s",
     {["Content-Type"] = "application/json", ["X-Session-ID"] = sessions[slot + 1]}, body)
 end
 """
@@ -176,12 +176,19 @@ def write_script(directory: Path, name: str, items: list[tuple[str, dict[str, st
     return path
 
 
-def write_cart_add_script(directory: Path, product_ids: list[str], connections: int) -> Path:
-    path = directory / "cart-add.lua"
+def write_cart_add_script(
+    directory: Path,
+    product_ids: list[str],
+    connections: int,
+    name: str = "cart-add",
+    url_path: str = "/api/v1/cart/items",
+) -> Path:
+    path = directory / f"{name}.lua"
     ids = "{" + ", ".join(lua_string(pid) for pid in product_ids) + "}"
     done = LUA[LUA.index("done = function") :]
     path.write_text(
-        CART_ADD_LUA % {"ids": ids, "pool_size": max(64, 8 * connections), "adds_per_cart": ADDS_PER_CART}
+        CART_ADD_LUA
+        % {"ids": ids, "pool_size": max(64, 8 * connections), "adds_per_cart": ADDS_PER_CART, "path": url_path}
         + done % {"marker": MARKER}
     )
     return path

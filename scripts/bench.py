@@ -5,7 +5,8 @@ server on 127.0.0.1:5432 when it answers, else SQLite with --sqlite or when none
 limits and the gateway's product cache off. Beside it run a second gateway with the product cache
 on, bench/baseline.py (FastAPI + one SQL query on the catalog's database) and bench/hop.py (the
 same read split into a FastAPI front and a bare gRPC back: the floor of the architecture, with none
-of the shop's code, measured beside the baseline in the same A B A B rounds). Stateless scenarios
+of the shop's code, measured beside the baseline in the same A B A B rounds, and the floors of the
+list, the cart read and the cart add right after the shop's). Stateless scenarios
 cart add and checkout are driven by wrk (an asyncio httpx client only makes the data beforehand:
 buyers, carts). Each scenario has a warm-up, then a measured window over which every process's CPU
 time is read from /proc.
@@ -222,13 +223,27 @@ async def run_scenarios(bench: Bench, http: httpx.AsyncClient, data: dict[str, A
             [("/api/v1/cart", {"X-Session-ID": s}) for s in data.get("sessions", [])],
         ),
     }
+    # The floors of two more reads, each measured right after the shop's (bench/hop.py).
+    floors: dict[str, tuple[str, str, list[tuple[str, dict[str, str]]]]] = {
+        "list": ("hop-list", "bare gRPC hop, list (20)", [("/products?page_size=20", {})]),
+        "cart-read": (
+            "hop-cart",
+            "bare gRPC hops, cart read",
+            [("/cart", {"X-Session-ID": s}) for s in data.get("sessions", [])],
+        ),
+    }
     for scenario, (label, target, items) in stateless.items():
         if scenario in chosen:
             bench.wrk_scenario(scenario, label, target, items)
+            if scenario in floors and "hop" in bench.urls:
+                bench.wrk_scenario(*floors[scenario][:2], "hop", floors[scenario][2])
     if "cart-add" in chosen:
         bench.wrk_scenario(
             "cart-add", "cart add", "shop", [], script=wrk.write_cart_add_script(bench.workdir, ids, args.connections)
         )
+        if "hop" in bench.urls:
+            script = wrk.write_cart_add_script(bench.workdir, ids, args.connections, "hop-cart-add", "/cart/items")
+            bench.wrk_scenario("hop-cart-add", "bare gRPC hops, cart add", "hop", [], script=script)
     if "healthz" in chosen:
         bench.wrk_scenario("healthz", "gateway alone (/healthz)", "shop", [("/healthz", {})])
     if "product-cached" in chosen:
@@ -291,9 +306,9 @@ def start_extras(
         urls["baseline"] = f"http://127.0.0.1:{port}"
         stack.wait_ready(urls["baseline"] + "/healthz", extras["baseline"], "the baseline")
     if "hop" in args.scenarios and "baseline" in args.scenarios and db_urls:
-        back_port, front_port = stack.free_port(), stack.free_port()
-        extras["hop-back"], extras["hop-front"] = stack.start_hop(
-            back_port, front_port, db_urls["catalog"], workdir / "hop.log"
+        back_port, mid_port, front_port = stack.free_port(), stack.free_port(), stack.free_port()
+        extras["hop-back"], extras["hop-mid"], extras["hop-front"] = stack.start_hop(
+            back_port, mid_port, front_port, db_urls, workdir / "hop.log"
         )
         urls["hop"] = f"http://127.0.0.1:{front_port}"
         stack.wait_ready(urls["hop"] + "/healthz", extras["hop-front"], "the bare gRPC hop")
