@@ -200,6 +200,16 @@ class Query:
 DUPLICATE_KEY = (IntegrityError, psycopg.errors.UniqueViolation)
 
 
+_TUPLES_OK = psycopg.pq.ExecStatus.TUPLES_OK
+
+
+async def _fetched(cursor: psycopg.AsyncCursor[Any]) -> list:
+    """The rows of the statement the cursor ran; none for a write without RETURNING. Told by the
+    result's status: `cursor.description` would build a Column object per field on every read."""
+    result = cursor.pgresult
+    return await cursor.fetchall() if result is not None and result.status == _TUPLES_OK else []
+
+
 class Transaction:
     """One unit of work on the lean path (`Database.write()`): `Query` statements in a single
     transaction, committed when the block ends and rolled back on any exception."""
@@ -215,8 +225,7 @@ class Transaction:
     async def all(self, query: Query, **params: Any) -> list:
         if self._core is not None:
             return _tuples(await self._core.execute(query.core, params))
-        cursor = await self._postgres.execute(query.psycopg, params)
-        return await cursor.fetchall() if cursor.description else []
+        return await _fetched(await self._postgres.execute(query.psycopg, params))
 
     async def one(self, query: Query, **params: Any) -> Any:
         rows = await self.all(query, **params)
@@ -344,7 +353,7 @@ class Database:
         pool = await self._lean_pool()
         connection, cursor = await self._on_live_connection(pool, sql, params)
         try:
-            return await cursor.fetchall() if cursor.description else []
+            return await _fetched(cursor)
         finally:
             await pool.putconn(connection)
 
