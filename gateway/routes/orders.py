@@ -234,6 +234,19 @@ async def update_order_status(
     return data(order_json(response.order))
 
 
+SSE_EVENT = {
+    "type": "object",
+    "description": 'One event. `data` is JSON: an OrderEvent for `status`, `{"code"}` for `error`.',
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "error"]},
+        "id": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+    "required": ["data"],
+}
+
+
 @router.get(
     "/orders/{orderId}/events",
     operation_id="orders-events",
@@ -249,7 +262,8 @@ async def update_order_status(
     responses={
         200: {
             "description": "The event stream; each `data` is an OrderEvent.",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            # OpenAPI 3.1 (before `itemSchema`): the schema of a text/event-stream is one event's.
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         **errors(
             404,

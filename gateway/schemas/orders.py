@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, line_json, rfc3339
 from gateway.schemas.users import Address, AddressInput, address_fields, address_json
@@ -200,7 +200,25 @@ class CancelBody(ApiModel):
     reason: str | None = Field(None, max_length=300)
 
 
+# Any character Python's str.strip() keeps: the orders service refuses a carrier or tracking number
+# that strips to nothing (services/orders/domain.py), so the schema says "not blank" in its terms
+# (JSON Schema's \S would disagree on a few, e.g. U+001C and U+FEFF).
+_NOT_BLANK = "[^" + "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace()) + "]"
+_SHIPPED_NEEDS_TRACKING = {
+    "if": {"properties": {"status": {"const": "SHIPPED"}}, "required": ["status"]},
+    "then": {
+        "required": ["carrier", "trackingNumber"],
+        "properties": {
+            "carrier": {"type": "string", "pattern": _NOT_BLANK},
+            "trackingNumber": {"type": "string", "pattern": _NOT_BLANK},
+        },
+    },
+}
+
+
 class StatusBody(ApiModel):
+    model_config = ConfigDict(json_schema_extra=_SHIPPED_NEEDS_TRACKING)
+
     status: Literal["PROCESSING", "SHIPPED", "DELIVERED"]
     carrier: str | None = Field(None, max_length=100, description="Required for SHIPPED.")
     tracking_number: str | None = Field(None, max_length=100, description="Required for SHIPPED.")
