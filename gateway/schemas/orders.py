@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
 
 from gateway.schemas.common import ApiModel, DateTime, OutModel, Uuid, line_json, rfc3339
 from gateway.schemas.users import Address, AddressInput, address_fields, address_json
@@ -204,7 +205,7 @@ class CancelBody(ApiModel):
 # that strips to nothing (services/orders/domain.py), so the schema says "not blank" in its terms
 # (JSON Schema's \S would disagree on a few, e.g. U+001C and U+FEFF).
 _NOT_BLANK = "[^" + "".join(ch for ch in map(chr, range(0x3001)) if ch.isspace()) + "]"
-_SHIPPED_NEEDS_TRACKING = {
+_SHIPPED_NEEDS_TRACKING: JsonDict = {
     "if": {"properties": {"status": {"const": "SHIPPED"}}, "required": ["status"]},
     "then": {
         "required": ["carrier", "trackingNumber"],
