@@ -203,6 +203,7 @@ async def test_unsetting_the_default_directly_is_refused(suite):
         ({"country": ""}, "country"),
         ({"postalCode": ""}, "postalCode"),
         ({"postalCode": "<script>"}, "postalCode"),
+        ({"postalCode": " 00".ljust(41)}, "postalCode"),  # 2 once trimmed, 41 as sent: maxLength is 40
         ({"label": ""}, "label"),
         ({"line1": "x" * 201}, "line1"),
         ({"city": "   "}, "city"),

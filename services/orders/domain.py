@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from shop.lib.addresses import clean_country, clean_phone
+from shop.lib.addresses import clean_country, clean_phone, clean_postal_code
 from shop.lib.errors import Conflict, ValidationError
 from shop.lib.validation import FieldErrors
 
@@ -237,10 +237,12 @@ def validate_address(
         if not clean[name]:
             errors.add(_CAMEL.get(name, name), "is required")
     for name in ADDRESS_FIELDS:
-        if name not in ("country", "phone") and len(clean[name]) > MAX_ADDRESS_FIELD:
+        if name not in ("country", "phone", "postal_code") and len(clean[name]) > MAX_ADDRESS_FIELD:
             errors.set(_CAMEL.get(name, name), f"must be at most {MAX_ADDRESS_FIELD} characters")
     if clean["country"]:
         clean["country"] = clean_country(errors, "country", clean["country"])
+    if clean["postal_code"] and not saved:
+        clean["postal_code"] = clean_postal_code(errors, "postalCode", address.get("postal_code") or "")
     if not saved:
         clean["phone"] = clean_phone(errors, "phone", clean["phone"], clean["country"])
     errors.raise_if_any()

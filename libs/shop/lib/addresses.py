@@ -1,5 +1,8 @@
-"""Address rules every service shares: the country (ISO 3166-1 alpha-2, from `pycountry`) and the
-phone number (from `phonenumbers`, Google's libphonenumber).
+"""Address rules every service shares: the country (ISO 3166-1 alpha-2, from `pycountry`), the
+postal code and the phone number (from `phonenumbers`, Google's libphonenumber).
+
+The postal code: 1..20 letters, digits, spaces or hyphens once trimmed, and at most 40 characters
+as sent (the documented maxLength counts the spaces around it too).
 
 API.md: `country (ISO 3166-1 alpha-2), phone?` in every Address. The phone rule:
 - optional (empty is fine); at most 32 characters (the column); digits, spaces and `+ ( ) . - /`;
@@ -21,6 +24,10 @@ from shop.lib.validation import FieldErrors
 # The officially assigned ISO 3166-1 alpha-2 codes.
 COUNTRY_CODES: frozenset[str] = frozenset(country.alpha_2 for country in pycountry.countries)
 COUNTRY_MESSAGE = "must be an ISO 3166-1 alpha-2 country code such as US or DE"
+
+POSTAL_CODE_MAX_CHARS = 40
+POSTAL_CODE_MESSAGE = "must be 1..20 letters, digits, spaces or hyphens"
+_POSTAL_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$")
 
 PHONE_MAX_CHARS = 32
 PHONE_MESSAGE = "must be a phone number such as +1 555 0100"
@@ -66,4 +73,18 @@ def clean_phone(errors: FieldErrors, field_name: str, value: str, country: str |
     problem = phone_problem(value, normalize_country(country) if country else None)
     if problem:
         errors.add(field_name, problem)
+    return value
+
+
+def clean_postal_code(errors: FieldErrors, field_name: str, value: str) -> str:
+    """The trimmed code; a problem is added when it is empty, longer than POSTAL_CODE_MAX_CHARS
+    as sent, or not 1..20 letters, digits, spaces or hyphens."""
+    sent = len(value)
+    value = value.strip()
+    if not value:
+        errors.add(field_name, "is required")
+    elif sent > POSTAL_CODE_MAX_CHARS:
+        errors.add(field_name, f"must be at most {POSTAL_CODE_MAX_CHARS} characters")
+    elif not _POSTAL_CODE.fullmatch(value):
+        errors.add(field_name, POSTAL_CODE_MESSAGE)
     return value

@@ -136,6 +136,11 @@ def test_address_validation_country_and_postal_code():
     assert set(problems.fields) == {"country", "postalCode", "label"}
     _, problems = domain.clean_address_fields({"country": "USA"})
     assert "country" in problems.fields
+    # The documented maxLength (40) counts the spaces around the code, as sent.
+    cleaned, problems = domain.clean_address_fields({"postal_code": " 00".ljust(40)})
+    assert not problems and cleaned["postal_code"] == "00"
+    _, problems = domain.clean_address_fields({"postal_code": " 00".ljust(41)})
+    assert problems.fields == {"postalCode": ["must be at most 40 characters"]}
 
 
 def test_address_phone_is_a_possible_number_for_its_country():

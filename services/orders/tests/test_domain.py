@@ -160,6 +160,15 @@ def test_shipping_phone_is_a_possible_number_for_the_country():
     assert domain.validate_address({**GOOD_ADDRESS, "phone": "12"}, prefix="address", saved=True)["phone"] == "12"
 
 
+def test_shipping_postal_code_follows_the_documented_rule():
+    # 40 characters as sent is the documented maxLength (spaces around the code count too).
+    assert domain.validate_address({**GOOD_ADDRESS, "postal_code": " N1 1AA".ljust(40)})["postal_code"] == "N1 1AA"
+    for code in (" N1 1AA".ljust(41), "<script>", "N1_1AA", "X" * 21):
+        with pytest.raises(ValidationError) as caught:
+            domain.validate_address({**GOOD_ADDRESS, "postal_code": code})
+        assert set(caught.value.fields) == {"shippingAddress.postalCode"}, code
+
+
 def test_payment_validation():
     domain.validate_payment("card", "tok_visa")
     with pytest.raises(ValidationError) as caught:
