@@ -20,6 +20,8 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("SHOP_SCHEMATHESIS_EXAMPLES", "5"))
 # A fixed seed by default, so `make test` fails (or passes) the same way on every machine; set
@@ -101,6 +103,7 @@ def config_toml(report: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.timeout(MAX_SECONDS + 240)  # the run's bound, plus the stack's start and the report
 async def test_the_live_gateway_keeps_its_contract(suite, tmp_path):
     customer = await suite.register()
     admin = await suite.admin()
