@@ -147,24 +147,26 @@ def new_pool(database_url: str) -> AsyncConnectionPool:
     )
 
 
+async def fetch_rows(pool: Any, query: str, params: Any) -> list[dict[str, Any]]:
+    """One autocommit query on a pooled connection; rows are dicts (dict_row)."""
+    async with pool.connection() as conn:
+        return await (await conn.execute(query, params)).fetchall()
+
+
 class Back:
     """The catalog's three reads, each one query."""
 
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool: Any = pool  # rows are dicts (dict_row), which the pool's generic type cannot say
 
-    async def rows(self, query: str, params: tuple) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
-            return await (await conn.execute(query, params)).fetchall()
-
     async def get_product(self, request: catalog_pb2.GetProductRequest, context: grpc.aio.ServicerContext):
-        rows = await self.rows(QUERY, (request.product_id,))
+        rows = await fetch_rows(self.pool, QUERY, (request.product_id,))
         if not rows or rows[0]["status"] == "ARCHIVED":
             await context.abort(grpc.StatusCode.NOT_FOUND, "not found")
         return catalog_pb2.GetProductResponse(product=product_proto(rows[0]))
 
     async def list_products(self, request: catalog_pb2.ListProductsRequest, _context: grpc.aio.ServicerContext):
-        rows = await self.rows(LIST_QUERY, (request.page_size + 1,))
+        rows = await fetch_rows(self.pool, LIST_QUERY, (request.page_size + 1,))
         return catalog_pb2.ListProductsResponse(
             products=[product_proto(row) for row in rows[: request.page_size]],
             total_size=rows[0]["total_size"] if rows else 0,
@@ -173,7 +175,7 @@ class Back:
     async def batch_get_products(
         self, request: catalog_pb2.BatchGetProductsRequest, _context: grpc.aio.ServicerContext
     ):
-        rows = await self.rows(BATCH_QUERY, (list(request.product_ids),))
+        rows = await fetch_rows(self.pool, BATCH_QUERY, (list(request.product_ids),))
         return catalog_pb2.BatchGetProductsResponse(products=[product_proto(row) for row in rows])
 
 
@@ -184,10 +186,6 @@ class Mid:
         self.pool: Any = pool
         self.batch_get = batch_get
 
-    async def rows(self, query: str, params: Any) -> list[dict[str, Any]]:
-        async with self.pool.connection() as conn:
-            return await (await conn.execute(query, params)).fetchall()
-
     async def products(self, ids: list[str]) -> dict[str, catalog_pb2.Product]:
         if not ids:
             return {}
@@ -195,7 +193,7 @@ class Mid:
         return {p.id: p for p in answer.products}
 
     async def get_cart(self, request: cart_pb2.GetCartRequest, _context: grpc.aio.ServicerContext):
-        lines = await self.rows(CART_LINES_QUERY, (request.owner.session_id,))
+        lines = await fetch_rows(self.pool, CART_LINES_QUERY, (request.owner.session_id,))
         found = await self.products([str(line["product_id"]) for line in lines])
         cart_id = str(lines[0]["cart_id"]) if lines else ""
         return cart_pb2.GetCartResponse(
@@ -205,7 +203,7 @@ class Mid:
     async def add_cart_item(self, request: cart_pb2.AddCartItemRequest, context: grpc.aio.ServicerContext):
         lines = [
             (str(r["product_id"]), r["quantity"], str(r["cart_id"]))
-            for r in await self.rows(CART_LINES_QUERY, (request.owner.session_id,))
+            for r in await fetch_rows(self.pool, CART_LINES_QUERY, (request.owner.session_id,))
         ]
         found = await self.products([request.product_id, *(line[0] for line in lines)])
         product = found.get(request.product_id)
@@ -218,7 +216,7 @@ class Mid:
             "product_id": request.product_id,
             "quantity": request.quantity,
         }
-        added = await self.rows(ADD_QUERY, params)
+        added = await fetch_rows(self.pool, ADD_QUERY, params)
         if not added:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "over the line's cap")
         quantities = {product_id: quantity for product_id, quantity, _ in lines}
